@@ -1,0 +1,39 @@
+"""Asset and asset-check definitions for one order: selfie → proofs → print file."""
+
+import dagster as dg
+
+from assets.checks import identity_preserved, print_spec_met
+from assets.partitions import orders_partitions
+from assets.printing import print_file, print_master
+from assets.proofs import selfie, styled_candidates, validated_proofs
+
+proof_assets = [selfie, styled_candidates, validated_proofs]
+print_assets = [print_master, print_file]
+
+proof_job = dg.define_asset_job(
+    "proof_job",
+    selection=dg.AssetSelection.assets(*proof_assets),
+    partitions_def=orders_partitions,
+    description="Selfie to validated proofs for one order.",
+)
+print_job = dg.define_asset_job(
+    "print_job",
+    selection=dg.AssetSelection.assets(*print_assets),
+    partitions_def=orders_partitions,
+    description="Approved proof to the print-ready file for one order.",
+)
+
+__all__ = [
+    "identity_preserved",
+    "orders_partitions",
+    "print_assets",
+    "print_file",
+    "print_job",
+    "print_master",
+    "print_spec_met",
+    "proof_assets",
+    "proof_job",
+    "selfie",
+    "styled_candidates",
+    "validated_proofs",
+]

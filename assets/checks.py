@@ -1,0 +1,70 @@
+"""Quality gates, as asset checks with numbers the UI can plot."""
+
+import io
+import warnings
+
+import dagster as dg
+from PIL import Image
+
+from assets.partitions import orders_partitions
+from assets.printing import print_file
+from assets.proofs import validated_proofs
+from photogen_pipelines.imaging import SRGB_ICC
+from resources import ArtifactStorage, CatalogResource, OrderBookResource
+from photogen_pipelines.storage import OrderKeys, get_json
+
+# Partitioned checks are "preview" in Dagster 1.13 but are what a per-order gate needs.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+
+
+@dg.asset_check(asset=validated_proofs, partitions_def=orders_partitions, blocking=True)
+def identity_preserved(context: dg.AssetCheckExecutionContext, storage: ArtifactStorage) -> dg.AssetCheckResult:
+    """At least one proof is recognisably the customer: its similarity to the selfie
+    reaches the style's threshold. Blocking: nothing is printed from a failed gate."""
+    validation = get_json(storage.store(), OrderKeys(context.partition_key).validation)
+    passing = [s["similarity"] for s in validation["scores"] if s["passed"]]
+    best = max((s["similarity"] or -1.0 for s in validation["scores"]), default=-1.0)
+    return dg.AssetCheckResult(
+        passed=bool(passing),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "best_similarity": dg.FloatMetadataValue(best),
+            "threshold": dg.FloatMetadataValue(validation["threshold"]),
+            "proofs_passed": dg.IntMetadataValue(len(passing)),
+            "rounds": dg.IntMetadataValue(validation["rounds"]),
+        },
+        description=None if passing else "no proof reached the identity threshold; the order is rejected",
+    )
+
+
+@dg.asset_check(asset=print_file, partitions_def=orders_partitions, blocking=True)
+def print_spec_met(
+    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrderBookResource, catalog: CatalogResource
+) -> dg.AssetCheckResult:
+    """The file a provider receives has the product's exact pixels, DPI tags, the sRGB
+    profile and a resolution above the provider's minimum, read back from storage."""
+    store, keys = storage.store(), OrderKeys(context.partition_key)
+    order = orders.book().get(context.partition_key)
+    product = catalog.products().get(order.product_id)
+    manifest = get_json(store, keys.manifest)
+    with Image.open(io.BytesIO(store.get_bytes(manifest["file"]))) as image:
+        size, dpi, icc = image.size, image.info.get("dpi", (0, 0)), image.info.get("icc_profile")
+    problems = []
+    if size != product.pixel_size:
+        problems.append(f"pixel size {size} is not {product.pixel_size}")
+    if round(float(dpi[0])) != product.dpi or round(float(dpi[1])) != product.dpi:
+        problems.append(f"DPI tags {dpi} are not {product.dpi}")
+    if icc != SRGB_ICC:
+        problems.append("the sRGB profile is missing")
+    if manifest["effective_dpi"] < product.min_dpi:
+        problems.append(f"effective DPI {manifest['effective_dpi']} is below {product.min_dpi}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "width_px": dg.IntMetadataValue(size[0]),
+            "height_px": dg.IntMetadataValue(size[1]),
+            "effective_dpi": dg.FloatMetadataValue(manifest["effective_dpi"]),
+            "megabytes": dg.FloatMetadataValue(round(manifest["bytes"] / 2**20, 2)),
+        },
+        description="; ".join(problems) or None,
+    )

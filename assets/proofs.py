@@ -1,0 +1,186 @@
+"""Proof assets: the selfie becomes a few styled proofs that keep the customer's face."""
+
+
+import dagster as dg
+import numpy as np
+
+from assets.partitions import orders_partitions
+from photogen_pipelines.errors import BadInput
+from photogen_pipelines.imaging import open_png, png_bytes
+from photogen_pipelines.orders import OrderState
+from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidate, score_candidate, variant_seed
+from photogen_pipelines.storage import OrderKeys, get_json, put_json
+from assets._helpers import enter_state, reject_order, timed_stage
+from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine
+
+GROUP = "proofs"
+
+
+@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"})
+def selfie(
+    context: dg.AssetExecutionContext,
+    orders: OrderBookResource,
+    storage: ArtifactStorage,
+    catalog: CatalogResource,
+    faces: FaceEngine,
+    styles: StyleEngine,
+) -> dg.MaterializeResult:
+    """The customer's selfie: upright, sRGB, stripped, exactly one face, framed for the product."""
+    order_id = context.partition_key
+    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
+    order = book.get(order_id)
+    enter_state(book, order_id, OrderState.GENERATING)
+    product = catalog.products().get(order.product_id)
+    with timed_stage(book, order_id, "selfie") as timer:
+        try:
+            result = prepare_selfie(store.get_bytes(order.upload_key), product, faces.analyzer(), styles.proof_long_side)
+        except BadInput as exc:
+            raise reject_order(book, order_id, exc) from None
+        store.put_bytes(keys.selfie, png_bytes(result.image))
+        store.put_bytes(keys.portrait, png_bytes(result.portrait))
+        put_json(
+            store,
+            keys.selfie_info,
+            {
+                "face": result.face.to_json(),
+                "portrait_face": result.portrait_face.to_json(),
+                "embedding": [round(float(v), 6) for v in result.embedding],
+                "encoder": faces.analyzer().version,
+            },
+        )
+    context.log.info(f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}")
+    return dg.MaterializeResult(
+        metadata={
+            "face_score": dg.FloatMetadataValue(result.face.score),
+            "face_px": dg.IntMetadataValue(int(min(result.face.box.w, result.face.box.h))),
+            "portrait": dg.MetadataValue.path(store.uri(keys.portrait)),
+            "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
+        }
+    )
+
+
+def _render(styles: StyleEngine, catalog: CatalogResource, order, portrait: np.ndarray, variant: int, round_no: int) -> Candidate:
+    style_catalog = catalog.styles()
+    return render_candidate(
+        portrait,
+        style_catalog.get(order.style_id),
+        styles.stylizer(),
+        variant_seed(order.seed, variant),
+        variant,
+        round_no,
+        style_catalog.retry_decay,
+    )
+
+
+def _store_candidate(store, keys: OrderKeys, candidate: Candidate) -> None:
+    store.put_bytes(keys.candidate(candidate.round, candidate.variant), png_bytes(candidate.image))
+
+
+@dg.asset(
+    partitions_def=orders_partitions,
+    group_name=GROUP,
+    kinds={"onnx", "image"},
+    deps=[selfie],
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=1.0),
+)
+def styled_candidates(
+    context: dg.AssetExecutionContext,
+    orders: OrderBookResource,
+    storage: ArtifactStorage,
+    catalog: CatalogResource,
+    styles: StyleEngine,
+) -> dg.MaterializeResult:
+    """The order's variants in its style, seeded by the order id so re-runs reproduce them."""
+    order_id = context.partition_key
+    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
+    order = book.get(order_id)
+    portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
+    with timed_stage(book, order_id, "styled_candidates") as timer:
+        candidates = [_render(styles, catalog, order, portrait, v, 0) for v in range(order.variants)]
+        for candidate in candidates:
+            _store_candidate(store, keys, candidate)
+        put_json(
+            store,
+            keys.candidates_info,
+            {"style": order.style_id, "engine": styles.stylizer().version, "candidates": [c.params() for c in candidates]},
+        )
+    context.log.info(f"styled_candidates: {len(candidates)} variants of {order.style_id}")
+    return dg.MaterializeResult(
+        metadata={
+            "variants": dg.IntMetadataValue(len(candidates)),
+            "style": dg.TextMetadataValue(order.style_id),
+            "strengths": dg.JsonMetadataValue([c.strength for c in candidates]),
+            "seeds": dg.JsonMetadataValue([c.seed for c in candidates]),
+            "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
+        }
+    )
+
+
+@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"}, deps=[styled_candidates])
+def validated_proofs(
+    context: dg.AssetExecutionContext,
+    orders: OrderBookResource,
+    storage: ArtifactStorage,
+    catalog: CatalogResource,
+    faces: FaceEngine,
+    styles: StyleEngine,
+) -> dg.MaterializeResult:
+    """Proofs that pass the identity gate; failures are regenerated at lower strength."""
+    order_id = context.partition_key
+    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
+    order = book.get(order_id)
+    style_catalog = catalog.styles()
+    style = style_catalog.get(order.style_id)
+    reference = np.asarray(get_json(store, keys.selfie_info)["embedding"], dtype=np.float32)
+    portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
+    analyzer = faces.analyzer()
+
+    def regenerate(variant: int, round_no: int) -> Candidate:
+        candidate = _render(styles, catalog, order, portrait, variant, round_no)
+        _store_candidate(store, keys, candidate)
+        return candidate
+
+    with timed_stage(book, order_id, "validated_proofs") as timer:
+        first_round = [
+            Candidate(**{**p, "image": np.asarray(open_png(store.get_bytes(keys.candidate(0, p["variant"]))))})
+            for p in get_json(store, keys.candidates_info)["candidates"]
+        ]
+        gate = identity_gate(
+            first_round,
+            regenerate,
+            lambda c: score_candidate(c, reference, style.identity_threshold, analyzer),
+            style_catalog.max_rounds,
+        )
+        for old in store.list(f"{keys.prefix}/proofs/"):
+            store.delete(old)  # a re-run must not leave an earlier run's proofs behind
+        for variant, candidate in gate.proofs.items():
+            store.put_bytes(keys.proof(variant), png_bytes(candidate.image))
+        validation = {
+            "threshold": style.identity_threshold,
+            "encoder": analyzer.version,
+            "rounds": gate.rounds,
+            "proofs": {str(v): keys.proof(v) for v in sorted(gate.proofs)},
+            "best_variant": gate.best_variant(),
+            "scores": [vars(s) for s in gate.scores],
+            "rejected": gate.rejected,
+        }
+        put_json(store, keys.validation, validation)
+    if gate.rejected:
+        book.transition(order_id, OrderState.REJECTED, reason=gate.rejection_reason())
+        context.log.warning(f"validated_proofs: order rejected: {gate.rejection_reason()}")
+    else:
+        book.transition(order_id, OrderState.PROOFS_READY)
+        context.log.info(f"validated_proofs: {len(gate.proofs)} proofs passed in {gate.rounds} round(s)")
+    final = {s.variant: s for s in gate.scores}  # the last attempt of each variant
+    return dg.MaterializeResult(
+        metadata={
+            **{f"similarity_variant_{v}": dg.FloatMetadataValue(s.similarity if s.similarity is not None else -1.0) for v, s in sorted(final.items())},
+            "best_similarity": dg.FloatMetadataValue(max((s.similarity or -1.0) for s in final.values())),
+            "threshold": dg.FloatMetadataValue(style.identity_threshold),
+            "proofs_passed": dg.IntMetadataValue(len(gate.proofs)),
+            "attempts": dg.IntMetadataValue(len(gate.scores)),
+            "rounds": dg.IntMetadataValue(gate.rounds),
+            "rejected": dg.BoolMetadataValue(gate.rejected),
+            "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
+        }
+    )

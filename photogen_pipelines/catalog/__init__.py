@@ -1,0 +1,129 @@
+"""The style and print-product catalogs: data files in this package, typed here."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+
+from photogen_pipelines.errors import NotFound
+
+MM_PER_INCH = 25.4
+
+
+class EmbeddedStyleParams(BaseModel):
+    """Parameters of the CPU style-transfer engine for one style."""
+
+    builtin: dict[int, float] | None = None
+    style_image: str | None = None
+    strength: float = Field(0.6, gt=0.0, le=1.0)
+    preserve_color: bool = False
+
+    @model_validator(mode="after")
+    def _one_style_source(self) -> "EmbeddedStyleParams":
+        if (self.builtin is None) == (self.style_image is None):
+            raise ValueError("give exactly one of builtin or style_image")
+        return self
+
+
+class Style(BaseModel):
+    id: str
+    name: str
+    description: str
+    embedded: EmbeddedStyleParams
+    identity_threshold: float = Field(ge=-1.0, le=1.0)
+
+
+class StyleCatalog(BaseModel):
+    version: int
+    encoder: str
+    retry_decay: float = Field(0.6, gt=0.0, lt=1.0)
+    max_rounds: int = Field(3, ge=1, le=5)
+    styles: list[Style]
+
+    def get(self, style_id: str) -> Style:
+        for style in self.styles:
+            if style.id == style_id:
+                return style
+        raise NotFound(f"unknown style {style_id!r}; known: {', '.join(self.ids())}", code="unknown_style")
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.styles]
+
+
+class Product(BaseModel):
+    id: str
+    name: str
+    width_in: float | None = None
+    height_in: float | None = None
+    width_mm: float | None = None
+    height_mm: float | None = None
+    dpi: int = 300
+    bleed_mm: float = 0.0
+    min_dpi: int = 150
+    format: str = Field("jpeg", pattern="^(jpeg|tiff|png)$")
+    price_cents: int
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> "Product":
+        inches = self.width_in is not None and self.height_in is not None
+        mm = self.width_mm is not None and self.height_mm is not None
+        if inches == mm:
+            raise ValueError(f"{self.id}: give width/height in inches or in mm, not both or neither")
+        return self
+
+    @property
+    def trim_inches(self) -> tuple[float, float]:
+        if self.width_in is not None:
+            return self.width_in, self.height_in
+        return self.width_mm / MM_PER_INCH, self.height_mm / MM_PER_INCH
+
+    @property
+    def canvas_inches(self) -> tuple[float, float]:
+        """Trim size plus bleed on every side: the area the print file covers."""
+        bleed = 2 * self.bleed_mm / MM_PER_INCH
+        w, h = self.trim_inches
+        return w + bleed, h + bleed
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        w, h = self.canvas_inches
+        return round(w * self.dpi), round(h * self.dpi)
+
+    @property
+    def bleed_px(self) -> int:
+        return round(self.bleed_mm / MM_PER_INCH * self.dpi)
+
+
+class ProductCatalog(BaseModel):
+    version: int
+    products: list[Product]
+
+    def get(self, product_id: str) -> Product:
+        for product in self.products:
+            if product.id == product_id:
+                return product
+        raise NotFound(
+            f"unknown product {product_id!r}; known: {', '.join(p.id for p in self.products)}",
+            code="unknown_product",
+        )
+
+
+def _read(name: str, path: str | Path | None) -> dict:
+    text = Path(path).read_text() if path else resources.files(__name__).joinpath(name).read_text()
+    return yaml.safe_load(text)
+
+
+@functools.cache
+def load_styles(path: str | None = None) -> StyleCatalog:
+    """The style catalog shipped with the package, or one at `path`."""
+    return StyleCatalog.model_validate(_read("styles.yaml", path))
+
+
+@functools.cache
+def load_products(path: str | None = None) -> ProductCatalog:
+    """The product catalog shipped with the package, or one at `path`."""
+    return ProductCatalog.model_validate(_read("products.yaml", path))

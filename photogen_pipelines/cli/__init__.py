@@ -1,0 +1,1 @@
+"""The `photogen` command line. Entry point with `definitions`; the core stays Dagster-free."""

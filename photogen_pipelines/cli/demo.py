@@ -1,0 +1,159 @@
+"""`photogen demo`: one real order, start to finish, on this machine's Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.main import clear_errors, cli, read_image_file
+from photogen_pipelines.errors import PhotoGenError
+from photogen_pipelines.orders import OrderState
+from photogen_pipelines.settings import LocalPaths
+from photogen_pipelines.storage import OrderKeys, get_json
+
+
+def progress(message: str) -> None:
+    click.echo(f"[photogen] {message}", err=True)
+
+
+def default_selfie() -> bytes:
+    from skimage import data
+
+    from photogen_pipelines.imaging import png_bytes
+
+    return png_bytes(data.astronaut())
+
+
+@cli.command()
+@click.option("--selfie", type=click.Path(dir_okay=False), help="A photo of one person (default: scikit-image's astronaut).")
+@click.option("--style", "style_id", default="starry_swirl", show_default=True, help="A style id from `photogen styles`.")
+@click.option("--product", "product_id", default="poster_12x18", show_default=True, help="A product id from `photogen products`.")
+@click.option("--variants", type=click.IntRange(1, 8), default=4, show_default=True, help="How many proofs to generate.")
+@click.option("--out", type=click.Path(file_okay=False), default="photogen-demo", show_default=True, help="Where to copy proofs and the print file.")
+@click.option("--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; progress stays on stderr.")
+@clear_errors
+def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
+    """Run one order: register it, generate and validate proofs, auto-approve the best,
+    render the print file, and copy everything to OUT."""
+    started = time.perf_counter()
+    paths = LocalPaths.resolve(home)
+    dagster_home = use_local_instance(paths)
+    upload = read_image_file(selfie) if selfie else default_selfie()
+
+    import dagster as dg
+
+    from photogen_pipelines.definitions import build_defs
+    from photogen_pipelines.intake import approve_proof, register_order
+
+    defs = build_defs(str(paths.home))
+    resources = defs.resources
+    book, store = resources["orders"].book(), resources["storage"].store()
+    catalog = resources["catalog"]
+    progress("loading models and checking the selfie")
+    order = register_order(
+        book, store, resources["faces"].analyzer(), catalog.styles(), catalog.products(),
+        upload, style_id, product_id, variants, approval="auto", proof_long_side=resources["styles"].proof_long_side,
+    )
+    progress(f"order {order.id}: {style_id} on {product_id}, {variants} proofs ({order.reason})")
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("orders", [order.id])
+        _run(defs, instance, "proof_job", order.id)
+        order = book.get(order.id)
+        if order.state == OrderState.PROOFS_READY:
+            best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
+            approve_proof(book, store, order.id, best, reason="auto-approved: best identity score")
+            progress(f"auto-approved proof {best}")
+            _run(defs, instance, "print_job", order.id)
+            order = book.get(order.id)
+
+    summary = _summary(order, store, Path(out), dagster_home, time.perf_counter() - started)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+
+
+def _run(defs, instance, job_name: str, order_id: str) -> None:
+    progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        partition_key=order_id,
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    if not result.success:
+        failures = [e.step_failure_data.error.message.strip() for e in result.all_events if e.is_step_failure and e.step_failure_data.error]
+        if not failures or "rejected" not in failures[0]:
+            raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
+    progress(f"{job_name}: run {result.run_id} {'succeeded' if result.success else 'ended with the order rejected'}")
+
+
+def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dict:
+    keys = OrderKeys(order.id)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def export(key: str) -> str:
+        target = out / order.id / Path(key).relative_to(keys.prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store.path(key), target)
+        return str(target)
+
+    summary = {
+        "order_id": order.id,
+        "outcome": order.state.value,
+        "reason": order.reason,
+        "style_id": order.style_id,
+        "product_id": order.product_id,
+        "proofs": [],
+        "chosen_proof": order.approved_proof,
+        "print_file": None,
+        "manifest": None,
+        "pixel_size": None,
+        "effective_dpi": None,
+        "seconds_per_stage": order.stage_seconds,
+        "seconds_total": round(seconds, 2),
+        "dagster_home": str(dagster_home),
+    }
+    if store.exists(keys.validation):
+        validation = get_json(store, keys.validation)
+        final = {s["variant"]: s for s in validation["scores"]}
+        summary["identity_threshold"] = validation["threshold"]
+        summary["proofs"] = [
+            {"variant": v, "path": export(keys.proof(v)), "identity_score": final[v]["similarity"], "strength": final[v]["strength"]}
+            for v in sorted(int(k) for k in validation["proofs"])
+        ]
+        summary["rejected_variants"] = [
+            {"variant": v, "identity_score": s["similarity"], "reason": s["reason"]} for v, s in sorted(final.items()) if not s["passed"]
+        ]
+    if order.state == OrderState.READY:
+        manifest = get_json(store, keys.manifest)
+        summary.update(
+            print_file=export(manifest["file"]),
+            manifest=export(keys.manifest),
+            pixel_size=manifest["pixel_size"],
+            effective_dpi=manifest["effective_dpi"],
+        )
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    click.echo(f"\nOrder {summary['order_id']}: {summary['outcome']}" + (f" ({summary['reason']})" if summary["outcome"] != "ready" else ""))
+    for proof in summary["proofs"]:
+        chosen = "  <- approved" if proof["variant"] == summary["chosen_proof"] else ""
+        click.echo(f"  proof {proof['variant']}: identity {proof['identity_score']:.2f} (≥ {summary['identity_threshold']:.2f})  {proof['path']}{chosen}")
+    for variant in summary.get("rejected_variants", []):
+        click.echo(f"  variant {variant['variant']} dropped: {variant['reason']}")
+    if summary["print_file"]:
+        width, height = summary["pixel_size"]
+        click.echo(f"  print file: {summary['print_file']}  ({width}x{height} px, {summary['effective_dpi']} effective DPI)")
+        click.echo(f"  manifest:   {summary['manifest']}")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds_per_stage"].items())
+    click.echo(f"  time: {summary['seconds_total']:.1f}s in all; {stages}")
+    click.echo(f"  see the runs: photogen ui  (Dagster instance {summary['dagster_home']})")

