@@ -13,13 +13,11 @@ print_assets = [print_master, print_file]
 proof_job = dg.define_asset_job(
     "proof_job",
     selection=dg.AssetSelection.assets(*proof_assets),
-    partitions_def=orders_partitions,
     description="Selfie to validated proofs for one order.",
 )
 print_job = dg.define_asset_job(
     "print_job",
     selection=dg.AssetSelection.assets(*print_assets),
-    partitions_def=orders_partitions,
     description="Approved proof to the print-ready file for one order.",
 )
 

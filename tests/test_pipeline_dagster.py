@@ -1,0 +1,154 @@
+"""Every asset materialized through Dagster on a real (SQLite) instance, one order each."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from PIL import Image, ImageCms
+
+import assets
+from photogen_pipelines.catalog import load_products, load_styles
+from photogen_pipelines.definitions import build_defs
+from photogen_pipelines.intake import approve_proof, register_order
+from photogen_pipelines.orders import OrderState
+from photogen_pipelines.storage import OrderKeys, get_json
+from resources import CatalogResource
+
+ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, assets.identity_preserved, assets.print_spec_met]
+
+
+@pytest.fixture
+def instance(tmp_path):
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+        yield instance
+
+
+@pytest.fixture
+def defs(tmp_path):
+    return build_defs(str(tmp_path / "home"))
+
+
+def _register(defs, instance, upload: bytes, style_id="sepia_oil", product_id="poster_a3", variants=2):
+    resources = defs.resources
+    order = register_order(
+        resources["orders"].book(), resources["storage"].store(), resources["faces"].analyzer(),
+        load_styles(), load_products(), upload, style_id, product_id, variants, approval="auto", proof_long_side=1024,
+    )
+    instance.add_dynamic_partitions("orders", [order.id])
+    return order
+
+
+def _materialize(defs, instance, selection, order_id, raise_on_error=True):
+    return dg.materialize(
+        ALL_ASSETS, selection=selection, partition_key=order_id, instance=instance,
+        resources=defs.resources, raise_on_error=raise_on_error,
+    )
+
+
+def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astronaut_png):
+    book, store = defs.resources["orders"].book(), defs.resources["storage"].store()
+    order = _register(defs, instance, astronaut_png)
+    assert book.get(order.id).state == OrderState.PAID
+
+    proof_run = _materialize(defs, instance, assets.proof_assets, order.id)
+    assert proof_run.success
+    assert book.get(order.id).state == OrderState.PROOFS_READY
+    checks = proof_run.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("identity_preserved", True)]
+    similarities = proof_run.asset_materializations_for_node("validated_proofs")[0].metadata
+    assert similarities["best_similarity"].value >= similarities["threshold"].value
+
+    best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
+    approve_proof(book, store, order.id, best)
+    print_run = _materialize(defs, instance, assets.print_assets, order.id)
+    assert print_run.success
+    finished = book.get(order.id)
+    assert finished.state == OrderState.READY
+    assert set(finished.stage_seconds) == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
+    assert [(c.check_name, c.passed) for c in print_run.get_asset_check_evaluations()] == [("print_spec_met", True)]
+
+    # the instance remembers every materialization of this partition, as the UI shows them
+    for asset in ["selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"]:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert event is not None and event.dagster_event.partition == order.id, asset
+
+    manifest = get_json(store, OrderKeys(order.id).manifest)
+    with Image.open(io.BytesIO(store.get_bytes(manifest["file"]))) as printed:
+        assert printed.format == "JPEG"
+        assert printed.size == (3508, 4961) == tuple(manifest["pixel_size"])
+        assert tuple(round(float(v)) for v in printed.info["dpi"]) == (300, 300)
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(printed.info["icc_profile"]))
+        assert "sRGB" in ImageCms.getProfileDescription(profile)
+    assert manifest["effective_dpi"] >= 150
+    assert manifest["identity_score"] >= manifest["identity_threshold"]
+    # images are stored as image files, never pickles
+    stored = store.list(f"orders/{order.id}")
+    assert not [k for k in stored if k.endswith((".pkl", ".pickle"))]
+    assert all(Image.open(store.path(k)).format == "PNG" for k in stored if "/proofs/proof_" in k)
+
+
+def test_a_selfie_of_two_people_rejects_the_order_with_the_reason(defs, instance, face_images, astronaut_png):
+    import numpy as np
+
+    from photogen_pipelines.imaging import png_bytes
+
+    order = _register(defs, instance, astronaut_png)
+    # the upload is replaced after intake's check, as a corrupted store or a bad API client would
+    pair = np.concatenate([face_images["astronaut"][:, 100:400], face_images["astronaut"][:, 100:400]], axis=1)
+    defs.resources["storage"].store().put_bytes(order.upload_key, png_bytes(pair))
+    result = _materialize(defs, instance, assets.proof_assets, order.id, raise_on_error=False)
+    assert not result.success
+    rejected = defs.resources["orders"].book().get(order.id)
+    assert rejected.state == OrderState.REJECTED
+    assert rejected.reason.startswith("several_faces")
+    assert instance.get_latest_materialization_event(dg.AssetKey("validated_proofs")) is None
+
+
+def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, instance, astronaut_png):
+    styles = tmp_path / "styles.yaml"
+    catalog = load_styles().model_dump(mode="json")
+    catalog["max_rounds"] = 1
+    for style in catalog["styles"]:
+        style["identity_threshold"] = 0.99  # no stylised face is this close to the photo
+    import yaml
+
+    styles.write_text(yaml.safe_dump(catalog))
+    defs = build_defs(str(tmp_path / "home"))
+    resources = {**defs.resources, "catalog": CatalogResource(styles_path=str(styles))}
+    order = _register(defs, instance, astronaut_png, variants=1)
+    result = dg.materialize(
+        ALL_ASSETS, selection=[*assets.proof_assets, *assets.print_assets], partition_key=order.id,
+        instance=instance, resources=resources, raise_on_error=False,
+    )
+    rejected = defs.resources["orders"].book().get(order.id)
+    assert rejected.state == OrderState.REJECTED
+    assert "no proof kept the customer's likeness after 1 rounds" in rejected.reason
+    assert [(c.check_name, c.passed) for c in result.get_asset_check_evaluations()] == [("identity_preserved", False)]
+    # the blocking check stops the run before anything is printed
+    assert instance.get_latest_materialization_event(dg.AssetKey("print_master")) is None
+
+
+def test_dagster_definitions_validate(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PHOTOGEN_HOME": str(tmp_path / "home")}
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Validation successful" in done.stdout + done.stderr
+
+
+def test_the_code_location_defines_both_jobs_over_the_order_partitions():
+    defs = build_defs()
+    for name in ("proof_job", "print_job"):
+        assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert keys == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
