@@ -60,9 +60,9 @@ def _png_bomb(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    rows = b"\x00" * (1 + (width + 7) // 8) * 100  # 100 rows: filter byte + packed bits each
     packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    idat = b"".join(packer.compress(rows) for _ in range(height // 100)) + packer.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
@@ -100,7 +100,7 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     whole = _jpeg(ardern)
     files["truncated_image"] = whole[: len(whole) // 2]
     # a 1-bit PNG whose header says 20000x20000: 400 MP, a few tens of KB on disk
-    files["image_too_large"] = _png_bomb(BOMB_SIDE, BOMB_SIDE)
+    files["image_too_large"] = _png_bomb(BOMB_SIDE, BOMB_SIDE)  # BOMB_SIDE is a multiple of 100
     files["no_face"] = _jpeg(Image.fromarray(data.rocket()))
     # two people side by side at the same height
     left, right = _at_height(ardern, 700), _at_height(macron, 700)
