@@ -20,9 +20,6 @@ ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP phone photo; more is a bomb, not a selfie
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
-# Pillow's own bomb guard only warns below 2x its limit; ours refuses first, by header.
-Image.MAX_IMAGE_PIXELS = None
-
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 SRGB_ICC = SRGB_PROFILE.tobytes()
 
@@ -33,8 +30,11 @@ def decode_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS, max_bytes
         raise BadInput("the file is empty", code="empty_file")
     if len(data) > max_bytes:
         raise BadInput(f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB", code="file_too_large")
+    too_large = BadInput(f"the image has too many pixels; the limit is {max_pixels / 1e6:.0f} MP", code="image_too_large")
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise too_large from None  # Pillow's own guard, for headers far past ours
     except (UnidentifiedImageError, OSError):
         raise BadInput("the file is not an image (accepted: JPEG, PNG, WebP, TIFF, BMP)", code="not_an_image") from None
     if image.format not in ACCEPTED_FORMATS:
@@ -55,6 +55,9 @@ def decode_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS, max_bytes
 def _normalise(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     icc = image.info.get("icc_profile")
+    if image.mode.startswith("I"):  # 16/32-bit greyscale: scale to 8 bits, convert() would clip
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray((wide * (255.0 / max(float(wide.max()), 255.0))).round().astype(np.uint8), "L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

@@ -101,6 +101,5 @@ class Order(BaseModel):
             )
         self.events.append(OrderEvent(at=_now(), from_state=self.state, to_state=target, reason=reason))
         self.state = target
-        if reason is not None:
-            self.reason = reason
+        self.reason = reason  # why the order is where it is now; the events keep the history
         return True

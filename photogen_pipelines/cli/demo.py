@@ -11,6 +11,7 @@ import click
 
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.cli.main import clear_errors, cli, read_image_file
+from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.settings import LocalPaths
@@ -42,6 +43,8 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
     """Run one order: register it, generate and validate proofs, auto-approve the best,
     render the print file, and copy everything to OUT."""
     started = time.perf_counter()
+    load_styles().get(style_id)  # unknown ids fail before anything is loaded
+    load_products().get(product_id)
     paths = LocalPaths.resolve(home)
     dagster_home = use_local_instance(paths)
     upload = read_image_file(selfie) if selfie else default_selfie()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from photogen_pipelines.settings import LocalPaths
 
-PROJECT_INSTANCE_YAML = Path("dagster.yaml")
+# the repository's dagster.yaml (an installed wheel has none: Dagster's defaults apply)
+PROJECT_INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 def use_local_instance(paths: LocalPaths) -> Path:
