@@ -10,8 +10,8 @@ from assets.partitions import orders_partitions
 from assets.printing import print_file
 from assets.proofs import validated_proofs
 from photogen_pipelines.imaging import SRGB_ICC
-from resources import ArtifactStorage, CatalogResource, OrderBookResource
 from photogen_pipelines.storage import OrderKeys, get_json
+from resources import ArtifactStorage, CatalogResource, OrderBookResource
 
 # Partitioned checks are "preview" in Dagster 1.13 but are what a per-order gate needs.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)

@@ -45,7 +45,9 @@ def print_master(
         # fast PNG compression: the master is an intermediate, read back once by print_file
         store.put_bytes(keys.print_master, png_bytes(master, compress_level=1))
         put_json(store, keys.master_info, {**vars(info), "proof": order.approved_proof, "upscaler": engine.version})
-    context.log.info(f"print_master: passes x{info.passes}, {info.pixel_size[0]}x{info.pixel_size[1]} px, {info.effective_dpi} DPI")
+    context.log.info(
+        f"print_master: passes x{info.passes}, {info.pixel_size[0]}x{info.pixel_size[1]} px, {info.effective_dpi} DPI"
+    )
     return dg.MaterializeResult(
         metadata={
             "effective_dpi": dg.FloatMetadataValue(info.effective_dpi),

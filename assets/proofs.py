@@ -1,16 +1,15 @@
 """Proof assets: the selfie becomes a few styled proofs that keep the customer's face."""
 
-
 import dagster as dg
 import numpy as np
 
+from assets._helpers import enter_state, reject_order, timed_stage
 from assets.partitions import orders_partitions
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import open_png, png_bytes
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidate, score_candidate, variant_seed
 from photogen_pipelines.storage import OrderKeys, get_json, put_json
-from assets._helpers import enter_state, reject_order, timed_stage
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine
 
 GROUP = "proofs"
@@ -48,7 +47,9 @@ def selfie(
                 "encoder": faces.analyzer().version,
             },
         )
-    context.log.info(f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}")
+    context.log.info(
+        f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}"
+    )
     return dg.MaterializeResult(
         metadata={
             "face_score": dg.FloatMetadataValue(result.face.score),
@@ -174,7 +175,10 @@ def validated_proofs(
     final = {s.variant: s for s in gate.scores}  # the last attempt of each variant
     return dg.MaterializeResult(
         metadata={
-            **{f"similarity_variant_{v}": dg.FloatMetadataValue(s.similarity if s.similarity is not None else -1.0) for v, s in sorted(final.items())},
+            **{
+                f"similarity_variant_{v}": dg.FloatMetadataValue(s.similarity if s.similarity is not None else -1.0)
+                for v, s in sorted(final.items())
+            },
             "best_similarity": dg.FloatMetadataValue(max((s.similarity or -1.0) for s in final.values())),
             "threshold": dg.FloatMetadataValue(style.identity_threshold),
             "proofs_passed": dg.IntMetadataValue(len(gate.proofs)),

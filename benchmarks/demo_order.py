@@ -37,8 +37,19 @@ def machine() -> str:
 def one_run(home: Path, args: argparse.Namespace) -> tuple[dict, float]:
     photogen = Path(sys.executable).with_name("photogen")
     env = {**os.environ, "PHOTOGEN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    command = [str(photogen), "demo", "--json", "--variants", str(args.variants), "--product", args.product,
-               "--style", args.style, "--out", str(home / "out")]
+    command = [
+        str(photogen),
+        "demo",
+        "--json",
+        "--variants",
+        str(args.variants),
+        "--product",
+        args.product,
+        "--style",
+        args.style,
+        "--out",
+        str(home / "out"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
@@ -73,7 +84,9 @@ def main() -> None:
         median = statistics.median(values)
         print(f"| {name:<22} | {median:8.2f} | {min(values):5.2f} | {max(values):5.2f} | {median / total:5.0%} |")
     stage_sum = sum(statistics.median(v) for _, v in rows[:-1])
-    print(f"\nstages sum to {stage_sum:.1f} s of {total:.1f} s; the rest is start-up, model loading and Dagster's run bookkeeping")
+    print(
+        f"\nstages sum to {stage_sum:.1f} s of {total:.1f} s; the rest is start-up, model loading and Dagster's run bookkeeping"
+    )
 
 
 if __name__ == "__main__":

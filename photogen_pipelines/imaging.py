@@ -9,6 +9,7 @@ is dropped before anything is stored.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,16 +30,21 @@ def decode_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS, max_bytes
     if not data:
         raise BadInput("the file is empty", code="empty_file")
     if len(data) > max_bytes:
-        raise BadInput(f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB", code="file_too_large")
-    too_large = BadInput(f"the image has too many pixels; the limit is {max_pixels / 1e6:.0f} MP", code="image_too_large")
+        raise BadInput(
+            f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB", code="file_too_large"
+        )
     try:
         image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise too_large from None  # Pillow's own guard, for headers far past ours
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, for headers far past ours
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "too many pixels"
+        raise BadInput(f"the image has {size}; the limit is {max_pixels / 1e6:.0f} MP", code="image_too_large") from None
     except (UnidentifiedImageError, OSError):
         raise BadInput("the file is not an image (accepted: JPEG, PNG, WebP, TIFF, BMP)", code="not_an_image") from None
     if image.format not in ACCEPTED_FORMATS:
-        raise BadInput(f"{image.format} images are not accepted (accepted: JPEG, PNG, WebP, TIFF, BMP)", code="unsupported_format")
+        raise BadInput(
+            f"{image.format} images are not accepted (accepted: JPEG, PNG, WebP, TIFF, BMP)", code="unsupported_format"
+        )
     width, height = image.size
     if width * height > max_pixels:
         raise BadInput(
@@ -84,7 +90,9 @@ class Box:
         return self.x + self.w / 2, self.y + self.h / 2
 
 
-def portrait_crop(image_size: tuple[int, int], face: Box, aspect: float, face_fraction: float = 0.38) -> tuple[int, int, int, int]:
+def portrait_crop(
+    image_size: tuple[int, int], face: Box, aspect: float, face_fraction: float = 0.38
+) -> tuple[int, int, int, int]:
     """A crop box of the given aspect (width / height) that frames the face as a portrait.
 
     The face takes `face_fraction` of the crop's width and sits a little above the

@@ -33,7 +33,9 @@ def register_order(
     order_id = new_order_id()
     upload_key = OrderKeys(order_id).upload
     store.put_bytes(upload_key, upload)
-    order = Order(id=order_id, style_id=style_id, product_id=product_id, variants=variants, approval=approval, upload_key=upload_key)
+    order = Order(
+        id=order_id, style_id=style_id, product_id=product_id, variants=variants, approval=approval, upload_key=upload_key
+    )
     book.add(order)
     return book.transition(order.id, OrderState.PAID, reason=PAYMENTS_OFF_REASON)
 

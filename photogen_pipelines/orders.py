@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from photogen_pipelines.errors import IllegalTransition
 
 
-class OrderState(str, enum.Enum):
+class OrderState(enum.StrEnum):
     AWAITING_PAYMENT = "awaiting_payment"
     PAID = "paid"
     GENERATING = "generating"
@@ -47,6 +47,8 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.CANCELLED: frozenset({S.REFUNDED}),
     S.REFUNDED: frozenset(),
 }
+
+
 def can_transition(current: OrderState, target: OrderState) -> bool:
     return target == current or target in TRANSITIONS[current]
 
@@ -59,7 +61,7 @@ class OrderEvent(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_order_id() -> str:
@@ -96,9 +98,7 @@ class Order(BaseModel):
         if target == self.state:
             return False
         if not can_transition(self.state, target):
-            raise IllegalTransition(
-                f"order {self.id} cannot go from {self.state.value} to {target.value}"
-            )
+            raise IllegalTransition(f"order {self.id} cannot go from {self.state.value} to {target.value}")
         self.events.append(OrderEvent(at=_now(), from_state=self.state, to_state=target, reason=reason))
         self.state = target
         self.reason = reason  # why the order is where it is now; the events keep the history

@@ -14,7 +14,7 @@ class LocalPaths:
     home: Path
 
     @classmethod
-    def resolve(cls, home: str | os.PathLike | None = None) -> "LocalPaths":
+    def resolve(cls, home: str | os.PathLike | None = None) -> LocalPaths:
         return cls(Path(home or os.environ.get("PHOTOGEN_HOME") or ".photogen").resolve())
 
     @property

@@ -7,8 +7,8 @@ a given order seed, so re-running a stage reproduces its output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -201,7 +201,9 @@ def native_dpi(size: tuple[int, int], product: Product) -> float:
     return min(size[0] / width_in, size[1] / height_in)
 
 
-def plan_passes(size: tuple[int, int], product: Product, scales: tuple[int, ...], target_dpi: float, max_passes: int) -> list[int]:
+def plan_passes(
+    size: tuple[int, int], product: Product, scales: tuple[int, ...], target_dpi: float, max_passes: int
+) -> list[int]:
     """Model passes that bring the proof to `target_dpi`, each as small as will do.
     Lanczos covers the rest of the way to the product's exact pixels."""
     passes: list[int] = []

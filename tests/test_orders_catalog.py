@@ -25,7 +25,13 @@ def test_the_happy_path_is_legal_and_recorded():
 
 @pytest.mark.parametrize(
     ("start", "target"),
-    [(S.AWAITING_PAYMENT, S.GENERATING), (S.PAID, S.READY), (S.REFUNDED, S.PAID), (S.REJECTED, S.APPROVED), (S.READY, S.CANCELLED)],
+    [
+        (S.AWAITING_PAYMENT, S.GENERATING),
+        (S.PAID, S.READY),
+        (S.REFUNDED, S.PAID),
+        (S.REJECTED, S.APPROVED),
+        (S.READY, S.CANCELLED),
+    ],
 )
 def test_illegal_transitions_raise(start, target):
     order = _order(state=start)

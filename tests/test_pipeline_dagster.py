@@ -38,8 +38,17 @@ def defs(tmp_path):
 def _register(defs, instance, upload: bytes, style_id="sepia_oil", product_id="poster_a3", variants=2):
     resources = defs.resources
     order = register_order(
-        resources["orders"].book(), resources["storage"].store(), resources["faces"].analyzer(),
-        load_styles(), load_products(), upload, style_id, product_id, variants, approval="auto", proof_long_side=1024,
+        resources["orders"].book(),
+        resources["storage"].store(),
+        resources["faces"].analyzer(),
+        load_styles(),
+        load_products(),
+        upload,
+        style_id,
+        product_id,
+        variants,
+        approval="auto",
+        proof_long_side=1024,
     )
     instance.add_dynamic_partitions("orders", [order.id])
     return order
@@ -47,8 +56,12 @@ def _register(defs, instance, upload: bytes, style_id="sepia_oil", product_id="p
 
 def _materialize(defs, instance, selection, order_id, raise_on_error=True):
     return dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key=order_id, instance=instance,
-        resources=defs.resources, raise_on_error=raise_on_error,
+        ALL_ASSETS,
+        selection=selection,
+        partition_key=order_id,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=raise_on_error,
     )
 
 
@@ -124,8 +137,12 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     resources = {**defs.resources, "catalog": CatalogResource(styles_path=str(styles))}
     order = _register(defs, instance, astronaut_png, variants=1)
     result = dg.materialize(
-        ALL_ASSETS, selection=[*assets.proof_assets, *assets.print_assets], partition_key=order.id,
-        instance=instance, resources=resources, raise_on_error=False,
+        ALL_ASSETS,
+        selection=[*assets.proof_assets, *assets.print_assets],
+        partition_key=order.id,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
     )
     rejected = defs.resources["orders"].book().get(order.id)
     assert rejected.state == OrderState.REJECTED
@@ -140,7 +157,11 @@ def test_dagster_definitions_validate(tmp_path):
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=180,
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr

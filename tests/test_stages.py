@@ -46,7 +46,9 @@ def test_variants_are_reproducible_and_differ_from_each_other(astronaut_selfie, 
 
 
 def test_every_catalog_style_looks_different(astronaut_selfie, stylizer):
-    renders = {s.id: render_candidate(astronaut_selfie.portrait, s, stylizer, 1, 0, 0, 0.6).image.astype(float) for s in STYLES.styles}
+    renders = {
+        s.id: render_candidate(astronaut_selfie.portrait, s, stylizer, 1, 0, 0, 0.6).image.astype(float) for s in STYLES.styles
+    }
     assert len(renders) >= 6
     ids = list(renders)
     for i, a in enumerate(ids):

@@ -63,9 +63,7 @@ def test_tiled_matches_untiled_away_from_seams(engine, photo):
     assert tiled.shape == whole.shape
 
     diff = np.abs(whole - tiled).max(axis=2)
-    dist = np.minimum(
-        _distance_to_seams(H, 32, 4)[:, None], _distance_to_seams(W, 32, 4)[None, :]
-    )
+    dist = np.minimum(_distance_to_seams(H, 32, 4)[:, None], _distance_to_seams(W, 32, 4)[None, :])
     # Measured: max 1 grey level >= 8 input px from a seam, mean ~0.2 overall and
     # max 14 right at a seam. A misplaced paste or missing padding gives ~100.
     assert diff[dist >= 8].max() <= 2
@@ -80,9 +78,7 @@ def test_missing_model_dir_names_the_file(tmp_path):
 
 
 def test_missing_weights_file_is_named(tmp_path, engine):
-    (tmp_path / "REALESRGAN_X4PLUS_UP4X.param").symlink_to(
-        engine.model_dir / "REALESRGAN_X4PLUS_UP4X.param"
-    )
+    (tmp_path / "REALESRGAN_X4PLUS_UP4X.param").symlink_to(engine.model_dir / "REALESRGAN_X4PLUS_UP4X.param")
     with pytest.raises(ModelError, match="REALESRGAN_X4PLUS_UP4X.bin"):
         NcnnRealEsrgan("REALESRGAN_X4PLUS", model_dir=tmp_path)
 

@@ -23,7 +23,7 @@ class EmbeddedStyleParams(BaseModel):
     preserve_color: bool = False
 
     @model_validator(mode="after")
-    def _one_style_source(self) -> "EmbeddedStyleParams":
+    def _one_style_source(self) -> EmbeddedStyleParams:
         if (self.builtin is None) == (self.style_image is None):
             raise ValueError("give exactly one of builtin or style_image")
         return self
@@ -68,7 +68,7 @@ class Product(BaseModel):
     price_cents: int
 
     @model_validator(mode="after")
-    def _one_unit(self) -> "Product":
+    def _one_unit(self) -> Product:
         inches = self.width_in is not None and self.height_in is not None
         mm = self.width_mm is not None and self.height_mm is not None
         if inches == mm:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.cli.main import clear_errors, cli, read_image_file
-from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.settings import LocalPaths
@@ -35,8 +35,16 @@ def default_selfie() -> bytes:
 @click.option("--style", "style_id", default="starry_swirl", show_default=True, help="A style id from `photogen styles`.")
 @click.option("--product", "product_id", default="poster_12x18", show_default=True, help="A product id from `photogen products`.")
 @click.option("--variants", type=click.IntRange(1, 8), default=4, show_default=True, help="How many proofs to generate.")
-@click.option("--out", type=click.Path(file_okay=False), default="photogen-demo", show_default=True, help="Where to copy proofs and the print file.")
-@click.option("--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="photogen-demo",
+    show_default=True,
+    help="Where to copy proofs and the print file.",
+)
+@click.option(
+    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; progress stays on stderr.")
 @clear_errors
 def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
@@ -60,8 +68,17 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
     catalog = resources["catalog"]
     progress("loading models and checking the selfie")
     order = register_order(
-        book, store, resources["faces"].analyzer(), catalog.styles(), catalog.products(),
-        upload, style_id, product_id, variants, approval="auto", proof_long_side=resources["styles"].proof_long_side,
+        book,
+        store,
+        resources["faces"].analyzer(),
+        catalog.styles(),
+        catalog.products(),
+        upload,
+        style_id,
+        product_id,
+        variants,
+        approval="auto",
+        proof_long_side=resources["styles"].proof_long_side,
     )
     progress(f"order {order.id}: {style_id} on {product_id}, {variants} proofs ({order.reason})")
 
@@ -92,7 +109,11 @@ def _run(defs, instance, job_name: str, order_id: str) -> None:
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     if not result.success:
-        failures = [e.step_failure_data.error.message.strip() for e in result.all_events if e.is_step_failure and e.step_failure_data.error]
+        failures = [
+            e.step_failure_data.error.message.strip()
+            for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.error
+        ]
         if not failures or "rejected" not in failures[0]:
             raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
     progress(f"{job_name}: run {result.run_id} {'succeeded' if result.success else 'ended with the order rejected'}")
@@ -129,11 +150,18 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
         final = {s["variant"]: s for s in validation["scores"]}
         summary["identity_threshold"] = validation["threshold"]
         summary["proofs"] = [
-            {"variant": v, "path": export(keys.proof(v)), "identity_score": final[v]["similarity"], "strength": final[v]["strength"]}
+            {
+                "variant": v,
+                "path": export(keys.proof(v)),
+                "identity_score": final[v]["similarity"],
+                "strength": final[v]["strength"],
+            }
             for v in sorted(int(k) for k in validation["proofs"])
         ]
         summary["rejected_variants"] = [
-            {"variant": v, "identity_score": s["similarity"], "reason": s["reason"]} for v, s in sorted(final.items()) if not s["passed"]
+            {"variant": v, "identity_score": s["similarity"], "reason": s["reason"]}
+            for v, s in sorted(final.items())
+            if not s["passed"]
         ]
     if order.state == OrderState.READY:
         manifest = get_json(store, keys.manifest)
@@ -147,10 +175,14 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
 
 
 def _print_summary(summary: dict) -> None:
-    click.echo(f"\nOrder {summary['order_id']}: {summary['outcome']}" + (f" ({summary['reason']})" if summary["outcome"] != "ready" else ""))
+    click.echo(
+        f"\nOrder {summary['order_id']}: {summary['outcome']}"
+        + (f" ({summary['reason']})" if summary["outcome"] != "ready" else "")
+    )
     for proof in summary["proofs"]:
         chosen = "  <- approved" if proof["variant"] == summary["chosen_proof"] else ""
-        click.echo(f"  proof {proof['variant']}: identity {proof['identity_score']:.2f} (≥ {summary['identity_threshold']:.2f})  {proof['path']}{chosen}")
+        score = f"identity {proof['identity_score']:.2f} (≥ {summary['identity_threshold']:.2f})"
+        click.echo(f"  proof {proof['variant']}: {score}  {proof['path']}{chosen}")
     for variant in summary.get("rejected_variants", []):
         click.echo(f"  variant {variant['variant']} dropped: {variant['reason']}")
     if summary["print_file"]:

@@ -107,8 +107,14 @@ def identity(image_a: str, image_b: str, threshold: float | None, as_json: bool)
     verdict = "same person" if similarity >= threshold else "different people"
     emit(
         as_json,
-        {"image_a": image_a, "image_b": image_b, "similarity": round(similarity, 4), "threshold": threshold,
-         "same_person": similarity >= threshold, "encoder": analyzer.version},
+        {
+            "image_a": image_a,
+            "image_b": image_b,
+            "similarity": round(similarity, 4),
+            "threshold": threshold,
+            "same_person": similarity >= threshold,
+            "encoder": analyzer.version,
+        },
         f"similarity {similarity:.3f} (threshold {threshold:.3f}): {verdict}",
     )
 

@@ -28,7 +28,9 @@ def _restore_default_signals() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=3000, show_default=True)
-@click.option("--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen).")
+@click.option(
+    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
+)
 def ui(host: str, port: int, home: str | None) -> None:
     """Start `dagster dev` (webserver + daemon) on the local instance; Ctrl-C or SIGTERM stops it."""
     paths = LocalPaths.resolve(home)
@@ -40,7 +42,9 @@ def ui(host: str, port: int, home: str | None) -> None:
     command = [dagster, "dev", "-m", "photogen_pipelines.definitions", "-h", host, "-p", str(port)]
     # its own process group, so one signal reaches the webserver, the daemon and the code server
     child = subprocess.Popen(command, start_new_session=True, preexec_fn=_restore_default_signals)
-    click.echo(f"[photogen] Dagster UI at http://{host}:{port} (instance {os.environ['DAGSTER_HOME']}, pid {child.pid})", err=True)
+    click.echo(
+        f"[photogen] Dagster UI at http://{host}:{port} (instance {os.environ['DAGSTER_HOME']}, pid {child.pid})", err=True
+    )
 
     def kill_group() -> None:
         try:

@@ -104,10 +104,7 @@ class NcnnRealEsrgan:
         result = np.array(out)
         h, w = image.shape[:2]
         if ret != 0 or result.shape != (3, h * scale, w * scale):
-            raise ModelError(
-                f"{self.model} x{scale} failed on a {w}x{h} tile "
-                f"(ret={ret}, output shape {result.shape})"
-            )
+            raise ModelError(f"{self.model} x{scale} failed on a {w}x{h} tile (ret={ret}, output shape {result.shape})")
         return result.transpose(1, 2, 0)
 
     def upscale(self, image: np.ndarray, scale: int) -> np.ndarray:
