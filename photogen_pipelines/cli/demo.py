@@ -84,14 +84,12 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
 
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("orders", [order.id])
-        _run(defs, instance, "proof_job", order.id)
-        order = book.get(order.id)
+        order = _run(defs, instance, book, "proof_job", order.id)
         if order.state == OrderState.PROOFS_READY:
             best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
             approve_proof(book, store, order.id, best, reason="auto-approved: best identity score")
             progress(f"auto-approved proof {best}")
-            _run(defs, instance, "print_job", order.id)
-            order = book.get(order.id)
+            order = _run(defs, instance, book, "print_job", order.id)
 
     summary = _summary(order, store, Path(out), dagster_home, time.perf_counter() - started)
     if as_json:
@@ -100,7 +98,8 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
         _print_summary(summary)
 
 
-def _run(defs, instance, job_name: str, order_id: str) -> None:
+def _run(defs, instance, book, job_name: str, order_id: str):
+    """Run one job for the order; the order it leaves behind, or why the run failed."""
     progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=order_id,
@@ -108,15 +107,16 @@ def _run(defs, instance, job_name: str, order_id: str) -> None:
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
-    if not result.success:
+    order = book.get(order_id)
+    if not result.success and order.state != OrderState.REJECTED:  # a rejection is an outcome, not an error
         failures = [
             e.step_failure_data.error.message.strip()
             for e in result.all_events
             if e.is_step_failure and e.step_failure_data.error
         ]
-        if not failures or "rejected" not in failures[0]:
-            raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
-    progress(f"{job_name}: run {result.run_id} {'succeeded' if result.success else 'ended with the order rejected'}")
+        raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
+    progress(f"{job_name}: run {result.run_id} finished; order {order.state.value}")
+    return order
 
 
 def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dict:
@@ -155,6 +155,7 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
                 "path": export(keys.proof(v)),
                 "identity_score": final[v]["similarity"],
                 "strength": final[v]["strength"],
+                "round": final[v]["round"],
             }
             for v in sorted(int(k) for k in validation["proofs"])
         ]

@@ -1,0 +1,110 @@
+"""`photogen ui` serves the code location, a run launched through the webserver (as the
+UI's Materialize button does) succeeds for a registered order, and SIGTERM stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+from dagster_graphql import DagsterGraphQLClient
+
+from photogen_pipelines.catalog import load_products, load_styles
+from photogen_pipelines.definitions import build_defs
+from photogen_pipelines.intake import register_order
+from photogen_pipelines.orders import OrderState
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture
+def ui_server(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PHOTOGEN_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "home" / "dagster")}
+    photogen = Path(sys.executable).with_name("photogen")
+    process = subprocess.Popen(
+        [str(photogen), "ui", "--port", str(port)],
+        env=env,
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        yield process, port, tmp_path / "home"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the test failed before stopping it
+            process.wait(timeout=10)
+
+
+def _server_up(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_run_launched_through_the_webserver_succeeds_and_sigterm_stops_everything(ui_server, astronaut_png, monkeypatch):
+    process, port, home = ui_server
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    defs = build_defs(str(home))
+    resources = defs.resources
+    order = register_order(
+        resources["orders"].book(),
+        resources["storage"].store(),
+        resources["faces"].analyzer(),
+        load_styles(),
+        load_products(),
+        astronaut_png,
+        "ink_etching",
+        "poster_a3",
+        variants=2,
+    )
+    _wait_until(lambda: _server_up(port), 120, "the Dagster webserver")
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("orders", [order.id])
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution("proof_job", tags={"dagster/partition": order.id})
+    status = _wait_until(
+        lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) and s,
+        240,
+        "the proof run",
+    )
+    assert status == dg.DagsterRunStatus.SUCCESS
+    assert resources["orders"].book().get(order.id).state == OrderState.PROOFS_READY
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) is not None
+    _wait_until(lambda: not _group_alive(process.pid), 40, "the webserver, daemon and code server to exit")
+    assert not _server_up(port)
