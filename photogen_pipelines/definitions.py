@@ -9,6 +9,8 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+from photogen_pipelines.intake import register_order
+from photogen_pipelines.orders import Order
 from photogen_pipelines.settings import LocalPaths
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine, UpscaleEngine
 
@@ -32,3 +34,24 @@ def build_defs(home: str | None = None) -> dg.Definitions:
 
 
 defs = build_defs()
+
+
+def register_local_order(
+    defs: dg.Definitions, upload: bytes, style_id: str, product_id: str, variants: int = 4, approval: str = "customer"
+) -> Order:
+    """Take an order in through the same resources the assets use (CLI, tests, scripts)."""
+    resources = defs.resources
+    catalog = resources["catalog"]
+    return register_order(
+        resources["orders"].book(),
+        resources["storage"].store(),
+        resources["faces"].analyzer(),
+        catalog.styles(),
+        catalog.products(),
+        upload,
+        style_id,
+        product_id,
+        variants,
+        approval=approval,
+        proof_long_side=resources["styles"].proof_long_side,
+    )

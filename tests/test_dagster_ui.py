@@ -16,9 +16,7 @@ import pytest
 import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from photogen_pipelines.catalog import load_products, load_styles
-from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.intake import register_order
+from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders import OrderState
 
 
@@ -78,18 +76,7 @@ def test_a_run_launched_through_the_webserver_succeeds_and_sigterm_stops_everyth
     process, port, home = ui_server
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     defs = build_defs(str(home))
-    resources = defs.resources
-    order = register_order(
-        resources["orders"].book(),
-        resources["storage"].store(),
-        resources["faces"].analyzer(),
-        load_styles(),
-        load_products(),
-        astronaut_png,
-        "ink_etching",
-        "poster_a3",
-        variants=2,
-    )
+    order = register_local_order(defs, astronaut_png, "ink_etching", "poster_a3", variants=2)
     _wait_until(lambda: _server_up(port), 120, "the Dagster webserver")
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("orders", [order.id])
@@ -102,7 +89,7 @@ def test_a_run_launched_through_the_webserver_succeeds_and_sigterm_stops_everyth
         "the proof run",
     )
     assert status == dg.DagsterRunStatus.SUCCESS
-    assert resources["orders"].book().get(order.id).state == OrderState.PROOFS_READY
+    assert defs.resources["orders"].book().get(order.id).state == OrderState.PROOFS_READY
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) is not None

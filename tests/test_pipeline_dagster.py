@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageCms
 
 import assets
-from photogen_pipelines.catalog import load_products, load_styles
-from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.intake import approve_proof, register_order
+from photogen_pipelines.catalog import load_styles
+from photogen_pipelines.definitions import build_defs, register_local_order
+from photogen_pipelines.intake import approve_proof
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import OrderKeys, get_json
 from resources import CatalogResource
@@ -36,20 +36,7 @@ def defs(tmp_path):
 
 
 def _register(defs, instance, upload: bytes, style_id="sepia_oil", product_id="poster_a3", variants=2):
-    resources = defs.resources
-    order = register_order(
-        resources["orders"].book(),
-        resources["storage"].store(),
-        resources["faces"].analyzer(),
-        load_styles(),
-        load_products(),
-        upload,
-        style_id,
-        product_id,
-        variants,
-        approval="auto",
-        proof_long_side=1024,
-    )
+    order = register_local_order(defs, upload, style_id, product_id, variants, approval="auto")
     instance.add_dynamic_partitions("orders", [order.id])
     return order
 

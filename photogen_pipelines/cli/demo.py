@@ -59,27 +59,14 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
 
     import dagster as dg
 
-    from photogen_pipelines.definitions import build_defs
-    from photogen_pipelines.intake import approve_proof, register_order
+    from photogen_pipelines.definitions import build_defs, register_local_order
+    from photogen_pipelines.intake import approve_proof
 
     defs = build_defs(str(paths.home))
     resources = defs.resources
     book, store = resources["orders"].book(), resources["storage"].store()
-    catalog = resources["catalog"]
     progress("loading models and checking the selfie")
-    order = register_order(
-        book,
-        store,
-        resources["faces"].analyzer(),
-        catalog.styles(),
-        catalog.products(),
-        upload,
-        style_id,
-        product_id,
-        variants,
-        approval="auto",
-        proof_long_side=resources["styles"].proof_long_side,
-    )
+    order = register_local_order(defs, upload, style_id, product_id, variants, approval="auto")
     progress(f"order {order.id}: {style_id} on {product_id}, {variants} proofs ({order.reason})")
 
     with dg.DagsterInstance.get() as instance:
