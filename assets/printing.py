@@ -13,7 +13,7 @@ from photogen_pipelines.imaging import EXTENSIONS, encode_print_file, open_png, 
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.stages import make_print_master
 from photogen_pipelines.storage import OrderKeys, get_json, put_json
-from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine, UpscaleEngine
+from resources import ArtifactStorage, CatalogResource, OrderBookResource, UpscaleEngine
 
 GROUP = "printing"
 
@@ -72,8 +72,6 @@ def print_file(
     orders: OrderBookResource,
     storage: ArtifactStorage,
     catalog: CatalogResource,
-    faces: FaceEngine,
-    styles: StyleEngine,
 ) -> dg.MaterializeResult:
     """The provider's file: sRGB with its ICC profile, DPI tags, JPEG q95 or TIFF, and a manifest."""
     order_id = context.partition_key
@@ -107,8 +105,9 @@ def print_file(
             "identity_threshold": validation["threshold"],
             "seeds": [c["seed"] for c in candidates["candidates"]],
             "engines": {
-                "faces": faces.analyzer().version,
-                "style": styles.stylizer().version,
+                # as recorded by the stages that used them: no model is loaded to print
+                "faces": validation["encoder"],
+                "style": candidates["engine"],
                 "upscale": master_info["upscaler"],
                 "upscale_passes": master_info["passes"],
             },
