@@ -18,6 +18,7 @@ class StageTimer:
 @contextlib.contextmanager
 def timed_stage(book: OrderBook, order_id: str, stage: str) -> Iterator[StageTimer]:
     timer = StageTimer()
+    book.start_stage(order_id, stage)  # the API shows the stage an order is in
     start = time.perf_counter()
     yield timer
     timer.seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ from assets.printing import print_file
 from assets.proofs import validated_proofs
 from photogen_pipelines.imaging import SRGB_ICC
 from photogen_pipelines.storage import OrderKeys, get_json
-from resources import ArtifactStorage, CatalogResource, OrderBookResource
+from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 
 # Partitioned checks are "preview" in Dagster 1.13 but are what a per-order gate needs.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
@@ -39,7 +39,7 @@ def identity_preserved(context: dg.AssetCheckExecutionContext, storage: Artifact
 
 @dg.asset_check(asset=print_file, partitions_def=orders_partitions, blocking=True)
 def print_spec_met(
-    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrderBookResource, catalog: CatalogResource
+    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrdersDatabase, catalog: CatalogResource
 ) -> dg.AssetCheckResult:
     """The file a provider receives has the product's exact pixels, DPI tags, the sRGB
     profile and a resolution above the provider's minimum, read back from storage."""

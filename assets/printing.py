@@ -13,7 +13,7 @@ from photogen_pipelines.imaging import EXTENSIONS, encode_print_file, open_png, 
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.stages import make_print_master
 from photogen_pipelines.storage import OrderKeys, get_json, put_json
-from resources import ArtifactStorage, CatalogResource, OrderBookResource, UpscaleEngine
+from resources import ArtifactStorage, CatalogResource, OrdersDatabase, UpscaleEngine
 
 GROUP = "printing"
 
@@ -21,7 +21,7 @@ GROUP = "printing"
 @dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"ncnn", "image"}, deps=[validated_proofs])
 def print_master(
     context: dg.AssetExecutionContext,
-    orders: OrderBookResource,
+    orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
     upscale: UpscaleEngine,
@@ -69,7 +69,7 @@ def print_master(
 )
 def print_file(
     context: dg.AssetExecutionContext,
-    orders: OrderBookResource,
+    orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
 ) -> dg.MaterializeResult:

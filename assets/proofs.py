@@ -7,10 +7,11 @@ from assets._helpers import enter_state, reject_order, timed_stage
 from assets.partitions import orders_partitions
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import open_png, png_bytes
+from photogen_pipelines.intake import approve_proof
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidate, score_candidate, variant_seed
 from photogen_pipelines.storage import OrderKeys, get_json, put_json
-from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine
+from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
 GROUP = "proofs"
 
@@ -18,7 +19,7 @@ GROUP = "proofs"
 @dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"})
 def selfie(
     context: dg.AssetExecutionContext,
-    orders: OrderBookResource,
+    orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
     faces: FaceEngine,
@@ -86,7 +87,7 @@ def _store_candidate(store, keys: OrderKeys, candidate: Candidate) -> None:
 )
 def styled_candidates(
     context: dg.AssetExecutionContext,
-    orders: OrderBookResource,
+    orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
     styles: StyleEngine,
@@ -120,7 +121,7 @@ def styled_candidates(
 @dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"}, deps=[styled_candidates])
 def validated_proofs(
     context: dg.AssetExecutionContext,
-    orders: OrderBookResource,
+    orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
     faces: FaceEngine,
@@ -172,6 +173,10 @@ def validated_proofs(
     else:
         book.transition(order_id, OrderState.PROOFS_READY)
         context.log.info(f"validated_proofs: {len(gate.proofs)} proofs passed in {gate.rounds} round(s)")
+        if order.approval == "auto":
+            best = gate.best_variant()
+            approve_proof(book, store, order_id, best, reason=f"auto-approved: proof {best} has the best identity score")
+            context.log.info(f"validated_proofs: auto-approved proof {best}; the print run follows")
     final = {s.variant: s for s in gate.scores}  # the last attempt of each variant
     return dg.MaterializeResult(
         metadata={

@@ -9,26 +9,49 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+import sensors
 from photogen_pipelines.intake import register_order
 from photogen_pipelines.orders import Order
-from photogen_pipelines.settings import LocalPaths
-from resources import ArtifactStorage, CatalogResource, FaceEngine, OrderBookResource, StyleEngine, UpscaleEngine
+from photogen_pipelines.settings import PhotoGenSettings
+from resources import (
+    ArtifactStorage,
+    CatalogResource,
+    FaceEngine,
+    OrdersDatabase,
+    StripePayments,
+    StyleEngine,
+    UpscaleEngine,
+)
+
+
+def _payments(settings: PhotoGenSettings) -> StripePayments:
+    if not settings.payments_on:
+        return StripePayments()
+    # secrets stay environment variables, so they never appear in the UI's resource config
+    return StripePayments(
+        api_key=dg.EnvVar("PHOTOGEN_STRIPE_API_KEY"),
+        webhook_secret=dg.EnvVar("PHOTOGEN_STRIPE_WEBHOOK_SECRET") if settings.stripe_webhook_secret else None,
+        api_base=settings.stripe_api_base,
+    )
 
 
 def build_defs(home: str | None = None) -> dg.Definitions:
-    """Definitions with the embedded engines and local storage under `home`."""
-    paths = LocalPaths.resolve(home)
+    """Definitions with the embedded engines, local storage under `home` and the orders
+    database from PHOTOGEN_DATABASE_URL (default: SQLite under `home`)."""
+    settings = PhotoGenSettings(**({"home": home} if home else {}))
     return dg.Definitions(
         assets=[*assets.proof_assets, *assets.print_assets],
         asset_checks=[assets.identity_preserved, assets.print_spec_met],
         jobs=[assets.proof_job, assets.print_job],
+        sensors=sensors.all_sensors,
         resources={
-            "orders": OrderBookResource(directory=str(paths.orders)),
-            "storage": ArtifactStorage(root=str(paths.artifacts)),
+            "orders": OrdersDatabase(url=settings.resolved_database_url),
+            "storage": ArtifactStorage(root=settings.resolved_artifacts_root),
             "catalog": CatalogResource(),
             "faces": FaceEngine(),
             "styles": StyleEngine(),
             "upscale": UpscaleEngine(),
+            "payments": _payments(settings),
         },
     )
 
@@ -42,6 +65,7 @@ def register_local_order(
     """Take an order in through the same resources the assets use (CLI, tests, scripts)."""
     resources = defs.resources
     catalog = resources["catalog"]
+    resources["orders"].database().migrate()
     return register_order(
         resources["orders"].book(),
         resources["storage"].store(),

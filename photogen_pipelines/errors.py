@@ -35,3 +35,9 @@ class IllegalTransition(PhotoGenError):
 
 class NotFound(PhotoGenError):
     code = "not_found"
+
+
+class Conflict(PhotoGenError):
+    """The request contradicts an earlier one (an idempotency key reused with another body)."""
+
+    code = "conflict"

@@ -1,69 +1,173 @@
-"""Where orders are kept between the storefront and the pipeline runs.
-
-`JsonOrderBook` keeps one JSON document per order in a directory: enough for the
-embedded default and the CLI. The storefront's SQL database implements the same
-methods, so the assets do not care which one they are given.
-"""
+"""Where orders are kept between the storefront and the pipeline runs: the orders
+database. Every change goes through a locked read-modify-write, so the API, a run and a
+sensor changing one order at once queue up instead of overwriting each other."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.orders import OWES_REFUND, Order, OrderEvent, OrderState
+
+ORDER_COLUMNS = (
+    "id upload_id upload_key style_id product_id variants approval payments state reason approved_proof amount_cents "
+    "currency payment_intent_id paid_cents refund_id refunded_cents stage stage_seconds api_key_id created_at updated_at"
+).split()
 
 
 class OrderBook(Protocol):
     def add(self, order: Order) -> Order: ...
     def get(self, order_id: str) -> Order: ...
-    def save(self, order: Order) -> Order: ...
+    def update(self, order_id: str, change: Callable[[Order], object]) -> Order: ...
     def transition(self, order_id: str, target: OrderState, reason: str | None = None) -> Order: ...
+    def start_stage(self, order_id: str, stage: str) -> Order: ...
     def record_stage(self, order_id: str, stage: str, seconds: float) -> Order: ...
 
 
-class JsonOrderBook:
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
-    def _path(self, order_id: str) -> Path:
-        if not order_id or "/" in order_id or order_id.startswith("."):
-            raise NotFound(f"bad order id {order_id!r}", code="order_not_found")
-        return self.directory / f"{order_id}.json"
 
-    def add(self, order: Order) -> Order:
-        if self._path(order.id).exists():
-            raise ValueError(f"order {order.id} already exists")
-        return self.save(order)
+def _to_order(row: OrderRow, events: Sequence[OrderEventRow]) -> Order:
+    fields = {name: getattr(row, name) for name in ORDER_COLUMNS}
+    fields["created_at"], fields["updated_at"] = _aware(row.created_at), _aware(row.updated_at)
+    fields["stage_seconds"] = dict(row.stage_seconds or {})
+    fields["events"] = [
+        OrderEvent(id=e.id, at=_aware(e.at), from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in events
+    ]
+    return Order(**fields)
+
+
+def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
+    values = order.model_dump(include=set(ORDER_COLUMNS))
+    values["state"] = order.state.value
+    if row is None:
+        session.add(OrderRow(**values))
+        session.flush()  # the row exists before its events point at it
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    for event in order.events:
+        if event.id is None:
+            session.add(
+                OrderEventRow(
+                    order_id=order.id,
+                    at=event.at,
+                    from_state=event.from_state.value if event.from_state else None,
+                    to_state=event.to_state.value,
+                    reason=event.reason,
+                )
+            )
+
+
+def _events(session: Session, order_id: str) -> Sequence[OrderEventRow]:
+    return session.scalars(select(OrderEventRow).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.id)).all()
+
+
+class SqlOrderBook:
+    def __init__(self, database: Database):
+        self.database = database
+
+    def add(self, order: Order, *, idempotency_key: str | None = None, request_hash: str | None = None) -> Order:
+        if not order.events:
+            order.events.append(OrderEvent(at=order.created_at, from_state=None, to_state=order.state, reason="order created"))
+        with self.database.session() as session:
+            _write(session, order)
+            session.flush()
+            row = session.get(OrderRow, order.id)
+            row.idempotency_key, row.request_hash = idempotency_key, request_hash
+        return self.get(order.id)
 
     def get(self, order_id: str) -> Order:
-        try:
-            return Order.model_validate_json(self._path(order_id).read_text())
-        except FileNotFoundError:
-            raise NotFound(f"order {order_id} not found", code="order_not_found") from None
+        with self.database.session() as session:
+            row = session.get(OrderRow, order_id)
+            if row is None:
+                raise NotFound(f"order {order_id} not found", code="order_not_found")
+            return _to_order(row, _events(session, order_id))
 
-    def save(self, order: Order) -> Order:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(order.model_dump_json(indent=2))
-        os.replace(tmp, self._path(order.id))
+    def update(self, order_id: str, change: Callable[[Order], object]) -> Order:
+        """Apply `change` to the order under a row lock and store the result."""
+        with self.database.session() as session:
+            self.update_in(session, order_id, change)
+        return self.get(order_id)
+
+    def update_in(self, session: Session, order_id: str, change: Callable[[Order], object]) -> Order:
+        """`update` inside a caller's transaction (a Stripe event and its effect commit together)."""
+        row = session.scalars(select(OrderRow).where(OrderRow.id == order_id).with_for_update()).one_or_none()
+        if row is None:
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        order = _to_order(row, _events(session, order_id))
+        change(order)
+        order.updated_at = datetime.now(UTC)
+        _write(session, order, row)
         return order
 
     def transition(self, order_id: str, target: OrderState, reason: str | None = None) -> Order:
-        order = self.get(order_id)
-        if order.transition(target, reason):
-            self.save(order)
-        return order
+        return self.update(order_id, lambda order: order.transition(target, reason))
+
+    def start_stage(self, order_id: str, stage: str) -> Order:
+        return self.update(order_id, lambda order: setattr(order, "stage", stage))
 
     def record_stage(self, order_id: str, stage: str, seconds: float) -> Order:
-        order = self.get(order_id)
-        order.stage_seconds[stage] = round(seconds, 3)
-        return self.save(order)
+        def record(order: Order) -> None:
+            order.stage = stage
+            order.stage_seconds = {**order.stage_seconds, stage: round(seconds, 3)}
 
-    def list(self) -> list[Order]:
-        if not self.directory.exists():
-            return []
-        return [Order.model_validate_json(p.read_text()) for p in sorted(self.directory.glob("ord_*.json"))]
+        return self.update(order_id, record)
+
+    def find_idempotent(self, api_key_id: str | None, idempotency_key: str) -> tuple[Order, str | None] | None:
+        """The order an earlier request with this key created, and that request's body hash."""
+        with self.database.session() as session:
+            row = session.scalars(
+                select(OrderRow).where(OrderRow.api_key_id == api_key_id, OrderRow.idempotency_key == idempotency_key)
+            ).one_or_none()
+            if row is None:
+                return None
+            return _to_order(row, _events(session, row.id)), row.request_hash
+
+    def find_by_payment_intent(self, payment_intent_id: str) -> Order | None:
+        with self.database.session() as session:
+            row = session.scalars(select(OrderRow).where(OrderRow.payment_intent_id == payment_intent_id)).first()
+            return None if row is None else _to_order(row, _events(session, row.id))
+
+    def list(self, states: Sequence[OrderState] | None = None, limit: int = 100) -> list[Order]:
+        with self.database.session() as session:
+            query = select(OrderRow).order_by(OrderRow.created_at, OrderRow.id).limit(limit)
+            if states:
+                query = query.where(OrderRow.state.in_([s.value for s in states]))
+            return [_to_order(row, _events(session, row.id)) for row in session.scalars(query).all()]
+
+    def owed_refunds(self, limit: int = 20) -> list[Order]:
+        """Orders that will not be delivered and still hold the customer's money."""
+        with self.database.session() as session:
+            query = (
+                select(OrderRow)
+                .where(OrderRow.state.in_([s.value for s in OWES_REFUND]), OrderRow.paid_cents > OrderRow.refunded_cents)
+                .order_by(OrderRow.updated_at)
+                .limit(limit)
+            )
+            return [_to_order(row, _events(session, row.id)) for row in session.scalars(query).all()]
+
+    def events_since(
+        self, to_states: Sequence[OrderState], since: datetime, exclude_ids: Sequence[int] = (), limit: int = 50
+    ) -> list[tuple[int, str, datetime, OrderState]]:
+        """State changes into `to_states` at or after `since`, oldest first: what the
+        sensors turn into runs. Returns (event id, order id, at, to_state) tuples."""
+        with self.database.session() as session:
+            query = (
+                select(OrderEventRow.id, OrderEventRow.order_id, OrderEventRow.at, OrderEventRow.to_state)
+                .where(OrderEventRow.to_state.in_([s.value for s in to_states]), OrderEventRow.at >= since)
+                .order_by(OrderEventRow.at, OrderEventRow.id)
+                .limit(limit)
+            )
+            if exclude_ids:
+                query = query.where(OrderEventRow.id.not_in(list(exclude_ids)))
+            return [(i, o, _aware(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]

@@ -49,11 +49,17 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 }
 
 
+TERMINAL = frozenset({S.REJECTED, S.FAILED, S.CANCELLED, S.REFUNDED})
+# an order in one of these states owes the customer their money back, once
+OWES_REFUND = frozenset({S.REJECTED, S.FAILED, S.CANCELLED})
+
+
 def can_transition(current: OrderState, target: OrderState) -> bool:
     return target == current or target in TRANSITIONS[current]
 
 
 class OrderEvent(BaseModel):
+    id: int | None = None  # assigned by the database
     at: datetime
     from_state: OrderState | None
     to_state: OrderState
@@ -81,17 +87,36 @@ class Order(BaseModel):
     variants: int = Field(4, ge=1, le=8)
     approval: Literal["customer", "auto"] = "customer"
     upload_key: str
+    upload_id: str | None = None
     payments: Literal["off", "stripe"] = "off"
+    amount_cents: int = 0
+    currency: str = "usd"
+    payment_intent_id: str | None = None
+    paid_cents: int = 0  # what the customer actually paid (set by Stripe's event, not by us)
+    refund_id: str | None = None
+    refunded_cents: int = 0
     state: OrderState = OrderState.AWAITING_PAYMENT
     reason: str | None = None
     approved_proof: int | None = None
+    stage: str | None = None  # the stage running now, or the last one that ran
+    api_key_id: str | None = None  # the storefront key that placed it (None: CLI)
     created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
     events: list[OrderEvent] = Field(default_factory=list)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
     @property
     def seed(self) -> int:
         return order_seed(self.id)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def refund_owed(self) -> bool:
+        """The order will not be delivered and the customer's money is not back yet."""
+        return self.state in OWES_REFUND and self.paid_cents > self.refunded_cents
 
     def transition(self, target: OrderState, reason: str | None = None) -> bool:
         """Move to `target`; returns False when already there (a harmless repeat)."""
@@ -101,5 +126,6 @@ class Order(BaseModel):
             raise IllegalTransition(f"order {self.id} cannot go from {self.state.value} to {target.value}")
         self.events.append(OrderEvent(at=_now(), from_state=self.state, to_state=target, reason=reason))
         self.state = target
+        self.updated_at = self.events[-1].at
         self.reason = reason  # why the order is where it is now; the events keep the history
         return True

@@ -1,12 +1,19 @@
-"""Where local state lives. One folder, `PHOTOGEN_HOME` (default `.photogen` in the
-working directory), holds the Dagster instance, the artifacts and the order book, so a
-demo order and `dagster dev` started in the same folder see the same runs."""
+"""Where local state lives and how the services find each other.
+
+One folder, `PHOTOGEN_HOME` (default `.photogen` in the working directory), holds the
+Dagster instance, the artifacts, the orders database and the signing secret, so a demo
+order, `photogen serve` and `dagster dev` started in the same folder see the same
+orders and runs. Every setting can come from a `PHOTOGEN_*` environment variable.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 @dataclass(frozen=True)
@@ -26,5 +33,49 @@ class LocalPaths:
         return self.home / "artifacts"
 
     @property
-    def orders(self) -> Path:
-        return self.home / "orders"
+    def orders_database_url(self) -> str:
+        return f"sqlite:///{self.home / 'orders.db'}"
+
+    def secret_key(self) -> str:
+        """The embedded default's signing secret: made once, kept private in the home folder."""
+        path = self.home / "secret_key"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+class PhotoGenSettings(BaseSettings):
+    """Settings shared by the storefront API, the Dagster code location and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="PHOTOGEN_", extra="ignore")
+
+    home: str | None = None
+    database_url: str | None = None  # default: SQLite in the home folder
+    artifacts_root: str | None = None  # default: artifacts/ in the home folder
+    secret_key: str | None = None  # signs order tokens and file URLs; default: made in the home folder
+    stripe_api_key: str | None = None  # set it and payments are on
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # another Stripe-compatible server (tests: localstripe)
+
+    @property
+    def paths(self) -> LocalPaths:
+        return LocalPaths.resolve(self.home)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or self.paths.orders_database_url
+
+    @property
+    def resolved_artifacts_root(self) -> str:
+        return self.artifacts_root or str(self.paths.artifacts)
+
+    @property
+    def resolved_secret_key(self) -> str:
+        return self.secret_key or self.paths.secret_key()
+
+    @property
+    def payments_on(self) -> bool:
+        return bool(self.stripe_api_key)

@@ -49,14 +49,20 @@ def single_face(faces: list[Face], what: str) -> Face:
     return faces[0]
 
 
-def prepare_selfie(upload: bytes, product: Product, faces: FaceAnalyzer, proof_long_side: int) -> Selfie:
-    image = np.asarray(decode_upload(upload))
+def selfie_face(image: np.ndarray, faces: FaceAnalyzer) -> Face:
+    """The selfie's one face, large enough to keep; the check an upload gets on the spot."""
     face = single_face(faces.detect(image, min_score=SELFIE_MIN_FACE_SCORE), "selfie")
     if min(face.box.w, face.box.h) < MIN_FACE_PX:
         raise BadInput(
             f"the face is only {face.box.w:.0f}x{face.box.h:.0f} px; at least {MIN_FACE_PX} px are needed",
             code="face_too_small",
         )
+    return face
+
+
+def prepare_selfie(upload: bytes, product: Product, faces: FaceAnalyzer, proof_long_side: int) -> Selfie:
+    image = np.asarray(decode_upload(upload))
+    face = selfie_face(image, faces)
     width, height = product.pixel_size
     crop = portrait_crop((image.shape[1], image.shape[0]), face.box, width / height)
     crop_size = (crop[2] - crop[0], crop[3] - crop[1])

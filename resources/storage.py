@@ -1,6 +1,7 @@
 import dagster as dg
 
-from photogen_pipelines.orderbook import JsonOrderBook
+from photogen_pipelines.db.database import Database, open_database
+from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.storage import LocalArtifactStore
 
 
@@ -13,10 +14,13 @@ class ArtifactStorage(dg.ConfigurableResource):
         return LocalArtifactStore(self.root)
 
 
-class OrderBookResource(dg.ConfigurableResource):
-    """The orders the pipeline reads and advances through their states."""
+class OrdersDatabase(dg.ConfigurableResource):
+    """The orders database the storefront writes and the runs advance: SQLite or PostgreSQL."""
 
-    directory: str
+    url: str
 
-    def book(self) -> JsonOrderBook:
-        return JsonOrderBook(self.directory)
+    def database(self) -> Database:
+        return open_database(self.url)
+
+    def book(self) -> SqlOrderBook:
+        return SqlOrderBook(self.database())

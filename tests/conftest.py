@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +51,58 @@ def upscaler():
     from resources.engines import _upscaler
 
     return _upscaler("embedded", "REALESRGAN_ANIMAVIDEOV3", None, 256, None)
+
+
+# -- the orders database: SQLite and the machine's PostgreSQL ---------------------------
+
+POSTGRES_URL = os.environ.get("PHOTOGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL server's URL; skipped (with the reason) only where none answers."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}: {str(exc).strip()[:200]}")
+    return POSTGRES_URL
+
+
+@contextlib.contextmanager
+def throwaway_postgres(server_url: str):
+    """A new, empty database on the server, dropped afterwards."""
+    import psycopg
+
+    name = f"photogen_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, unmigrated orders database URL, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'orders.db'}"
+        return
+    with throwaway_postgres(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@pytest.fixture
+def orders_db(database_url):
+    from photogen_pipelines.db.database import Database
+
+    database = Database(database_url)
+    database.migrate()
+    yield database
+    database.dispose()

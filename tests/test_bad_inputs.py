@@ -24,9 +24,11 @@ from PIL import Image
 from skimage import data
 
 from photogen_pipelines.catalog import load_products
+from photogen_pipelines.db.database import Database
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import decode_upload
+from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.stages import MIN_FACE_PX, SELFIE_MIN_FACE_SCORE, prepare_selfie
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,8 +312,8 @@ def _assert_clean_failure(result: subprocess.CompletedProcess) -> str:
 
 
 def _assert_no_order_left(home: Path) -> None:
-    orders = home / "orders"
-    left = sorted(p.name for p in orders.glob("*")) if orders.exists() else []
+    database = home / "orders.db"
+    left = [o.id for o in SqlOrderBook(Database(f"sqlite:///{database}")).list()] if database.exists() else []
     assert left == [], f"an order was recorded for a refused upload: {left}"
     artifacts = home / "artifacts"
     stored = [p for p in artifacts.rglob("*") if p.is_file()] if artifacts.exists() else []

@@ -20,6 +20,10 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from skimage import data
 
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.orderbook import SqlOrderBook
+from photogen_pipelines.orders import OrderState
+
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"
 PHOTOGEN = Path(sys.executable).with_name("photogen")
@@ -195,7 +199,8 @@ def test_demo_order_is_ready_with_every_file(demo):
         assert Path(path).exists(), path
     for path in (demo["print_file"], demo["manifest"], *(p["path"] for p in demo["proofs"])):
         assert Path(path).is_relative_to(demo["_out"]), path
-    assert (demo["_home"] / "orders" / f"{demo['order_id']}.json").is_file()
+    recorded = SqlOrderBook(Database(f"sqlite:///{demo['_home'] / 'orders.db'}")).get(demo["order_id"])
+    assert recorded.state == OrderState.READY and recorded.approved_proof == demo["chosen_proof"]
     manifest = json.loads(Path(demo["manifest"]).read_text())
     assert manifest["pixel_size"] == demo["pixel_size"]
 

@@ -1,5 +1,6 @@
-"""`photogen ui` serves the code location, a run launched through the webserver (as the
-UI's Materialize button does) succeeds for a registered order, and SIGTERM stops it all."""
+"""`photogen ui` serves the code location: the daemon's sensor turns a paid order into a
+proof run, a run launched through the webserver (as the UI's Materialize button does)
+regenerates its proofs, and SIGTERM stops it all."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def _wait_until(predicate, timeout: float, what: str):
             return value
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _finished(instance, run_id: str):
+    run = instance.get_run_by_id(run_id)
+    return run.status if run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) else None
 
 
 def _group_alive(pgid: int) -> bool:
@@ -72,24 +78,38 @@ def _server_up(port: int) -> bool:
         return False
 
 
-def test_a_run_launched_through_the_webserver_succeeds_and_sigterm_stops_everything(ui_server, astronaut_png, monkeypatch):
+def test_the_daemon_runs_a_paid_order_and_a_webserver_launched_rerun_succeeds(ui_server, astronaut_png, monkeypatch):
     process, port, home = ui_server
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     defs = build_defs(str(home))
+    book = defs.resources["orders"].book()
     order = register_local_order(defs, astronaut_png, "ink_etching", "poster_a3", variants=2)
     _wait_until(lambda: _server_up(port), 120, "the Dagster webserver")
-    with dg.DagsterInstance.get() as instance:
-        instance.add_dynamic_partitions("orders", [order.id])
 
+    # the paid order becomes a proof run through the daemon's paid_orders sensor
+    with dg.DagsterInstance.get() as instance:
+        sensor_run = _wait_until(
+            lambda: next(iter(instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": f"proofs:{order.id}"}))), None),
+            180,
+            "the paid_orders sensor's run",
+        )
+        status = _wait_until(lambda: _finished(instance, sensor_run.run_id), 240, "the sensor's proof run")
+        assert status == dg.DagsterRunStatus.SUCCESS
+        assert order.id in instance.get_dynamic_partitions("orders")
+    assert book.get(order.id).state == OrderState.PROOFS_READY
+
+    # an operator regenerates the proofs from the UI: the webserver launches the run
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution("proof_job", tags={"dagster/partition": order.id})
     status = _wait_until(
         lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) and s,
         240,
-        "the proof run",
+        "the regeneration run",
     )
     assert status == dg.DagsterRunStatus.SUCCESS
-    assert defs.resources["orders"].book().get(order.id).state == OrderState.PROOFS_READY
+    regenerated = book.get(order.id)
+    assert regenerated.state == OrderState.PROOFS_READY
+    assert [e.to_state for e in regenerated.events].count(OrderState.GENERATING) == 2
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) is not None

@@ -4,7 +4,7 @@ import pytest
 
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.errors import IllegalTransition, NotFound
-from photogen_pipelines.orderbook import JsonOrderBook
+from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderState
 
 S = OrderState
@@ -61,13 +61,17 @@ def test_order_seed_is_stable_per_order_and_differs_between_orders():
     assert a.seed != b.seed
 
 
-def test_the_order_book_persists_transitions(tmp_path):
-    book = JsonOrderBook(tmp_path)
+def test_the_order_book_persists_transitions(orders_db):
+    book = SqlOrderBook(orders_db)
     order = book.add(_order())
     book.transition(order.id, S.PAID, "payments off")
     book.record_stage(order.id, "selfie", 0.1234)
-    reread = JsonOrderBook(tmp_path).get(order.id)
+    reread = SqlOrderBook(orders_db).get(order.id)
     assert reread.state == S.PAID and reread.stage_seconds == {"selfie": 0.123}
+    assert [(e.from_state, e.to_state) for e in reread.events] == [(None, S.AWAITING_PAYMENT), (S.AWAITING_PAYMENT, S.PAID)]
+    with pytest.raises(IllegalTransition):
+        book.transition(order.id, S.READY)
+    assert book.get(order.id).state == S.PAID  # the refused move left no trace
     with pytest.raises(NotFound):
         book.get("ord_missing")
     with pytest.raises(NotFound):

@@ -15,7 +15,6 @@ from PIL import Image, ImageCms
 import assets
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.intake import approve_proof
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import OrderKeys, get_json
 from resources import CatalogResource
@@ -59,14 +58,16 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
 
     proof_run = _materialize(defs, instance, assets.proof_assets, order.id)
     assert proof_run.success
-    assert book.get(order.id).state == OrderState.PROOFS_READY
+    # approval="auto": the proof run approves the best-scoring proof itself
+    best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
+    approved = book.get(order.id)
+    assert approved.state == OrderState.APPROVED and approved.approved_proof == best
+    assert [e.to_state for e in approved.events][-2:] == [OrderState.PROOFS_READY, OrderState.APPROVED]
     checks = proof_run.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("identity_preserved", True)]
     similarities = proof_run.asset_materializations_for_node("validated_proofs")[0].metadata
     assert similarities["best_similarity"].value >= similarities["threshold"].value
 
-    best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
-    approve_proof(book, store, order.id, best)
     print_run = _materialize(defs, instance, assets.print_assets, order.id)
     assert print_run.success
     finished = book.get(order.id)

@@ -60,8 +60,6 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
     import dagster as dg
 
     from photogen_pipelines.definitions import build_defs, register_local_order
-    from photogen_pipelines.intake import approve_proof
-
     defs = build_defs(str(paths.home))
     resources = defs.resources
     book, store = resources["orders"].book(), resources["storage"].store()
@@ -72,10 +70,8 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("orders", [order.id])
         order = _run(defs, instance, book, "proof_job", order.id)
-        if order.state == OrderState.PROOFS_READY:
-            best = get_json(store, OrderKeys(order.id).validation)["best_variant"]
-            approve_proof(book, store, order.id, best, reason="auto-approved: best identity score")
-            progress(f"auto-approved proof {best}")
+        if order.state == OrderState.APPROVED:  # approval="auto": the proof run picked the best proof
+            progress(f"auto-approved proof {order.approved_proof}")
             order = _run(defs, instance, book, "print_job", order.id)
 
     summary = _summary(order, store, Path(out), dagster_home, time.perf_counter() - started)

@@ -1,0 +1,100 @@
+"""The orders database's tables (SQLAlchemy 2). The schema itself is made by the Alembic
+migrations in `migrations/`; these classes map it, and a test checks the two agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict: JSON}
+
+
+class ApiKeyRow(Base):
+    """A storefront backend's key; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class UploadRow(Base):
+    """A checked selfie: decoded, upright, stripped and stored; one face was found."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    storage_key: Mapped[str] = mapped_column(String(300))
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int]
+    height: Mapped[int]
+    source_format: Mapped[str] = mapped_column(String(16))
+    source_bytes: Mapped[int]
+    face_score: Mapped[float]
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime]
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_idempotency"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("uploads.id"))
+    upload_key: Mapped[str] = mapped_column(String(300))
+    style_id: Mapped[str] = mapped_column(String(64))
+    product_id: Mapped[str] = mapped_column(String(64))
+    variants: Mapped[int]
+    approval: Mapped[str] = mapped_column(String(16))
+    payments: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    approved_proof: Mapped[int | None]
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str | None] = mapped_column(String(64))
+    stage_seconds: Mapped[dict] = mapped_column(default=dict)
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OrderEventRow(Base):
+    """One state change of one order: the history the API and the sensors read."""
+
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PaymentEventRow(Base):
+    """One Stripe event, applied once: its id is the primary key, so a repeat cannot insert."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    order_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32))  # webhook | reconciliation
+    outcome: Mapped[str] = mapped_column(Text)
+    stripe_created: Mapped[datetime]
+    received_at: Mapped[datetime]

@@ -1,0 +1,54 @@
+"""A run that has failed for good settles its order: `failed` (unless already rejected)
+and refunded. Runs the daemon will retry are left alone until their last attempt."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import print_job, proof_job
+from photogen_pipelines.orders import OrderState
+from photogen_pipelines.payments import refund_order
+from resources import OrdersDatabase, StripePayments
+
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run that run retries will re-execute
+
+
+def will_be_retried(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
+    tag = run.tags.get(WILL_RETRY_TAG)
+    if tag is not None:
+        return tag.lower() == "true"
+    if not instance.run_retries_enabled:
+        return False
+    return int(run.tags.get("dagster/retry_number", "0")) < instance.run_retries_max_retries
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[proof_job, print_job],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks an order failed once its run's retries are spent, and refunds it.",
+)
+def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase, payments: StripePayments) -> None:
+    run = context.dagster_run
+    order_id = run.tags.get("dagster/partition")
+    if not order_id:
+        return
+    if will_be_retried(run, context.instance):
+        context.log.info(f"run {run.run_id} of order {order_id} failed; Dagster will retry it")
+        return
+    book = orders.book()
+    order = book.get(order_id)
+    if not order.terminal:
+        attempts = int(run.tags.get("dagster/retry_number", "0")) + 1
+        step_errors = [
+            e.step_failure_data.error.message.strip().splitlines()[0]
+            for e in context.get_step_failure_events()
+            if e.step_failure_data.error
+        ]
+        message = "; ".join(step_errors) or (context.failure_event.message or "the run failed").strip()
+        message = message[:300]
+        order = book.transition(
+            order_id, OrderState.FAILED, reason=f"{run.job_name} failed after {attempts} attempt(s): {message}"
+        )
+    refund_order(orders.database(), book, payments.gateway(), order_id)
+    context.log.info(f"order {order_id} settled: {book.get(order_id).state.value}")

@@ -1,0 +1,61 @@
+"""Orders that are ready for their next run: paid → the proof run, approved → the print run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import print_job, proof_job
+from assets.partitions import orders_partitions
+from photogen_pipelines.orders import OrderState
+from resources import OrdersDatabase
+from sensors._cursor import EventCursor
+
+MAX_ORDERS_PER_TICK = 25
+
+
+def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, state: OrderState):
+    """Orders that entered `state` since the cursor and are still in it, and the next cursor."""
+    cursor = EventCursor.parse(context.cursor)
+    book = orders.book()
+    events = book.events_since([state], cursor.since, exclude_ids=list(cursor.seen), limit=MAX_ORDERS_PER_TICK)
+    order_ids = list(dict.fromkeys(order_id for _, order_id, _, _ in events))
+    # an order cancelled (or already run) since its event needs no run
+    ready = [order_id for order_id in order_ids if book.get(order_id).state == state]
+    return ready, cursor.advance(events), len(order_ids) - len(ready)
+
+
+@dg.sensor(
+    job=proof_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Paid orders become proof runs: the order id joins the `orders` partitions and one run is requested.",
+)
+def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
+    ready, cursor, moved_on = _ready_orders(context, orders, OrderState.PAID)
+    if moved_on:
+        context.log.info(f"{moved_on} paid order(s) moved on before their run was requested")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(partition_key=order_id, run_key=f"proofs:{order_id}", tags={"photogen/order": order_id})
+            for order_id in ready
+        ],
+        dynamic_partitions_requests=[orders_partitions.build_add_request(ready)] if ready else [],
+        cursor=cursor.serialize(),
+    )
+
+
+@dg.sensor(
+    job=print_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Approved orders (by the customer, or auto-approved by the proof run) become print runs.",
+)
+def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
+    ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(partition_key=order_id, run_key=f"print:{order_id}", tags={"photogen/order": order_id})
+            for order_id in ready
+        ],
+        cursor=cursor.serialize(),
+    )

@@ -1,0 +1,122 @@
+"""Orders: placed by the storefront, read and approved by the storefront or the customer."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+
+from photogen_pipelines.errors import IllegalTransition
+from photogen_pipelines.intake import approve_proof, cancel_order, place_order
+from photogen_pipelines.orders import OrderState
+from photogen_pipelines.storage import OrderKeys, get_json
+from photogen_pipelines.uploads import get_upload
+from storefront_api.api.deps import OrderDep, ServicesDep, StorefrontDep
+from storefront_api.api.views import order_view
+from storefront_api.errors import ApiError
+from storefront_api.schemas import ApproveIn, CancelIn, OrderIn, OrderOut, PrintFileOut
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="required: a retry with the same key and body returns the same order, never a second one",
+    ),
+]
+
+
+def _base_url(request: Request, services) -> str:
+    return services.settings.public_base_url or str(request.base_url)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+def create_order(
+    body: OrderIn,
+    request: Request,
+    response: Response,
+    caller: StorefrontDep,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderOut:
+    """Place an order for an uploaded selfie. With payments on, the response carries the
+    Stripe PaymentIntent's client secret; with payments off the order is paid at once."""
+    if not idempotency_key:
+        raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (e.g. a UUID per checkout)")
+    upload = get_upload(services.database, body.upload_id, caller.api_key_id)
+    placed = place_order(
+        services.book,
+        services.styles,
+        services.products,
+        upload,
+        body.style_id,
+        body.product_id,
+        body.variants,
+        body.approval,
+        services.gateway,
+        caller.api_key_id,
+        idempotency_key,
+    )
+    if not placed.created:
+        response.status_code = status.HTTP_200_OK
+    return order_view(
+        services,
+        placed.order,
+        _base_url(request, services),
+        client_secret=placed.client_secret,
+        customer_token=services.signer.order_token(placed.order.id),
+    )
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+def read_order(order: OrderDep, request: Request, services: ServicesDep) -> OrderOut:
+    """Status, stage progress, proofs with signed URLs and identity scores, and why an
+    order was rejected or failed."""
+    return order_view(services, order, _base_url(request, services))
+
+
+@router.post("/{order_id}/approve", response_model=OrderOut)
+def approve(order: OrderDep, body: ApproveIn, request: Request, services: ServicesDep) -> OrderOut:
+    """Approve one proof; only while the order is `proofs_ready`. The print run follows."""
+    if order.state != OrderState.PROOFS_READY:
+        raise ApiError(
+            409, "not_awaiting_approval", f"order {order.id} is {order.state.value}; proofs are approved in proofs_ready"
+        )
+    validation = get_json(services.store, OrderKeys(order.id).validation)
+    if str(body.proof) not in validation["proofs"]:
+        passed = ", ".join(sorted(validation["proofs"])) or "none"
+        raise ApiError(422, "unknown_proof", f"proof {body.proof} did not pass the identity gate (passed: {passed})")
+    updated = approve_proof(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
+    return order_view(services, updated, _base_url(request, services))
+
+
+@router.post("/{order_id}/cancel", response_model=OrderOut)
+def cancel(order: OrderDep, request: Request, services: ServicesDep, body: CancelIn | None = None) -> OrderOut:
+    """Cancel an order that is awaiting payment, paid but not started, or awaiting
+    approval; what was paid is refunded once."""
+    try:
+        updated = cancel_order(
+            services.database, services.book, services.gateway, order.id, (body and body.reason) or "cancelled by request"
+        )
+    except IllegalTransition:
+        raise ApiError(409, "cannot_cancel", f"order {order.id} is {order.state.value} and can no longer be cancelled") from None
+    return order_view(services, updated, _base_url(request, services))
+
+
+@router.get("/{order_id}/print-file", response_model=PrintFileOut)
+def print_file(order: OrderDep, request: Request, services: ServicesDep) -> PrintFileOut:
+    """A signed URL to the print-ready file, once the order is `ready`."""
+    keys = OrderKeys(order.id)
+    if order.state != OrderState.READY or not services.store.exists(keys.manifest):
+        raise ApiError(409, "print_file_not_ready", f"order {order.id} is {order.state.value}; the print file comes at ready")
+    manifest = get_json(services.store, keys.manifest)
+    ttl = services.settings.file_url_ttl_seconds
+    return PrintFileOut(
+        order_id=order.id,
+        url=services.signer.file_url(_base_url(request, services), manifest["file"], ttl),
+        expires_in=ttl,
+        format=manifest["format"],
+        bytes=manifest["bytes"],
+        pixel_size=tuple(manifest["pixel_size"]),
+        effective_dpi=manifest["effective_dpi"],
+    )

@@ -1,0 +1,77 @@
+"""How an order looks to a client: its state, progress, proofs and payment."""
+
+from photogen_pipelines.intake import PAYMENTS_OFF_LABEL
+from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.storage import OrderKeys, get_json
+from storefront_api.schemas import EventOut, OrderOut, PaymentOut, ProofOut, StageOut
+
+STAGES = ("selfie", "styled_candidates", "validated_proofs", "print_master", "print_file")
+PROOFS_VISIBLE = {OrderState.PROOFS_READY, OrderState.APPROVED, OrderState.RENDERING, OrderState.READY}
+
+
+def _stages(order: Order) -> list[StageOut]:
+    def status(name: str) -> str:
+        if name in order.stage_seconds:
+            return "done"
+        running = order.stage == name and order.state in (OrderState.GENERATING, OrderState.RENDERING)
+        return "running" if running else "pending"
+
+    return [StageOut(name=n, status=status(n), seconds=order.stage_seconds.get(n)) for n in STAGES]
+
+
+def _proofs(services, order: Order, base_url: str) -> tuple[list[ProofOut], float | None]:
+    keys = OrderKeys(order.id)
+    if not services.store.exists(keys.validation):
+        return [], None
+    validation = get_json(services.store, keys.validation)
+    final = {s["variant"]: s for s in validation["scores"]}  # the last attempt of each variant
+    ttl = services.settings.file_url_ttl_seconds
+    proofs = []
+    for variant, score in sorted(final.items()):
+        key = validation["proofs"].get(str(variant))
+        url = services.signer.file_url(base_url, key, ttl) if key and order.state in PROOFS_VISIBLE else None
+        proofs.append(
+            ProofOut(variant=variant, url=url, identity_score=score["similarity"], passed=score["passed"], round=score["round"])
+        )
+    return proofs, validation["threshold"]
+
+
+def _payment(order: Order, client_secret: str | None) -> PaymentOut:
+    label = PAYMENTS_OFF_LABEL if order.payments == "off" else "Stripe PaymentIntent"
+    return PaymentOut(
+        mode=order.payments,
+        label=label,
+        amount_cents=order.amount_cents,
+        currency=order.currency,
+        paid_cents=order.paid_cents,
+        refunded_cents=order.refunded_cents,
+        refund_id=order.refund_id,
+        payment_intent_id=order.payment_intent_id,
+        client_secret=client_secret,
+    )
+
+
+def order_view(
+    services, order: Order, base_url: str, client_secret: str | None = None, customer_token: str | None = None
+) -> OrderOut:
+    proofs, threshold = _proofs(services, order, base_url)
+    return OrderOut(
+        id=order.id,
+        state=order.state.value,
+        reason=order.reason,
+        style_id=order.style_id,
+        product_id=order.product_id,
+        variants=order.variants,
+        approval=order.approval,
+        payment=_payment(order, client_secret),
+        stage=order.stage,
+        stages=_stages(order),
+        identity_threshold=threshold,
+        proofs=proofs,
+        approved_proof=order.approved_proof,
+        print_file_ready=order.state == OrderState.READY,
+        events=[EventOut(at=e.at, from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in order.events],
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        customer_token=customer_token,
+    )

@@ -1,0 +1,51 @@
+"""The storefront API: `uvicorn storefront_api.main:app`. Versioned under /v1, docs at /docs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import Depends, FastAPI
+
+from storefront_api.api.deps import RateLimits, limit_address
+from storefront_api.api.routes import catalog, files, health, orders, uploads, webhooks
+from storefront_api.config import Settings, get_settings
+from storefront_api.errors import install_error_handlers
+from storefront_api.services import build_services
+
+log = logging.getLogger("storefront_api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = build_services(settings)
+        if settings.auto_migrate:
+            services.database.migrate()
+        if services.gateway is None:
+            log.warning("payments are OFF: orders are marked paid on creation and nobody is charged")
+        app.state.services = services
+        yield
+
+    app = FastAPI(
+        title="PhotoGen storefront API",
+        version="1.0.0",
+        summary="Selfies in, print-ready art out: uploads, orders, proofs, approvals and print files.",
+        lifespan=lifespan,
+    )
+    app.state.rate_limits = RateLimits(
+        settings.rate_limit_per_key, settings.rate_limit_per_address, settings.rate_limit_storage_uri
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    limited = [Depends(limit_address)]
+    prefix = settings.api_v1_prefix
+    for router in (uploads.router, catalog.router, orders.router, files.router):
+        app.include_router(router, prefix=prefix, dependencies=limited)
+    app.include_router(webhooks.router, prefix=prefix)  # Stripe retries on 429: never rate-limit it
+    return app
+
+
+app = create_app()

@@ -1,0 +1,122 @@
+"""Request and response bodies (the API's contract; the tables live in the core)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class UploadOut(BaseModel):
+    id: str
+    width: int
+    height: int
+    source_format: str
+    source_bytes: int
+    face_score: float = Field(description="YuNet's confidence in the one face found")
+    created_at: datetime
+
+
+class StyleOut(BaseModel):
+    id: str
+    name: str
+    description: str | None = None
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    format: str
+    pixel_size: tuple[int, int]
+    dpi: int
+    min_dpi: int
+    price_cents: int
+    currency: str = "usd"
+
+
+class OrderIn(BaseModel):
+    upload_id: str = Field(max_length=32)
+    style_id: str = Field(max_length=64)
+    product_id: str = Field(max_length=64)
+    variants: int = Field(4, ge=1, le=8)
+    approval: Literal["customer", "auto"] = "customer"
+
+
+class ApproveIn(BaseModel):
+    proof: int = Field(ge=0, le=7, description="the variant number of a proof that passed the identity gate")
+
+
+class CancelIn(BaseModel):
+    reason: str | None = Field(None, max_length=500)
+
+
+class PaymentOut(BaseModel):
+    mode: Literal["off", "stripe"]
+    label: str
+    amount_cents: int
+    currency: str
+    paid_cents: int
+    refunded_cents: int
+    refund_id: str | None
+    payment_intent_id: str | None
+    client_secret: str | None = Field(None, description="for Stripe.js; only in the response that created the order")
+
+
+class StageOut(BaseModel):
+    name: str
+    status: Literal["pending", "running", "done"]
+    seconds: float | None
+
+
+class ProofOut(BaseModel):
+    variant: int
+    url: str | None = Field(description="a signed URL, valid for minutes")
+    identity_score: float | None
+    passed: bool
+    round: int
+
+
+class EventOut(BaseModel):
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str | None
+
+
+class OrderOut(BaseModel):
+    id: str
+    state: str
+    reason: str | None = Field(description="why the order is in its state: the rejection or failure reason")
+    style_id: str
+    product_id: str
+    variants: int
+    approval: str
+    payment: PaymentOut
+    stage: str | None
+    stages: list[StageOut]
+    identity_threshold: float | None
+    proofs: list[ProofOut]
+    approved_proof: int | None
+    print_file_ready: bool
+    events: list[EventOut]
+    created_at: datetime
+    updated_at: datetime
+    customer_token: str | None = Field(
+        None, description="lets the customer read and approve this one order; only in the response that created it"
+    )
+
+
+class PrintFileOut(BaseModel):
+    order_id: str
+    url: str
+    expires_in: int
+    format: str
+    bytes: int
+    pixel_size: tuple[int, int]
+    effective_dpi: float
+
+
+class WebhookOut(BaseModel):
+    received: bool
+    outcome: str

@@ -1,0 +1,51 @@
+"""What the API talks to, built once per process from the settings."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_styles
+from photogen_pipelines.db.database import Database, open_database
+from photogen_pipelines.engines.base import FaceAnalyzer
+from photogen_pipelines.orderbook import SqlOrderBook
+from photogen_pipelines.payments import StripeGateway
+from photogen_pipelines.signing import Signer
+from photogen_pipelines.storage import LocalArtifactStore
+from storefront_api.config import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    book: SqlOrderBook
+    store: LocalArtifactStore
+    styles: StyleCatalog
+    products: ProductCatalog
+    gateway: StripeGateway | None
+    signer: Signer
+
+    @functools.cached_property
+    def faces(self) -> FaceAnalyzer:
+        # YuNet + SFace load in well under a second; loaded on the first upload, then kept
+        from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
+
+        return OpenCvFaceAnalyzer()
+
+
+def build_services(settings: Settings) -> Services:
+    database = open_database(settings.resolved_database_url)
+    gateway = None
+    if settings.payments_on:
+        gateway = StripeGateway(settings.stripe_api_key, settings.stripe_webhook_secret, settings.stripe_api_base)
+    return Services(
+        settings=settings,
+        database=database,
+        book=SqlOrderBook(database),
+        store=LocalArtifactStore(settings.resolved_artifacts_root),
+        styles=load_styles(),
+        products=load_products(),
+        gateway=gateway,
+        signer=Signer(settings.resolved_secret_key),
+    )
