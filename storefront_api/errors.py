@@ -17,6 +17,8 @@ log = logging.getLogger("storefront_api")
 
 # bad uploads that are about size get 413; the rest of BadInput is 422
 SIZE_CODES = {"file_too_large", "image_too_large"}
+# ids named in a request body that do not exist: the request is wrong (422), not the URL (404)
+BODY_REFERENCE_CODES = {"unknown_style", "unknown_product", "upload_not_found"}
 
 
 class ApiError(Exception):
@@ -33,7 +35,7 @@ def _status_of(exc: PhotoGenError) -> int:
     if isinstance(exc, BadInput):
         return 413 if exc.code in SIZE_CODES else 422
     if isinstance(exc, NotFound):
-        return 404
+        return 422 if exc.code in BODY_REFERENCE_CODES else 404
     if isinstance(exc, IllegalTransition | Conflict):
         return 409
     if isinstance(exc, PaymentError):
