@@ -1,0 +1,201 @@
+"""`photogen serve`: the storefront API, the Dagster webserver and the Dagster daemon on
+this machine, on the embedded defaults, supervised as one service."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.main import UsageFailure, cli
+from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
+from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
+
+READY_TIMEOUT_SECONDS = 120
+STOP_GRACE_SECONDS = 30
+DEFINITIONS_MODULE = "photogen_pipelines.definitions"
+API_APP = "storefront_api.main:app"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the address the way the servers will (SO_REUSEADDR, as uvicorn does), then let go."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UsageFailure(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise UsageFailure(f"port {port} on {host} is not free: {exc.strerror}") from None
+
+
+def _probe_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host`, for a URL."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+LOCATIONS_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def code_location_errors(webserver_url: str) -> list[str]:
+    """The webserver's code locations that failed to load, one line each (none if it cannot tell)."""
+    request = urllib.request.Request(
+        f"{webserver_url}/graphql",
+        data=json.dumps({"query": LOCATIONS_QUERY}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return []
+    errors = []
+    for entry in entries:
+        error = entry.get("locationOrLoadError") or {}
+        if error.get("__typename") == "PythonError":
+            message = (error.get("message") or "").strip().splitlines()
+            errors.append(f"{entry['name']}: {message[0] if message else 'error'}")
+    return errors
+
+
+def executable(name: str) -> str:
+    path = Path(sys.executable).with_name(name)
+    if not path.exists():
+        raise UsageFailure(f"the {name} command is not installed in this environment ({path})")
+    return str(path)
+
+
+def _migrate_orders_database(database_url: str) -> None:
+    from photogen_pipelines.db.database import open_database
+
+    open_database(database_url).migrate()
+
+
+def _create_dagster_storage() -> None:
+    """Make the instance's SQLite databases now: a webserver and a daemon that both find
+    them missing create them at once and stamp two Alembic heads, and then neither loads."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get():
+        pass
+
+
+def _prepare(what: str, step, *args) -> None:
+    try:
+        step(*args)
+    except Exception as exc:  # one line, not a traceback, like every other photogen error
+        click.echo(f"photogen: error: cannot {what}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | None:
+    """Poll the health URLs until all answer (warning once if that takes over
+    READY_TIMEOUT_SECONDS); stop early on a child's exit (returned) or a stop signal."""
+    pending = dict(urls)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    warned = False
+    while True:
+        pending = {name: url for name, url in pending.items() if not answers(url)}
+        if not pending:
+            return None
+        if (child := supervisor.wait(timeout=1)) is not None or supervisor.stop_signal is not None:
+            return child
+        if not warned and time.monotonic() >= deadline:
+            say(f"warning: {' and '.join(pending)} not answering after {READY_TIMEOUT_SECONDS} s; still waiting")
+            warned = True
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the API and the Dagster UI listen.")
+@click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="The storefront API's port.")
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="The Dagster UI's port.")
+@click.option(
+    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
+)
+def serve(host: str, api_port: int, ui_port: int, home: str | None) -> None:
+    """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
+    if api_port == ui_port:
+        raise UsageFailure(f"--api-port and --ui-port are both {api_port}")
+    for port in (api_port, ui_port):
+        check_port_free(host, port)
+    webserver, daemon = executable("dagster-webserver"), executable("dagster-daemon")
+
+    paths = LocalPaths.resolve(home)
+    os.environ["PHOTOGEN_HOME"] = str(paths.home)
+    use_local_instance(paths)
+
+    settings = PhotoGenSettings()  # after PHOTOGEN_HOME is set
+    _prepare("migrate the orders database", _migrate_orders_database, settings.resolved_database_url)
+    _prepare("create the Dagster instance's storage", _create_dagster_storage)
+
+    say(f"PHOTOGEN_HOME {paths.home}")
+    say(f"DAGSTER_HOME  {os.environ['DAGSTER_HOME']}")
+    if settings.payments_on:
+        say("payments are ON (Stripe)")
+        if not settings.stripe_webhook_secret:
+            say("warning: PHOTOGEN_STRIPE_WEBHOOK_SECRET is not set: Stripe's webhooks cannot be verified")
+    else:
+        say(
+            "payments are OFF: orders are marked paid on creation and nobody is charged "
+            "(set PHOTOGEN_STRIPE_API_KEY and PHOTOGEN_STRIPE_WEBHOOK_SECRET to turn them on)"
+        )
+
+    probe = _probe_host(host)
+    shown = f"[{host}]" if ":" in host else host
+    with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:
+        crashed: Child | None = None
+        if supervisor.stop_signal is None:
+            api = supervisor.start(
+                "storefront API",
+                [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)],
+            )
+            say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
+            ui = supervisor.start("Dagster UI", [webserver, "-m", DEFINITIONS_MODULE, "-h", host, "-p", str(ui_port)])
+            say(f"Dagster UI  http://{shown}:{ui_port}  (pid {ui.pid})")
+            run = supervisor.start("Dagster daemon", [daemon, "run", "-m", DEFINITIONS_MODULE])
+            say(f"Dagster daemon (sensors, run queue)  pid {run.pid}")
+
+            crashed = _wait_until_ready(
+                supervisor,
+                {
+                    "storefront API": f"http://{probe}:{api_port}/healthz",
+                    "Dagster UI": f"http://{probe}:{ui_port}/server_info",
+                },
+            )
+            if crashed is None and supervisor.stop_signal is None:
+                for error in code_location_errors(f"http://{probe}:{ui_port}"):
+                    say(f"warning: the Dagster code location did not load ({error}); see the log above")
+                say("ready (Ctrl-C or SIGTERM stops everything)")
+                crashed = supervisor.wait()
+
+        if crashed is not None:
+            say(f"{crashed.name} (pid {crashed.pid}) stopped on its own, {describe_exit(crashed.process.returncode)}")
+            say("stopping the others")
+        elif supervisor.children:
+            say("stopping the storefront API, the Dagster UI and the Dagster daemon")
+        supervisor.stop_all()
+        for child in supervisor.children:
+            if child is not crashed and child.process.returncode is not None:
+                say(f"{child.name} stopped ({describe_exit(child.process.returncode)})")
+    if crashed is not None:
+        sys.exit(1)

@@ -1,0 +1,253 @@
+"""`photogen serve` runs the storefront API, the Dagster webserver and the Dagster daemon,
+SIGTERM stops all three (exit 0, no process left), and a taken port is a one-line error."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+
+PHOTOGEN = Path(sys.executable).with_name("photogen")
+REPO = Path(__file__).parents[1]
+CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon)\b.*\bpid (\d+)", re.MULTILINE)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until(predicate, timeout: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"photogen serve exited ({process.returncode}) while waiting for {what}:\n{_tail(log)}")
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}:\n{_tail(log)}")
+
+
+def _read(log: Path | None) -> str:
+    return log.read_text(errors="replace") if log and log.exists() else ""
+
+
+def _tail(log: Path | None) -> str:
+    return _read(log)[-4000:]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _get(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None
+
+
+def _serve_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOGEN_STRIPE_")}
+    return {**env, "PHOTOGEN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """`photogen serve` on free ports; its stderr (and its children's output) goes to a file."""
+    api_port, ui_port = _free_port(), _free_port()
+    home = tmp_path / "home"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port)],
+            env=_serve_env(home),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    child_pgids: list[int] = []
+    try:
+        yield process, api_port, ui_port, home, log, child_pgids
+    finally:
+        # the test failed before stopping it: no process may outlive the test
+        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
+        if process.poll() is None:
+            _kill_group(process.pid)
+            process.wait(timeout=10)
+        for pgid in child_pgids:
+            _kill_group(pgid)
+
+
+def _sensor_daemon_heartbeat(dagster_home: Path) -> bool:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return "SENSOR" in instance.get_daemon_heartbeats()
+
+
+def _code_locations(ui_port: int) -> list[dict]:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename } } } } }"
+    response = requests.post(f"http://127.0.0.1:{ui_port}/graphql", json={"query": query}, timeout=30)
+    return response.json()["data"]["workspaceOrError"]["locationEntries"]
+
+
+def _wait_ready(process, log: Path, child_pgids: list[int]) -> dict[str, int]:
+    _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", process, log)
+    children = {name: int(pid) for name, pid in CHILD_PID.findall(_read(log))}
+    assert set(children) == {"storefront API", "Dagster UI", "Dagster daemon"}
+    child_pgids.extend(children.values())
+    return children
+
+
+def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
+    process, api_port, ui_port, home, log, child_pgids = serve
+    _wait_ready(process, log, child_pgids)
+    output = _read(log)
+    assert f"[photogen] storefront API  http://127.0.0.1:{api_port}  (docs: /docs, pid " in output
+    assert f"[photogen] Dagster UI  http://127.0.0.1:{ui_port}  (pid " in output
+    assert "payments are OFF" in output
+    assert f"DAGSTER_HOME  {home / 'dagster'}" in output
+    assert "warning" not in "\n".join(line for line in output.splitlines() if line.startswith("[photogen]"))
+
+    health = _get(f"http://127.0.0.1:{api_port}/healthz")
+    assert health is not None and health.status_code == 200
+    assert health.json() == {"status": "ok"}
+    ready = _get(f"http://127.0.0.1:{api_port}/readyz")
+    assert ready is not None and ready.status_code == 200, ready and ready.text
+    server_info = _get(f"http://127.0.0.1:{ui_port}/server_info")
+    assert server_info is not None and server_info.status_code == 200
+    locations = _code_locations(ui_port)
+    assert [(e["name"], e["loadStatus"], e["locationOrLoadError"]["__typename"]) for e in locations] == [
+        ("photogen_pipelines.definitions", "LOADED", "RepositoryLocation")
+    ]
+    _wait_until(lambda: _sensor_daemon_heartbeat(home / "dagster"), 120, "the daemon's sensor heartbeat", process, log)
+    assert (home / "orders.db").exists()  # migrated before the children started
+    for pgid in child_pgids:
+        assert _group_alive(pgid)
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, _tail(log)
+    for pgid in child_pgids:
+        assert not _group_alive(pgid), f"process group {pgid} outlived photogen serve"
+    assert "did not stop in time" not in _read(log)  # each stopped on SIGTERM, none needed SIGKILL
+    assert _get(f"http://127.0.0.1:{api_port}/healthz") is None
+    assert _get(f"http://127.0.0.1:{ui_port}/server_info") is None
+
+
+def test_a_child_that_dies_stops_the_others_and_serve_exits_1(serve):
+    process, api_port, ui_port, home, log, child_pgids = serve
+    children = _wait_ready(process, log, child_pgids)
+
+    os.kill(children["storefront API"], signal.SIGKILL)
+    assert process.wait(timeout=60) == 1, _tail(log)
+    assert f"[photogen] storefront API (pid {children['storefront API']}) stopped on its own, ended by SIGKILL" in _read(log)
+    for pgid in child_pgids:
+        assert not _group_alive(pgid), f"process group {pgid} outlived photogen serve"
+
+
+def test_a_taken_port_is_a_one_line_error_and_starts_nothing(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        process = subprocess.Popen(
+            [str(PHOTOGEN), "serve", "--api-port", str(_free_port()), "--ui-port", str(port)],
+            env=_serve_env(tmp_path / "home"),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                _kill_group(process.pid)
+                process.wait(timeout=10)
+    finally:
+        taken.close()
+    assert process.returncode == 2
+    assert stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("photogen: error:") and str(port) in lines[0]
+    assert "[photogen]" not in stderr  # nothing was started
+    assert not (tmp_path / "home").exists()
+
+
+# the supervisor on its own, with small shell children
+
+
+def _shell(script: str) -> list[str]:
+    return ["/bin/sh", "-c", script]
+
+
+def test_supervisor_reports_the_child_that_exits_and_stops_the_rest_with_their_children():
+    from photogen_pipelines.cli.processes import Supervisor
+
+    with Supervisor(grace_seconds=10) as supervisor:
+        sleeper = supervisor.start("sleeper", _shell("sleep 300 & wait"))  # a grandchild in the same group
+        crasher = supervisor.start("crasher", _shell("sleep 0.5; exit 3"))
+        assert supervisor.wait(timeout=30) is crasher
+        assert crasher.process.returncode == 3
+        assert sleeper.group_alive()
+        started = time.monotonic()
+        supervisor.stop_all(log=None)
+        assert time.monotonic() - started < 5
+        assert not sleeper.group_alive() and not crasher.group_alive()
+        assert sleeper.process.returncode == -signal.SIGTERM
+
+
+def test_supervisor_kills_a_child_that_ignores_sigterm_after_the_grace_period():
+    from photogen_pipelines.cli.processes import Supervisor
+
+    messages = []
+    with Supervisor(grace_seconds=1) as supervisor:
+        stubborn = supervisor.start("stubborn", _shell("trap '' TERM; sleep 300 & wait"))
+        time.sleep(0.5)  # let the shell set its trap
+        supervisor.stop_all(log=messages.append)
+        assert not stubborn.group_alive()
+        assert stubborn.process.returncode == -signal.SIGKILL
+    assert messages == ["stubborn did not stop in time: killing it"]
+
+
+def test_supervisor_children_get_default_sigint_and_leaving_the_block_kills_them(tmp_path):
+    from photogen_pipelines.cli.processes import Supervisor
+
+    report = tmp_path / "sigint"
+    probe = f"import signal, time; open({str(report)!r}, 'w').write(repr(signal.getsignal(signal.SIGINT))); time.sleep(300)"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job would have it
+    try:
+        with Supervisor() as supervisor:
+            child = supervisor.start("probe", [sys.executable, "-c", probe])
+            _wait_until(lambda: report.exists() and report.read_text(), 30, "the probe's report")
+        assert "default_int_handler" in report.read_text()
+        assert not child.group_alive()  # killed on leaving the block
+    finally:
+        signal.signal(signal.SIGINT, previous)
