@@ -3,6 +3,8 @@ SIGTERM stops all three (exit 0, no process left), and a taken port is a one-lin
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
+from PIL import Image
 
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 REPO = Path(__file__).parents[1]
@@ -251,3 +254,55 @@ def test_supervisor_children_get_default_sigint_and_leaving_the_block_kills_them
         assert not child.group_alive()  # killed on leaving the block
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# a real order through the running service: HTTP in, sensors and daemon runs, print file out
+
+
+def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_png):
+    process, api_port, ui_port, home, log, child_pgids = serve
+    _wait_ready(process, log, child_pgids)
+    api = f"http://127.0.0.1:{api_port}"
+    created = subprocess.run(
+        [str(PHOTOGEN), "api-key", "create", "--name", "e2e shop", "--json"],
+        env=_serve_env(home),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    auth = {"Authorization": f"Bearer {json.loads(created.stdout)['secret']}"}
+
+    upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+    assert upload.status_code == 201, upload.text
+    body = {"upload_id": upload.json()["id"], "style_id": "ink_etching", "product_id": "poster_a3", "variants": 2}
+    order = requests.post(
+        f"{api}/v1/orders", headers={**auth, "Idempotency-Key": "e2e-1"}, json={**body, "approval": "auto"}, timeout=30
+    ).json()
+    assert order["state"] == "paid", order
+
+    def delivered():
+        time.sleep(2)  # poll like a storefront would, well inside the per-address rate limit
+        current = requests.get(f"{api}/v1/orders/{order['id']}", headers=auth, timeout=10).json()
+        assert current["state"] not in ("rejected", "failed"), current
+        return current if current["state"] == "ready" else None
+
+    ready = _wait_until(delivered, 480, "the order to be delivered", process, log)
+    history = [e["to_state"] for e in ready["events"]]
+    assert history == ["awaiting_payment", "paid", "generating", "proofs_ready", "approved", "rendering", "ready"]
+    assert all(s["status"] == "done" for s in ready["stages"])
+    assert ready["approved_proof"] in [p["variant"] for p in ready["proofs"] if p["passed"]]
+
+    print_file = requests.get(f"{api}/v1/orders/{order['id']}/print-file", headers=auth, timeout=10).json()
+    downloaded = requests.get(print_file["url"], timeout=60)
+    assert downloaded.status_code == 200 and len(downloaded.content) == print_file["bytes"]
+    image = Image.open(io.BytesIO(downloaded.content))
+    assert (image.format, image.size) == ("JPEG", (3508, 4961))
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": order["id"]}))
+        assert sorted(r.tags["dagster/run_key"] for r in runs) == [f"print:{order['id']}", f"proofs:{order['id']}"]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, _tail(log)
