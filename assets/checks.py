@@ -10,6 +10,7 @@ from assets.partitions import orders_partitions
 from assets.printing import print_file
 from assets.proofs import validated_proofs
 from photogen_pipelines.imaging import SRGB_ICC
+from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import OrderKeys, get_json
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 
@@ -42,7 +43,8 @@ def print_spec_met(
     context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrdersDatabase, catalog: CatalogResource
 ) -> dg.AssetCheckResult:
     """The file a provider receives has the product's exact pixels, DPI tags, the sRGB
-    profile and a resolution above the provider's minimum, read back from storage."""
+    profile and a resolution above the provider's minimum, read back from storage.
+    Passing delivers the order (`ready`); failing fails it, and the failure sensor refunds."""
     store, keys = storage.store(), OrderKeys(context.partition_key)
     order = orders.book().get(context.partition_key)
     product = catalog.products().get(order.product_id)
@@ -58,6 +60,11 @@ def print_spec_met(
         problems.append("the sRGB profile is missing")
     if manifest["effective_dpi"] < product.min_dpi:
         problems.append(f"effective DPI {manifest['effective_dpi']} is below {product.min_dpi}")
+    book = orders.book()
+    if problems:
+        book.transition(context.partition_key, OrderState.FAILED, reason="print_spec_failed: " + "; ".join(problems))
+    else:
+        book.transition(context.partition_key, OrderState.READY, reason="print file checked and delivered")
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={

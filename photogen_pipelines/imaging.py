@@ -22,7 +22,9 @@ MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP phone photo; more is a bomb, not a sel
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-SRGB_ICC = SRGB_PROFILE.tobytes()
+# LittleCMS stamps the creation time into the header (bytes 24-35); zeroed, every process
+# embeds the same bytes, so a print file is reproducible and checkable from another process
+SRGB_ICC = SRGB_PROFILE.tobytes()[:24] + bytes(12) + SRGB_PROFILE.tobytes()[36:]
 
 
 def decode_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:

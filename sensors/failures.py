@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import print_job, proof_job
+from photogen_pipelines.errors import IllegalTransition
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.payments import refund_order
 from resources import OrdersDatabase, StripePayments
@@ -20,6 +21,13 @@ def will_be_retried(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
     if not instance.run_retries_enabled:
         return False
     return int(run.tags.get("dagster/retry_number", "0")) < instance.run_retries_max_retries
+
+
+def _root_message(event: dg.DagsterEvent) -> str:
+    error = event.step_failure_data.error if event.step_failure_data else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error else "unknown error"
 
 
 @dg.run_failure_sensor(
@@ -40,15 +48,16 @@ def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDataba
     order = book.get(order_id)
     if not order.terminal:
         attempts = int(run.tags.get("dagster/retry_number", "0")) + 1
-        step_errors = [
-            e.step_failure_data.error.message.strip().splitlines()[0]
-            for e in context.get_step_failure_events()
-            if e.step_failure_data.error
-        ]
-        message = "; ".join(step_errors) or (context.failure_event.message or "the run failed").strip()
-        message = message[:300]
-        order = book.transition(
-            order_id, OrderState.FAILED, reason=f"{run.job_name} failed after {attempts} attempt(s): {message}"
-        )
+        steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
+        for event in context.get_step_failure_events():
+            context.log.warning(f"order {order_id}: step {event.step_key} failed: {_root_message(event)}")
+        # the reason is shown to the customer: what failed and where an operator looks, no internals
+        where = f" at {', '.join(steps)}" if steps else ""
+        message = f"run {run.run_id}{where}"
+        try:
+            book.transition(order_id, OrderState.FAILED, reason=f"{run.job_name} failed after {attempts} attempt(s): {message}")
+        except IllegalTransition:  # e.g. a re-render of a delivered order failed: the delivered file stands
+            context.log.warning(f"run {run.run_id} failed; order {order_id} stays {order.state.value}")
+            return
     refund_order(orders.database(), book, payments.gateway(), order_id)
     context.log.info(f"order {order_id} settled: {book.get(order_id).state.value}")

@@ -16,11 +16,12 @@ import requests
 import stripe
 
 from photogen_pipelines.db.database import Database
+from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.payments import StripeGateway, refund_order
 from resources import OrdersDatabase, StripePayments
-from sensors import stripe_reconciliation
+from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.servers import api_server, localstripe_server, wait_until
 
@@ -212,3 +213,48 @@ def test_reconciliation_applies_what_the_webhook_missed_once(shop, stripe_base, 
     assert _get(shop, missed["id"])["state"] == "paid"
     assert _get(shop, owed["id"])["state"] == "refunded"
     assert len(_refunds(stripe_client, owed["payment"]["payment_intent_id"])) == 1
+
+
+def test_a_paid_order_whose_run_fails_for_good_is_failed_and_refunded(
+    shop, stripe_base, stripe_client, face_images, tmp_path, monkeypatch
+):
+    settings, url, auth = shop
+    _register_webhook(stripe_base, url)
+    order = _order(shop, face_images)
+    _pay(stripe_client, order)
+    wait_until(lambda: _get(shop, order["id"])["state"] == "paid", 30, "the webhook")
+
+    for name, value in {
+        "PHOTOGEN_DATABASE_URL": settings.resolved_database_url,
+        "PHOTOGEN_STRIPE_API_KEY": API_KEY,
+        "PHOTOGEN_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PHOTOGEN_STRIPE_API_BASE": stripe_base,
+    }.items():
+        monkeypatch.setenv(name, value)
+    defs = build_defs(settings.home)
+    store = defs.resources["storage"].store()
+    upload_key = SqlOrderBook(Database(settings.resolved_database_url)).get(order["id"]).upload_key
+    store.delete(upload_key)  # storage lost the selfie: no retry can bring it back
+
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+        instance.add_dynamic_partitions("orders", [order["id"]])
+        result = defs.resolve_job_def("proof_job").execute_in_process(
+            partition_key=order["id"], instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        failure = next(iter(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE))).dagster_event
+        context = dg.build_run_status_sensor_context(
+            sensor_name="order_run_failures",
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_event=failure,
+            resources={"orders": defs.resources["orders"], "payments": defs.resources["payments"]},
+        ).for_run_failure()
+        order_run_failures(context)
+        order_run_failures(context)  # the daemon may evaluate a failure twice: still one refund
+
+    settled = _get(shop, order["id"])
+    assert settled["state"] == "refunded"
+    assert [e["to_state"] for e in settled["events"]][-3:] == ["generating", "failed", "refunded"]
+    assert len(_refunds(stripe_client, order["payment"]["payment_intent_id"])) == 1

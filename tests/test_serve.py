@@ -300,7 +300,12 @@ def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_p
     assert (image.format, image.size) == ("JPEG", (3508, 4961))
 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": order["id"]}))
+
+        def runs_finished():
+            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": order["id"]}))
+            return runs if all(r.is_finished for r in runs) else None  # the order is ready a moment before its run ends
+
+        runs = _wait_until(runs_finished, 60, "the print run to finish", process, log)
         assert sorted(r.tags["dagster/run_key"] for r in runs) == [f"print:{order['id']}", f"proofs:{order['id']}"]
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
 

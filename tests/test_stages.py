@@ -146,3 +146,26 @@ def test_png_roundtrip_keeps_pixels(face_images):
 
     image = face_images["ardern"]
     assert np.array_equal(np.asarray(open_png(png_bytes(image))), image)
+
+
+def test_the_embedded_srgb_profile_is_the_same_bytes_in_every_process():
+    # the print_spec_met check runs in another process than print_file; LittleCMS used to
+    # stamp the time into the profile, so the check saw "a different profile" (found end to end)
+    import io
+    import subprocess
+    import sys
+    import time
+
+    from PIL import ImageCms
+
+    from photogen_pipelines.imaging import SRGB_ICC
+
+    time.sleep(1.1)
+    other = subprocess.run(
+        [sys.executable, "-c", "from photogen_pipelines.imaging import SRGB_ICC; print(SRGB_ICC.hex())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert bytes.fromhex(other.stdout.strip()) == SRGB_ICC
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(SRGB_ICC)))
