@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -37,7 +37,7 @@ class UploadRow(Base):
     height: Mapped[int]
     source_format: Mapped[str] = mapped_column(String(16))
     source_bytes: Mapped[int]
-    face_score: Mapped[float]
+    face_score: Mapped[float] = mapped_column(Float)
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     created_at: Mapped[datetime]
 
