@@ -9,6 +9,7 @@ when the API, a sensor and a retry all ask at the same moment.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,23 @@ class PaymentError(PhotoGenError):
     code = "payment_error"
 
 
+def _stripe_call(what: str):
+    """Stripe's own errors become a PaymentError with a stable code (the API answers 503)."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except stripe.StripeError as exc:
+                message = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
+                raise PaymentError(f"Stripe could not {what}: {message}", code="payment_provider_unavailable") from None
+
+        return wrapper
+
+    return decorate
+
+
 class StripeGateway:
     """The few Stripe calls PhotoGen makes, on one `StripeClient` (no global state)."""
 
@@ -42,6 +60,7 @@ class StripeGateway:
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance
 
+    @_stripe_call("create the payment")
     def create_payment_intent(self, order: Order) -> tuple[str, str]:
         """A PaymentIntent for the order's amount; returns its id and client secret."""
         intent = self.client.v1.payment_intents.create(
@@ -55,9 +74,11 @@ class StripeGateway:
         )
         return intent.id, intent.client_secret
 
+    @_stripe_call("read the payment")
     def client_secret(self, payment_intent_id: str) -> str:
         return self.client.v1.payment_intents.retrieve(payment_intent_id).client_secret
 
+    @_stripe_call("refund the payment")
     def refund(self, order: Order) -> tuple[str, int]:
         refund = self.client.v1.refunds.create(
             params={"payment_intent": order.payment_intent_id, "metadata": {"order_id": order.id}},
@@ -65,6 +86,7 @@ class StripeGateway:
         )
         return refund.id, int(refund.amount)
 
+    @_stripe_call("list its events")
     def events_since(self, created_gte: int, limit: int) -> list[dict]:
         """Stripe's events created at or after `created_gte`, oldest first, at most `limit`."""
         page = self.client.v1.events.list(params={"created": {"gte": created_gte}, "limit": min(limit, 100)})
@@ -109,6 +131,8 @@ def _effect(event: dict, intent: dict):
             return "already paid"
         order.paid_cents = int(intent.get("amount_received") or intent.get("amount") or 0)
         order.payment_intent_id = order.payment_intent_id or intent["id"]
+        if order.refund_id:  # Stripe delivered the refund first: the money is already back
+            return "payment recorded; it was already refunded, the order does not start"
         if order.state == OrderState.AWAITING_PAYMENT:
             order.transition(OrderState.PAID, reason=f"payment {intent['id']} succeeded")
             return "order paid"

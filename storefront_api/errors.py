@@ -53,7 +53,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = _status_of(exc)
         if status >= 500:
             log.error("request failed: %s [%s]", exc, exc.code)
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status)
+        headers = {"Retry-After": "30"} if status == 503 else None
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,9 @@ from PIL import Image
 from skimage import data
 
 import assets
+from photogen_pipelines.db.database import Database
 from photogen_pipelines.definitions import build_defs
+from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import OrderState
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 
@@ -234,3 +236,20 @@ def test_readiness_fails_when_the_database_is_unreachable(tmp_path):
     with TestClient(make_app(settings), raise_server_exceptions=False) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unreachable")
+
+
+def test_stripe_unreachable_is_a_503_and_a_retry_with_the_key_keeps_one_order(tmp_path, database_url, astronaut_png):
+    from tests.servers import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = make_settings(tmp_path, database_url, stripe_api_key="sk_test_x", stripe_api_base=closed)
+    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
+        auth = new_key(settings)
+        upload_id = _upload(client, auth, astronaut_png, "a.png", "image/png").json()["id"]
+        first = _place(client, auth, upload_id, key="checkout-7")
+        body = _assert_error(first, 503, "payment_provider_unavailable")
+        assert first.headers["Retry-After"] == "30" and "Stripe could not create the payment" in body["message"]
+        _assert_error(_place(client, auth, upload_id, key="checkout-7"), 503, "payment_provider_unavailable")
+    book = SqlOrderBook(Database(settings.resolved_database_url))
+    (order,) = book.list()  # the retry found the first attempt's order: never two
+    assert order.state == OrderState.AWAITING_PAYMENT and order.payment_intent_id is None

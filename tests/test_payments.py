@@ -18,8 +18,8 @@ import stripe
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import OrderState
-from photogen_pipelines.payments import StripeGateway, refund_order
+from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.payments import StripeGateway, apply_stripe_event, refund_order
 from resources import OrdersDatabase, StripePayments
 from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
@@ -258,3 +258,46 @@ def test_a_paid_order_whose_run_fails_for_good_is_failed_and_refunded(
     assert settled["state"] == "refunded"
     assert [e["to_state"] for e in settled["events"]][-3:] == ["generating", "failed", "refunded"]
     assert len(_refunds(stripe_client, order["payment"]["payment_intent_id"])) == 1
+
+
+def _event(event_id: str, kind: str, obj: dict) -> dict:
+    return {"id": event_id, "type": kind, "created": int(time.time()), "data": {"object": obj}}
+
+
+def test_events_out_of_order_or_repeated_are_harmless(orders_db):
+    # event bodies as Stripe sends them, applied in the worst order; no server needed
+    book = SqlOrderBook(orders_db)
+    order = book.add(_stripe_order())
+    intent = {
+        "object": "payment_intent",
+        "id": "pi_1",
+        "amount": 3900,
+        "amount_received": 3900,
+        "metadata": {"order_id": order.id},
+    }
+    charge = {
+        "object": "charge",
+        "payment_intent": "pi_1",
+        "amount_refunded": 3900,
+        "metadata": {"order_id": order.id},
+        "refunds": {"data": [{"id": "re_1"}]},
+    }
+    failed = {**intent, "last_payment_error": {"message": "card declined"}}
+    assert "stays awaiting_payment" in apply_stripe_event(
+        orders_db, book, _event("evt_0", "payment_intent.payment_failed", failed), "webhook"
+    )
+    assert apply_stripe_event(orders_db, book, _event("evt_2", "charge.refunded", charge), "webhook") == "refund recorded"
+    assert "does not start" in apply_stripe_event(orders_db, book, _event("evt_1", "payment_intent.succeeded", intent), "webhook")
+    assert apply_stripe_event(orders_db, book, _event("evt_1", "payment_intent.succeeded", intent), "webhook").startswith(
+        "duplicate"
+    )
+    assert apply_stripe_event(orders_db, book, _event("evt_9", "customer.created", {"object": "customer"}), "webhook").startswith(
+        "ignored"
+    )
+    settled = book.get(order.id)
+    assert settled.state == OrderState.AWAITING_PAYMENT and not settled.refund_owed
+    assert (settled.paid_cents, settled.refunded_cents, settled.refund_id) == (3900, 3900, "re_1")
+
+
+def _stripe_order():
+    return Order(style_id="ink_etching", product_id="poster_a3", upload_key="k", payments="stripe", amount_cents=3900)

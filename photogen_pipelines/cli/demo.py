@@ -60,6 +60,7 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
     import dagster as dg
 
     from photogen_pipelines.definitions import build_defs, register_local_order
+
     defs = build_defs(str(paths.home))
     resources = defs.resources
     book, store = resources["orders"].book(), resources["storage"].store()
