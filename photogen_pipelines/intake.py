@@ -72,6 +72,13 @@ def approve_proof(book: OrderBook, store: ArtifactStore, order_id: str, variant:
 PAYMENTS_OFF_LABEL = "payments off: this order was marked paid on creation and nobody was charged"
 
 
+@dataclass
+class PlacedOrder:
+    order: Order
+    created: bool
+    client_secret: str | None = None
+
+
 def request_hash(fields: dict) -> str:
     """A stable digest of an order request, to tell a retry from a different request."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -131,13 +138,6 @@ def place_order(
         return PlacedOrder(order, created=False)
     order = _attach_payment_intent(book, gateway, order)
     return PlacedOrder(order, created=False, client_secret=_secret(gateway, book, order.id))
-
-
-@dataclass
-class PlacedOrder:
-    order: Order
-    created: bool
-    client_secret: str | None = None
 
 
 def _attach_payment_intent(book: SqlOrderBook, gateway: StripeGateway, order: Order) -> Order:
