@@ -2,13 +2,14 @@
 
 import dagster as dg
 
-from assets.checks import identity_preserved, print_spec_met
+from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
 from assets.partitions import orders_partitions
 from assets.printing import print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
 print_assets = [print_master, print_file]
+order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met]
 
 proof_job = dg.define_asset_job(
     "proof_job",
@@ -23,6 +24,9 @@ print_job = dg.define_asset_job(
 
 __all__ = [
     "identity_preserved",
+    "one_face_per_proof",
+    "order_checks",
+    "upscale_faithful",
     "orders_partitions",
     "print_assets",
     "print_file",

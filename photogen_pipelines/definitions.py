@@ -41,7 +41,7 @@ def build_defs(home: str | None = None) -> dg.Definitions:
     settings = PhotoGenSettings(**({"home": home} if home else {}))
     return dg.Definitions(
         assets=[*assets.proof_assets, *assets.print_assets],
-        asset_checks=[assets.identity_preserved, assets.print_spec_met],
+        asset_checks=assets.order_checks,
         jobs=[assets.proof_job, assets.print_job],
         sensors=sensors.all_sensors,
         resources={

@@ -38,14 +38,22 @@ class Selfie:
     embedding: np.ndarray  # of the portrait's face: what proofs are compared with
 
 
+def count_people(faces: list[Face]) -> int:
+    """Faces that belong to a person in the picture: a face much smaller than the largest
+    is a poster in the background or a detector's stray hit, not a second customer."""
+    if not faces:
+        return 0
+    largest = faces[0].box.w * faces[0].box.h
+    return sum(1 for f in faces if f.box.w * f.box.h >= SECOND_FACE_AREA_RATIO * largest)
+
+
 def single_face(faces: list[Face], what: str) -> Face:
     """The one face of a picture, or a clear reason why there is not exactly one."""
     if not faces:
         raise BadInput(f"no face found in the {what}", code="no_face")
-    largest = faces[0].box.w * faces[0].box.h
-    people = [f for f in faces if f.box.w * f.box.h >= SECOND_FACE_AREA_RATIO * largest]
-    if len(people) > 1:
-        raise BadInput(f"{len(people)} faces found in the {what}; it must show exactly one person", code="several_faces")
+    people = count_people(faces)
+    if people > 1:
+        raise BadInput(f"{people} faces found in the {what}; it must show exactly one person", code="several_faces")
     return faces[0]
 
 

@@ -149,7 +149,7 @@ def test_the_customer_sees_progress_proofs_and_approves_one(client, auth, settin
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
         instance.add_dynamic_partitions("orders", [order["id"]])
         result = dg.materialize(
-            [*assets.proof_assets, assets.identity_preserved],
+            [*assets.proof_assets, *assets.order_checks],
             partition_key=order["id"],
             instance=instance,
             resources=defs.resources,

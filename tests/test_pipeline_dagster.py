@@ -10,16 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from PIL import Image, ImageCms
 
 import assets
-from photogen_pipelines.catalog import load_styles
+from photogen_pipelines.catalog import load_quality, load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import OrderKeys, get_json
 from resources import CatalogResource
 
-ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, assets.identity_preserved, assets.print_spec_met]
+ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     assert approved.state == OrderState.APPROVED and approved.approved_proof == best
     assert [e.to_state for e in approved.events][-2:] == [OrderState.PROOFS_READY, OrderState.APPROVED]
     checks = proof_run.get_asset_check_evaluations()
-    assert [(c.check_name, c.passed) for c in checks] == [("identity_preserved", True)]
+    assert sorted((c.check_name, c.passed) for c in checks) == [("identity_preserved", True), ("one_face_per_proof", True)]
     similarities = proof_run.asset_materializations_for_node("validated_proofs")[0].metadata
     assert similarities["best_similarity"].value >= similarities["threshold"].value
 
@@ -73,7 +74,10 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     finished = book.get(order.id)
     assert finished.state == OrderState.READY
     assert set(finished.stage_seconds) == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
-    assert [(c.check_name, c.passed) for c in print_run.get_asset_check_evaluations()] == [("print_spec_met", True)]
+    print_checks = {c.check_name: c for c in print_run.get_asset_check_evaluations()}
+    assert {name: c.passed for name, c in print_checks.items()} == {"print_spec_met": True, "upscale_faithful": True}
+    ssim = print_checks["upscale_faithful"].metadata["ssim"].value
+    assert load_quality().upscale_faithful.min_ssim <= ssim < 1.0
 
     # the instance remembers every materialization of this partition, as the UI shows them
     for asset in ["selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"]:
@@ -118,8 +122,6 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     catalog["max_rounds"] = 1
     for style in catalog["styles"]:
         style["identity_threshold"] = 0.99  # no stylised face is this close to the photo
-    import yaml
-
     styles.write_text(yaml.safe_dump(catalog))
     defs = build_defs(str(tmp_path / "home"))
     resources = {**defs.resources, "catalog": CatalogResource(styles_path=str(styles))}
@@ -135,7 +137,8 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     rejected = defs.resources["orders"].book().get(order.id)
     assert rejected.state == OrderState.REJECTED
     assert "no proof kept the customer's likeness after 1 rounds" in rejected.reason
-    assert [(c.check_name, c.passed) for c in result.get_asset_check_evaluations()] == [("identity_preserved", False)]
+    evaluations = sorted((c.check_name, c.passed) for c in result.get_asset_check_evaluations())
+    assert evaluations == [("identity_preserved", False), ("one_face_per_proof", True)]  # no proof left to check
     # the blocking check stops the run before anything is printed
     assert instance.get_latest_materialization_event(dg.AssetKey("print_master")) is None
 
@@ -161,3 +164,44 @@ def test_the_code_location_defines_both_jobs_over_the_order_partitions():
         assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
+
+
+def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_order(tmp_path, defs, instance, astronaut_png):
+    book = defs.resources["orders"].book()
+    order = _register(defs, instance, astronaut_png, variants=1)
+    assert _materialize(defs, instance, assets.proof_assets, order.id).success
+    assert book.get(order.id).state == OrderState.APPROVED
+
+    def strict(**gates) -> dict:
+        quality = load_quality().model_dump(mode="json")
+        for name, values in gates.items():
+            quality[name].update(values)
+        path = tmp_path / f"quality_{len(gates)}_{next(iter(gates))}.yaml"
+        path.write_text(yaml.safe_dump(quality))
+        return {**defs.resources, "catalog": CatalogResource(quality_path=str(path))}
+
+    # an upscale that is not faithful enough, made an error: print_file is never made
+    run = dg.materialize(
+        ALL_ASSETS,
+        selection=assets.print_assets,
+        partition_key=order.id,
+        instance=instance,
+        resources=strict(upscale_faithful={"severity": "error", "min_ssim": 0.9999}),
+        raise_on_error=False,
+    )
+    (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "upscale_faithful"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert instance.get_latest_materialization_event(dg.AssetKey("print_file")) is None
+
+    # a file over the provider's size limit fails the order with the reason
+    run = dg.materialize(
+        ALL_ASSETS,
+        selection=assets.print_assets,
+        partition_key=order.id,
+        instance=instance,
+        resources=strict(print_spec_met={"max_megabytes": 0.5}),
+        raise_on_error=False,
+    )
+    assert not run.success
+    failed = book.get(order.id)
+    assert failed.state == OrderState.FAILED and failed.reason.startswith("print_spec_failed: the file is")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
@@ -112,6 +113,31 @@ class ProductCatalog(BaseModel):
         )
 
 
+class GateConfig(BaseModel):
+    severity: Literal["warn", "error"]
+
+
+class OneFaceGate(GateConfig):
+    min_face_score: float = Field(ge=0.0, le=1.0)
+
+
+class UpscaleGate(GateConfig):
+    min_ssim: float = Field(ge=-1.0, le=1.0)
+
+
+class PrintSpecGate(GateConfig):
+    max_megabytes: float = Field(gt=0)
+
+
+class QualityGates(BaseModel):
+    """Thresholds and severities of the asset checks (quality.yaml)."""
+
+    version: int
+    one_face_per_proof: OneFaceGate
+    upscale_faithful: UpscaleGate
+    print_spec_met: PrintSpecGate
+
+
 def _read(name: str, path: str | Path | None) -> dict:
     text = Path(path).read_text() if path else resources.files(__name__).joinpath(name).read_text()
     return yaml.safe_load(text)
@@ -127,3 +153,9 @@ def load_styles(path: str | None = None) -> StyleCatalog:
 def load_products(path: str | None = None) -> ProductCatalog:
     """The product catalog shipped with the package, or one at `path`."""
     return ProductCatalog.model_validate(_read("products.yaml", path))
+
+
+@functools.cache
+def load_quality(path: str | None = None) -> QualityGates:
+    """The quality gates shipped with the package, or those at `path`."""
+    return QualityGates.model_validate(_read("quality.yaml", path))
