@@ -26,6 +26,13 @@ class Services:
     gateway: StripeGateway | None
     signer: Signer
 
+    def link(self, base_url: str, key: str) -> str:
+        """A short-lived link to a stored file: S3's presigned URL, or this API's signed one."""
+        ttl = self.settings.file_url_ttl_seconds
+        presigned = getattr(self.store, "presigned_url", None)
+        url = presigned(key, ttl) if presigned else None
+        return url or self.signer.file_url(base_url, key, ttl)
+
     @functools.cached_property
     def faces(self) -> FaceAnalyzer:
         # YuNet + SFace load in well under a second; loaded on the first upload, then kept

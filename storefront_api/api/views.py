@@ -25,11 +25,10 @@ def _proofs(services, order: Order, base_url: str) -> tuple[list[ProofOut], floa
         return [], None
     validation = get_json(services.store, keys.validation)
     final = {s["variant"]: s for s in validation["scores"]}  # the last attempt of each variant
-    ttl = services.settings.file_url_ttl_seconds
     proofs = []
     for variant, score in sorted(final.items()):
         key = validation["proofs"].get(str(variant))
-        url = services.signer.file_url(base_url, key, ttl) if key and order.state in PROOFS_VISIBLE else None
+        url = services.link(base_url, key) if key and order.state in PROOFS_VISIBLE else None
         proofs.append(
             ProofOut(variant=variant, url=url, identity_score=score["similarity"], passed=score["passed"], round=score["round"])
         )

@@ -113,7 +113,7 @@ def print_file(order: OrderDep, request: Request, services: ServicesDep) -> Prin
     ttl = services.settings.file_url_ttl_seconds
     return PrintFileOut(
         order_id=order.id,
-        url=services.signer.file_url(_base_url(request, services), manifest["file"], ttl),
+        url=services.link(_base_url(request, services), manifest["file"]),
         expires_in=ttl,
         format=manifest["format"],
         bytes=manifest["bytes"],
