@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
 from assets.partitions import orders_partitions
 from assets.printing import print_file, print_master
@@ -23,6 +24,9 @@ print_job = dg.define_asset_job(
 )
 
 __all__ = [
+    "catalog_assets",
+    "catalog_preview_job",
+    "style_previews",
     "identity_preserved",
     "one_face_per_proof",
     "order_checks",

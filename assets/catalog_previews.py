@@ -58,6 +58,5 @@ catalog_assets = [style_previews]
 catalog_preview_job = dg.define_asset_job(
     "catalog_preview_job",
     selection=[style_previews],
-    partitions_def=styles_partitions,
     description="Render one style's catalog preview on the reference faces.",
 )

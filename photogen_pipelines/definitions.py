@@ -22,6 +22,7 @@ from resources import (
     StyleEngine,
     UpscaleEngine,
 )
+from resources.retention import RetentionSettings
 
 
 def _payments(settings: PhotoGenSettings) -> StripePayments:
@@ -40,9 +41,10 @@ def build_defs(home: str | None = None) -> dg.Definitions:
     database from PHOTOGEN_DATABASE_URL (default: SQLite under `home`)."""
     settings = PhotoGenSettings(**({"home": home} if home else {}))
     return dg.Definitions(
-        assets=[*assets.proof_assets, *assets.print_assets],
+        assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets],
         asset_checks=assets.order_checks,
-        jobs=[assets.proof_job, assets.print_job],
+        jobs=[assets.proof_job, assets.print_job, assets.catalog_preview_job],
+        schedules=sensors.all_schedules,
         sensors=sensors.all_sensors,
         resources={
             "orders": OrdersDatabase(url=settings.resolved_database_url),
@@ -52,6 +54,7 @@ def build_defs(home: str | None = None) -> dg.Definitions:
             "styles": StyleEngine(),
             "upscale": UpscaleEngine(),
             "payments": _payments(settings),
+            "retention": RetentionSettings(),
         },
     )
 

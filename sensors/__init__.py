@@ -1,9 +1,23 @@
-"""Sensors: orders in the database become runs, Stripe is reconciled, failed runs settle their orders."""
+"""Sensors and schedules: orders in the database become runs, Stripe is reconciled, failed
+runs settle their orders, catalog previews stay current, old orders' files are retired."""
 
+from sensors.catalog import catalog_version_changed, weekly_catalog_previews
 from sensors.failures import order_run_failures
 from sensors.orders import approved_orders, paid_orders
 from sensors.payments import stripe_reconciliation
+from sensors.retention import order_retention
 
-all_sensors = [paid_orders, approved_orders, stripe_reconciliation, order_run_failures]
+all_sensors = [paid_orders, approved_orders, stripe_reconciliation, order_run_failures, catalog_version_changed, order_retention]
+all_schedules = [weekly_catalog_previews]
 
-__all__ = ["all_sensors", "approved_orders", "order_run_failures", "paid_orders", "stripe_reconciliation"]
+__all__ = [
+    "all_schedules",
+    "all_sensors",
+    "approved_orders",
+    "catalog_version_changed",
+    "order_retention",
+    "order_run_failures",
+    "paid_orders",
+    "stripe_reconciliation",
+    "weekly_catalog_previews",
+]

@@ -11,6 +11,8 @@ from resources import OrdersDatabase
 from sensors._cursor import EventCursor
 
 MAX_ORDERS_PER_TICK = 25
+# customers' orders leave the run queue before catalog previews and analytics
+ORDER_RUN_TAGS = {"dagster/priority": "10"}
 
 
 def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, state: OrderState):
@@ -36,7 +38,9 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
         context.log.info(f"{moved_on} paid order(s) moved on before their run was requested")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=order_id, run_key=f"proofs:{order_id}", tags={"photogen/order": order_id})
+            dg.RunRequest(
+                partition_key=order_id, run_key=f"proofs:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id}
+            )
             for order_id in ready
         ],
         dynamic_partitions_requests=[orders_partitions.build_add_request(ready)] if ready else [],
@@ -54,7 +58,9 @@ def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase)
     ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=order_id, run_key=f"print:{order_id}", tags={"photogen/order": order_id})
+            dg.RunRequest(
+                partition_key=order_id, run_key=f"print:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id}
+            )
             for order_id in ready
         ],
         cursor=cursor.serialize(),

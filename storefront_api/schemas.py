@@ -22,6 +22,9 @@ class StyleOut(BaseModel):
     id: str
     name: str
     description: str | None = None
+    preview_url: str | None = Field(
+        None, description="a link (valid for minutes) to the style on the reference faces; null until one is rendered"
+    )
 
 
 class ProductOut(BaseModel):
