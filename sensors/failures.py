@@ -46,6 +46,11 @@ def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDataba
         return
     book = orders.book()
     order = book.get(order_id)
+    if order.state == OrderState.RENDERING and OrderState.READY in {e.to_state for e in order.events}:
+        # an operator's re-render of a delivered order failed: the delivered file stands
+        book.transition(order_id, OrderState.READY, reason=f"re-render failed (run {run.run_id}); the delivered file stands")
+        context.log.warning(f"re-render of delivered order {order_id} failed; it stays delivered")
+        return
     if not order.terminal:
         attempts = int(run.tags.get("dagster/retry_number", "0")) + 1
         steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})

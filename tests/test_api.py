@@ -253,3 +253,9 @@ def test_stripe_unreachable_is_a_503_and_a_retry_with_the_key_keeps_one_order(tm
     book = SqlOrderBook(Database(settings.resolved_database_url))
     (order,) = book.list()  # the retry found the first attempt's order: never two
     assert order.state == OrderState.AWAITING_PAYMENT and order.payment_intent_id is None
+
+
+def test_an_upload_retired_by_retention_cannot_be_ordered(client, auth, settings, astronaut_png):
+    upload_id = _upload(client, auth, astronaut_png, "a.png", "image/png").json()["id"]
+    (settings.paths.artifacts / "uploads" / f"{upload_id}.png").unlink()
+    _assert_error(_place(client, auth, upload_id), 422, "upload_expired")

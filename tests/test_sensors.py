@@ -3,10 +3,13 @@ run-failure sensor against a real failed run on a real instance."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pytest
 from skimage import data
 
+from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.imaging import png_bytes
 from photogen_pipelines.orderbook import SqlOrderBook
@@ -147,4 +150,17 @@ def test_a_rejected_order_stays_rejected_when_its_run_fails(tmp_path, monkeypatc
     order_run_failures(context)
     rejected = book.get(order_id)
     assert rejected.state == OrderState.REJECTED and rejected.reason.startswith("no_face")
+    instance.dispose()
+
+
+def test_a_failed_rerender_of_a_delivered_order_keeps_it_delivered(tmp_path, monkeypatch, orders_db):
+    order_id, book, context, instance = _failed_proof_run(tmp_path, monkeypatch, orders_db, upload=None)
+    # as if the order had been delivered and an operator's re-render has just failed
+    with orders_db.session() as session:
+        session.get(OrderRow, order_id).state = OrderState.RENDERING.value
+        for state in (OrderState.READY, OrderState.RENDERING):
+            session.add(OrderEventRow(order_id=order_id, at=datetime.now(UTC), from_state=None, to_state=state.value))
+    order_run_failures(context)
+    kept = book.get(order_id)
+    assert kept.state == OrderState.READY and kept.reason.startswith("re-render failed")
     instance.dispose()

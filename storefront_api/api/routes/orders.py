@@ -44,6 +44,8 @@ def create_order(
     if not idempotency_key:
         raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (e.g. a UUID per checkout)")
     upload = get_upload(services.database, body.upload_id, caller.api_key_id)
+    if not services.store.exists(upload.storage_key):  # retired by the retention policy
+        raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
     placed = place_order(
         services.book,
         services.styles,
