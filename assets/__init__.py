@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.analytics import analytics_assets, analytics_job, generation_ledger, rejection_metrics
 from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
 from assets.partitions import orders_partitions
@@ -24,6 +25,10 @@ print_job = dg.define_asset_job(
 )
 
 __all__ = [
+    "analytics_assets",
+    "analytics_job",
+    "generation_ledger",
+    "rejection_metrics",
     "catalog_assets",
     "catalog_preview_job",
     "style_previews",

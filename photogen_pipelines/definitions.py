@@ -41,9 +41,9 @@ def build_defs(home: str | None = None) -> dg.Definitions:
     database from PHOTOGEN_DATABASE_URL (default: SQLite under `home`)."""
     settings = PhotoGenSettings(**({"home": home} if home else {}))
     return dg.Definitions(
-        assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets],
+        assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
         asset_checks=assets.order_checks,
-        jobs=[assets.proof_job, assets.print_job, assets.catalog_preview_job],
+        jobs=[assets.proof_job, assets.print_job, assets.catalog_preview_job, assets.analytics_job],
         schedules=sensors.all_schedules,
         sensors=sensors.all_sensors,
         resources={

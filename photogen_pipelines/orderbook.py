@@ -171,3 +171,37 @@ class SqlOrderBook:
             if exclude_ids:
                 query = query.where(OrderEventRow.id.not_in(list(exclude_ids)))
             return [(i, o, _aware(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]
+
+    def settled_between(self, start: datetime, end: datetime) -> list[Order]:
+        """Orders whose latest move into a final state (ready, rejected, failed, cancelled,
+        refunded) happened in [start, end), oldest settlement first: one day of the ledger.
+        An order rejected one day and refunded the next settles on the second day."""
+        # local imports: this method is appended without touching the module's header
+        from sqlalchemy import func
+
+        from photogen_pipelines.orders import TERMINAL
+
+        final = [OrderState.READY.value, *(s.value for s in TERMINAL)]
+        settled_at = func.max(OrderEventRow.at)
+        settled = (
+            select(OrderEventRow.order_id, settled_at.label("settled_at"))
+            .where(OrderEventRow.to_state.in_(final))
+            .group_by(OrderEventRow.order_id)
+            # SQLite keeps UTC wall times without a zone: compare in UTC on both engines
+            .having(settled_at >= _aware(start).astimezone(UTC), settled_at < _aware(end).astimezone(UTC))
+            .subquery()
+        )
+        with self.database.session() as session:
+            rows = session.scalars(
+                select(OrderRow).join(settled, settled.c.order_id == OrderRow.id).order_by(settled.c.settled_at, OrderRow.id)
+            ).all()
+            # every event of those orders in one query, not one query per order
+            events: dict[str, list[OrderEventRow]] = {row.id: [] for row in rows}
+            for event in session.scalars(
+                select(OrderEventRow)
+                .where(OrderEventRow.order_id.in_(select(settled.c.order_id)))
+                .order_by(OrderEventRow.order_id, OrderEventRow.id)
+            ):
+                if event.order_id in events:  # PostgreSQL may see an order settle between the two queries
+                    events[event.order_id].append(event)
+            return [_to_order(row, events[row.id]) for row in rows]

@@ -163,7 +163,10 @@ def test_the_code_location_defines_both_jobs_over_the_order_partitions():
     for name in ("proof_job", "print_job"):
         assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
+    order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
+    assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"}
+    schedules = {s.name for s in defs.schedules}
+    assert schedules == {"weekly_catalog_previews", "nightly_analytics"}
 
 
 def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_order(tmp_path, defs, instance, astronaut_png):

@@ -1,0 +1,124 @@
+"""Analytics assets: the per-order generation ledger and the rejection metrics built on
+it, one partition per UTC day. Analysts read the Parquet files, not the event log."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from photogen_pipelines.ledger import (
+    SCHEMA,
+    carry_forward,
+    ledger_rows,
+    parquet_bytes,
+    read_ledger_day,
+    write_ledger_day,
+)
+from photogen_pipelines.metrics import (
+    NOT_STYLED,
+    metrics_key,
+    rejection_chart_png,
+    rejection_markdown,
+    rejection_table,
+    summary,
+)
+from photogen_pipelines.orders import TERMINAL, OrderState
+from resources import ArtifactStorage, OrdersDatabase
+
+GROUP = "analytics"
+OUTCOMES = [OrderState.READY.value, *sorted(s.value for s in TERMINAL)]
+PREVIEW_COLUMNS = ["order_id", "style_id", "outcome", "best_identity_score", "attempts", "rounds", "seconds_total"]
+
+# end_offset=1: today is a partition too, so an operator can look at the day so far;
+# the nightly run rebuilds yesterday once it is complete
+daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-11-01", end_offset=1)
+
+_COLUMN_SCHEMA = dg.TableSchema(
+    columns=[dg.TableColumn(f.name, str(f.type), description=f.metadata[b"description"].decode()) for f in SCHEMA]
+)
+
+
+def _cell(value):
+    if pd.isna(value):
+        return None
+    if isinstance(value, float):
+        return round(value, 3)
+    return int(value) if isinstance(value, int | np.integer) else str(value)
+
+
+def _preview(frame: pd.DataFrame) -> dg.TableMetadataValue:
+    """The first rows, as a table the asset page renders."""
+    kinds = {"f": "float", "i": "int"}
+    columns = [dg.TableColumn(name, kinds.get(frame[name].dtype.kind, "string")) for name in PREVIEW_COLUMNS]
+    rows = frame[PREVIEW_COLUMNS].head(5).astype(object).to_dict("records")
+    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows]
+    return dg.TableMetadataValue(records=records, schema=dg.TableSchema(columns=columns))
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    metadata={"dagster/column_schema": _COLUMN_SCHEMA},
+)
+def generation_ledger(
+    context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage
+) -> dg.MaterializeResult:
+    """One row per order settled that day (UTC): what it was, how it scored, what it took and cost."""
+    day, window = context.partition_key, context.partition_time_window
+    book, store = orders.book(), storage.store()
+    settled = book.settled_between(window.start, window.end)
+    # a rebuild after retention deleted some orders' files keeps what the last build knew
+    frame = carry_forward(read_ledger_day(store, day), ledger_rows(book, store, settled), book)
+    key = write_ledger_day(store, day, frame)
+    counts = frame["outcome"].value_counts()
+    context.log.info(f"generation_ledger: {len(frame)} orders settled on {day} -> {key}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/partition_row_count": dg.IntMetadataValue(len(frame)),
+            "orders": dg.IntMetadataValue(len(frame)),
+            "path": dg.MetadataValue.path(store.uri(key)),
+            "preview": _preview(frame),
+            **{f"outcome_{state}": dg.IntMetadataValue(int(counts.get(state, 0))) for state in OUTCOMES},
+        }
+    )
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas", "matplotlib"}, deps=[generation_ledger])
+def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
+    """Per style and engine: how often the identity gate rejects, and the proofs, rounds and seconds it takes."""
+    day, store = context.partition_key, storage.store()
+    ledger = read_ledger_day(store, day)
+    if ledger is None:
+        raise dg.Failure(description=f"no generation ledger for {day}: materialize generation_ledger first", allow_retries=False)
+    table = rejection_table(ledger)  # per style and engine version
+    table_key, chart_key = metrics_key(day, "parquet"), metrics_key(day, "png")
+    store.put_bytes(table_key, parquet_bytes(table))
+    # the chart is stored and linked: images never go into the event log
+    store.put_bytes(chart_key, rejection_chart_png(table, title=f"Rejection rate per style · {day}"))
+    engines = {e for e in table["engine"] if e != NOT_STYLED}
+    shown = table if len(engines) > 1 else rejection_table(ledger, by=("style_id",))
+    overall = summary(ledger)
+    context.log.info(f"rejection_metrics: {overall['rejected']} of {overall['verdicts']} orders with a verdict rejected on {day}")
+    return dg.MaterializeResult(
+        metadata={
+            "rejection_rate": dg.FloatMetadataValue(overall["rejection_rate"]),  # None: no verdict that day
+            "orders": dg.IntMetadataValue(overall["orders"]),
+            "verdicts": dg.IntMetadataValue(overall["verdicts"]),
+            "rejected": dg.IntMetadataValue(overall["rejected"]),
+            "proofs_generated": dg.IntMetadataValue(overall["proofs_generated"]),
+            "identity_median": dg.FloatMetadataValue(overall["identity_median"]),
+            "rejection_rate_by_style": dg.MetadataValue.md(rejection_markdown(shown)),
+            "chart": dg.MetadataValue.path(store.uri(chart_key)),
+            "table": dg.MetadataValue.path(store.uri(table_key)),
+            "engines": dg.JsonMetadataValue(sorted(engines)),
+        }
+    )
+
+
+analytics_assets = [generation_ledger, rejection_metrics]
+
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.assets(*analytics_assets),
+    description="The generation ledger and the rejection metrics for one UTC day.",
+)

@@ -1,0 +1,261 @@
+"""The generation ledger: one row per settled order, what analysts read instead of the
+Dagster event log (DESIGN §3). Rows are built from the orders database and the JSON each
+stage leaves in the artifact store, and kept as one Parquet file per UTC day at
+`analytics/ledger/day=YYYY-MM-DD.parquet`. That key layout is a contract: retention
+reads it to check an order's history is kept before deleting the order's files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from photogen_pipelines.errors import NotFound
+from photogen_pipelines.orderbook import OrderBook
+from photogen_pipelines.orders import TERMINAL, Order, OrderEvent, OrderState
+from photogen_pipelines.storage import ArtifactStore, OrderKeys, get_json
+
+LEDGER_PREFIX = "analytics/ledger/"
+STAGES = ("selfie", "styled_candidates", "validated_proofs", "print_master", "print_file")
+FINAL_STATES = frozenset({OrderState.READY, *TERMINAL})
+# the states an order leaves the pipeline by; a refund comes after one of them
+EXITS = frozenset({OrderState.READY, OrderState.REJECTED, OrderState.FAILED, OrderState.CANCELLED})
+
+_TIME = pa.timestamp("us", tz="UTC")
+
+
+def _field(name: str, arrow_type: pa.DataType, description: str) -> pa.Field:
+    # the description travels in the Parquet schema, for analysts and the asset's column list
+    return pa.field(name, arrow_type, metadata={"description": description})
+
+
+# The Parquet schema, the same in every day's file (an empty day included)
+SCHEMA = pa.schema(
+    [
+        _field("order_id", pa.string(), "the order"),
+        _field("created_at", _TIME, "when the order was placed"),
+        _field("settled_at", _TIME, "its latest move into ready, rejected, failed, cancelled or refunded"),
+        _field("day", pa.string(), "settled_at's UTC date (YYYY-MM-DD): the day file holding the row"),
+        _field("style_id", pa.string(), "the art style"),
+        _field("product_id", pa.string(), "the print product"),
+        _field("approval", pa.string(), "customer or auto"),
+        _field("engine", pa.string(), "the style engine's version; null if styling never ran"),
+        _field("face_encoder", pa.string(), "the identity encoder's version"),
+        _field("upscaler", pa.string(), "the upscaler's version; null if nothing was printed"),
+        _field("seeds", pa.list_(pa.int64()), "the seed of each variant"),
+        _field("identity_scores", pa.list_(pa.float64()), "each variant's final identity similarity (null: no face)"),
+        _field("best_identity_score", pa.float64(), "the best final identity similarity"),
+        _field("identity_threshold", pa.float64(), "the (encoder, style) threshold the gate applied"),
+        _field("attempts", pa.int64(), "proofs scored, regenerations included"),
+        _field("rounds", pa.int64(), "identity-gate rounds"),
+        _field("proofs_passed", pa.int64(), "proofs that passed the identity gate"),
+        _field("outcome", pa.string(), "the final state: ready, rejected, failed, cancelled or refunded"),
+        _field("verdict", pa.string(), "passed (proofs reached the customer), rejected, or null: no verdict"),
+        _field("reason", pa.string(), "why the order left the pipeline (a later refund's reason is not kept)"),
+        *[_field(f"seconds_{stage}", pa.float64(), f"seconds spent in {stage}; null if it never ran") for stage in STAGES],
+        _field("seconds_total", pa.float64(), "seconds in all stages that ran"),
+        _field("effective_dpi", pa.float64(), "the resolution the print master reached"),
+        _field("amount_cents", pa.int64(), "the product's price"),
+        _field("amount_paid_cents", pa.int64(), "what the customer paid (0 with payments off)"),
+        _field("refunded_cents", pa.int64(), "what was refunded"),
+        _field("refund_id", pa.string(), "the payment provider's refund id"),
+        _field("currency", pa.string(), "ISO currency code, lower case"),
+        _field("payments", pa.string(), "off or stripe"),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+# what a rebuild cannot recompute once retention has deleted an order's files
+ARTIFACT_COLUMNS = (
+    "engine face_encoder upscaler seeds identity_scores best_identity_score identity_threshold attempts rounds "
+    "proofs_passed effective_dpi"
+).split()
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type):
+        return "str"
+    if pa.types.is_int64(arrow_type):
+        return "Int64"  # nullable: a count that was never taken is not 0
+    if pa.types.is_float64(arrow_type):
+        return "float64"
+    if pa.types.is_timestamp(arrow_type):
+        return "datetime64[us, UTC]"
+    return "object"  # lists
+
+
+DTYPES = {field.name: _pandas_dtype(field.type) for field in SCHEMA}
+
+
+def ledger_key(day: date | str) -> str:
+    return f"{LEDGER_PREFIX}day={date.fromisoformat(str(day)).isoformat()}.parquet"
+
+
+def _json(store: ArtifactStore, key: str) -> dict[str, Any]:
+    # any of an order's files may be missing: rejected at the selfie, cancelled before its run
+    try:
+        return get_json(store, key)
+    except NotFound:
+        return {}
+
+
+def _last(order: Order, states: frozenset[OrderState]) -> OrderEvent | None:
+    return next((e for e in reversed(order.events) if e.to_state in states), None)
+
+
+def _verdict(order: Order) -> str | None:
+    """The identity verdict: rejected, passed (proofs reached the customer), or none."""
+    last = _last(order, frozenset({OrderState.REJECTED, OrderState.PROOFS_READY}))
+    if last is None:
+        return None
+    return "rejected" if last.to_state == OrderState.REJECTED else "passed"
+
+
+def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
+    keys = OrderKeys(order.id)
+    candidates, validation, master = (_json(store, k) for k in (keys.candidates_info, keys.validation, keys.master_info))
+    settled, exit_event = _last(order, FINAL_STATES), _last(order, EXITS)
+    scores = validation.get("scores")
+    final = {s["variant"]: s["similarity"] for s in scores or []}  # the last attempt of each variant wins
+    known = [v for v in final.values() if v is not None]
+    seconds = {stage: order.stage_seconds.get(stage) for stage in STAGES}
+    ran = [v for v in seconds.values() if v is not None]
+    return {
+        "order_id": order.id,
+        "created_at": order.created_at,
+        "settled_at": settled.at if settled else None,
+        "day": settled.at.astimezone(UTC).date().isoformat() if settled else None,
+        "style_id": order.style_id,
+        "product_id": order.product_id,
+        "approval": order.approval,
+        "engine": candidates.get("engine"),
+        "face_encoder": validation.get("encoder"),
+        "upscaler": master.get("upscaler"),
+        "seeds": [c["seed"] for c in candidates["candidates"]] if "candidates" in candidates else None,
+        "identity_scores": [final[v] for v in sorted(final)] if scores is not None else None,
+        "best_identity_score": max(known) if known else None,
+        "identity_threshold": validation.get("threshold"),
+        "attempts": len(scores) if scores is not None else None,
+        "rounds": validation.get("rounds"),
+        "proofs_passed": len(validation["proofs"]) if "proofs" in validation else None,
+        "outcome": settled.to_state.value if settled else None,
+        "verdict": _verdict(order),
+        "reason": exit_event.reason if exit_event else order.reason,
+        **{f"seconds_{stage}": value for stage, value in seconds.items()},
+        "seconds_total": round(sum(ran), 3) if ran else None,
+        "effective_dpi": master.get("effective_dpi"),
+        "amount_cents": order.amount_cents,
+        "amount_paid_cents": order.paid_cents,
+        "refunded_cents": order.refunded_cents,
+        "refund_id": order.refund_id,
+        "currency": order.currency,
+        "payments": order.payments,
+    }
+
+
+def _plain_list(value) -> list:
+    # Parquet hands lists back as numpy arrays, with NaN for a null score: a row holds plain
+    # lists with None, as the stage's JSON has them
+    items = value.tolist() if hasattr(value, "tolist") else list(value)
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in items]
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's columns in order with their dtypes, whatever built or read the frame."""
+    frame = frame.reindex(columns=list(COLUMNS))
+    for name in ("seeds", "identity_scores"):
+        frame[name] = frame[name].map(_plain_list, na_action="ignore")
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    for name in ("created_at", "settled_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    return frame.astype(DTYPES).reset_index(drop=True)
+
+
+def ledger_rows(book: OrderBook, store: ArtifactStore, orders: Iterable[Order | str], workers: int = 8) -> pd.DataFrame:
+    """One row per order (an Order, or an id looked up in `book`), in the ledger's schema.
+    Each order reads up to three small JSON files: threads hide an object store's latency."""
+    resolved = [book.get(o) if isinstance(o, str) else o for o in orders]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(lambda order: ledger_row(order, store), resolved))
+    return conform(pd.DataFrame(rows, columns=list(COLUMNS)))
+
+
+def empty_ledger() -> pd.DataFrame:
+    return conform(pd.DataFrame(columns=list(COLUMNS)))
+
+
+def parquet_bytes(frame: pd.DataFrame, schema: pa.Schema | None = None) -> bytes:
+    """Parquet with a fixed schema when given, so an empty day has the same columns and types."""
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_ledger_day(store: ArtifactStore, day: date | str, frame: pd.DataFrame) -> str:
+    """Store one day's rows (replacing that day's file); returns the key."""
+    key = ledger_key(day)
+    store.put_bytes(key, parquet_bytes(conform(frame), SCHEMA))
+    return key
+
+
+def read_ledger_day(store: ArtifactStore, day: date | str) -> pd.DataFrame | None:
+    """One day's rows, or None when that day was never built."""
+    try:
+        data = store.get_bytes(ledger_key(day))
+    except NotFound:
+        return None
+    return conform(pq.read_table(io.BytesIO(data)).to_pandas())
+
+
+def ledger_days(store: ArtifactStore) -> list[date]:
+    days = []
+    for key in store.list(LEDGER_PREFIX):
+        name = key.rsplit("/", 1)[-1]
+        if name.startswith("day=") and name.endswith(".parquet"):
+            try:
+                days.append(date.fromisoformat(name[4:-8]))
+            except ValueError:
+                continue  # not a ledger file: someone else's key under the prefix
+    return sorted(days)
+
+
+def read_ledger(store: ArtifactStore, since: date | None = None) -> pd.DataFrame:
+    """Every day from `since` on, one row per order. An order whose refund came a day
+    after its rejection can be in both days' files: its latest settlement wins."""
+    frames = [read_ledger_day(store, day) for day in ledger_days(store) if since is None or day >= since]
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return empty_ledger()
+    ledger = pd.concat(frames, ignore_index=True).sort_values(["settled_at", "order_id"], kind="stable")
+    return conform(ledger.drop_duplicates("order_id", keep="last"))
+
+
+def carry_forward(previous: pd.DataFrame | None, fresh: pd.DataFrame, book: OrderBook) -> pd.DataFrame:
+    """Rebuilding a day after retention deleted some orders' files must not erase their
+    history: values that came from files missing now are taken from the day's previous
+    file, and rows of orders gone from the orders database are kept as they were."""
+    if previous is None or previous.empty:
+        return conform(fresh)
+    old, merged = previous.set_index("order_id"), fresh.set_index("order_id")
+    common = merged.index.intersection(old.index)
+    for name in ARTIFACT_COLUMNS:
+        lost = common[merged.loc[common, name].isna().to_numpy()]
+        merged.loc[lost, name] = old.loc[lost, name]
+    gone = [order_id for order_id in old.index.difference(merged.index) if not _known(book, order_id)]
+    return conform(pd.concat([merged.reset_index(), old.loc[gone].reset_index()], ignore_index=True))
+
+
+def _known(book: OrderBook, order_id: str) -> bool:
+    try:
+        book.get(order_id)
+    except NotFound:
+        return False
+    return True
