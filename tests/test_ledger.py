@@ -1,6 +1,6 @@
 """The generation ledger and rejection metrics, built from real orders run through the real
 pipeline on a real Dagster instance: the rows, the Parquet contract, the metrics asset and
-its chart, `photogen report`, and the snippets of docs/analytics.md run as they are written.
+its chart, `photogen report`, and the README's analytics snippets run as they are written.
 
 One module-scoped set of four orders (each real order costs seconds on a laptop CPU):
   ready      sepia_oil, auto-approved, printed            -> ready, verdict passed
@@ -53,7 +53,7 @@ from photogen_pipelines.storage import LocalArtifactStore, OrderKeys
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StyleEngine, UpscaleEngine
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "analytics.md"
+DOCS = REPO / "README.md"  # the analysts' snippets live in the README, and run as written
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 ORDER_ASSETS = [*assets.proof_assets, *assets.print_assets, assets.identity_preserved, assets.print_spec_met]
 S = OrderState
@@ -148,7 +148,7 @@ def _impossible_catalog(path: Path) -> CatalogResource:
 def world(tmp_path_factory, astronaut_png):
     """Four orders settled today, and both analytics assets materialized for today."""
     root = tmp_path_factory.mktemp("ledger")
-    home = root / ".photogen"  # the layout docs/analytics.md's snippet reads
+    home = root / ".photogen"  # the layout the README's snippet reads
     (home / "dagster").mkdir(parents=True)
     with dg.DagsterInstance.local_temp(str(home / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
         defs = build_defs(str(home))
@@ -438,7 +438,7 @@ def test_report_runs_as_a_real_process(world):
     assert bad.returncode == 2 and bad.stderr.startswith("photogen: error: --since") and "Traceback" not in bad.stderr
 
 
-# -- docs/analytics.md, run as written ------------------------------------------------------
+# -- the README's analytics snippets, run as written ------------------------------------------------------
 
 
 def _snippet(name: str) -> str:
