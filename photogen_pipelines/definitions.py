@@ -13,6 +13,7 @@ import sensors
 from photogen_pipelines.intake import register_order
 from photogen_pipelines.orders import Order
 from photogen_pipelines.settings import PhotoGenSettings
+from photogen_pipelines.storage_s3 import parse_s3_url
 from resources import (
     ArtifactStorage,
     CatalogResource,
@@ -36,6 +37,16 @@ def _payments(settings: PhotoGenSettings) -> StripePayments:
     )
 
 
+def _storage(settings: PhotoGenSettings) -> ArtifactStorage:
+    # PHOTOGEN_ARTIFACTS_ROOT is a directory or s3://bucket/prefix; the S3 endpoint and
+    # credentials come from boto3's own environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID…)
+    root = settings.resolved_artifacts_root
+    if root.startswith("s3://"):
+        bucket, prefix = parse_s3_url(root)
+        return ArtifactStorage(s3_bucket=bucket, s3_prefix=prefix)
+    return ArtifactStorage(root=root)
+
+
 def build_defs(home: str | None = None) -> dg.Definitions:
     """Definitions with the embedded engines, local storage under `home` and the orders
     database from PHOTOGEN_DATABASE_URL (default: SQLite under `home`)."""
@@ -48,7 +59,7 @@ def build_defs(home: str | None = None) -> dg.Definitions:
         sensors=sensors.all_sensors,
         resources={
             "orders": OrdersDatabase(url=settings.resolved_database_url),
-            "storage": ArtifactStorage(root=settings.resolved_artifacts_root),
+            "storage": _storage(settings),
             "catalog": CatalogResource(),
             "faces": FaceEngine(),
             "styles": StyleEngine(),

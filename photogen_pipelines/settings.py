@@ -54,7 +54,7 @@ class PhotoGenSettings(BaseSettings):
 
     home: str | None = None
     database_url: str | None = None  # default: SQLite in the home folder
-    artifacts_root: str | None = None  # default: artifacts/ in the home folder
+    artifacts_root: str | None = None  # a directory or s3://bucket/prefix; default: artifacts/ in the home folder
     secret_key: str | None = None  # signs order tokens and file URLs; default: made in the home folder
     stripe_api_key: str | None = None  # set it and payments are on
     stripe_webhook_secret: str | None = None

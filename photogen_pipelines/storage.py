@@ -73,6 +73,10 @@ class LocalArtifactStore:
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
 
+    def presigned_url(self, key: str, ttl_seconds: int) -> None:
+        """None: local files are served by the API's signed links (the S3 store presigns its own)."""
+        return None
+
 
 def put_json(store: ArtifactStore, key: str, value: Any) -> str:
     return store.put_bytes(key, json.dumps(value, indent=2, default=str).encode())

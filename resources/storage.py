@@ -1,17 +1,38 @@
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.storage import LocalArtifactStore
 
+if TYPE_CHECKING:
+    from photogen_pipelines.storage_s3 import S3ArtifactStore
+
 
 class ArtifactStorage(dg.ConfigurableResource):
-    """Where uploads, proofs and print files are written: a local directory by default."""
+    """Where uploads, proofs and print files are written: a local directory (`root`) by
+    default, an S3 bucket (`s3_bucket`, on AWS or any S3 endpoint) in production.
 
-    root: str
+    AWS credentials are never resource config: boto3 reads them from its own chain
+    (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an instance or task role).
+    `s3_endpoint_url` unset means boto3's AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS.
+    """
 
-    def store(self) -> LocalArtifactStore:
-        return LocalArtifactStore(self.root)
+    root: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    def store(self) -> "LocalArtifactStore | S3ArtifactStore":
+        if self.s3_bucket:
+            from photogen_pipelines.storage_s3 import S3ArtifactStore
+
+            return S3ArtifactStore(self.s3_bucket, self.s3_prefix, endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
+        if self.root:
+            return LocalArtifactStore(self.root)
+        raise ValueError("ArtifactStorage needs `root` (a local directory) or `s3_bucket` (an S3 bucket); neither is set")
 
 
 class OrdersDatabase(dg.ConfigurableResource):

@@ -11,7 +11,8 @@ from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.payments import StripeGateway
 from photogen_pipelines.signing import Signer
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.storage import ArtifactStore
+from photogen_pipelines.storage_s3 import open_artifact_store
 from storefront_api.config import Settings
 
 
@@ -20,7 +21,7 @@ class Services:
     settings: Settings
     database: Database
     book: SqlOrderBook
-    store: LocalArtifactStore
+    store: ArtifactStore
     styles: StyleCatalog
     products: ProductCatalog
     gateway: StripeGateway | None
@@ -50,7 +51,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         database=database,
         book=SqlOrderBook(database),
-        store=LocalArtifactStore(settings.resolved_artifacts_root),
+        store=open_artifact_store(settings.resolved_artifacts_root),
         styles=load_styles(),
         products=load_products(),
         gateway=gateway,

@@ -76,3 +76,25 @@ def api_server(app):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def moto_s3_server(workdir: Path):
+    """moto's S3 server (real HTTP, in-memory buckets) on a free loopback port; yields its URL."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
+    log = open(workdir / "moto.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: process.poll() is not None or _answers(base + "/moto-api/"), 60, "moto_server")
+        assert process.poll() is None, (workdir / "moto.log").read_text()
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

@@ -259,3 +259,34 @@ def test_an_upload_retired_by_retention_cannot_be_ordered(client, auth, settings
     upload_id = _upload(client, auth, astronaut_png, "a.png", "image/png").json()["id"]
     (settings.paths.artifacts / "uploads" / f"{upload_id}.png").unlink()
     _assert_error(_place(client, auth, upload_id), 422, "upload_expired")
+
+
+def test_the_api_keeps_uploads_in_s3_and_links_are_presigned(tmp_path, database_url, astronaut_png, monkeypatch):
+    import boto3
+    import requests
+
+    from tests.servers import moto_s3_server
+
+    with moto_s3_server(tmp_path) as endpoint:
+        for name, value in {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="shop-artifacts")
+        settings = make_settings(tmp_path, database_url, artifacts_root="s3://shop-artifacts/photogen")
+        with TestClient(make_app(settings), raise_server_exceptions=False) as client:
+            assert client.get("/readyz").json()["checks"] == {"database": "ok", "storage": "ok"}
+            upload = _upload(client, new_key(settings), astronaut_png, "a.png", "image/png")
+            assert upload.status_code == 201, upload.text
+            key = f"photogen/uploads/{upload.json()['id']}.png"
+            assert s3.head_object(Bucket="shop-artifacts", Key=key)["ContentLength"] > 0
+            services = client.app.state.services
+            link = services.link("http://testserver", f"uploads/{upload.json()['id']}.png")
+            assert link.startswith(endpoint) and "Signature" in link  # S3's own presigned URL
+            downloaded = requests.get(link, timeout=10)
+            assert downloaded.status_code == 200 and Image.open(io.BytesIO(downloaded.content)).format == "PNG"
+    assert not (tmp_path / "home" / "artifacts").exists()  # nothing went to local disk

@@ -1,10 +1,11 @@
 """Signed, short-lived links to proofs, print files and style previews in the local artifact store.
 (An S3 store hands out presigned S3 URLs instead.)"""
 
+import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError
@@ -21,4 +22,9 @@ def get_file(key: str, expires: Annotated[int, Query()], signature: Annotated[st
         raise ApiError(403, "link_expired_or_invalid", "this link has expired or is not valid; ask for the order again")
     if not key.startswith(SERVED_PREFIXES) or not services.store.exists(key):
         raise ApiError(404, "file_not_found", "the file does not exist (any more)")
-    return FileResponse(services.store.path(key), headers={"Cache-Control": "private, max-age=60"})
+    headers = {"Cache-Control": "private, max-age=60"}
+    local_path = getattr(services.store, "path", None)
+    if local_path is None:  # an S3 store presigns its links; a link signed by this API still works
+        media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        return Response(services.store.get_bytes(key), media_type=media_type, headers=headers)
+    return FileResponse(local_path(key), headers=headers)
