@@ -60,7 +60,9 @@ def build_defs(home: str | None = None) -> dg.Definitions:
         resources={
             "orders": OrdersDatabase(url=settings.resolved_database_url),
             "storage": _storage(settings),
-            "catalog": CatalogResource(),
+            "catalog": CatalogResource(
+                styles_path=settings.styles_path, products_path=settings.products_path, quality_path=settings.quality_path
+            ),
             "faces": FaceEngine(),
             "styles": StyleEngine(),
             "upscale": UpscaleEngine(),

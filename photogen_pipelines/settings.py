@@ -56,6 +56,9 @@ class PhotoGenSettings(BaseSettings):
     database_url: str | None = None  # default: SQLite in the home folder
     artifacts_root: str | None = None  # a directory or s3://bucket/prefix; default: artifacts/ in the home folder
     secret_key: str | None = None  # signs order tokens and file URLs; default: made in the home folder
+    styles_path: str | None = None  # another styles.yaml (default: the packaged catalog)
+    products_path: str | None = None
+    quality_path: str | None = None
     stripe_api_key: str | None = None  # set it and payments are on
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None  # another Stripe-compatible server (tests: localstripe)

@@ -52,8 +52,8 @@ def build_services(settings: Settings) -> Services:
         database=database,
         book=SqlOrderBook(database),
         store=open_artifact_store(settings.resolved_artifacts_root),
-        styles=load_styles(),
-        products=load_products(),
+        styles=load_styles(settings.styles_path),
+        products=load_products(settings.products_path),
         gateway=gateway,
         signer=Signer(settings.resolved_secret_key),
     )
