@@ -48,9 +48,9 @@ def stylizer():
 
 @pytest.fixture(scope="session")
 def upscaler():
-    from resources.engines import _upscaler
+    from resources import UpscaleEngine
 
-    return _upscaler("embedded", "REALESRGAN_ANIMAVIDEOV3", None, 256, None)
+    return UpscaleEngine().upscaler()  # the embedded ncnn engine, as the assets get it
 
 
 # -- the orders database: SQLite and the machine's PostgreSQL ---------------------------
