@@ -26,6 +26,14 @@ def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, s
     return ready, cursor.advance(events), len(order_ids) - len(ready)
 
 
+def _order_runs(order_ids: list[str], run: str) -> list[dg.RunRequest]:
+    # one run per order and kind: Dagster never launches a run_key twice
+    return [
+        dg.RunRequest(partition_key=order_id, run_key=f"{run}:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id})
+        for order_id in order_ids
+    ]
+
+
 @dg.sensor(
     job=proof_job,
     minimum_interval_seconds=5,
@@ -37,12 +45,7 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
     if moved_on:
         context.log.info(f"{moved_on} paid order(s) moved on before their run was requested")
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                partition_key=order_id, run_key=f"proofs:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id}
-            )
-            for order_id in ready
-        ],
+        run_requests=_order_runs(ready, "proofs"),
         dynamic_partitions_requests=[orders_partitions.build_add_request(ready)] if ready else [],
         cursor=cursor.serialize(),
     )
@@ -57,11 +60,6 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
 def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
     ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                partition_key=order_id, run_key=f"print:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id}
-            )
-            for order_id in ready
-        ],
+        run_requests=_order_runs(ready, "print"),
         cursor=cursor.serialize(),
     )

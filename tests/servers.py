@@ -22,6 +22,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group `pgid` is still there."""
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -41,26 +50,40 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def localstripe_server(workdir: Path):
-    """localstripe (a stateful fake Stripe) on a free port; its state is flushed first."""
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)]
-    log = open(workdir / "localstripe.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+def server_process(command: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """A server process in its own session, its output in `log_path`; stopped by its pid
+    (SIGTERM to its group, SIGKILL after 30 s)."""
+    log = open(log_path, "w")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: process.poll() is not None or _answers(base + "/v1/events"), 60, "localstripe")
-        assert process.poll() is None, (workdir / "localstripe.log").read_text()
-        requests.delete(base + "/_config/data", timeout=10).raise_for_status()
-        yield base
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@contextmanager
+def _answering_server(name: str, command: list[str], base: str, probe_path: str, workdir: Path):
+    log_path = workdir / f"{name}.log"
+    with server_process(command, log_path) as process:
+        wait_until(lambda: process.poll() is not None or _answers(base + probe_path), 60, name)
+        assert process.poll() is None, log_path.read_text()
+        yield base
+
+
+@contextmanager
+def localstripe_server(workdir: Path):
+    """localstripe (a stateful fake Stripe) on a free port; its state is flushed first."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("localstripe")), "--port", str(port)]
+    with _answering_server("localstripe", command, f"http://127.0.0.1:{port}", "/v1/events", workdir) as base:
+        requests.delete(base + "/_config/data", timeout=10).raise_for_status()
+        yield base
 
 
 @contextmanager
@@ -83,18 +106,5 @@ def moto_s3_server(workdir: Path):
     """moto's S3 server (real HTTP, in-memory buckets) on a free loopback port; yields its URL."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
-    log = open(workdir / "moto.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: process.poll() is not None or _answers(base + "/moto-api/"), 60, "moto_server")
-        assert process.poll() is None, (workdir / "moto.log").read_text()
+    with _answering_server("moto", command, f"http://127.0.0.1:{port}", "/moto-api/", workdir) as base:
         yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()

@@ -18,6 +18,7 @@ from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import OrderState
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
+from tests.dagster_helpers import local_instance
 
 
 @pytest.fixture
@@ -145,8 +146,7 @@ def test_the_customer_sees_progress_proofs_and_approves_one(client, auth, settin
     # the proof run, as the paid_orders sensor would launch it, on the same database and storage
     monkeypatch.setenv("PHOTOGEN_DATABASE_URL", settings.resolved_database_url)
     defs = build_defs(settings.home)
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(tmp_path / "dagster") as instance:
         instance.add_dynamic_partitions("orders", [order["id"]])
         result = dg.materialize(
             [*assets.proof_assets, *assets.order_checks],

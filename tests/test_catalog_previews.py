@@ -22,6 +22,7 @@ from photogen_pipelines.storage import LocalArtifactStore, get_json
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
 from sensors.catalog import catalog_schedules_and_sensors, catalog_version_changed, weekly_catalog_previews
 from tests.api_helpers import make_app, make_settings
+from tests.dagster_helpers import local_instance
 
 RENDERED = ["sepia_oil", "pastel_cubist"]
 
@@ -39,9 +40,8 @@ def _resources(root) -> dict:
 def rendered(tmp_path_factory):
     """Two styles' previews materialized on a real instance: (artifact root, result per style)."""
     base = tmp_path_factory.mktemp("previews")
-    (base / "dagster").mkdir()
     results = {}
-    with dg.DagsterInstance.local_temp(str(base / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(base / "dagster") as instance:
         for style_id in RENDERED:
             results[style_id] = dg.materialize(
                 catalog_assets, partition_key=style_id, instance=instance, resources=_resources(base / "artifacts")

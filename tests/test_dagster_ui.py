@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -19,22 +17,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders import OrderState
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.servers import free_port, group_alive, wait_until
 
 
 def _finished(instance, run_id: str):
@@ -42,17 +25,9 @@ def _finished(instance, run_id: str):
     return run.status if run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) else None
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 @pytest.fixture
 def ui_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PHOTOGEN_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "home" / "dagster")}
     photogen = Path(sys.executable).with_name("photogen")
     process = subprocess.Popen(
@@ -84,16 +59,16 @@ def test_the_daemon_runs_a_paid_order_and_a_webserver_launched_rerun_succeeds(ui
     defs = build_defs(str(home))
     book = defs.resources["orders"].book()
     order = register_local_order(defs, astronaut_png, "ink_etching", "poster_a3", variants=2)
-    _wait_until(lambda: _server_up(port), 120, "the Dagster webserver")
+    wait_until(lambda: _server_up(port), 120, "the Dagster webserver")
 
     # the paid order becomes a proof run through the daemon's paid_orders sensor
     with dg.DagsterInstance.get() as instance:
-        sensor_run = _wait_until(
+        sensor_run = wait_until(
             lambda: next(iter(instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": f"proofs:{order.id}"}))), None),
             180,
             "the paid_orders sensor's run",
         )
-        status = _wait_until(lambda: _finished(instance, sensor_run.run_id), 240, "the sensor's proof run")
+        status = wait_until(lambda: _finished(instance, sensor_run.run_id), 240, "the sensor's proof run")
         assert status == dg.DagsterRunStatus.SUCCESS
         assert order.id in instance.get_dynamic_partitions("orders")
     assert book.get(order.id).state == OrderState.PROOFS_READY
@@ -101,7 +76,7 @@ def test_the_daemon_runs_a_paid_order_and_a_webserver_launched_rerun_succeeds(ui
     # an operator regenerates the proofs from the UI: the webserver launches the run
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_id = client.submit_job_execution("proof_job", tags={"dagster/partition": order.id})
-    status = _wait_until(
+    status = wait_until(
         lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) and s,
         240,
         "the regeneration run",
@@ -113,5 +88,5 @@ def test_the_daemon_runs_a_paid_order_and_a_webserver_launched_rerun_succeeds(ui
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) is not None
-    _wait_until(lambda: not _group_alive(process.pid), 40, "the webserver, daemon and code server to exit")
+    wait_until(lambda: not group_alive(process.pid), 40, "the webserver, daemon and code server to exit")
     assert not _server_up(port)

@@ -51,6 +51,7 @@ from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderEvent, OrderState
 from photogen_pipelines.storage import LocalArtifactStore, OrderKeys
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StyleEngine, UpscaleEngine
+from tests.dagster_helpers import local_instance
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "README.md"  # the analysts' snippets live in the README, and run as written
@@ -150,7 +151,7 @@ def world(tmp_path_factory, astronaut_png):
     root = tmp_path_factory.mktemp("ledger")
     home = root / ".photogen"  # the layout the README's snippet reads
     (home / "dagster").mkdir(parents=True)
-    with dg.DagsterInstance.local_temp(str(home / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(home / "dagster") as instance:
         defs = build_defs(str(home))
         # smaller proofs and one upscaling pass: the ledger cares what an order leaves behind,
         # not how fine its print is, and this halves the cost of the printed order

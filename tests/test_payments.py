@@ -23,6 +23,7 @@ from photogen_pipelines.payments import StripeGateway, apply_stripe_event, refun
 from resources import OrdersDatabase, StripePayments
 from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
+from tests.dagster_helpers import local_instance, run_failure_context
 from tests.servers import api_server, localstripe_server, wait_until
 
 WEBHOOK_SECRET = "whsec_photogen_test"
@@ -236,21 +237,14 @@ def test_a_paid_order_whose_run_fails_for_good_is_failed_and_refunded(
     upload_key = SqlOrderBook(Database(settings.resolved_database_url)).get(order["id"]).upload_key
     store.delete(upload_key)  # storage lost the selfie: no retry can bring it back
 
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(tmp_path / "dagster") as instance:
         instance.add_dynamic_partitions("orders", [order["id"]])
         result = defs.resolve_job_def("proof_job").execute_in_process(
             partition_key=order["id"], instance=instance, raise_on_error=False
         )
         assert not result.success
-        failure = next(iter(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE))).dagster_event
-        context = dg.build_run_status_sensor_context(
-            sensor_name="order_run_failures",
-            dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(result.run_id),
-            dagster_event=failure,
-            resources={"orders": defs.resources["orders"], "payments": defs.resources["payments"]},
-        ).for_run_failure()
+        resources = {"orders": defs.resources["orders"], "payments": defs.resources["payments"]}
+        context = run_failure_context(instance, result.run_id, resources)
         order_run_failures(context)
         order_run_failures(context)  # the daemon may evaluate a failure twice: still one refund
 

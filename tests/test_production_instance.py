@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import posixpath
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -34,7 +32,7 @@ from photogen_pipelines.storage import LocalArtifactStore, OrderKeys, get_json, 
 from photogen_pipelines.storage_s3 import S3ArtifactStore, open_artifact_store, parse_s3_url
 from resources import ArtifactStorage, OrdersDatabase
 from tests.conftest import throwaway_postgres
-from tests.servers import free_port, moto_s3_server, wait_until
+from tests.servers import free_port, moto_s3_server, server_process, wait_until
 
 REPO = Path(__file__).parents[1]
 DEPLOY = REPO / "deploy"
@@ -463,23 +461,6 @@ def _dockerfile_env(dockerfile: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for line in joined.splitlines() if line.startswith("ENV ") for pair in line.split()[1:])
 
 
-@contextlib.contextmanager
-def _started(command: list[str], env: dict[str, str], cwd: Path, log_path: Path):
-    """A server process in its own session, stopped by its pid (SIGTERM, then SIGKILL)."""
-    log = open(log_path, "w")
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-
-
 DAEMONS_QUERY = """{
   workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {
     __typename ... on RepositoryLocation { repositories { jobs { name } sensors { name sensorState { status } } } }
@@ -531,7 +512,7 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
         done = subprocess.run([str(bin_dir / migrate[0]), *migrate[1:]], env=env, cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0 and "(postgresql)" in done.stderr, done.stderr
         # each from outside the checkout, as in the images: the installed packages are what loads
-        with _started(code_cmd, env, tmp_path, tmp_path / "code.log") as code:
+        with server_process(code_cmd, tmp_path / "code.log", env=env, cwd=tmp_path) as code:
             health = [str(bin_dir / "dagster"), "api", "grpc-health-check", "-p", str(code_port)]
 
             def code_healthy() -> bool:
@@ -540,8 +521,8 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
 
             wait_until(code_healthy, 120, "the code server")
             with (
-                _started(web_cmd, env, tmp_path, tmp_path / "webserver.log") as web,
-                _started(daemon_cmd, env, tmp_path, tmp_path / "daemon.log") as daemon,
+                server_process(web_cmd, tmp_path / "webserver.log", env=env, cwd=tmp_path) as web,
+                server_process(daemon_cmd, tmp_path / "daemon.log", env=env, cwd=tmp_path) as daemon,
             ):
 
                 def all_healthy():

@@ -20,6 +20,7 @@ from resources import ArtifactStorage, OrdersDatabase
 from resources.retention import RetentionSettings
 from sensors import retention as retention_sensor
 from sensors.retention import RetentionCursor, order_retention
+from tests.dagster_helpers import local_instance
 
 S = OrderState
 NOW = datetime.now(UTC)
@@ -191,8 +192,7 @@ def test_the_sensor_purges_a_bounded_batch_per_tick_and_removes_exactly_their_pa
         "retention": RetentionSettings(days=30, keep_print_files=True),
     }
     partitioned = sorted(set(ORDERS) - {"ord_cancelled_old"})
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(tmp_path / "dagster") as instance:
         instance.add_dynamic_partitions("orders", partitioned)
         removed: list[str] = []
         cursor = None
@@ -232,8 +232,7 @@ def test_an_order_that_moved_on_since_it_waited_is_dropped_not_purged(tmp_path, 
     book.transition("ord_no_ledger_row", S.RENDERING, reason="re-rendered for a reprint")  # active again
     _write_ledger(store, OLD.date(), [*ORDERS])
     waited = RetentionCursor(after=(NOW, "ord_zzz"), waiting=["ord_no_ledger_row"]).serialize()  # nothing new to scan
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}}) as instance:
+    with local_instance(tmp_path / "dagster") as instance:
         with dg.build_sensor_context(instance=instance, resources=resources, cursor=waited) as context:
             result = order_retention(context)
     assert RetentionCursor.parse(result.cursor).waiting == []

@@ -17,6 +17,7 @@ from photogen_pipelines.orders import Order, OrderState
 from resources import OrdersDatabase, StripePayments
 from sensors import approved_orders, order_run_failures, paid_orders, stripe_reconciliation
 from sensors.orders import MAX_ORDERS_PER_TICK
+from tests.dagster_helpers import local_instance, run_failure_context
 
 
 @pytest.fixture
@@ -104,19 +105,11 @@ def _failed_proof_run(tmp_path, monkeypatch, orders_db, upload: bytes | None):
     if upload is not None:
         store.put_bytes(order.upload_key, upload)
     book.transition(order.id, OrderState.PAID, reason="test")
-    (tmp_path / "dagster").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"), overrides={"telemetry": {"enabled": False}})
+    instance = local_instance(tmp_path / "dagster")
     instance.add_dynamic_partitions("orders", [order.id])
     result = defs.resolve_job_def("proof_job").execute_in_process(partition_key=order.id, instance=instance, raise_on_error=False)
     assert not result.success
-    failure = next(iter(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE))).dagster_event
-    context = dg.build_run_status_sensor_context(
-        sensor_name="order_run_failures",
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
-        dagster_event=failure,
-        resources={"orders": defs.resources["orders"], "payments": StripePayments()},
-    ).for_run_failure()
+    context = run_failure_context(instance, result.run_id, {"orders": defs.resources["orders"], "payments": StripePayments()})
     return order.id, book, context, instance
 
 
@@ -127,13 +120,7 @@ def test_a_run_that_fails_for_good_fails_its_order_with_the_reason(tmp_path, mon
 
     def with_will_retry(value: str):
         instance.add_run_tags(run.run_id, {"dagster/will_retry": value})
-        return dg.build_run_status_sensor_context(
-            sensor_name="order_run_failures",
-            dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(run.run_id),
-            dagster_event=context.failure_event,
-            resources=context.resources.original_resource_dict,
-        ).for_run_failure()
+        return run_failure_context(instance, run.run_id, context.resources.original_resource_dict)
 
     order_run_failures(with_will_retry("true"))  # run retries will take it again: not settled yet
     assert book.get(order_id).state == OrderState.GENERATING

@@ -19,15 +19,11 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.servers import free_port, group_alive
+
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 REPO = Path(__file__).parents[1]
 CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon)\b.*\bpid (\d+)", re.MULTILINE)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until(predicate, timeout: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
@@ -48,14 +44,6 @@ def _read(log: Path | None) -> str:
 
 def _tail(log: Path | None) -> str:
     return _read(log)[-4000:]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def _get(url: str) -> requests.Response | None:
@@ -80,7 +68,7 @@ def _kill_group(pgid: int) -> None:
 @pytest.fixture
 def serve(tmp_path):
     """`photogen serve` on free ports; its stderr (and its children's output) goes to a file."""
-    api_port, ui_port = _free_port(), _free_port()
+    api_port, ui_port = free_port(), free_port()
     home = tmp_path / "home"
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
@@ -149,12 +137,12 @@ def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
     _wait_until(lambda: _sensor_daemon_heartbeat(home / "dagster"), 120, "the daemon's sensor heartbeat", process, log)
     assert (home / "orders.db").exists()  # migrated before the children started
     for pgid in child_pgids:
-        assert _group_alive(pgid)
+        assert group_alive(pgid)
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, _tail(log)
     for pgid in child_pgids:
-        assert not _group_alive(pgid), f"process group {pgid} outlived photogen serve"
+        assert not group_alive(pgid), f"process group {pgid} outlived photogen serve"
     assert "did not stop in time" not in _read(log)  # each stopped on SIGTERM, none needed SIGKILL
     assert _get(f"http://127.0.0.1:{api_port}/healthz") is None
     assert _get(f"http://127.0.0.1:{ui_port}/server_info") is None
@@ -168,7 +156,7 @@ def test_a_child_that_dies_stops_the_others_and_serve_exits_1(serve):
     assert process.wait(timeout=60) == 1, _tail(log)
     assert f"[photogen] storefront API (pid {children['storefront API']}) stopped on its own, ended by SIGKILL" in _read(log)
     for pgid in child_pgids:
-        assert not _group_alive(pgid), f"process group {pgid} outlived photogen serve"
+        assert not group_alive(pgid), f"process group {pgid} outlived photogen serve"
 
 
 def test_a_taken_port_is_a_one_line_error_and_starts_nothing(tmp_path):
@@ -178,7 +166,7 @@ def test_a_taken_port_is_a_one_line_error_and_starts_nothing(tmp_path):
     port = taken.getsockname()[1]
     try:
         process = subprocess.Popen(
-            [str(PHOTOGEN), "serve", "--api-port", str(_free_port()), "--ui-port", str(port)],
+            [str(PHOTOGEN), "serve", "--api-port", str(free_port()), "--ui-port", str(port)],
             env=_serve_env(tmp_path / "home"),
             cwd=REPO,
             stdin=subprocess.DEVNULL,

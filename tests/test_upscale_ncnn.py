@@ -9,6 +9,7 @@ from skimage import data
 
 from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan, blob_names
 from photogen_pipelines.errors import ModelError
+from tests.contracts import BAD_UPSCALE_INPUTS
 
 W, H = 96, 80
 
@@ -83,16 +84,7 @@ def test_missing_weights_file_is_named(tmp_path, engine):
         NcnnRealEsrgan("REALESRGAN_X4PLUS", model_dir=tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("image", "message"),
-    [
-        (np.zeros((8, 8, 3), np.float32), "uint8"),
-        ([[0, 0, 0]], "uint8"),
-        (np.zeros((8, 8), np.uint8), "HxWx3"),
-        (np.zeros((8, 8, 4), np.uint8), "HxWx3"),
-        (np.zeros((0, 8, 3), np.uint8), "HxWx3"),
-    ],
-)
+@pytest.mark.parametrize(("image", "message"), BAD_UPSCALE_INPUTS)
 def test_bad_input_is_a_clear_value_error(engine, image, message):
     with pytest.raises(ValueError, match=message):
         engine.upscale(image, 2)

@@ -22,6 +22,7 @@ from photogen_pipelines.engines.upscale_torch import (
 )
 from photogen_pipelines.errors import ModelError
 from photogen_pipelines.stages import make_print_master
+from tests.contracts import BAD_UPSCALE_INPUTS
 
 TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
 # Receptive field of the tiny net in input px: conv_first + 3 dense blocks x 5 convs + conv_body
@@ -340,16 +341,7 @@ def test_out_of_memory_is_a_model_error_with_advice(tiny_pth, photo, monkeypatch
 # --- the Upscaler interface, as the pipeline uses it --------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("image", "message"),
-    [
-        (np.zeros((8, 8, 3), np.float32), "uint8"),
-        ([[0, 0, 0]], "uint8"),
-        (np.zeros((8, 8), np.uint8), "HxWx3"),
-        (np.zeros((8, 8, 4), np.uint8), "HxWx3"),
-        (np.zeros((0, 8, 3), np.uint8), "HxWx3"),
-    ],
-)
+@pytest.mark.parametrize(("image", "message"), BAD_UPSCALE_INPUTS)
 def test_bad_input_is_a_clear_value_error(tiny_pth, image, message):
     with pytest.raises(ValueError, match=message):
         TorchRealEsrgan(tiny_pth, device="cpu").upscale(image, 4)

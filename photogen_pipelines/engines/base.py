@@ -52,6 +52,17 @@ class Upscaler(Protocol):
     def upscale(self, rgb: np.ndarray, scale: int) -> np.ndarray: ...
 
 
+def check_upscale_input(image: np.ndarray, scale: int, scales: tuple[int, ...], model: str) -> None:
+    """What every Upscaler accepts: HxWx3 uint8 RGB and one of its model's scales."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        got = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"upscale needs a uint8 numpy array, got {got}")
+    if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        raise ValueError(f"upscale needs an HxWx3 RGB image, got shape {image.shape}")
+    if scale not in scales:
+        raise ValueError(f"{model} supports scales {scales}, not {scale}")
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()

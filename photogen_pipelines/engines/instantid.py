@@ -42,6 +42,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2im
 from diffusers.utils import USE_PEFT_BACKEND
 from diffusers.utils.torch_utils import randn_tensor
 
+from photogen_pipelines.engines.torch_device import select_device_dtype
 from photogen_pipelines.errors import ModelError
 
 IP_ADAPTER_FILE = "ip-adapter.bin"
@@ -376,12 +377,12 @@ def load_instantid(
     (InstantID's face adapter), optionally `loras/<style>.safetensors`.
     """
     model_dir = Path(model_dir).expanduser().resolve()
-    torch_dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-    if not isinstance(torch_dtype, torch.dtype):
-        raise ModelError(f"unknown torch dtype {dtype!r} (e.g. float16, bfloat16, float32)")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"InstantID was asked to run on {device}, but torch {torch.__version__} sees no CUDA GPU")
+    try:
+        device, torch_dtype = select_device_dtype(str(device), dtype if isinstance(dtype, str) else "auto")
+    except ValueError as exc:  # a configuration mistake, reported like a missing model file
+        raise ModelError(f"InstantID: {exc}") from None
+    if isinstance(dtype, torch.dtype):
+        torch_dtype = dtype
     key = (str(model_dir), str(torch_dtype), str(device))
     with _CACHE_LOCK:
         if key not in _CACHE:

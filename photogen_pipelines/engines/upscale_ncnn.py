@@ -10,7 +10,7 @@ from pathlib import Path
 import ncnn
 import numpy as np
 
-from photogen_pipelines.engines.base import package_dir, package_version
+from photogen_pipelines.engines.base import check_upscale_input, package_dir, package_version
 from photogen_pipelines.errors import ModelError
 
 # Scales shipped in the wheel for each model family (file stem `<family>_UP<n>X`).
@@ -109,13 +109,7 @@ class NcnnRealEsrgan:
 
     def upscale(self, image: np.ndarray, scale: int) -> np.ndarray:
         """HxWx3 uint8 RGB -> (H*scale)x(W*scale)x3 uint8 RGB."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            got = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"upscale needs a uint8 numpy array, got {got}")
-        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise ValueError(f"upscale needs an HxWx3 RGB image, got shape {image.shape}")
-        if scale not in self.scales:
-            raise ValueError(f"{self.model} supports scales {self.scales}, not {scale}")
+        check_upscale_input(image, scale, self.scales, self.model)
 
         h, w = image.shape[:2]
         out = np.empty((h * scale, w * scale, 3), dtype=np.float32)

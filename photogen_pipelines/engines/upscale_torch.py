@@ -27,20 +27,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from photogen_pipelines.engines.base import require_file
+from photogen_pipelines.engines.base import check_upscale_input, require_file
+from photogen_pipelines.engines.torch_device import DTYPES, select_device_dtype  # noqa: F401  (tests import them here)
 from photogen_pipelines.errors import ModelError
 
 # Model scale -> pixel-unshuffle factor applied to the input (the trunk always upsamples x4).
 UNSHUFFLE = {4: 1, 2: 2, 1: 4}
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -173,26 +165,6 @@ def cached_rrdbnet(path: str | Path, device: str | torch.device, dtype: torch.dt
         return _cached_rrdbnet(str(Path(path).resolve()), str(torch.device(device)), str(dtype).removeprefix("torch."))
 
 
-def select_device_dtype(
-    device: str = "auto", dtype: str = "auto", *, cuda_available: bool | None = None
-) -> tuple[torch.device, torch.dtype]:
-    """device auto: cuda when there is one, else cpu. dtype auto: fp16 on cuda (the tensor
-    cores' type), fp32 elsewhere; fp32, fp16 or bf16 can be set instead."""
-    if cuda_available is None:
-        cuda_available = torch.cuda.is_available()
-    try:
-        dev = torch.device(("cuda" if cuda_available else "cpu") if device == "auto" else device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown torch device {device!r}") from exc
-    if dev.type == "cuda" and not cuda_available:
-        raise ModelError(f"device {device!r} configured, but torch {torch.__version__} sees no CUDA GPU")
-    if dtype == "auto":
-        return dev, torch.float16 if dev.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; known: auto, {', '.join(DTYPES)}")
-    return dev, DTYPES[dtype]
-
-
 def tile_windows(n: int, tile: int, pad: int) -> list[tuple[int, int, int, int]]:
     """Along one axis of length n: (core start, core end, window start, window end) per tile.
     Cores split the axis into equal parts of at most `tile` px. Every window has the same
@@ -252,13 +224,7 @@ class TorchRealEsrgan:
         return self._upscale(image, scale, raw=True)
 
     def _check(self, image: np.ndarray, scale: int) -> None:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            got = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"upscale needs a uint8 numpy array, got {got}")
-        if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise ValueError(f"upscale needs an HxWx3 RGB image, got shape {image.shape}")
-        if scale not in self.scales:
-            raise ValueError(f"{self.model_path.name} supports scales {self.scales}, not {scale}")
+        check_upscale_input(image, scale, self.scales, self.model_path.name)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         # x2/x1 models pixel-unshuffle their input: pad to a multiple of the factor, crop after.

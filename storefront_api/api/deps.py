@@ -26,6 +26,14 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
+
+def public_base_url(request: Request, services: ServicesDep) -> str:
+    """Where clients reach this API, for the links it signs."""
+    return services.settings.public_base_url or str(request.base_url)
+
+
+BaseUrlDep = Annotated[str, Depends(public_base_url)]
+
 bearer = HTTPBearer(auto_error=False, description="A storefront API key (pgk_…) or a customer's order token (otk_…).")
 
 

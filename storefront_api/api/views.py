@@ -69,7 +69,7 @@ def order_view(
         proofs=proofs,
         approved_proof=order.approved_proof,
         print_file_ready=order.state == OrderState.READY,
-        events=[EventOut(at=e.at, from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in order.events],
+        events=[EventOut.model_validate(e, from_attributes=True) for e in order.events],
         created_at=order.created_at,
         updated_at=order.updated_at,
         customer_token=customer_token,

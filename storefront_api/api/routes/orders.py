@@ -2,14 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Response, status
 
 from photogen_pipelines.errors import IllegalTransition
 from photogen_pipelines.intake import approve_proof, cancel_order, place_order
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import OrderKeys, get_json
 from photogen_pipelines.uploads import get_upload
-from storefront_api.api.deps import OrderDep, ServicesDep, StorefrontDep
+from storefront_api.api.deps import BaseUrlDep, OrderDep, ServicesDep, StorefrontDep
 from storefront_api.api.views import order_view
 from storefront_api.errors import ApiError
 from storefront_api.schemas import ApproveIn, CancelIn, OrderIn, OrderOut, PrintFileOut
@@ -26,14 +26,10 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _base_url(request: Request, services) -> str:
-    return services.settings.public_base_url or str(request.base_url)
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
 def create_order(
     body: OrderIn,
-    request: Request,
+    base_url: BaseUrlDep,
     response: Response,
     caller: StorefrontDep,
     services: ServicesDep,
@@ -64,21 +60,21 @@ def create_order(
     return order_view(
         services,
         placed.order,
-        _base_url(request, services),
+        base_url,
         client_secret=placed.client_secret,
         customer_token=services.signer.order_token(placed.order.id),
     )
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def read_order(order: OrderDep, request: Request, services: ServicesDep) -> OrderOut:
+def read_order(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> OrderOut:
     """Status, stage progress, proofs with signed URLs and identity scores, and why an
     order was rejected or failed."""
-    return order_view(services, order, _base_url(request, services))
+    return order_view(services, order, base_url)
 
 
 @router.post("/{order_id}/approve", response_model=OrderOut)
-def approve(order: OrderDep, body: ApproveIn, request: Request, services: ServicesDep) -> OrderOut:
+def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: BaseUrlDep) -> OrderOut:
     """Approve one proof; only while the order is `proofs_ready`. The print run follows."""
     if order.state != OrderState.PROOFS_READY:
         raise ApiError(
@@ -89,11 +85,11 @@ def approve(order: OrderDep, body: ApproveIn, request: Request, services: Servic
         passed = ", ".join(sorted(validation["proofs"])) or "none"
         raise ApiError(422, "unknown_proof", f"proof {body.proof} did not pass the identity gate (passed: {passed})")
     updated = approve_proof(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
-    return order_view(services, updated, _base_url(request, services))
+    return order_view(services, updated, base_url)
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut)
-def cancel(order: OrderDep, request: Request, services: ServicesDep, body: CancelIn | None = None) -> OrderOut:
+def cancel(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, body: CancelIn | None = None) -> OrderOut:
     """Cancel an order that is awaiting payment, paid but not started, or awaiting
     approval; what was paid is refunded once."""
     try:
@@ -102,11 +98,11 @@ def cancel(order: OrderDep, request: Request, services: ServicesDep, body: Cance
         )
     except IllegalTransition:
         raise ApiError(409, "cannot_cancel", f"order {order.id} is {order.state.value} and can no longer be cancelled") from None
-    return order_view(services, updated, _base_url(request, services))
+    return order_view(services, updated, base_url)
 
 
 @router.get("/{order_id}/print-file", response_model=PrintFileOut)
-def print_file(order: OrderDep, request: Request, services: ServicesDep) -> PrintFileOut:
+def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> PrintFileOut:
     """A signed URL to the print-ready file, once the order is `ready`."""
     keys = OrderKeys(order.id)
     if order.state != OrderState.READY or not services.store.exists(keys.manifest):
@@ -115,7 +111,7 @@ def print_file(order: OrderDep, request: Request, services: ServicesDep) -> Prin
     ttl = services.settings.file_url_ttl_seconds
     return PrintFileOut(
         order_id=order.id,
-        url=services.link(_base_url(request, services), manifest["file"]),
+        url=services.link(base_url, manifest["file"]),
         expires_in=ttl,
         format=manifest["format"],
         bytes=manifest["bytes"],

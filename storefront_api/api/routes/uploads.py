@@ -34,12 +34,4 @@ def create_upload(
     stripped, and exactly one face must be found."""
     data = _read_limited(file, services.settings.max_upload_bytes)
     upload = take_upload(services.database, services.store, services.faces, data, caller.api_key_id)
-    return UploadOut(
-        id=upload.id,
-        width=upload.width,
-        height=upload.height,
-        source_format=upload.source_format,
-        source_bytes=upload.source_bytes,
-        face_score=upload.face_score,
-        created_at=upload.created_at,
-    )
+    return UploadOut.model_validate(upload, from_attributes=True)
