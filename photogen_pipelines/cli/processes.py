@@ -60,6 +60,7 @@ def describe_exit(returncode: int) -> str:
 class Child:
     name: str
     process: subprocess.Popen
+    stop_signal: int = signal.SIGTERM  # what asks it to shut down cleanly
 
     @property
     def pid(self) -> int:
@@ -132,8 +133,11 @@ class Supervisor:
 
     # children
 
-    def start(self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
-        """Start `command` in its own session and process group, with default SIGINT/SIGTERM."""
+    def start(
+        self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None, stop_signal: int = signal.SIGTERM
+    ) -> Child:
+        """Start `command` in its own session and process group, with default SIGINT/SIGTERM;
+        `stop_all` asks it to stop with `stop_signal`."""
         process = subprocess.Popen(
             list(command),
             env=dict(os.environ if env is None else env),
@@ -141,7 +145,7 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=_child_setup(os.getpid(), self._prctl),
         )
-        child = Child(name, process)
+        child = Child(name, process, stop_signal)
         self.children.append(child)
         return child
 
@@ -165,11 +169,11 @@ class Supervisor:
             time.sleep(POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
 
     def stop_all(self, log: Callable[[str], None] | None = say) -> None:
-        """SIGTERM every child's group, wait up to `grace_seconds` for them to empty, SIGKILL the rest."""
+        """Send every child's group its stop signal, wait up to `grace_seconds` for them to empty, SIGKILL the rest."""
         self._stopping = True
         running = [child for child in self.children if child.group_alive()]
         for child in running:
-            child.signal_group(signal.SIGTERM)
+            child.signal_group(child.stop_signal)
         deadline = time.monotonic() + self.grace_seconds
         while running and time.monotonic() < deadline and not self._hurry:
             time.sleep(POLL_SECONDS)
