@@ -9,7 +9,7 @@ from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import open_png, png_bytes
 from photogen_pipelines.intake import approve_proof
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidate, score_candidate, variant_seed
+from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
 from photogen_pipelines.storage import OrderKeys, get_json, put_json
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
@@ -61,14 +61,16 @@ def selfie(
     )
 
 
-def _render(styles: StyleEngine, catalog: CatalogResource, order, portrait: np.ndarray, variant: int, round_no: int) -> Candidate:
+def _render(
+    styles: StyleEngine, catalog: CatalogResource, order, portrait: np.ndarray, variants: list[int], round_no: int
+) -> list[Candidate]:
     style_catalog = catalog.styles()
-    return render_candidate(
+    return render_candidates(
         portrait,
         style_catalog.get(order.style_id),
         styles.stylizer(),
-        variant_seed(order.seed, variant),
-        variant,
+        order.seed,
+        variants,
         round_no,
         style_catalog.retry_decay,
     )
@@ -98,7 +100,7 @@ def styled_candidates(
     order = book.get(order_id)
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     with timed_stage(book, order_id, "styled_candidates") as timer:
-        candidates = [_render(styles, catalog, order, portrait, v, 0) for v in range(order.variants)]
+        candidates = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
         put_json(
@@ -137,10 +139,11 @@ def validated_proofs(
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     analyzer = faces.analyzer()
 
-    def regenerate(variant: int, round_no: int) -> Candidate:
-        candidate = _render(styles, catalog, order, portrait, variant, round_no)
-        _store_candidate(store, keys, candidate)
-        return candidate
+    def regenerate(variants: list[int], round_no: int) -> list[Candidate]:
+        candidates = _render(styles, catalog, order, portrait, variants, round_no)
+        for candidate in candidates:
+            _store_candidate(store, keys, candidate)
+        return candidates
 
     with timed_stage(book, order_id, "validated_proofs") as timer:
         first_round = [

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from photogen_pipelines.catalog import Product, Style
-from photogen_pipelines.engines.base import Face, FaceAnalyzer, Stylizer, Upscaler, cosine
+from photogen_pipelines.engines.base import Face, FaceAnalyzer, SeededStylizer, Stylizer, Upscaler, cosine
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.imaging import decode_upload, fit_long_side, portrait_crop
 
@@ -103,14 +103,45 @@ def render_candidate(
     portrait: np.ndarray, style: Style, stylizer: Stylizer, seed: int, variant: int, round_no: int, retry_decay: float
 ) -> Candidate:
     """One styled variant. Variant 0 is the style as catalogued; the others vary the
-    framing and the strength a little, from the variant's seed, so proofs differ."""
+    framing and the strength a little, from the variant's seed, so proofs differ.
+    A seeded engine (diffusion) varies by its seed alone."""
+    params = style.engine_params(stylizer.params_section)
+    if isinstance(stylizer, SeededStylizer):
+        return _render_seeded(portrait, params, stylizer, [(variant, seed)], round_no, retry_decay)[0]
     rng = np.random.default_rng(seed)
     jitter = 1.0 if variant == 0 else rng.uniform(0.9, 1.1)
     zoom = 1.0 if variant == 0 else rng.uniform(1.0, 1.08)
-    strength = float(np.clip(style.embedded.strength * jitter * retry_decay**round_no, 0.05, 1.0))
+    strength = _strength(params.strength * jitter, retry_decay, round_no)
     framed = _zoom(portrait, zoom, rng.uniform(-1, 1, size=2))
-    image = stylizer.stylize(framed, style.embedded.model_dump(exclude_none=True), strength)
+    image = stylizer.stylize(framed, params.model_dump(exclude_none=True), strength)
     return Candidate(variant, round_no, seed, round(strength, 4), round(zoom, 4), image)
+
+
+def render_candidates(
+    portrait: np.ndarray,
+    style: Style,
+    stylizer: Stylizer,
+    order_seed: int,
+    variants: list[int],
+    round_no: int,
+    retry_decay: float,
+) -> list[Candidate]:
+    """The order's `variants` in one round: a seeded engine renders them in one batch."""
+    seeds = [(v, variant_seed(order_seed, v)) for v in variants]
+    if isinstance(stylizer, SeededStylizer):
+        params = style.engine_params(stylizer.params_section)
+        return _render_seeded(portrait, params, stylizer, seeds, round_no, retry_decay)
+    return [render_candidate(portrait, style, stylizer, seed, v, round_no, retry_decay) for v, seed in seeds]
+
+
+def _render_seeded(portrait, params, stylizer, seeds: list[tuple[int, int]], round_no: int, retry_decay: float):
+    strength = _strength(params.strength, retry_decay, round_no)
+    images = stylizer.stylize_variants(portrait, params.model_dump(exclude_none=True), strength, [s for _, s in seeds])
+    return [Candidate(v, round_no, seed, round(strength, 4), 1.0, image) for (v, seed), image in zip(seeds, images, strict=True)]
+
+
+def _strength(base: float, retry_decay: float, round_no: int) -> float:
+    return float(np.clip(base * retry_decay**round_no, 0.05, 1.0))
 
 
 def _zoom(image: np.ndarray, zoom: float, shift: np.ndarray) -> np.ndarray:
@@ -176,12 +207,12 @@ class GateResult:
 
 def identity_gate(
     first_round: list[Candidate],
-    regenerate: Callable[[int, int], Candidate],
+    regenerate: Callable[[list[int], int], list[Candidate]],
     score: Callable[[Candidate], Score],
     max_rounds: int,
 ) -> GateResult:
-    """Score every candidate; regenerate the failures (the caller lowers the strength)
-    until each variant passes or `max_rounds` rounds are spent."""
+    """Score every candidate; regenerate the failed variants together (the caller lowers
+    the strength) until each variant passes or `max_rounds` rounds are spent."""
     proofs: dict[int, Candidate] = {}
     scores: list[Score] = []
     pending = first_round
@@ -196,7 +227,7 @@ def identity_gate(
         round_no += 1
         if not failed or round_no >= max_rounds:
             return GateResult(proofs, scores, round_no)
-        pending = [regenerate(variant, round_no) for variant in failed]
+        pending = regenerate(failed, round_no)
 
 
 # -- print master ---------------------------------------------------------------------

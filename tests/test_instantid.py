@@ -4,6 +4,7 @@ the real loader (DESIGN §2: the same pipeline class, the same loader, only smal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -16,7 +17,7 @@ import torch  # noqa: E402  (the dev extra installs the gpu extra: these tests a
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
-from photogen_pipelines.catalog import EmbeddedStyleParams, Style  # noqa: E402
+from photogen_pipelines.catalog import DiffusionStyleParams, EmbeddedStyleParams, Style  # noqa: E402
 from photogen_pipelines.engines.base import Face  # noqa: E402
 from photogen_pipelines.engines.instantid import (  # noqa: E402
     KEYPOINT_COLOURS,
@@ -29,7 +30,7 @@ from photogen_pipelines.engines.stylize_instantid import RAW_ARCFACE_NORM, Insta
 from photogen_pipelines.engines.tiny_sdxl import write_tiny_instantid  # noqa: E402
 from photogen_pipelines.errors import ModelError  # noqa: E402
 from photogen_pipelines.imaging import Box  # noqa: E402
-from photogen_pipelines.stages import render_candidate  # noqa: E402
+from photogen_pipelines.stages import render_candidate, render_candidates  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' Euler, numpy 2
 
@@ -413,14 +414,6 @@ class FakeArcFace:
         return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
-class DiffusionStyle(EmbeddedStyleParams):
-    """The embedded parameters plus the diffusers backend's: what `render_candidate`
-    passes the stylizer once the catalog carries a `diffusion` section per style."""
-
-    prompt: str
-    negative_prompt: str | None = None
-
-
 @pytest.fixture(scope="module")
 def portrait() -> np.ndarray:
     rng = np.random.default_rng(3)
@@ -433,9 +426,15 @@ def stylizer(model_dir):
     return InstantIdStylizer(model_dir, FakeArcFace(), device="cpu", dtype="float32", steps=2, resolution=64)
 
 
-def oil_style(**embedded) -> Style:
-    params = {"builtin": {0: 1.0}, "strength": 0.5, "prompt": "an oil painting, thick brush strokes", **embedded}
-    return Style(id="oil", name="Oil", description="Oil.", embedded=DiffusionStyle(**params), identity_threshold=0.3)
+def oil_style(**diffusion) -> Style:
+    return Style(
+        id="oil",
+        name="Oil",
+        description="Oil.",
+        embedded=EmbeddedStyleParams(builtin={0: 1.0}),
+        diffusion=DiffusionStyleParams(**{"prompt": "an oil painting, thick brush strokes", "strength": 0.5, **diffusion}),
+        identity_threshold=0.3,
+    )
 
 
 def test_the_stylizer_renders_candidates_as_render_candidate_calls_it(stylizer, portrait, pipe):
@@ -452,9 +451,42 @@ def test_the_stylizer_renders_candidates_as_render_candidate_calls_it(stylizer, 
     assert stylizer.name and "sdxl+instantid" in stylizer.version
 
 
+def test_a_round_of_variants_is_one_batch_and_each_picture_depends_on_its_seed_only(stylizer, portrait, pipe):
+    batches = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        together = render_candidates(portrait, oil_style(), stylizer, 42, [0, 1, 2], 0, 0.6)
+    finally:
+        hook.remove()
+    # 3 variants, classifier-free guidance doubles the batch: one UNet batch of 6 per step
+    assert batches and set(batches) == {6}
+    assert [c.variant for c in together] == [0, 1, 2] and len({c.seed for c in together}) == 3
+    assert all(c.zoom == 1.0 and c.strength == 0.5 for c in together)  # variants differ by their seed alone
+    alone = render_candidates(portrait, oil_style(), stylizer, 42, [1], 0, 0.6)[0]
+    assert alone.seed == together[1].seed
+    assert differ(alone.image, together[1].image) <= 2  # float rounding of a larger batch, not another picture
+    assert differ(together[0].image, together[1].image) > 10
+    retry = render_candidates(portrait, oil_style(), stylizer, 42, [1, 2], 1, 0.6)
+    assert [c.strength for c in retry] == [0.3, 0.3] and [c.seed for c in retry] == [c.seed for c in together[1:]]
+
+
+def test_the_memory_profile_caps_the_batch(model_dir, portrait):
+    from photogen_pipelines.engines.memory_profiles import PROFILES
+
+    one_at_a_time = dataclasses.replace(PROFILES["cpu"], name="cpu-batch-1", max_batch=1)
+    stylizer = InstantIdStylizer(model_dir, FakeArcFace(), device="cpu", profile=one_at_a_time, steps=2, resolution=64)
+    batches = []
+    hook = stylizer.pipeline().unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        stylizer.stylize_variants(portrait, oil_style().diffusion.model_dump(), 0.5, [1, 2, 3])
+    finally:
+        hook.remove()
+    assert set(batches) == {2} and len(batches) == 3  # three calls, one image (and its unconditional twin) each
+
+
 def test_strength_is_the_part_of_the_schedule_run_over_the_photo(model_dir, portrait):
     stylizer = InstantIdStylizer(model_dir, FakeArcFace(), device="cpu", dtype="float32", steps=4, resolution=64)
-    params = oil_style().embedded.model_dump(exclude_none=True)
+    params = oil_style().diffusion.model_dump(exclude_none=True)
     calls = []
     hook = stylizer.pipeline().unet.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
@@ -472,9 +504,9 @@ def test_the_stylizer_needs_a_diffusion_prompt_and_an_arcface_embedding(model_di
         stylizer.stylize(portrait, catalog_style, 0.5)
     sface_like = InstantIdStylizer(model_dir, FakeArcFace(dim=128), device="cpu", dtype="float32", steps=2, resolution=64)
     with pytest.raises(ModelError, match="512-d ArcFace embedding; fake-arcface gives 128-d"):
-        sface_like.stylize(portrait, oil_style().embedded.model_dump(), 0.5)
+        sface_like.stylize(portrait, oil_style().diffusion.model_dump(), 0.5)
     with pytest.raises(ModelError, match="no style LoRA 'watercolour'"):
-        stylizer.stylize(portrait, {**oil_style().embedded.model_dump(), "lora": "watercolour"}, 0.5)
+        stylizer.stylize(portrait, {**oil_style().diffusion.model_dump(), "lora": "watercolour"}, 0.5)
 
 
 def test_the_working_size_keeps_the_aspect_in_multiples_of_64():

@@ -12,6 +12,7 @@ from photogen_pipelines.stages import (
     plan_passes,
     prepare_selfie,
     render_candidate,
+    render_candidates,
     score_candidate,
     variant_seed,
 )
@@ -57,11 +58,11 @@ def test_every_catalog_style_looks_different(astronaut_selfie, stylizer):
 
 
 def _gate(selfie, style, stylizer, analyzer, max_rounds, variants=2):
-    def render(variant, round_no):
-        return render_candidate(selfie.portrait, style, stylizer, variant_seed(7, variant), variant, round_no, 0.6)
+    def render(variants, round_no):
+        return render_candidates(selfie.portrait, style, stylizer, 7, variants, round_no, 0.6)
 
     return identity_gate(
-        [render(v, 0) for v in range(variants)],
+        render(list(range(variants)), 0),
         render,
         lambda c: score_candidate(c, selfie.embedding, style.identity_threshold, analyzer),
         max_rounds,

@@ -30,12 +30,40 @@ class EmbeddedStyleParams(BaseModel):
         return self
 
 
+DEFAULT_NEGATIVE_PROMPT = "lowres, low quality, worst quality, watermark, text, deformed, disfigured, cross-eyed, extra faces"
+
+
+class DiffusionStyleParams(BaseModel):
+    """Parameters of the GPU engine (SDXL + InstantID) for one style."""
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    # how much of the denoising schedule re-runs over the photo (1.0: from noise); the
+    # identity gate retries with strength * retry_decay, keeping more of the photo
+    strength: float = Field(0.9, gt=0.0, le=1.0)
+    ip_adapter_scale: float = Field(0.8, ge=0.0, le=1.5)
+    controlnet_conditioning_scale: float = Field(0.8, ge=0.0, le=1.5)
+    guidance_scale: float = Field(5.0, ge=1.0, le=20.0)
+    lora: str | None = None  # a file in the models folder's loras/, without .safetensors
+    lora_scale: float = Field(0.8, ge=0.0, le=2.0)
+
+
 class Style(BaseModel):
     id: str
     name: str
     description: str
     embedded: EmbeddedStyleParams
+    diffusion: DiffusionStyleParams | None = None
     identity_threshold: float = Field(ge=-1.0, le=1.0)
+
+    def engine_params(self, section: str) -> EmbeddedStyleParams | DiffusionStyleParams:
+        """This style's parameters for the engine that reads `section` of the catalog."""
+        params = getattr(self, section, None) if section in ("embedded", "diffusion") else None
+        if params is None:
+            raise NotFound(
+                f"style {self.id!r} has no {section!r} parameters, so this engine cannot render it", code="style_unavailable"
+            )
+        return params
 
 
 class StyleCatalog(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,8 +40,17 @@ class FaceAnalyzer(Protocol):
 class Stylizer(Protocol):
     name: str
     version: str
+    params_section: str  # the style catalog's section this engine reads: embedded | diffusion
 
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SeededStylizer(Stylizer, Protocol):
+    """A stylizer whose variants differ by their random seed (diffusion): the variants of
+    one round are rendered from the same picture in one batch, one seed each."""
+
+    def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]: ...
 
 
 class Upscaler(Protocol):

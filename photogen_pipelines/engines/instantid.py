@@ -36,13 +36,14 @@ import cv2
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
+from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionXLControlNetPipeline
 from diffusers.pipelines.stable_diffusion_xl import StableDiffusionXLPipelineOutput
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_img2img import retrieve_latents
 from diffusers.utils import USE_PEFT_BACKEND
 from diffusers.utils.torch_utils import randn_tensor
 
-from photogen_pipelines.engines.torch_device import select_device_dtype
+from photogen_pipelines.engines.memory_profiles import MemoryProfile, apply_profile, resolve_profile
+from photogen_pipelines.engines.torch_device import DTYPES, select_device_dtype
 from photogen_pipelines.errors import ModelError
 
 IP_ADAPTER_FILE = "ip-adapter.bin"
@@ -335,14 +336,18 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
 
 # -- loading ---------------------------------------------------------------------------
 
-_CACHE: dict[tuple[str, str, str], StableDiffusionXLInstantIDPipeline] = {}
+_CACHE: dict[tuple[str, str, MemoryProfile, str], StableDiffusionXLInstantIDPipeline] = {}
+# `sdxl`: the checkpoint's own VAE; `fp16-fix`: madebyollin/sdxl-vae-fp16-fix in this folder
+VAE_CHOICES = {"sdxl": "sdxl/vae", "fp16-fix": "vae-fp16-fix"}
 _CACHE_LOCK = threading.Lock()
 
 
-def missing_instantid_files(model_dir: str | Path) -> list[str]:
+def missing_instantid_files(model_dir: str | Path, vae: str = "sdxl") -> list[str]:
     """Every file or folder of the InstantID layout that `model_dir` lacks, described."""
     model_dir = Path(model_dir)
     missing = []
+    if vae == "fp16-fix" and not (model_dir / VAE_CHOICES[vae] / "config.json").is_file():
+        missing.append(f"{model_dir / VAE_CHOICES[vae]}/config.json (the fp16-safe SDXL VAE, madebyollin/sdxl-vae-fp16-fix)")
     sdxl = model_dir / "sdxl"
     if not (sdxl / "model_index.json").is_file():
         singles = sorted(p.name for p in sdxl.glob("*.safetensors")) if sdxl.is_dir() else []
@@ -368,26 +373,49 @@ def missing_instantid_files(model_dir: str | Path) -> list[str]:
 
 
 def load_instantid(
-    model_dir: str | Path, dtype: str | torch.dtype = "float16", device: str | torch.device = "cuda"
+    model_dir: str | Path,
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device = "auto",
+    *,
+    profile: str | MemoryProfile | None = None,
+    vae: str = "sdxl",
 ) -> StableDiffusionXLInstantIDPipeline:
     """The InstantID pipeline from `model_dir`, loaded once per process per (folder,
-    dtype, device): later calls return the same pipeline.
+    placement, VAE): later calls return the same pipeline.
 
     Layout: `sdxl/` (a diffusers SDXL folder), `controlnet/` (IdentityNet), `ip-adapter.bin`
-    (InstantID's face adapter), optionally `loras/<style>.safetensors`.
+    (InstantID's face adapter), optionally `loras/<style>.safetensors` and `vae-fp16-fix/`.
+    `profile` (a memory profile name, or `auto`) sets precision, offloading and VAE
+    tiling; without one, the whole pipeline goes to `device` in `dtype`.
+    `vae`: `sdxl` (the checkpoint's own) or `fp16-fix` (the `vae-fp16-fix/` folder).
     """
     model_dir = Path(model_dir).expanduser().resolve()
-    try:
-        device, torch_dtype = select_device_dtype(str(device), dtype if isinstance(dtype, str) else "auto")
-    except ValueError as exc:  # a configuration mistake, reported like a missing model file
-        raise ModelError(f"InstantID: {exc}") from None
-    if isinstance(dtype, torch.dtype):
-        torch_dtype = dtype
-    key = (str(model_dir), str(torch_dtype), str(device))
+    placement = _placement(dtype, device, profile)
+    if vae not in VAE_CHOICES:
+        raise ModelError(f"unknown VAE {vae!r}; choose one of {', '.join(VAE_CHOICES)}")
+    key = (str(model_dir), str(placement[0]), placement[1], vae)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(model_dir, torch_dtype, device)
+            _CACHE[key] = _load(model_dir, *placement, vae)
         return _CACHE[key]
+
+
+def _placement(dtype, device, profile) -> tuple[torch.device, MemoryProfile]:
+    """Where the pipeline goes and how: a configuration mistake is a ModelError, like a
+    missing model file, so the operator reads it in the run's failure."""
+    try:
+        if profile is None:
+            dev, torch_dtype = select_device_dtype(str(device), dtype if isinstance(dtype, str) else "auto")
+            if isinstance(dtype, torch.dtype):
+                torch_dtype = dtype
+            name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(torch_dtype, "fp32")
+            return dev, MemoryProfile(f"resident-{name}", name, "none", vae_tiling=False, vae_slicing=False, max_batch=4)
+        dev, _ = select_device_dtype(str(device), "auto")
+        if isinstance(profile, MemoryProfile):
+            return dev, profile
+        return dev, resolve_profile(profile, dev.type)
+    except ValueError as exc:
+        raise ModelError(f"InstantID: {exc}") from None
 
 
 def clear_instantid_cache() -> None:
@@ -395,28 +423,35 @@ def clear_instantid_cache() -> None:
         _CACHE.clear()
 
 
-def _load(model_dir: Path, dtype: torch.dtype, device: torch.device) -> StableDiffusionXLInstantIDPipeline:
-    missing = missing_instantid_files(model_dir)
+def _load(model_dir: Path, device: torch.device, profile: MemoryProfile, vae: str) -> StableDiffusionXLInstantIDPipeline:
+    missing = missing_instantid_files(model_dir, vae)
     if missing:
         raise ModelError(f"InstantID models incomplete in {model_dir}; missing: " + "; ".join(missing))
+    dtype = DTYPES[profile.dtype]
     with _quiet_loading():
         try:
             controlnet = ControlNetModel.from_pretrained(model_dir / "controlnet", torch_dtype=dtype, local_files_only=True)
+            components = {"controlnet": controlnet}
+            if vae == "fp16-fix":
+                components["vae"] = AutoencoderKL.from_pretrained(
+                    model_dir / VAE_CHOICES[vae], torch_dtype=dtype, local_files_only=True
+                )
             pipe = StableDiffusionXLInstantIDPipeline.from_pretrained(
-                model_dir / "sdxl", controlnet=controlnet, torch_dtype=dtype, local_files_only=True, add_watermarker=False
+                model_dir / "sdxl", **components, torch_dtype=dtype, local_files_only=True, add_watermarker=False
             )
             pipe.load_ip_adapter(
                 str(model_dir), subfolder="", weight_name=IP_ADAPTER_FILE, image_encoder_folder=None, local_files_only=True
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"could not load InstantID from {model_dir}: {exc}") from exc
-        pipe.to(device)
         if dtype == torch.float16 and pipe.vae.config.force_upcast:
-            # SDXL's VAE overflows in float16: keep it in float32 (~170 MB more) rather than
-            # casting it back and forth around every encode and decode
+            # SDXL's own VAE overflows in float16: keep it in float32 (~170 MB more) rather
+            # than casting it back and forth around every encode and decode
             pipe.vae.to(dtype=torch.float32)
+        apply_profile(pipe, profile, device)
     pipe.set_progress_bar_config(disable=True)
     pipe.style_loras = MappingProxyType({p.stem: p for p in sorted((model_dir / "loras").glob("*.safetensors"))})
+    pipe.memory_profile = profile
     return pipe
 
 

