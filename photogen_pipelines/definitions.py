@@ -6,10 +6,14 @@ is the core and never imports Dagster.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 import assets
 import sensors
+from photogen_pipelines.engines.models_folder import UPSCALER_FILE
+from photogen_pipelines.errors import ModelError
 from photogen_pipelines.intake import register_order
 from photogen_pipelines.orders import Order
 from photogen_pipelines.settings import PhotoGenSettings
@@ -47,10 +51,25 @@ def _storage(settings: PhotoGenSettings) -> ArtifactStorage:
     return ArtifactStorage(root=root)
 
 
-def build_defs(home: str | None = None) -> dg.Definitions:
-    """Definitions with the embedded engines, local storage under `home` and the orders
-    database from PHOTOGEN_DATABASE_URL (default: SQLite under `home`)."""
-    settings = PhotoGenSettings(**({"home": home} if home else {}))
+def _engines(settings: PhotoGenSettings) -> dict[str, dg.ConfigurableResource]:
+    if settings.engine == "embedded":
+        return {"faces": FaceEngine(), "styles": StyleEngine(), "upscale": UpscaleEngine()}
+    if not settings.models_dir:
+        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
+    models = str(Path(settings.models_dir).expanduser().resolve())
+    return {
+        # the validator keeps the embedded encoder: not the one the generator conditions on
+        "faces": FaceEngine(),
+        "styles": StyleEngine(backend="diffusers", model_dir=models, memory_profile=settings.memory_profile),
+        "upscale": UpscaleEngine(backend="torch", model_path=str(Path(models) / UPSCALER_FILE)),
+    }
+
+
+def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
+    """Definitions with local storage under `home`, the orders database from
+    PHOTOGEN_DATABASE_URL (default: SQLite under `home`) and the engines PHOTOGEN_ENGINE
+    names (default: embedded). `settings_overrides` are PhotoGenSettings fields."""
+    settings = PhotoGenSettings(**({"home": home} if home else {}), **settings_overrides)
     return dg.Definitions(
         assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
         asset_checks=assets.order_checks,
@@ -63,9 +82,7 @@ def build_defs(home: str | None = None) -> dg.Definitions:
             "catalog": CatalogResource(
                 styles_path=settings.styles_path, products_path=settings.products_path, quality_path=settings.quality_path
             ),
-            "faces": FaceEngine(),
-            "styles": StyleEngine(),
-            "upscale": UpscaleEngine(),
+            **_engines(settings),
             "payments": _payments(settings),
             "retention": RetentionSettings(),
         },

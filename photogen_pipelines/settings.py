@@ -12,6 +12,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,6 +63,12 @@ class PhotoGenSettings(BaseSettings):
     stripe_api_key: str | None = None  # set it and payments are on
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None  # another Stripe-compatible server (tests: localstripe)
+    # the engines: embedded (CPU, models shipped in wheels) or diffusers (SDXL + InstantID,
+    # insightface, Real-ESRGAN in torch; GPU) with the models folder models_dir
+    engine: Literal["embedded", "diffusers"] = "embedded"
+    models_dir: str | None = None
+    memory_profile: str = "auto"  # diffusers: engines/memory_profiles.py
+    gpu_run_tags: str | None = None  # a YAML file of run tags GPU runs carry (deploy/gpu-run-tags.*.yaml)
 
     @property
     def paths(self) -> LocalPaths:

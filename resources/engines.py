@@ -3,6 +3,7 @@ live in a process-wide cache keyed by their configuration: a process that runs m
 orders (the CLI, a batch job, tests) loads each model once."""
 
 import functools
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,21 +12,44 @@ from photogen_pipelines.errors import ModelError
 
 
 @functools.cache
-def _face_analyzer(backend: str, model_dir: str | None) -> FaceAnalyzer:
+def _face_analyzer(backend: str, model_dir: str | None, providers: str = "auto") -> FaceAnalyzer:
     if backend == "embedded":
         from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 
         return OpenCvFaceAnalyzer(model_dir)
-    raise ValueError(f"unknown face backend {backend!r}")
+    if backend == "insightface":
+        if not model_dir:
+            raise ModelError("the insightface face backend needs model_dir: a folder with an insightface pack's *.onnx")
+        from photogen_pipelines.engines.faces_insightface import InsightFaceAnalyzer  # the gpu extra
+
+        return InsightFaceAnalyzer(model_dir, providers=providers)
+    raise ValueError(f"unknown face backend {backend!r}; known: embedded, insightface")
 
 
 @functools.cache
-def _stylizer(backend: str, model_dir: str | None, threads: int | None) -> Stylizer:
+def _stylizer(backend: str, model_dir: str | None, threads: int | None, diffusion: tuple) -> Stylizer:
     if backend == "embedded":
         from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 
         return MagentaStylizer(model_dir, threads)
-    raise ValueError(f"unknown style backend {backend!r}")
+    if backend == "diffusers":
+        if not model_dir:
+            raise ModelError("the diffusers style backend needs model_dir: the models folder (photogen dev make-tiny-models)")
+        from photogen_pipelines.engines.models_folder import INSIGHTFACE_DIR, engine_defaults
+        from photogen_pipelines.engines.stylize_instantid import InstantIdStylizer  # the gpu extra
+
+        face_model_dir, providers, device, profile, vae, steps, resolution = diffusion
+        defaults = {"steps": 30, "resolution": 1024, **engine_defaults(model_dir)}
+        return InstantIdStylizer(
+            model_dir,
+            _face_analyzer("insightface", face_model_dir or str(Path(model_dir) / INSIGHTFACE_DIR), providers),
+            device=device,
+            profile=profile,
+            vae=vae,
+            steps=steps or defaults["steps"],
+            resolution=resolution or defaults["resolution"],
+        )
+    raise ValueError(f"unknown style backend {backend!r}; known: embedded, diffusers")
 
 
 @functools.cache
@@ -45,25 +69,50 @@ def _upscaler(backend: str, model: str, model_dir: str | None, tile: int, thread
 
 
 class FaceEngine(dg.ConfigurableResource):
-    """Face detection and identity embeddings (embedded: YuNet + SFace on OpenCV)."""
+    """Checks selfies and validates proofs: face detection and the identity encoder
+    (embedded: YuNet + SFace on OpenCV; insightface: SCRFD + ArcFace from model_dir).
+    By default it is not the encoder the diffusers engine conditions on, so the identity
+    gate does not grade the generator with the generator's own yardstick."""
 
-    backend: str = "embedded"
+    backend: str = "embedded"  # embedded | insightface
     model_dir: str | None = None
+    providers: str = "auto"  # insightface: auto (CUDA when onnxruntime-gpu has it) | cpu | cuda
 
     def analyzer(self) -> FaceAnalyzer:
-        return _face_analyzer(self.backend, self.model_dir)
+        return _face_analyzer(self.backend, self.model_dir, self.providers)
 
 
 class StyleEngine(dg.ConfigurableResource):
-    """Renders styled candidates (embedded: Magenta style transfer on onnxruntime)."""
+    """Renders styled candidates (embedded: Magenta style transfer on onnxruntime;
+    diffusers: SDXL + InstantID from the models folder, on the GPU)."""
 
-    backend: str = "embedded"
-    model_dir: str | None = None
+    backend: str = "embedded"  # embedded | diffusers
+    model_dir: str | None = None  # diffusers: the models folder (engines/models_folder.py)
     threads: int | None = None
     proof_long_side: int = 1024
+    face_model_dir: str | None = None  # diffusers: the insightface pack (default model_dir/insightface)
+    face_providers: str = "auto"
+    device: str = "auto"  # diffusers: auto | cuda | cuda:1 | cpu
+    memory_profile: str = "auto"  # diffusers: auto | low | medium | high | high-bf16 | cpu (memory_profiles.py)
+    vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
+    steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
+    resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
 
     def stylizer(self) -> Stylizer:
-        return _stylizer(self.backend, self.model_dir, self.threads)
+        diffusion = (
+            self.face_model_dir,
+            self.face_providers,
+            self.device,
+            self.memory_profile,
+            self.vae,
+            self.steps,
+            self.resolution,
+        )
+        return _stylizer(self.backend, self.model_dir, self.threads, diffusion)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.backend == "diffusers"
 
 
 class UpscaleEngine(dg.ConfigurableResource):

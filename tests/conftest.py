@@ -34,16 +34,16 @@ def astronaut_png() -> bytes:
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from resources.engines import _face_analyzer
+    from resources import FaceEngine
 
-    return _face_analyzer("embedded", None)
+    return FaceEngine().analyzer()  # the embedded YuNet + SFace, as the assets get it
 
 
 @pytest.fixture(scope="session")
 def stylizer():
-    from resources.engines import _stylizer
+    from resources import StyleEngine
 
-    return _stylizer("embedded", None, None)
+    return StyleEngine().stylizer()  # the embedded Magenta engine, as the assets get it
 
 
 @pytest.fixture(scope="session")

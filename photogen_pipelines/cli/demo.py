@@ -12,7 +12,7 @@ import click
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.cli.main import clear_errors, cli, read_image_file
-from photogen_pipelines.errors import PhotoGenError
+from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.settings import LocalPaths
 from photogen_pipelines.storage import OrderKeys, get_json
@@ -45,14 +45,29 @@ def default_selfie() -> bytes:
 @click.option(
     "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "diffusers"]),
+    default=None,
+    help="embedded: CPU models shipped in the wheels (default). diffusers: SDXL + InstantID, "
+    "insightface, Real-ESRGAN in torch, from --models (a GPU; tiny models run on a CPU).",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The diffusers engine's models folder ($PHOTOGEN_MODELS_DIR); `photogen dev make-tiny-models` writes a tiny one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; progress stays on stderr.")
 @clear_errors
-def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
+def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, as_json) -> None:
     """Run one order: register it, generate and validate proofs, auto-approve the best,
     render the print file, and copy everything to OUT."""
     started = time.perf_counter()
     load_styles().get(style_id)  # unknown ids fail before anything is loaded
     load_products().get(product_id)
+    engine_settings = _engine_settings(engine, models_dir)
     paths = LocalPaths.resolve(home)
     dagster_home = use_local_instance(paths)
     upload = read_image_file(selfie) if selfie else default_selfie()
@@ -61,10 +76,10 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
 
     from photogen_pipelines.definitions import build_defs, register_local_order
 
-    defs = build_defs(str(paths.home))
+    defs = build_defs(str(paths.home), **engine_settings)
     resources = defs.resources
     book, store = resources["orders"].book(), resources["storage"].store()
-    progress("loading models and checking the selfie")
+    progress(f"{engine_settings.get('engine', 'embedded')} engine: loading models and checking the selfie")
     order = register_local_order(defs, upload, style_id, product_id, variants, approval="auto")
     progress(f"order {order.id}: {style_id} on {product_id}, {variants} proofs ({order.reason})")
 
@@ -82,6 +97,34 @@ def demo(selfie, style_id, product_id, variants, out, home, as_json) -> None:
         _print_summary(summary)
 
 
+def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
+    """The engine the demo runs: the options, else PHOTOGEN_ENGINE / PHOTOGEN_MODELS_DIR."""
+    from photogen_pipelines.settings import PhotoGenSettings
+
+    settings = PhotoGenSettings()
+    engine = engine or settings.engine
+    models_dir = models_dir or settings.models_dir
+    if engine == "embedded":
+        if models_dir:
+            raise BadInput("--models is for --engine diffusers", code="models_without_engine")
+        return {"engine": "embedded"}
+    if not models_dir:
+        raise BadInput(
+            "--engine diffusers needs --models DIR (`photogen dev make-tiny-models DIR` writes a tiny one)",
+            code="models_dir_missing",
+        )
+    try:
+        from photogen_pipelines.engines.models_folder import missing_model_files
+    except ImportError as exc:
+        raise BadInput(
+            f"the diffusers engine is not installed ({exc.name}): pip install -e '.[gpu]'", code="gpu_extra_missing"
+        ) from None
+    missing = missing_model_files(models_dir)
+    if missing:
+        raise BadInput(f"the models folder {models_dir} lacks: " + "; ".join(missing), code="models_incomplete")
+    return {"engine": "diffusers", "models_dir": models_dir}
+
+
 def _run(defs, instance, book, job_name: str, order_id: str):
     """Run one job for the order; the order it leaves behind, or why the run failed."""
     progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
@@ -94,13 +137,18 @@ def _run(defs, instance, book, job_name: str, order_id: str):
     order = book.get(order_id)
     if not result.success and order.state != OrderState.REJECTED:  # a rejection is an outcome, not an error
         failures = [
-            e.step_failure_data.error.message.strip()
-            for e in result.all_events
-            if e.is_step_failure and e.step_failure_data.error
+            _root_cause(e.step_failure_data.error) for e in result.all_events if e.is_step_failure and e.step_failure_data.error
         ]
         raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
     progress(f"{job_name}: run {result.run_id} finished; order {order.state.value}")
     return order
+
+
+def _root_cause(error) -> str:
+    """What went wrong first: a retried step's error reads "Exceeded max_retries"."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dict:

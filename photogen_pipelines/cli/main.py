@@ -142,6 +142,6 @@ def products(as_json: bool) -> None:
 
 
 def main() -> None:
-    from photogen_pipelines.cli import admin, demo, report, serve, ui  # noqa: F401  (registers the commands)
+    from photogen_pipelines.cli import admin, demo, dev, report, serve, ui  # noqa: F401  (registers the commands)
 
     cli()

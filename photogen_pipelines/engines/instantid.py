@@ -31,6 +31,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
+# transformers warns at import that its image processors want torchvision, which we do
+# not use (no image encoder: InstantID's face embedding comes from insightface)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import cv2
 import numpy as np
@@ -428,7 +431,7 @@ def _load(model_dir: Path, device: torch.device, profile: MemoryProfile, vae: st
     if missing:
         raise ModelError(f"InstantID models incomplete in {model_dir}; missing: " + "; ".join(missing))
     dtype = DTYPES[profile.dtype]
-    with _quiet_loading():
+    with quiet_loading():
         try:
             controlnet = ControlNetModel.from_pretrained(model_dir / "controlnet", torch_dtype=dtype, local_files_only=True)
             components = {"controlnet": controlnet}
@@ -456,7 +459,7 @@ def _load(model_dir: Path, device: torch.device, profile: MemoryProfile, vae: st
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_loading():
     """Loading logs progress bars and advice that only matter when exploring (that
     `torch_dtype` is deprecated: recent diffusers prefer `dtype`, which the older releases
     pyproject allows do not know; that no image encoder was loaded: InstantID needs

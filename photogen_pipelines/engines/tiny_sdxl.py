@@ -133,7 +133,9 @@ def _tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def face_adapter_state_dict(unet: UNet2DConditionModel, generator: torch.Generator, hidden_dim: int = 32) -> dict:
+def face_adapter_state_dict(
+    unet: UNet2DConditionModel, generator: torch.Generator, hidden_dim: int = 32, *, heads: int = 1
+) -> dict:
     """Random weights in InstantID's `ip-adapter.bin` layout, sized for `unet`.
 
     `image_proj` holds InstantID's Resampler (ip_adapter/resampler.py): learned query
@@ -142,6 +144,7 @@ def face_adapter_state_dict(unet: UNet2DConditionModel, generator: torch.Generat
     `1.1` and `1.3` Linear). `ip_adapter` holds `to_k_ip`/`to_v_ip` of every cross-
     attention processor, numbered by the processor's index in `unet.attn_processors`
     (InstantID loads them into a ModuleList of all processors, so they are odd numbers).
+    `hidden_dim` and `heads` size the Resampler: InstantID's is 1280 wide with 20 heads.
     """
 
     def linear(rows: int, cols: int) -> torch.Tensor:
@@ -151,7 +154,7 @@ def face_adapter_state_dict(unet: UNet2DConditionModel, generator: torch.Generat
         return {f"{prefix}.weight": torch.ones(dim), f"{prefix}.bias": torch.zeros(dim)}
 
     out_dim = unet.config.cross_attention_dim
-    inner = RESAMPLER_DIM_HEAD  # one head (InstantID: 20 heads of 64 over dim 1280)
+    inner = heads * RESAMPLER_DIM_HEAD  # InstantID: 20 heads of 64 over dim 1280
     proj = {
         "latents": torch.randn(1, FACE_TOKENS, hidden_dim, generator=generator) / hidden_dim**0.5,
         "proj_in.weight": linear(hidden_dim, FACE_EMBED_DIM),
