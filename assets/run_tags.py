@@ -1,0 +1,24 @@
+"""The run tags of jobs whose steps use the GPU engine.
+
+`photogen/gpu` is what the instance's run queue limits (one GPU run at a time per GPU
+worker, dagster.yaml and deploy/dagster.yaml): each run process loads its own copy of
+the models, so two on one card would need twice the memory. A deployment adds the tags
+its run launcher reads (GPU container requirements on ECS or Kubernetes) through
+PHOTOGEN_GPU_RUN_TAGS, a YAML file such as deploy/gpu-run-tags.ecs.yaml.
+
+The tags are fixed when the code location loads, as the engines are (definitions.py).
+"""
+
+from photogen_pipelines.run_tags import load_run_tags
+from photogen_pipelines.settings import PhotoGenSettings
+
+GPU_TAG = "photogen/gpu"
+
+
+def gpu_run_tags(settings: PhotoGenSettings | None = None) -> dict[str, str]:
+    """No tags on the embedded engine (CPU); on diffusers the GPU tag and the deployment's."""
+    settings = settings or PhotoGenSettings()
+    if settings.engine != "diffusers":
+        return {}
+    deployment = load_run_tags(settings.gpu_run_tags) if settings.gpu_run_tags else {}
+    return {**deployment, GPU_TAG: "true"}
