@@ -17,7 +17,7 @@ from PIL import Image
 
 from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
 from photogen_pipelines.catalog import load_styles
-from photogen_pipelines.previews import GAP, catalog_version, latest_key, preview_key, reference_faces
+from photogen_pipelines.previews import GAP, catalog_version, latest_key, latest_preview, preview_key, reference_faces
 from photogen_pipelines.storage import LocalArtifactStore, get_json
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
 from sensors.catalog import catalog_schedules_and_sensors, catalog_version_changed, weekly_catalog_previews
@@ -91,6 +91,28 @@ def test_a_style_preview_is_stored_with_its_pointer_and_numeric_metadata(rendere
     # the well-behaved sepia style keeps every reference face recognisable
     assert results["sepia_oil"].asset_materializations_for_node("style_previews")[0].metadata["faces_passed"].value == 4
     assert not store.exists(latest_key("fauve"))
+
+
+def test_a_catalog_backfill_renders_many_styles_in_one_run(tmp_path, version):
+    """The backfill policy is single-run: one process, the style engine loaded once."""
+    first, second = load_styles().ids()[:2]
+    resources = _resources(tmp_path / "artifacts")
+    defs = dg.Definitions(assets=catalog_assets, jobs=[catalog_preview_job], resources=resources)
+    assert style_previews.backfill_policy == dg.BackfillPolicy.single_run()
+    with local_instance(tmp_path / "dagster") as instance:
+        result = defs.resolve_job_def("catalog_preview_job").execute_in_process(
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": second},
+        )
+        assert result.success
+        materialized = instance.get_materialized_partitions(style_previews.key)
+        assert materialized == {first, second} and len(instance.get_runs()) == 1
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    assert [latest_preview(store, s)["version"] for s in (first, second)] == [version, version]
+    metadata = result.asset_materializations_for_node("style_previews")[0].metadata
+    assert metadata["styles"].value == 2 and metadata["version"].value == version
+    table = metadata["per_style"].value
+    assert f"| {first} |" in table and f"| {second} |" in table
 
 
 def test_the_weekly_schedule_requests_one_run_per_style():
