@@ -358,8 +358,17 @@ def _class_config_ok(block: dict) -> dict:
 
 
 def test_every_yaml_under_deploy_is_checked_here():
+    """Here or in tests/test_gpu_routing.py (the launcher fragments and GPU run tags)."""
     shipped = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
-    assert shipped == {"dagster.yaml", "workspace.yaml", "compose.yaml", "run-launcher.ecs.yaml"}
+    assert shipped == {
+        "dagster.yaml",
+        "workspace.yaml",
+        "compose.yaml",
+        "run-launcher.ecs.yaml",
+        "run-launcher.k8s.yaml",
+        "gpu-run-tags.ecs.yaml",
+        "gpu-run-tags.k8s.yaml",
+    }
 
 
 def test_deploy_dagster_yaml_is_a_valid_production_instance_config(tmp_path, monkeypatch):
