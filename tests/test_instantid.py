@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -513,3 +514,42 @@ def test_the_working_size_keeps_the_aspect_in_multiples_of_64():
     assert working_size(768, 1024, 1024) == (768, 1024)
     assert working_size(1000, 1500, 1024) == (704, 1024)
     assert working_size(80, 64, 64) == (64, 64)
+
+
+# -- memory profiles -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("device", "gib", "expected"),
+    [("cpu", None, "cpu"), ("cuda", 8.0, "low"), ("cuda", 11.5, "low"), ("cuda", 24.0, "medium"), ("cuda", 80.0, "high")],
+)
+def test_auto_picks_the_largest_profile_the_card_holds(device, gib, expected):
+    from photogen_pipelines.engines.memory_profiles import resolve_profile
+
+    assert resolve_profile("auto", device, gib).name == expected
+
+
+def test_a_profile_is_a_known_name_and_gpu_profiles_need_a_gpu():
+    from photogen_pipelines.engines.memory_profiles import PROFILES, resolve_profile
+
+    assert resolve_profile("high-bf16", "cuda", 80.0).dtype == "bf16"
+    assert PROFILES["low"].offload == "sequential" and PROFILES["low"].max_batch == 1
+    assert PROFILES["high"].offload == "none" and not PROFILES["high"].vae_tiling
+    with pytest.raises(ModelError, match="unknown memory profile 'huge'"):
+        resolve_profile("huge", "cuda", 80.0)
+    with pytest.raises(ModelError, match="needs a CUDA GPU"):
+        resolve_profile("medium", "cpu")
+
+
+def test_the_cpu_profile_loads_resident_and_the_fp16_fix_vae_is_a_folder(model_dir, tmp_path):
+    pipe = load_instantid(model_dir, device="cpu", profile="cpu")
+    assert pipe.memory_profile.name == "cpu" and pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
+    with pytest.raises(ModelError, match="vae-fp16-fix/config.json"):
+        load_instantid(model_dir, device="cpu", profile="cpu", vae="fp16-fix")
+    with pytest.raises(ModelError, match="unknown VAE 'tiny'"):
+        load_instantid(model_dir, device="cpu", profile="cpu", vae="tiny")
+    with_fix = tmp_path / "with-fix"
+    shutil.copytree(model_dir, with_fix)
+    shutil.copytree(model_dir / "sdxl" / "vae", with_fix / "vae-fp16-fix")
+    fixed = load_instantid(with_fix, device="cpu", profile="cpu", vae="fp16-fix")
+    assert fixed is not pipe and Path(fixed.vae.config._name_or_path) == with_fix / "vae-fp16-fix"

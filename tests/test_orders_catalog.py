@@ -95,3 +95,10 @@ def test_style_catalog_has_distinct_styles_with_thresholds():
 def test_products_have_print_pixel_sizes(product_id, pixels):
     # DESIGN §6: inches x 300 DPI, plus 4 mm bleed (47 px) per side where the product has it
     assert load_products().get(product_id).pixel_size == pixels
+
+
+def test_every_packaged_style_renders_on_both_engines():
+    for style in load_styles().styles:
+        assert style.engine_params("embedded").strength > 0
+        diffusion = style.engine_params("diffusion")
+        assert "portrait" in diffusion.prompt and 0 < diffusion.strength <= 1, style.id
