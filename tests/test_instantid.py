@@ -533,7 +533,7 @@ def test_a_profile_is_a_known_name_and_gpu_profiles_need_a_gpu():
     from photogen_pipelines.engines.memory_profiles import PROFILES, resolve_profile
 
     assert resolve_profile("high-bf16", "cuda", 80.0).dtype == "bf16"
-    assert PROFILES["low"].offload == "sequential" and PROFILES["low"].max_batch == 1
+    assert PROFILES["low"].offload == "group" and PROFILES["low"].max_batch == 1
     assert PROFILES["high"].offload == "none" and not PROFILES["high"].vae_tiling
     with pytest.raises(ModelError, match="unknown memory profile 'huge'"):
         resolve_profile("huge", "cuda", 80.0)
@@ -553,3 +553,18 @@ def test_the_cpu_profile_loads_resident_and_the_fp16_fix_vae_is_a_folder(model_d
     shutil.copytree(model_dir / "sdxl" / "vae", with_fix / "vae-fp16-fix")
     fixed = load_instantid(with_fix, device="cpu", profile="cpu", vae="fp16-fix")
     assert fixed is not pipe and Path(fixed.vae.config._name_or_path) == with_fix / "vae-fp16-fix"
+
+
+@pytest.mark.parametrize("offload", ["model", "group"])
+def test_the_offloading_profiles_generate(model_dir, offload):
+    """The offload hooks wired as on a GPU; on the CPU both devices are the CPU, so this
+    proves the wiring (hooks, the face projection under model offload), not the memory."""
+    from photogen_pipelines.engines.memory_profiles import PROFILES
+
+    base = PROFILES["medium" if offload == "model" else "low"]
+    profile = dataclasses.replace(base, name=f"{base.name}-on-cpu", dtype="fp32")
+    pipe = load_instantid(model_dir, device="cpu", profile=profile)
+    assert pipe.vae.use_tiling and pipe.vae.use_slicing
+    face = np.random.default_rng(5).normal(size=512).astype(np.float32)
+    images = pipe("a portrait", face, KPS, height=SIZE, width=SIZE, num_inference_steps=2, output_type="np").images
+    assert images.shape == (1, SIZE, SIZE, 3) and np.isfinite(images).all()

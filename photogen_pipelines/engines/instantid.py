@@ -214,8 +214,18 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         face = face.reshape(1, 1, -1).repeat(batch, 1, 1)
         if self.do_classifier_free_guidance:
             face = torch.cat([torch.zeros_like(face), face])
+        self._bring_in_unet()
         tokens = self.face_projection(face.to(self.face_projection.proj_in.weight.dtype)).to(dtype)
         return face.unsqueeze(1), tokens
+
+    def _bring_in_unet(self) -> None:
+        """Under model CPU offload the UNet (and the face projection inside it) moves to
+        the GPU only when the UNet itself is called; the projection runs before that."""
+        from accelerate.hooks import CpuOffload
+
+        hook = getattr(self.unet, "_hf_hook", None)
+        if isinstance(hook, CpuOffload):
+            hook.pre_forward(self.unet)
 
     def prepare_keypoint_condition(self, face_kps, width: int, height: int, batch: int, device, dtype) -> torch.Tensor:
         kps = np.asarray(face_kps, dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
@@ -416,7 +426,7 @@ def _placement(dtype, device, profile) -> tuple[torch.device, MemoryProfile]:
         dev, _ = select_device_dtype(str(device), "auto")
         if isinstance(profile, MemoryProfile):
             return dev, profile
-        return dev, resolve_profile(profile, dev.type)
+        return dev, resolve_profile(profile, dev.type, device=dev if dev.type == "cuda" else None)
     except ValueError as exc:
         raise ModelError(f"InstantID: {exc}") from None
 

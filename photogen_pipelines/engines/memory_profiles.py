@@ -1,7 +1,7 @@
 """GPU memory profiles: how the SDXL + InstantID pipeline sits in memory.
 
 The same engine runs on an 8 GB card (every weight in CPU memory, moved to the GPU
-layer by layer: slow but it fits), a 16-24 GB card (whole models moved in and out as
+layer by layer with diffusers' group offloading: slow but it fits), a 16-24 GB card (whole models moved in and out as
 each is needed) and a 40-80 GB card (everything resident, all proof variants in one
 batch). The profile is a resource setting (`StyleEngine.memory_profile`); `auto` picks
 by the card's memory.
@@ -31,7 +31,10 @@ GIB = 1024**3
 class MemoryProfile:
     name: str
     dtype: Literal["fp16", "bf16", "fp32"]
-    offload: Literal["none", "model", "sequential"]  # diffusers' enable_*_cpu_offload
+    # model: diffusers' enable_model_cpu_offload; group: enable_group_offload, leaf by leaf.
+    # (accelerate's sequential offload fails with transformers 5 / torch 2.13: its hook
+    # rebuilds the text encoders' weights as Parameter subclasses that no longer accept it)
+    offload: Literal["none", "model", "group"]
     vae_tiling: bool  # decode 1024² latents in overlapping tiles (peak memory, not speed)
     vae_slicing: bool  # decode a batch one image at a time
     max_batch: int  # proof variants generated in one denoising batch
@@ -48,7 +51,7 @@ PROFILES: dict[str, MemoryProfile] = {
     p.name: p
     for p in (
         # 8-12 GB: only the layer being computed is on the GPU
-        MemoryProfile("low", "fp16", "sequential", vae_tiling=True, vae_slicing=True, max_batch=1, min_gpu_gib=0),
+        MemoryProfile("low", "fp16", "group", vae_tiling=True, vae_slicing=True, max_batch=1, min_gpu_gib=0),
         # 16-24 GB: UNet + IdentityNet (~7.5 GB in fp16) on the GPU, the text encoders and VAE moved in when used
         MemoryProfile("medium", "fp16", "model", vae_tiling=True, vae_slicing=True, max_batch=2, min_gpu_gib=15),
         # 40 GB and more: everything resident, every variant in one batch
@@ -61,14 +64,14 @@ PROFILES: dict[str, MemoryProfile] = {
 }
 
 
-def resolve_profile(name: str, device_type: str, gpu_gib: float | None = None) -> MemoryProfile:
-    """The profile called `name`; `auto` picks `cpu` without a GPU, else the largest
-    profile whose `min_gpu_gib` the card meets."""
+def resolve_profile(name: str, device_type: str, gpu_gib: float | None = None, device=None) -> MemoryProfile:
+    """The profile called `name`; `auto` picks `cpu` without a GPU, else the largest fp16
+    profile whose `min_gpu_gib` the card (`device`) meets; bf16 is chosen by name."""
     if name == "auto":
         if device_type != "cuda":
             return PROFILES["cpu"]
         if gpu_gib is None:
-            gpu_gib = cuda_memory_gib()
+            gpu_gib = cuda_memory_gib(device)
         fitting = [p for p in PROFILES.values() if p.dtype == "fp16" and gpu_gib >= p.min_gpu_gib]
         return max(fitting, key=lambda p: p.min_gpu_gib)
     if name not in PROFILES:
@@ -79,10 +82,10 @@ def resolve_profile(name: str, device_type: str, gpu_gib: float | None = None) -
     return profile
 
 
-def cuda_memory_gib(index: int = 0) -> float:
+def cuda_memory_gib(device=None) -> float:
     import torch
 
-    return torch.cuda.get_device_properties(index).total_memory / GIB
+    return torch.cuda.get_device_properties(device if device is not None else 0).total_memory / GIB
 
 
 def apply_profile(pipe, profile: MemoryProfile, device) -> None:
@@ -95,8 +98,11 @@ def apply_profile(pipe, profile: MemoryProfile, device) -> None:
         torch.backends.cuda.enable_math_sdp("math" in profile.attention_backends)
     if profile.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
-    elif profile.offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
+    elif profile.offload == "group":
+        # CUDA streams overlap moving the next layer in with computing this one
+        pipe.enable_group_offload(
+            onload_device=device, offload_type="leaf_level", use_stream=device.type == "cuda", non_blocking=True
+        )
     else:
         pipe.to(device)
     pipe.vae.enable_tiling() if profile.vae_tiling else pipe.vae.disable_tiling()
