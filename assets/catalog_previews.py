@@ -1,6 +1,7 @@
 """Catalog previews: each style rendered on the reference faces, for the storefront's catalog page."""
 
 import time
+import warnings
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -15,6 +16,9 @@ GROUP = "catalog"
 # One partition per style of the packaged catalog. A catalog an operator points
 # CatalogResource at must keep these ids: partitions are fixed when the code loads.
 styles_partitions = dg.StaticPartitionsDefinition(load_styles().ids())
+# backfill_policy is marked beta in the Dagster we pin (1.13.27); it would print on every
+# command that loads the definitions
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
 @dg.asset(
