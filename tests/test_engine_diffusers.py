@@ -197,3 +197,10 @@ def test_demo_engine_mistakes_are_one_line_and_exit_2(arguments, expected, tmp_p
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and expected in done.stderr
     assert not (tmp_path / "home").exists()  # nothing was created for a command that could not run
+
+
+def test_demo_with_an_unknown_engine_setting_is_one_line_and_exit_2(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHOTOGEN_")}, "PHOTOGEN_ENGINE": "gpu"}
+    done = subprocess.run([*PHOTOGEN, "demo", "--home", str(tmp_path / "home")], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "PHOTOGEN_ENGINE" in done.stderr and "'embedded' or 'diffusers'" in done.stderr

@@ -99,9 +99,16 @@ def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, 
 
 def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
     """The engine the demo runs: the options, else PHOTOGEN_ENGINE / PHOTOGEN_MODELS_DIR."""
+    from pydantic import ValidationError
+
     from photogen_pipelines.settings import PhotoGenSettings
 
-    settings = PhotoGenSettings()
+    try:
+        settings = PhotoGenSettings()
+    except ValidationError as exc:  # e.g. PHOTOGEN_ENGINE=gpu
+        problem = exc.errors()[0]
+        where = "PHOTOGEN_" + str(problem["loc"][0]).upper()
+        raise BadInput(f"{where}: {problem['msg']}", code="bad_setting") from None
     engine = engine or settings.engine
     models_dir = models_dir or settings.models_dir
     if engine == "embedded":
