@@ -8,7 +8,7 @@ from assets.checks import identity_preserved, one_face_per_proof, print_spec_met
 from assets.partitions import orders_partitions
 from assets.printing import print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
-from assets.run_tags import gpu_run_tags
+from assets.run_tags import GPU_JOB_TAGS
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
 print_assets = [print_master, print_file]
@@ -18,13 +18,13 @@ proof_job = dg.define_asset_job(
     "proof_job",
     selection=dg.AssetSelection.assets(*proof_assets),
     description="Selfie to validated proofs for one order.",
-    tags=gpu_run_tags(),
+    tags=GPU_JOB_TAGS,
 )
 print_job = dg.define_asset_job(
     "print_job",
     selection=dg.AssetSelection.assets(*print_assets),
     description="Approved proof to the print-ready file for one order.",
-    tags=gpu_run_tags(),
+    tags=GPU_JOB_TAGS,
 )
 
 __all__ = [

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.run_tags import gpu_run_tags
+from assets.run_tags import GPU_JOB_TAGS
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.previews import catalog_version, reference_faces, render_style_preview, store_style_preview
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
@@ -94,5 +94,5 @@ catalog_preview_job = dg.define_asset_job(
     "catalog_preview_job",
     selection=[style_previews],
     description="Render one style's catalog preview on the reference faces.",
-    tags=gpu_run_tags(),
+    tags=GPU_JOB_TAGS,
 )

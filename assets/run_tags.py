@@ -22,3 +22,7 @@ def gpu_run_tags(settings: PhotoGenSettings | None = None) -> dict[str, str]:
         return {}
     deployment = load_run_tags(settings.gpu_run_tags) if settings.gpu_run_tags else {}
     return {**deployment, GPU_TAG: "true"}
+
+
+# read once, when the code location loads: every GPU job carries the same tags
+GPU_JOB_TAGS = gpu_run_tags()

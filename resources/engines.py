@@ -110,10 +110,6 @@ class StyleEngine(dg.ConfigurableResource):
         )
         return _stylizer(self.backend, self.model_dir, self.threads, diffusion)
 
-    @property
-    def uses_gpu(self) -> bool:
-        return self.backend == "diffusers"
-
 
 class UpscaleEngine(dg.ConfigurableResource):
     """Upscales the approved proof to print size (embedded: Real-ESRGAN on ncnn, tiled;

@@ -75,6 +75,15 @@ def _order(shop, face_images, **fields) -> dict:
     return response.json()
 
 
+def _paid_through_the_webhook(shop, stripe_base: str, stripe_client, face_images) -> dict:
+    """An order the customer paid, marked paid by localstripe's webhook to the API."""
+    _register_webhook(stripe_base, shop[1])
+    order = _order(shop, face_images)
+    _pay(stripe_client, order)
+    wait_until(lambda: _get(shop, order["id"])["state"] == "paid", 30, "the webhook")
+    return order
+
+
 def _pay(stripe_client, order: dict) -> None:
     """What Stripe.js does in the customer's browser with the client secret."""
     intent_id = order["payment"]["payment_intent_id"]
@@ -140,10 +149,7 @@ def test_the_same_idempotency_key_returns_the_same_payment_intent(shop, face_ima
 
 def test_cancelling_a_paid_order_refunds_it_exactly_once(shop, stripe_base, stripe_client, face_images):
     settings, url, auth = shop
-    _register_webhook(stripe_base, url)
-    order = _order(shop, face_images)
-    _pay(stripe_client, order)
-    wait_until(lambda: _get(shop, order["id"])["state"] == "paid", 30, "the webhook")
+    order = _paid_through_the_webhook(shop, stripe_base, stripe_client, face_images)
 
     cancelled = requests.post(f"{url}/v1/orders/{order['id']}/cancel", headers=auth, json={"reason": "wrong photo"})
     assert cancelled.status_code == 200, cancelled.text
@@ -160,10 +166,7 @@ def test_cancelling_a_paid_order_refunds_it_exactly_once(shop, stripe_base, stri
 
 def test_refunds_asked_for_at_the_same_moment_happen_once(shop, stripe_base, stripe_client, face_images):
     settings, url, auth = shop
-    _register_webhook(stripe_base, url)
-    order = _order(shop, face_images)
-    _pay(stripe_client, order)
-    wait_until(lambda: _get(shop, order["id"])["state"] == "paid", 30, "the webhook")
+    order = _paid_through_the_webhook(shop, stripe_base, stripe_client, face_images)
     database = Database(settings.resolved_database_url)
     book = SqlOrderBook(database)
     book.transition(order["id"], OrderState.FAILED, reason="test: the run failed for good")
@@ -220,10 +223,7 @@ def test_a_paid_order_whose_run_fails_for_good_is_failed_and_refunded(
     shop, stripe_base, stripe_client, face_images, tmp_path, monkeypatch
 ):
     settings, url, auth = shop
-    _register_webhook(stripe_base, url)
-    order = _order(shop, face_images)
-    _pay(stripe_client, order)
-    wait_until(lambda: _get(shop, order["id"])["state"] == "paid", 30, "the webhook")
+    order = _paid_through_the_webhook(shop, stripe_base, stripe_client, face_images)
 
     for name, value in {
         "PHOTOGEN_DATABASE_URL": settings.resolved_database_url,

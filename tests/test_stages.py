@@ -114,30 +114,23 @@ def test_large_products_get_a_second_upscale_pass(product_id, expected_passes):
     assert native_dpi((proof_size[0] * np.prod(passes), 1024 * np.prod(passes)), product) >= 200
 
 
-class NearestX4:
-    """A x4-only upscaler in numpy (pixel repetition): the pass planning is under test here,
-    not a model; x4-only is what the production x4plus weights offer."""
+def test_a_second_x4_pass_starts_from_a_smaller_picture_rather_than_overshoot(tmp_path):
+    """With a x4-only model, as the production x4plus weights are (a tiny random RRDBNet here)."""
+    import torch
 
-    name, version, scales = "nearest-x4", "test", (4,)
-
-    def __init__(self):
-        self.inputs = []
-
-    def upscale(self, image, scale):
-        self.inputs.append(image.shape[:2])
-        return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-
-
-def test_a_second_x4_pass_starts_from_a_smaller_picture_rather_than_overshoot():
     from photogen_pipelines.catalog import Product
+    from photogen_pipelines.engines.upscale_torch import RRDBNet, TorchRealEsrgan
 
+    torch.save({"params_ema": RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).state_dict()}, tmp_path / "x4.pth")
+    upscaler = TorchRealEsrgan(tmp_path / "x4.pth", device="cpu", tile=128, batch=4)
+    inputs, upscale = [], upscaler.upscale
+    upscaler.upscale = lambda image, scale: inputs.append(image.shape[:2]) or upscale(image, scale)
     product = Product(id="small", name="Small", width_in=4, height_in=6, dpi=300, min_dpi=150, price_cents=100)
     proof = np.full((180, 120, 3), 128, dtype=np.uint8)  # 30 DPI: x4 reaches 120, short of 200
-    upscaler = NearestX4()
     master, info = make_print_master(proof, product, upscaler, target_dpi=200, max_passes=2)
     assert info.passes == [4, 4]
     # the first pass needs all of x4; the second only x1.67, so it starts from 300x200, not 720x480
-    assert upscaler.inputs == [(180, 120), (300, 200)]
+    assert inputs == [(180, 120), (300, 200)]
     assert info.native_size == (800, 1200) and info.effective_dpi == 200.0
     assert master.size == product.pixel_size == (1200, 1800)
 

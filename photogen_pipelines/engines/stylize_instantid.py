@@ -16,7 +16,7 @@ strength, seeds)`; `stylize` is the one-seed case):
   by framing, as the embedded engine's do), so a round's variants share the picture,
   the face and the strength and go through the pipeline as one batch (as large as the
   memory profile allows). Each image has its own generator: its pixels do not depend
-  on the batch it was in. `stylize` without a seed takes a digest of its inputs.
+  on the batch it was in. `stylize` (no seed argument) seeds with a digest of its inputs.
 
 The picture is generated at `resolution` px on its long side (sides rounded to 64) and
 resized back, so the output has the input's size like every stylizer's.
@@ -89,8 +89,7 @@ class InstantIdStylizer:
 
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
         """Paint an RGB uint8 portrait in a style; the output has the input's size."""
-        seed = params.get("seed")
-        return self.stylize_variants(rgb, params, strength, [content_seed(rgb, params, strength) if seed is None else seed])[0]
+        return self.stylize_variants(rgb, params, strength, [content_seed(rgb, params, strength)])[0]
 
     def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]:
         """One picture per seed of the same portrait, in batches as large as the memory
