@@ -70,6 +70,7 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
     PHOTOGEN_DATABASE_URL (default: SQLite under `home`) and the engines PHOTOGEN_ENGINE
     names (default: embedded). `settings_overrides` are PhotoGenSettings fields."""
     settings = PhotoGenSettings(**({"home": home} if home else {}), **settings_overrides)
+    settings.paths.make_private()  # a plain `dagster dev` on the home writes private files too
     return dg.Definitions(
         assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
         asset_checks=assets.order_checks,

@@ -37,6 +37,21 @@ class LocalPaths:
     def orders_database_url(self) -> str:
         return f"sqlite:///{self.home / 'orders.db'}"
 
+    def make_private(self) -> None:
+        """Keep the home folder to its owner: it holds customers' orders, photos and API key
+        hashes. New files are made 0600 and folders 0700 (by this process and the servers it
+        starts, through the umask); what an older version left open is closed. A 0700 home
+        already shuts everyone else out of everything below it; its own files and the
+        Dagster instance's databases are closed too, in case the home is ever opened up."""
+        os.umask(0o077)
+        if not self.home.is_dir():
+            return
+        os.chmod(self.home, 0o700)
+        for folder in (self.home, self.dagster_home):
+            for entry in folder.iterdir() if folder.is_dir() else ():
+                if not entry.is_symlink():
+                    os.chmod(entry, entry.stat().st_mode & 0o700)
+
     def secret_key(self) -> str:
         """The embedded default's signing secret: made once, kept private in the home folder."""
         path = self.home / "secret_key"

@@ -1,15 +1,24 @@
 """Sensors and schedules: orders in the database become runs, Stripe is reconciled, failed
-runs settle their orders, catalog previews stay current, old orders' files are retired,
+runs settle their orders, runs whose worker died are failed, catalog previews stay current, old orders' files are retired,
 and the analysts' tables are rebuilt nightly."""
 
 from sensors.analytics import nightly_analytics
 from sensors.catalog import catalog_version_changed, weekly_catalog_previews
+from sensors.dead_runs import dead_run_workers
 from sensors.failures import order_run_failures
 from sensors.orders import approved_orders, paid_orders
 from sensors.payments import stripe_reconciliation
 from sensors.retention import order_retention
 
-all_sensors = [paid_orders, approved_orders, stripe_reconciliation, order_run_failures, catalog_version_changed, order_retention]
+all_sensors = [
+    paid_orders,
+    approved_orders,
+    stripe_reconciliation,
+    order_run_failures,
+    dead_run_workers,
+    catalog_version_changed,
+    order_retention,
+]
 all_schedules = [weekly_catalog_previews, nightly_analytics]
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "all_sensors",
     "approved_orders",
     "catalog_version_changed",
+    "dead_run_workers",
     "nightly_analytics",
     "order_retention",
     "order_run_failures",

@@ -134,11 +134,14 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
 
 def _run(defs, instance, book, job_name: str, order_id: str):
     """Run one job for the order; the order it leaves behind, or why the run failed."""
+    from sensors.dead_runs import worker_tags
+
     progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=order_id,
         instance=instance,
         raise_on_error=False,
+        tags=worker_tags(),  # if this process is killed, the dead_run_workers sensor fails the run
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     order = book.get(order_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
 from photogen_pipelines.cli.main import UsageFailure, cli
 from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
@@ -23,6 +23,7 @@ READY_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 30
 DEFINITIONS_MODULE = "photogen_pipelines.definitions"
 API_APP = "storefront_api.main:app"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -126,27 +127,38 @@ def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | N
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Where the API and the Dagster UI listen.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the storefront API listens.")
+@click.option(
+    "--ui-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the Dagster UI listens. It has no login: expose it only behind your own access control.",
+)
 @click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="The storefront API's port.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="The Dagster UI's port.")
 @click.option(
     "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
 )
-def serve(host: str, api_port: int, ui_port: int, home: str | None) -> None:
+def serve(host: str, ui_host: str, api_port: int, ui_port: int, home: str | None) -> None:
     """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
     if api_port == ui_port:
         raise UsageFailure(f"--api-port and --ui-port are both {api_port}")
-    for port in (api_port, ui_port):
-        check_port_free(host, port)
+    check_port_free(host, api_port)
+    check_port_free(ui_host, ui_port)
     webserver, daemon = executable("dagster-webserver"), executable("dagster-daemon")
 
     paths = LocalPaths.resolve(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
+    with service_lock(paths, "photogen serve"):
+        _serve(paths, host, ui_host, api_port, ui_port, webserver, daemon)
 
+
+def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: int, webserver: str, daemon: str) -> None:
     settings = PhotoGenSettings()  # after PHOTOGEN_HOME is set
     _prepare("migrate the orders database", _migrate_orders_database, settings.resolved_database_url)
     _prepare("create the Dagster instance's storage", _create_dagster_storage)
+    _prepare("check for runs left behind", fail_runs_left_behind, say)
 
     say(f"PHOTOGEN_HOME {paths.home}")
     say(f"DAGSTER_HOME  {os.environ['DAGSTER_HOME']}")
@@ -160,8 +172,10 @@ def serve(host: str, api_port: int, ui_port: int, home: str | None) -> None:
             "(set PHOTOGEN_STRIPE_API_KEY and PHOTOGEN_STRIPE_WEBHOOK_SECRET to turn them on)"
         )
 
-    probe = _probe_host(host)
-    shown = f"[{host}]" if ":" in host else host
+    if ui_host not in LOOPBACK_HOSTS:
+        say(f"warning: the Dagster UI listens on {ui_host} and has no login: keep it behind your own access control")
+    probe, ui_probe = _probe_host(host), _probe_host(ui_host)
+    shown, ui_shown = (f"[{h}]" if ":" in h else h for h in (host, ui_host))
     with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:
         crashed: Child | None = None
         if supervisor.stop_signal is None:
@@ -170,8 +184,8 @@ def serve(host: str, api_port: int, ui_port: int, home: str | None) -> None:
                 [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)],
             )
             say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
-            ui = supervisor.start("Dagster UI", [webserver, "-m", DEFINITIONS_MODULE, "-h", host, "-p", str(ui_port)])
-            say(f"Dagster UI  http://{shown}:{ui_port}  (pid {ui.pid})")
+            ui = supervisor.start("Dagster UI", [webserver, "-m", DEFINITIONS_MODULE, "-h", ui_host, "-p", str(ui_port)])
+            say(f"Dagster UI  http://{ui_shown}:{ui_port}  (pid {ui.pid})")
             run = supervisor.start("Dagster daemon", [daemon, "run", "-m", DEFINITIONS_MODULE])
             say(f"Dagster daemon (sensors, run queue)  pid {run.pid}")
 
@@ -179,11 +193,11 @@ def serve(host: str, api_port: int, ui_port: int, home: str | None) -> None:
                 supervisor,
                 {
                     "storefront API": f"http://{probe}:{api_port}/healthz",
-                    "Dagster UI": f"http://{probe}:{ui_port}/server_info",
+                    "Dagster UI": f"http://{ui_probe}:{ui_port}/server_info",
                 },
             )
             if crashed is None and supervisor.stop_signal is None:
-                for error in code_location_errors(f"http://{probe}:{ui_port}"):
+                for error in code_location_errors(f"http://{ui_probe}:{ui_port}"):
                     say(f"warning: the Dagster code location did not load ({error}); see the log above")
                 say("ready (Ctrl-C or SIGTERM stops everything)")
                 crashed = supervisor.wait()

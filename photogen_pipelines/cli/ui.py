@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
 from photogen_pipelines.cli.main import UsageFailure, cli
 from photogen_pipelines.cli.processes import Supervisor, say
 from photogen_pipelines.settings import LocalPaths
@@ -33,6 +33,12 @@ def ui(host: str, port: int, home: str | None) -> None:
     if not Path(dagster).exists():
         raise UsageFailure("the dagster command is not installed in this environment")
     command = [dagster, "dev", "-m", "photogen_pipelines.definitions", "-h", host, "-p", str(port)]
+    with service_lock(paths, "photogen ui"):
+        fail_runs_left_behind(say)
+        _supervise(command, host, port)
+
+
+def _supervise(command: list[str], host: str, port: int) -> None:
     with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:
         # its own process group, so one signal reaches the webserver, the daemon and the code
         # server; dagster dev shuts down cleanly on SIGINT, which it is sent on SIGTERM too
