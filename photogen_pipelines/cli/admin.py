@@ -14,6 +14,7 @@ def _database(home: str | None):
     from photogen_pipelines.db.database import open_database
 
     settings = PhotoGenSettings(**({"home": home} if home else {}))
+    settings.paths.make_private()
     return open_database(settings.resolved_database_url)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,9 @@ def face_analyzer():
 @click.version_option(package_name="photogen")
 def cli() -> None:
     """PhotoGen: a selfie in, a print-ready portrait in an art style out."""
+    # what photogen writes (orders, photos, key hashes, the Dagster instance) is its owner's
+    # alone, and so is what the servers it starts write: they inherit the umask
+    os.umask(0o077)
 
 
 @cli.command()
