@@ -6,7 +6,7 @@ import json
 
 import click
 
-from photogen_pipelines.cli.main import UsageFailure, cli
+from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
 from photogen_pipelines.settings import PhotoGenSettings
 
 
@@ -14,16 +14,12 @@ def _database(home: str | None):
     from photogen_pipelines.db.database import open_database
 
     settings = PhotoGenSettings(**({"home": home} if home else {}))
-    settings.paths.make_private()
+    if not settings.database_url:  # the embedded default: SQLite in the home folder
+        local_home(home)
     return open_database(settings.resolved_database_url)
 
 
-home_option = click.option(
-    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
-)
-
-
-@cli.group("api-key")
+@click.group("api-key")
 def api_key() -> None:
     """Storefront API keys (the storefront backend sends one as 'Authorization: Bearer …')."""
 
@@ -72,7 +68,7 @@ def revoke_key(key_id: str, home: str | None) -> None:
     click.echo(f"[photogen] revoked {key_id}", err=True)
 
 
-@cli.group("db")
+@click.group("db")
 def db() -> None:
     """The orders database (PHOTOGEN_DATABASE_URL; default SQLite in the home folder)."""
 

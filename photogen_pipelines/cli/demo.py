@@ -10,11 +10,10 @@ from pathlib import Path
 import click
 
 from photogen_pipelines.catalog import load_products, load_styles
+from photogen_pipelines.cli.common import clear_errors, home_option, local_home, output_folder, read_image_file
 from photogen_pipelines.cli.instance import use_local_instance
-from photogen_pipelines.cli.main import clear_errors, cli, read_image_file
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.settings import LocalPaths
 from photogen_pipelines.storage import OrderKeys, get_json
 
 
@@ -30,7 +29,7 @@ def default_selfie() -> bytes:
     return png_bytes(data.astronaut())
 
 
-@cli.command()
+@click.command()
 @click.option("--selfie", type=click.Path(dir_okay=False), help="A photo of one person (default: scikit-image's astronaut).")
 @click.option("--style", "style_id", default="starry_swirl", show_default=True, help="A style id from `photogen styles`.")
 @click.option("--product", "product_id", default="poster_12x18", show_default=True, help="A product id from `photogen products`.")
@@ -42,9 +41,7 @@ def default_selfie() -> bytes:
     show_default=True,
     help="Where to copy proofs and the print file.",
 )
-@click.option(
-    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
-)
+@home_option
 @click.option(
     "--engine",
     type=click.Choice(["embedded", "diffusers"]),
@@ -68,7 +65,8 @@ def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, 
     load_styles().get(style_id)  # unknown ids fail before anything is loaded
     load_products().get(product_id)
     engine_settings = _engine_settings(engine, models_dir)
-    paths = LocalPaths.resolve(home)
+    paths = local_home(home)
+    output_folder(out, "--out")
     dagster_home = use_local_instance(paths)
     upload = read_image_file(selfie) if selfie else default_selfie()
 

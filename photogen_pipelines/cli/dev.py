@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.cli.main import UsageFailure, cli
+from photogen_pipelines.cli.common import UsageFailure
 
 
-@cli.group()
+@click.group()
 def dev() -> None:
     """Tools for working on PhotoGen (not for production)."""
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from photogen_pipelines.cli.common import UsageFailure
 from photogen_pipelines.settings import LocalPaths
 
 # the repository's dagster.yaml (an installed wheel has none: Dagster's defaults apply)
@@ -46,8 +47,6 @@ def service_lock(paths: LocalPaths, what: str) -> Iterator[None]:
     on one instance would run every sensor twice, and the sweep for runs left behind by a
     dead service is only sound while no other service is launching runs. The lock goes
     with the process, however it ends."""
-    from photogen_pipelines.cli.main import UsageFailure
-
     paths.home.mkdir(parents=True, exist_ok=True)
     handle = open(paths.home / "service.lock", "a+")
     try:

@@ -15,7 +15,7 @@ from datetime import date
 
 import click
 
-from photogen_pipelines.cli.main import UsageFailure, clear_errors, cli
+from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option
 from photogen_pipelines.settings import PhotoGenSettings
 
 STAGE_COLUMNS = {
@@ -102,12 +102,10 @@ def _text(payload: dict) -> str:
     return "\n".join(lines)
 
 
-@cli.command()
+@click.command()
 @click.option("--since", metavar="YYYY-MM-DD", default=None, help="Only orders settled on or after this day (UTC).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-@click.option(
-    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
-)
+@home_option
 @clear_errors
 def report(since: str | None, as_json: bool, home: str | None) -> None:
     """Rejection rate, median identity score and median seconds per stage, per style,

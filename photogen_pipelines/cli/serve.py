@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
+from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
-from photogen_pipelines.cli.main import UsageFailure, cli
 from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 
@@ -126,7 +126,7 @@ def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | N
             warned = True
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the storefront API listens.")
 @click.option(
     "--ui-host",
@@ -136,9 +136,7 @@ def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | N
 )
 @click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="The storefront API's port.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="The Dagster UI's port.")
-@click.option(
-    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
-)
+@home_option
 def serve(host: str, ui_host: str, api_port: int, ui_port: int, home: str | None) -> None:
     """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
     if api_port == ui_port:
@@ -147,7 +145,7 @@ def serve(host: str, ui_host: str, api_port: int, ui_port: int, home: str | None
     check_port_free(ui_host, ui_port)
     webserver, daemon = executable("dagster-webserver"), executable("dagster-daemon")
 
-    paths = LocalPaths.resolve(home)
+    paths = local_home(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
     with service_lock(paths, "photogen serve"):

@@ -10,23 +10,20 @@ from pathlib import Path
 
 import click
 
+from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
-from photogen_pipelines.cli.main import UsageFailure, cli
 from photogen_pipelines.cli.processes import Supervisor, say
-from photogen_pipelines.settings import LocalPaths
 
 STOP_GRACE_SECONDS = 30
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=3000, show_default=True)
-@click.option(
-    "--home", type=click.Path(file_okay=False), default=None, help="Local state (default: $PHOTOGEN_HOME or ./.photogen)."
-)
+@home_option
 def ui(host: str, port: int, home: str | None) -> None:
     """Start `dagster dev` (webserver + daemon) on the local instance; Ctrl-C or SIGTERM stops it."""
-    paths = LocalPaths.resolve(home)
+    paths = local_home(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
