@@ -6,12 +6,12 @@ from assets.analytics import analytics_assets, analytics_job, generation_ledger,
 from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
 from assets.partitions import orders_partitions
-from assets.printing import print_file, print_master
+from assets.printing import delivery, print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
 from assets.run_tags import GPU_JOB_TAGS
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
-print_assets = [print_master, print_file]
+print_assets = [print_master, print_file, delivery]
 order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met]
 
 proof_job = dg.define_asset_job(
@@ -28,6 +28,7 @@ print_job = dg.define_asset_job(
 )
 
 __all__ = [
+    "delivery",
     "analytics_assets",
     "analytics_job",
     "generation_ledger",

@@ -1,14 +1,37 @@
-"""Small things every order asset does: time a stage, turn core errors into Failures."""
+"""What every order asset does first and around its work: find its order, time the
+stage, move the order through the lifecycle, and turn core errors into Failures."""
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 
+from photogen_pipelines import lifecycle
+from photogen_pipelines.artifacts import OrderKeys, Stage
 from photogen_pipelines.errors import BadInput, IllegalTransition, PhotoGenError
 from photogen_pipelines.orderbook import OrderBook
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders import Order
+from photogen_pipelines.storage import ArtifactStore
+from resources import ArtifactStorage, OrdersDatabase
+
+
+@dataclass
+class OrderStep:
+    """The order an asset works on (its partition), with the book and the store."""
+
+    order_id: str
+    book: OrderBook
+    store: ArtifactStore
+    keys: OrderKeys
+    order: Order
+
+
+def order_step(context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage) -> OrderStep:
+    order_id = context.partition_key
+    book = orders.book()
+    return OrderStep(order_id, book, storage.store(), OrderKeys(order_id), book.get(order_id))
 
 
 class StageTimer:
@@ -16,29 +39,30 @@ class StageTimer:
 
 
 @contextlib.contextmanager
-def timed_stage(book: OrderBook, order_id: str, stage: str) -> Iterator[StageTimer]:
+def timed_stage(step: OrderStep, stage: Stage) -> Iterator[StageTimer]:
     timer = StageTimer()
-    book.start_stage(order_id, stage)  # the API shows the stage an order is in
+    step.book.start_stage(step.order_id, stage)  # the API shows the stage an order is in
     start = time.perf_counter()
     yield timer
     timer.seconds = time.perf_counter() - start
-    book.record_stage(order_id, stage, timer.seconds)
+    step.book.record_stage(step.order_id, stage, timer.seconds)
 
 
-def reject_order(book: OrderBook, order_id: str, error: BadInput) -> dg.Failure:
+def reject_order(step: OrderStep, error: BadInput) -> dg.Failure:
     """The customer's input cannot become a print: the order ends `rejected` with the
     reason, and the run fails without retrying (a retry cannot fix the input)."""
-    book.transition(order_id, OrderState.REJECTED, reason=f"{error.code}: {error}")
+    lifecycle.reject(step.book, step.order_id, reason=f"{error.code}: {error}")
     return dg.Failure(
-        description=f"order {order_id} rejected: {error}",
+        description=f"order {step.order_id} rejected: {error}",
         metadata={"code": error.code, "reason": str(error)},
         allow_retries=False,
     )
 
 
-def enter_state(book: OrderBook, order_id: str, state: OrderState) -> None:
+def enter(move: Callable[[OrderBook, str], Order], step: OrderStep) -> Order:
+    """A lifecycle move the asset cannot work without (the order may have been cancelled)."""
     try:
-        book.transition(order_id, state)
+        return move(step.book, step.order_id)
     except IllegalTransition as exc:
         raise dg.Failure(description=str(exc), metadata={"code": exc.code}, allow_retries=False) from None
 

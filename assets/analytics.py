@@ -21,11 +21,11 @@ from photogen_pipelines.metrics import (
     rejection_table,
     summary,
 )
-from photogen_pipelines.orders import TERMINAL, OrderState
+from photogen_pipelines.orders import SETTLED, OrderState
 from resources import ArtifactStorage, OrdersDatabase
 
 GROUP = "analytics"
-OUTCOMES = [OrderState.READY.value, *sorted(s.value for s in TERMINAL)]
+OUTCOMES = [OrderState.READY.value, *sorted(s.value for s in SETTLED - {OrderState.READY})]
 PREVIEW_COLUMNS = ["order_id", "style_id", "outcome", "best_identity_score", "attempts", "rounds", "seconds_total"]
 
 # end_offset=1: today is a partition too, so an operator can look at the day so far;

@@ -3,14 +3,13 @@
 import dagster as dg
 import numpy as np
 
-from assets._helpers import enter_state, reject_order, timed_stage
+from assets._helpers import enter, order_step, reject_order, timed_stage
 from assets.partitions import orders_partitions
+from photogen_pipelines import lifecycle
+from photogen_pipelines.artifacts import CandidateParams, CandidatesInfo, OrderKeys, ProofScore, SelfieInfo, Stage, Validation
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import open_png, png_bytes
-from photogen_pipelines.intake import approve_proof
-from photogen_pipelines.orders import OrderState
 from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
-from photogen_pipelines.storage import OrderKeys, get_json, put_json
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
 GROUP = "proofs"
@@ -26,27 +25,25 @@ def selfie(
     styles: StyleEngine,
 ) -> dg.MaterializeResult:
     """The customer's selfie: upright, sRGB, stripped, exactly one face, framed for the product."""
-    order_id = context.partition_key
-    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
-    order = book.get(order_id)
-    enter_state(book, order_id, OrderState.GENERATING)
+    step = order_step(context, orders, storage)
+    store, keys, order = step.store, step.keys, step.order
+    enter(lifecycle.start_generation, step)
     product = catalog.products().get(order.product_id)
-    with timed_stage(book, order_id, "selfie") as timer:
+    with timed_stage(step, Stage.SELFIE) as timer:
         try:
             result = prepare_selfie(store.get_bytes(order.upload_key), product, faces.analyzer(), styles.proof_long_side)
         except BadInput as exc:
-            raise reject_order(book, order_id, exc) from None
+            raise reject_order(step, exc) from None
         store.put_bytes(keys.selfie, png_bytes(result.image))
         store.put_bytes(keys.portrait, png_bytes(result.portrait))
-        put_json(
+        keys.save(
             store,
-            keys.selfie_info,
-            {
-                "face": result.face.to_json(),
-                "portrait_face": result.portrait_face.to_json(),
-                "embedding": [round(float(v), 6) for v in result.embedding],
-                "encoder": faces.analyzer().version,
-            },
+            SelfieInfo(
+                face=result.face.to_json(),
+                portrait_face=result.portrait_face.to_json(),
+                embedding=[round(float(v), 6) for v in result.embedding],
+                encoder=faces.analyzer().version,
+            ),
         )
     context.log.info(
         f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}"
@@ -95,18 +92,20 @@ def styled_candidates(
     styles: StyleEngine,
 ) -> dg.MaterializeResult:
     """The order's variants in its style, seeded by the order id so re-runs reproduce them."""
-    order_id = context.partition_key
-    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
-    order = book.get(order_id)
+    step = order_step(context, orders, storage)
+    store, keys, order = step.store, step.keys, step.order
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
-    with timed_stage(book, order_id, "styled_candidates") as timer:
+    with timed_stage(step, Stage.STYLED_CANDIDATES) as timer:
         candidates = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
-        put_json(
+        keys.save(
             store,
-            keys.candidates_info,
-            {"style": order.style_id, "engine": styles.stylizer().version, "candidates": [c.params() for c in candidates]},
+            CandidatesInfo(
+                style=order.style_id,
+                engine=styles.stylizer().version,
+                candidates=[CandidateParams(**c.params()) for c in candidates],
+            ),
         )
     context.log.info(f"styled_candidates: {len(candidates)} variants of {order.style_id}")
     return dg.MaterializeResult(
@@ -130,12 +129,11 @@ def validated_proofs(
     styles: StyleEngine,
 ) -> dg.MaterializeResult:
     """Proofs that pass the identity gate; failures are regenerated at lower strength."""
-    order_id = context.partition_key
-    book, store, keys = orders.book(), storage.store(), OrderKeys(order_id)
-    order = book.get(order_id)
+    step = order_step(context, orders, storage)
+    store, keys, order = step.store, step.keys, step.order
     style_catalog = catalog.styles()
     style = style_catalog.get(order.style_id)
-    reference = np.asarray(get_json(store, keys.selfie_info)["embedding"], dtype=np.float32)
+    reference = np.asarray(keys.load(store, SelfieInfo).embedding, dtype=np.float32)
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     analyzer = faces.analyzer()
 
@@ -145,10 +143,17 @@ def validated_proofs(
             _store_candidate(store, keys, candidate)
         return candidates
 
-    with timed_stage(book, order_id, "validated_proofs") as timer:
+    with timed_stage(step, Stage.VALIDATED_PROOFS) as timer:
         first_round = [
-            Candidate(**{**p, "image": np.asarray(open_png(store.get_bytes(keys.candidate(0, p["variant"]))))})
-            for p in get_json(store, keys.candidates_info)["candidates"]
+            Candidate(
+                variant=p.variant,
+                round=p.round,
+                seed=p.seed,
+                strength=p.strength,
+                zoom=p.zoom,
+                image=np.asarray(open_png(store.get_bytes(keys.candidate(0, p.variant)))),
+            )
+            for p in keys.load(store, CandidatesInfo).candidates
         ]
         gate = identity_gate(
             first_round,
@@ -160,25 +165,26 @@ def validated_proofs(
             store.delete(old)  # a re-run must not leave an earlier run's proofs behind
         for variant, candidate in gate.proofs.items():
             store.put_bytes(keys.proof(variant), png_bytes(candidate.image))
-        validation = {
-            "threshold": style.identity_threshold,
-            "encoder": analyzer.version,
-            "rounds": gate.rounds,
-            "proofs": {str(v): keys.proof(v) for v in sorted(gate.proofs)},
-            "best_variant": gate.best_variant(),
-            "scores": [vars(s) for s in gate.scores],
-            "rejected": gate.rejected,
-        }
-        put_json(store, keys.validation, validation)
+        keys.save(
+            store,
+            Validation(
+                threshold=style.identity_threshold,
+                encoder=analyzer.version,
+                rounds=gate.rounds,
+                proofs={v: keys.proof(v) for v in sorted(gate.proofs)},
+                best_variant=gate.best_variant(),
+                scores=[ProofScore(**vars(s)) for s in gate.scores],
+                rejected=gate.rejected,
+            ),
+        )
     if gate.rejected:
-        book.transition(order_id, OrderState.REJECTED, reason=gate.rejection_reason())
+        lifecycle.reject(step.book, step.order_id, reason=gate.rejection_reason())
         context.log.warning(f"validated_proofs: order rejected: {gate.rejection_reason()}")
     else:
-        book.transition(order_id, OrderState.PROOFS_READY)
+        best = gate.best_variant()
+        validated = lifecycle.proofs_validated(step.book, store, step.order_id, best)
         context.log.info(f"validated_proofs: {len(gate.proofs)} proofs passed in {gate.rounds} round(s)")
-        if order.approval == "auto":
-            best = gate.best_variant()
-            approve_proof(book, store, order_id, best, reason=f"auto-approved: proof {best} has the best identity score")
+        if validated.approved_proof is not None:
             context.log.info(f"validated_proofs: auto-approved proof {best}; the print run follows")
     final = {s.variant: s for s in gate.scores}  # the last attempt of each variant
     return dg.MaterializeResult(

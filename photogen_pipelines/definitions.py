@@ -14,7 +14,7 @@ import assets
 import sensors
 from photogen_pipelines.engines.models_folder import UPSCALER_FILE
 from photogen_pipelines.errors import ModelError
-from photogen_pipelines.intake import register_order
+from photogen_pipelines.intake import OrderRequest, register_order
 from photogen_pipelines.orders import Order
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage_s3 import parse_s3_url
@@ -107,9 +107,6 @@ def register_local_order(
         catalog.styles(),
         catalog.products(),
         upload,
-        style_id,
-        product_id,
-        variants,
-        approval=approval,
+        OrderRequest(style_id, product_id, variants, approval),
         proof_long_side=resources["styles"].proof_long_side,
     )

@@ -18,16 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from photogen_pipelines.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Stage, Validation
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orderbook import OrderBook
-from photogen_pipelines.orders import TERMINAL, Order, OrderEvent, OrderState
-from photogen_pipelines.storage import ArtifactStore, OrderKeys, get_json
+from photogen_pipelines.orders import EXITS, SETTLED, Order, OrderEvent, OrderState
+from photogen_pipelines.storage import ArtifactStore
 
 LEDGER_PREFIX = "analytics/ledger/"
-STAGES = ("selfie", "styled_candidates", "validated_proofs", "print_master", "print_file")
-FINAL_STATES = frozenset({OrderState.READY, *TERMINAL})
-# the states an order leaves the pipeline by; a refund comes after one of them
-EXITS = frozenset({OrderState.READY, OrderState.REJECTED, OrderState.FAILED, OrderState.CANCELLED})
+STAGES = tuple(Stage)
 
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -98,12 +96,12 @@ def ledger_key(day: date | str) -> str:
     return f"{LEDGER_PREFIX}day={date.fromisoformat(str(day)).isoformat()}.parquet"
 
 
-def _json(store: ArtifactStore, key: str) -> dict[str, Any]:
+def _document(store: ArtifactStore, keys: OrderKeys, kind: type[Document]):
     # any of an order's files may be missing: rejected at the selfie, cancelled before its run
     try:
-        return get_json(store, key)
+        return keys.load(store, kind)
     except NotFound:
-        return {}
+        return None
 
 
 def _last(order: Order, states: frozenset[OrderState]) -> OrderEvent | None:
@@ -120,12 +118,11 @@ def _verdict(order: Order) -> str | None:
 
 def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
     keys = OrderKeys(order.id)
-    candidates, validation, master = (_json(store, k) for k in (keys.candidates_info, keys.validation, keys.master_info))
-    settled, exit_event = _last(order, FINAL_STATES), _last(order, EXITS)
-    scores = validation.get("scores")
-    final = {s["variant"]: s["similarity"] for s in scores or []}  # the last attempt of each variant wins
+    candidates, validation, master = (_document(store, keys, kind) for kind in (CandidatesInfo, Validation, MasterInfo))
+    settled, exit_event = _last(order, SETTLED), _last(order, EXITS)
+    final = {v: s.similarity for v, s in validation.final_scores().items()} if validation else {}
     known = [v for v in final.values() if v is not None]
-    seconds = {stage: order.stage_seconds.get(stage) for stage in STAGES}
+    seconds = {stage.value: order.stage_seconds.get(stage) for stage in STAGES}
     ran = [v for v in seconds.values() if v is not None]
     return {
         "order_id": order.id,
@@ -135,22 +132,22 @@ def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
         "style_id": order.style_id,
         "product_id": order.product_id,
         "approval": order.approval,
-        "engine": candidates.get("engine"),
-        "face_encoder": validation.get("encoder"),
-        "upscaler": master.get("upscaler"),
-        "seeds": [c["seed"] for c in candidates["candidates"]] if "candidates" in candidates else None,
-        "identity_scores": [final[v] for v in sorted(final)] if scores is not None else None,
+        "engine": candidates.engine if candidates else None,
+        "face_encoder": validation.encoder if validation else None,
+        "upscaler": master.upscaler if master else None,
+        "seeds": [c.seed for c in candidates.candidates] if candidates else None,
+        "identity_scores": [final[v] for v in sorted(final)] if validation else None,
         "best_identity_score": max(known) if known else None,
-        "identity_threshold": validation.get("threshold"),
-        "attempts": len(scores) if scores is not None else None,
-        "rounds": validation.get("rounds"),
-        "proofs_passed": len(validation["proofs"]) if "proofs" in validation else None,
+        "identity_threshold": validation.threshold if validation else None,
+        "attempts": len(validation.scores) if validation else None,
+        "rounds": validation.rounds if validation else None,
+        "proofs_passed": len(validation.proofs) if validation else None,
         "outcome": settled.to_state.value if settled else None,
         "verdict": _verdict(order),
         "reason": exit_event.reason if exit_event else order.reason,
         **{f"seconds_{stage}": value for stage, value in seconds.items()},
         "seconds_total": round(sum(ran), 3) if ran else None,
-        "effective_dpi": master.get("effective_dpi"),
+        "effective_dpi": master.effective_dpi if master else None,
         "amount_cents": order.amount_cents,
         "amount_paid_cents": order.paid_cents,
         "refunded_cents": order.refunded_cents,

@@ -4,17 +4,19 @@ sensor changing one order at once queue up instead of overwriting each other."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orders import OWES_REFUND, Order, OrderEvent, OrderState
+from photogen_pipelines.orders import OWES_REFUND, SETTLED, Order, OrderEvent, OrderState
 
 ORDER_COLUMNS = (
     "id upload_id upload_key style_id product_id variants approval payments state reason approved_proof amount_cents "
@@ -72,6 +74,23 @@ def _events(session: Session, order_id: str) -> Sequence[OrderEventRow]:
     return session.scalars(select(OrderEventRow).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.id)).all()
 
 
+@dataclass
+class OrderTransaction:
+    """A transaction of the orders database, from `SqlOrderBook.transaction()`."""
+
+    book: SqlOrderBook
+    session: Session
+
+    def update(self, order_id: str, change: Callable[[Order], object]) -> Order:
+        """Change the order under its row lock, inside this transaction."""
+        return self.book.update_in(self.session, order_id, change)
+
+    def add(self, row: object) -> None:
+        """Record a row in the same transaction, flushed at once: a duplicate key raises here."""
+        self.session.add(row)
+        self.session.flush()
+
+
 class SqlOrderBook:
     def __init__(self, database: Database):
         self.database = database
@@ -110,7 +129,16 @@ class SqlOrderBook:
         _write(session, order, row)
         return order
 
+    @contextmanager
+    def transaction(self) -> Iterator[OrderTransaction]:
+        """One transaction over the orders database: what a caller records there (a Stripe
+        event) and the order changes it causes commit together, or not at all."""
+        with self.database.session() as session:
+            yield OrderTransaction(self, session)
+
     def transition(self, order_id: str, target: OrderState, reason: str | None = None) -> Order:
+        """A bare move, for tests and repair scripts; the product moves orders through
+        `lifecycle`, which names why."""
         return self.update(order_id, lambda order: order.transition(target, reason))
 
     def start_stage(self, order_id: str, stage: str) -> Order:
@@ -176,12 +204,7 @@ class SqlOrderBook:
         """Orders whose latest move into a final state (ready, rejected, failed, cancelled,
         refunded) happened in [start, end), oldest settlement first: one day of the ledger.
         An order rejected one day and refunded the next settles on the second day."""
-        # local imports: this method is appended without touching the module's header
-        from sqlalchemy import func
-
-        from photogen_pipelines.orders import TERMINAL
-
-        final = [OrderState.READY.value, *(s.value for s in TERMINAL)]
+        final = [s.value for s in SETTLED]
         settled_at = func.max(OrderEventRow.at)
         settled = (
             select(OrderEventRow.order_id, settled_at.label("settled_at"))

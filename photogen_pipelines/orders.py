@@ -49,9 +49,18 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 }
 
 
+# The groups of states the rest of the code asks about, defined here once.
 TERMINAL = frozenset({S.REJECTED, S.FAILED, S.CANCELLED, S.REFUNDED})
+# settled: nothing more happens to the order unless an operator re-renders it
+SETTLED = frozenset({S.READY, *TERMINAL})
+# the states an order leaves the pipeline by; a refund comes after one of them
+EXITS = frozenset({S.READY, S.REJECTED, S.FAILED, S.CANCELLED})
 # an order in one of these states owes the customer their money back, once
 OWES_REFUND = frozenset({S.REJECTED, S.FAILED, S.CANCELLED})
+# the customer may see the proofs
+PROOFS_VISIBLE = frozenset({S.PROOFS_READY, S.APPROVED, S.RENDERING, S.READY})
+# a run is working on the order
+IN_PROGRESS = frozenset({S.GENERATING, S.RENDERING})
 
 
 def can_transition(current: OrderState, target: OrderState) -> bool:

@@ -84,29 +84,3 @@ def put_json(store: ArtifactStore, key: str, value: Any) -> str:
 
 def get_json(store: ArtifactStore, key: str) -> Any:
     return json.loads(store.get_bytes(key))
-
-
-class OrderKeys:
-    """Where each artifact of one order lives in the store."""
-
-    def __init__(self, order_id: str):
-        self.prefix = f"orders/{order_id}"
-
-    upload = property(lambda self: f"{self.prefix}/upload")
-    selfie = property(lambda self: f"{self.prefix}/selfie/selfie.png")
-    portrait = property(lambda self: f"{self.prefix}/selfie/portrait.png")
-    selfie_info = property(lambda self: f"{self.prefix}/selfie/face.json")
-    candidates_info = property(lambda self: f"{self.prefix}/candidates/candidates.json")
-    validation = property(lambda self: f"{self.prefix}/proofs/validation.json")
-    print_master = property(lambda self: f"{self.prefix}/print/master.png")
-    master_info = property(lambda self: f"{self.prefix}/print/master.json")
-    manifest = property(lambda self: f"{self.prefix}/print/manifest.json")
-
-    def candidate(self, round_no: int, variant: int) -> str:
-        return f"{self.prefix}/candidates/round_{round_no}/variant_{variant}.png"
-
-    def proof(self, variant: int) -> str:
-        return f"{self.prefix}/proofs/proof_{variant}.png"
-
-    def print_file(self, extension: str) -> str:
-        return f"{self.prefix}/print/print_file.{extension}"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import print_job, proof_job
-from photogen_pipelines.errors import IllegalTransition
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines import lifecycle
 from photogen_pipelines.payments import refund_order
 from resources import OrdersDatabase, StripePayments
 
@@ -45,24 +44,16 @@ def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDataba
         context.log.info(f"run {run.run_id} of order {order_id} failed; Dagster will retry it")
         return
     book = orders.book()
-    order = book.get(order_id)
-    if order.state == OrderState.RENDERING and OrderState.READY in {e.to_state for e in order.events}:
-        # an operator's re-render of a delivered order failed: the delivered file stands
-        book.transition(order_id, OrderState.READY, reason=f"re-render failed (run {run.run_id}); the delivered file stands")
-        context.log.warning(f"re-render of delivered order {order_id} failed; it stays delivered")
+    attempts = int(run.tags.get("dagster/retry_number", "0")) + 1
+    steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
+    for event in context.get_step_failure_events():
+        context.log.warning(f"order {order_id}: step {event.step_key} failed: {_root_message(event)}")
+    # the reason is shown to the customer: what failed and where an operator looks, no internals
+    where = f"run {run.run_id}" + (f" at {', '.join(steps)}" if steps else "")
+    settled = lifecycle.settle_failed_run(book, order_id, run.job_name, where, attempts)
+    if settled is None or not settled.terminal:  # e.g. a failed re-render: the delivered file stands
+        state = book.get(order_id).state.value
+        context.log.warning(f"run {run.run_id} failed; order {order_id} stays {state}")
         return
-    if not order.terminal:
-        attempts = int(run.tags.get("dagster/retry_number", "0")) + 1
-        steps = sorted({e.step_key for e in context.get_step_failure_events() if e.step_key})
-        for event in context.get_step_failure_events():
-            context.log.warning(f"order {order_id}: step {event.step_key} failed: {_root_message(event)}")
-        # the reason is shown to the customer: what failed and where an operator looks, no internals
-        where = f" at {', '.join(steps)}" if steps else ""
-        message = f"run {run.run_id}{where}"
-        try:
-            book.transition(order_id, OrderState.FAILED, reason=f"{run.job_name} failed after {attempts} attempt(s): {message}")
-        except IllegalTransition:  # e.g. a re-render of a delivered order failed: the delivered file stands
-            context.log.warning(f"run {run.run_id} failed; order {order_id} stays {order.state.value}")
-            return
     refund_order(orders.database(), book, payments.gateway(), order_id)
     context.log.info(f"order {order_id} settled: {book.get(order_id).state.value}")

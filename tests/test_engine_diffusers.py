@@ -19,13 +19,14 @@ import pytest
 
 import assets
 from assets.run_tags import GPU_TAG, gpu_run_tags
+from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.engines.models_folder import INSIGHTFACE_DIR, UPSCALER_FILE, missing_model_files
 from photogen_pipelines.errors import BadInput, ModelError
 from photogen_pipelines.imaging import open_png
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.settings import PhotoGenSettings
-from photogen_pipelines.storage import OrderKeys, get_json
+from photogen_pipelines.storage import get_json
 from resources import FaceEngine
 from tests.dagster_helpers import local_instance
 

@@ -31,6 +31,7 @@ from PIL import Image
 
 import assets
 from assets.analytics import analytics_assets, analytics_job, daily_partitions, generation_ledger
+from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.cli import main as cli_main
 from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
@@ -49,7 +50,7 @@ from photogen_pipelines.ledger import (
 from photogen_pipelines.metrics import metrics_key
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderEvent, OrderState
-from photogen_pipelines.storage import LocalArtifactStore, OrderKeys
+from photogen_pipelines.storage import LocalArtifactStore
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StyleEngine, UpscaleEngine
 from tests.dagster_helpers import local_instance
 

@@ -16,7 +16,7 @@ from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import Base
 from photogen_pipelines.errors import Conflict, IllegalTransition
-from photogen_pipelines.intake import place_order
+from photogen_pipelines.intake import OrderRequest, PlacementRequest, place_order
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderState
 from photogen_pipelines.uploads import Upload
@@ -103,11 +103,15 @@ def test_an_idempotency_key_returns_the_same_order_or_conflicts(orders_db):
 
     with orders_db.session() as session:
         session.add(UploadRow(**{**vars(upload), "sha256": "0" * 64}))
-    args = (book, load_styles(), load_products(), upload)
-    first = place_order(*args, "ink_etching", "poster_a3", 2, "customer", None, None, "key-1")
-    again = place_order(*args, "ink_etching", "poster_a3", 2, "customer", None, None, "key-1")
+    args = (book, load_styles(), load_products(), None)
+
+    def request(style_id: str) -> PlacementRequest:
+        return PlacementRequest(OrderRequest(style_id, "poster_a3", 2, "customer"), upload, None, "key-1")
+
+    first = place_order(*args, request("ink_etching"))
+    again = place_order(*args, request("ink_etching"))
     assert first.created and not again.created and again.order.id == first.order.id
     with pytest.raises(Conflict) as raised:
-        place_order(*args, "sepia_oil", "poster_a3", 2, "customer", None, None, "key-1")
+        place_order(*args, request("sepia_oil"))
     assert raised.value.code == "idempotency_key_reused"
     assert len(book.list()) == 1

@@ -14,10 +14,11 @@ import yaml
 from PIL import Image, ImageCms
 
 import assets
+from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.catalog import load_quality, load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import OrderKeys, get_json
+from photogen_pipelines.storage import get_json
 from resources import CatalogResource
 
 ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]
@@ -163,7 +164,7 @@ def test_the_code_location_defines_both_jobs_over_the_order_partitions():
     for name in ("proof_job", "print_job"):
         assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
+    order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery"}
     assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"}
     schedules = {s.name for s in defs.schedules}
     assert schedules == {"weekly_catalog_previews", "nightly_analytics"}

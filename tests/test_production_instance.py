@@ -23,12 +23,13 @@ import requests
 import yaml
 from PIL import Image
 
+from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.db.database import open_database
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.intake import register_order
+from photogen_pipelines.intake import OrderRequest, register_order
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import LocalArtifactStore, OrderKeys, get_json, put_json
+from photogen_pipelines.storage import LocalArtifactStore, get_json, put_json
 from photogen_pipelines.storage_s3 import S3ArtifactStore, open_artifact_store, parse_s3_url
 from resources import ArtifactStorage, OrdersDatabase
 from tests.conftest import throwaway_postgres
@@ -258,10 +259,7 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
                 catalog.styles(),
                 catalog.products(),
                 astronaut_png,
-                "sepia_oil",
-                "poster_a3",
-                variants=2,
-                approval="auto",
+                OrderRequest("sepia_oil", "poster_a3", variants=2, approval="auto"),
                 proof_long_side=resources["styles"].proof_long_side,
             )
             instance.add_dynamic_partitions("orders", [order.id])

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
+from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.cli.common import clear_errors, home_option, local_home, output_folder, read_image_file
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import OrderKeys, get_json
 
 
 def progress(message: str) -> None:
@@ -185,32 +185,30 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
         "seconds_total": round(seconds, 2),
         "dagster_home": str(dagster_home),
     }
-    if store.exists(keys.validation):
-        validation = get_json(store, keys.validation)
-        final = {s["variant"]: s for s in validation["scores"]}
-        summary["identity_threshold"] = validation["threshold"]
+    validation = keys.load_if_present(store, Validation)
+    if validation is not None:
+        final = validation.final_scores()
+        summary["identity_threshold"] = validation.threshold
         summary["proofs"] = [
             {
                 "variant": v,
                 "path": export(keys.proof(v)),
-                "identity_score": final[v]["similarity"],
-                "strength": final[v]["strength"],
-                "round": final[v]["round"],
+                "identity_score": final[v].similarity,
+                "strength": final[v].strength,
+                "round": final[v].round,
             }
-            for v in sorted(int(k) for k in validation["proofs"])
+            for v in sorted(validation.proofs)
         ]
         summary["rejected_variants"] = [
-            {"variant": v, "identity_score": s["similarity"], "reason": s["reason"]}
-            for v, s in sorted(final.items())
-            if not s["passed"]
+            {"variant": v, "identity_score": s.similarity, "reason": s.reason} for v, s in sorted(final.items()) if not s.passed
         ]
     if order.state == OrderState.READY:
-        manifest = get_json(store, keys.manifest)
+        manifest = keys.load(store, Manifest)
         summary.update(
-            print_file=export(manifest["file"]),
+            print_file=export(manifest.file),
             manifest=export(keys.manifest),
-            pixel_size=manifest["pixel_size"],
-            effective_dpi=manifest["effective_dpi"],
+            pixel_size=list(manifest.pixel_size),
+            effective_dpi=manifest.effective_dpi,
         )
     return summary
 

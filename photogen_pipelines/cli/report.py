@@ -15,15 +15,16 @@ from datetime import date
 
 import click
 
+from photogen_pipelines.artifacts import Stage
 from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option
 from photogen_pipelines.settings import PhotoGenSettings
 
 STAGE_COLUMNS = {
-    "selfie": "selfie",
-    "styled_candidates": "styled",
-    "validated_proofs": "proofs",
-    "print_master": "master",
-    "print_file": "print",
+    Stage.SELFIE: "selfie",
+    Stage.STYLED_CANDIDATES: "styled",
+    Stage.VALIDATED_PROOFS: "proofs",
+    Stage.PRINT_MASTER: "master",
+    Stage.PRINT_FILE: "print",
     "total": "total",
 }
 HOW_TO_BUILD = (

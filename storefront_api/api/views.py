@@ -1,38 +1,31 @@
 """How an order looks to a client: its state, progress, proofs and payment."""
 
+from photogen_pipelines.artifacts import OrderKeys, Stage, Validation
 from photogen_pipelines.intake import PAYMENTS_OFF_LABEL
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.storage import OrderKeys, get_json
+from photogen_pipelines.orders import IN_PROGRESS, PROOFS_VISIBLE, Order, OrderState
 from storefront_api.schemas import EventOut, OrderOut, PaymentOut, ProofOut, StageOut
-
-STAGES = ("selfie", "styled_candidates", "validated_proofs", "print_master", "print_file")
-PROOFS_VISIBLE = {OrderState.PROOFS_READY, OrderState.APPROVED, OrderState.RENDERING, OrderState.READY}
 
 
 def _stages(order: Order) -> list[StageOut]:
     def status(name: str) -> str:
         if name in order.stage_seconds:
             return "done"
-        running = order.stage == name and order.state in (OrderState.GENERATING, OrderState.RENDERING)
+        running = order.stage == name and order.state in IN_PROGRESS
         return "running" if running else "pending"
 
-    return [StageOut(name=n, status=status(n), seconds=order.stage_seconds.get(n)) for n in STAGES]
+    return [StageOut(name=n.value, status=status(n), seconds=order.stage_seconds.get(n)) for n in Stage]
 
 
 def _proofs(services, order: Order, base_url: str) -> tuple[list[ProofOut], float | None]:
-    keys = OrderKeys(order.id)
-    if not services.store.exists(keys.validation):
+    validation = OrderKeys(order.id).load_if_present(services.store, Validation)
+    if validation is None:
         return [], None
-    validation = get_json(services.store, keys.validation)
-    final = {s["variant"]: s for s in validation["scores"]}  # the last attempt of each variant
     proofs = []
-    for variant, score in sorted(final.items()):
-        key = validation["proofs"].get(str(variant))
+    for variant, score in sorted(validation.final_scores().items()):
+        key = validation.proofs.get(variant)
         url = services.link(base_url, key) if key and order.state in PROOFS_VISIBLE else None
-        proofs.append(
-            ProofOut(variant=variant, url=url, identity_score=score["similarity"], passed=score["passed"], round=score["round"])
-        )
-    return proofs, validation["threshold"]
+        proofs.append(ProofOut(variant=variant, url=url, identity_score=score.similarity, passed=score.passed, round=score.round))
+    return proofs, validation.threshold
 
 
 def _payment(order: Order, client_secret: str | None) -> PaymentOut:

@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
+from photogen_pipelines import lifecycle
+from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.errors import IllegalTransition
-from photogen_pipelines.intake import approve_proof, cancel_order, place_order
+from photogen_pipelines.intake import OrderRequest, PlacementRequest, cancel_order, place_order
 from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import OrderKeys, get_json
 from photogen_pipelines.uploads import get_upload
 from storefront_api.api.deps import BaseUrlDep, OrderDep, ServicesDep, StorefrontDep
 from storefront_api.api.views import order_view
@@ -42,19 +43,9 @@ def create_order(
     upload = get_upload(services.database, body.upload_id, caller.api_key_id)
     if not services.store.exists(upload.storage_key):  # retired by the retention policy
         raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
-    placed = place_order(
-        services.book,
-        services.styles,
-        services.products,
-        upload,
-        body.style_id,
-        body.product_id,
-        body.variants,
-        body.approval,
-        services.gateway,
-        caller.api_key_id,
-        idempotency_key,
-    )
+    asked = OrderRequest(style_id=body.style_id, product_id=body.product_id, variants=body.variants, approval=body.approval)
+    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key)
+    placed = place_order(services.book, services.styles, services.products, services.gateway, request)
     if not placed.created:
         response.status_code = status.HTTP_200_OK
     return order_view(
@@ -80,11 +71,11 @@ def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: B
         raise ApiError(
             409, "not_awaiting_approval", f"order {order.id} is {order.state.value}; proofs are approved in proofs_ready"
         )
-    validation = get_json(services.store, OrderKeys(order.id).validation)
-    if str(body.proof) not in validation["proofs"]:
-        passed = ", ".join(sorted(validation["proofs"])) or "none"
+    validation = OrderKeys(order.id).load(services.store, Validation)
+    if body.proof not in validation.proofs:
+        passed = ", ".join(str(v) for v in sorted(validation.proofs)) or "none"
         raise ApiError(422, "unknown_proof", f"proof {body.proof} did not pass the identity gate (passed: {passed})")
-    updated = approve_proof(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
+    updated = lifecycle.approve(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
     return order_view(services, updated, base_url)
 
 
@@ -107,14 +98,14 @@ def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> 
     keys = OrderKeys(order.id)
     if order.state != OrderState.READY or not services.store.exists(keys.manifest):
         raise ApiError(409, "print_file_not_ready", f"order {order.id} is {order.state.value}; the print file comes at ready")
-    manifest = get_json(services.store, keys.manifest)
+    manifest = keys.load(services.store, Manifest)
     ttl = services.settings.file_url_ttl_seconds
     return PrintFileOut(
         order_id=order.id,
-        url=services.link(base_url, manifest["file"]),
+        url=services.link(base_url, manifest.file),
         expires_in=ttl,
-        format=manifest["format"],
-        bytes=manifest["bytes"],
-        pixel_size=tuple(manifest["pixel_size"]),
-        effective_dpi=manifest["effective_dpi"],
+        format=manifest.format,
+        bytes=manifest.bytes,
+        pixel_size=manifest.pixel_size,
+        effective_dpi=manifest.effective_dpi,
     )
