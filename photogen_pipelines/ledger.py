@@ -1,5 +1,5 @@
 """The generation ledger: one row per settled order, what analysts read instead of the
-Dagster event log (DESIGN §3). Rows are built from the orders database and the JSON each
+Dagster event log (docs/architecture.md §1). Rows are built from the orders database and the JSON each
 stage leaves in the artifact store, and kept as one Parquet file per UTC day at
 `analytics/ledger/day=YYYY-MM-DD.parquet`. That key layout is a contract: retention
 reads it to check an order's history is kept before deleting the order's files.

@@ -1,6 +1,6 @@
 """The imaging stages of one order, free of any orchestration.
 
-Each function is one stage contract of DESIGN §1; the Dagster assets call them and do
+Each function is one stage of docs/architecture.md §1; the Dagster assets call them and do
 the bookkeeping (storage, metadata, order state). Everything here is deterministic for
 a given order seed, so re-running a stage reproduces its output.
 """

@@ -1,4 +1,4 @@
-"""Retention: expired orders lose their files and leave the `orders` partition set (DESIGN §3).
+"""Retention: expired orders lose their files and leave the `orders` partition set (docs/architecture.md §1).
 
 Dynamic partitions degrade past ~100k keys, so an order whose files are gone leaves the
 set too; its history lives on in the ledger, which retention waits for. Deleting files

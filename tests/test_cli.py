@@ -1,7 +1,7 @@
 """The installed `photogen` command, run as a customer runs it: a real process each time.
 
 `faces` and `identity` run the real YuNet/SFace models on the test faces; the catalogs
-are checked against DESIGN §6; one full `photogen demo` order runs start to finish.
+are checked against docs/architecture.md §7; one full `photogen demo` order runs start to finish.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def test_products_json_has_print_pixel_sizes(env, workdir):
     sizes = {p["id"]: tuple(p["pixel_size"]) for p in products}
     twelve_by_eighteen = [pid for pid, p in by_name.items() if (p["width_in"], p["height_in"]) == (12, 18)]
     assert twelve_by_eighteen, by_name.keys()
-    # 12 x 18 in at 300 DPI plus 4 mm of bleed on every side (DESIGN §6)
+    # 12 x 18 in at 300 DPI plus 4 mm of bleed on every side (docs/architecture.md §7)
     assert sizes[twelve_by_eighteen[0]] == (3694, 5494)
     a_sizes = {(p["width_mm"], p["height_mm"]): sizes[pid] for pid, p in by_name.items() if p["width_mm"]}
     assert a_sizes[(297, 420)] == (3508, 4961)  # A3

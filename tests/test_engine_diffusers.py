@@ -1,7 +1,7 @@
 """The production engine end to end on CPU: `photogen dev make-tiny-models` writes tiny
 random-weight models in the production layout, and the Dagster jobs and `photogen demo`
 run on them with engine=diffusers through the same resources, loaders and pipeline code
-a GPU worker runs with real weights (DESIGN §2). The pictures are noise, so the identity
+a GPU worker runs with real weights (docs/architecture.md §8). The pictures are noise, so the identity
 gate rejects the proofs: that outcome, stated cleanly, is what a run on tiny models ends
 with."""
 

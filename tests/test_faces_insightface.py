@@ -15,7 +15,7 @@ import pytest
 
 # insightface is not in the project's extras yet: it requires opencv-python, which shares
 # the cv2 folder with our opencv-python-headless<5 and pulls OpenCV 5 (SFace breaks there,
-# DESIGN §2). Until that is settled (issue 4), these run where insightface is installed.
+# docs/architecture.md §8). Until that is settled (issue 4), these run where insightface is installed.
 insightface = pytest.importorskip(
     "insightface", reason="insightface not installed: its opencv-python dependency clashes with opencv-python-headless<5"
 )

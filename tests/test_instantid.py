@@ -1,6 +1,6 @@
 """The InstantID pipeline (production GPU stylizer), run on CPU with tiny random-weight
 SDXL + IdentityNet + face adapter written in the production layout and loaded through
-the real loader (DESIGN §2: the same pipeline class, the same loader, only smaller)."""
+the real loader (docs/architecture.md §3: the same pipeline class, the same loader, only smaller)."""
 
 from __future__ import annotations
 

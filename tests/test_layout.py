@@ -1,4 +1,4 @@
-"""The core stays free of orchestration and web frameworks (DESIGN §4)."""
+"""The core stays free of orchestration and web frameworks (docs/architecture.md §2)."""
 
 import ast
 from pathlib import Path

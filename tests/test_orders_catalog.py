@@ -93,7 +93,7 @@ def test_style_catalog_has_distinct_styles_with_thresholds():
     [("poster_12x18", (3694, 5494)), ("poster_18x24", (5494, 7294)), ("poster_a3", (3508, 4961)), ("poster_a2", (4961, 7016))],
 )
 def test_products_have_print_pixel_sizes(product_id, pixels):
-    # DESIGN §6: inches x 300 DPI, plus 4 mm bleed (47 px) per side where the product has it
+    # docs/architecture.md §7: inches x 300 DPI, plus 4 mm bleed (47 px) per side where the product has it
     assert load_products().get(product_id).pixel_size == pixels
 
 

