@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from photogen_pipelines import lifecycle
 from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.catalog import ProductCatalog, StyleCatalog
-from photogen_pipelines.db.database import Database
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import Conflict
 from photogen_pipelines.orderbook import OrderBook, SqlOrderBook
@@ -146,7 +145,7 @@ def _secret(gateway: StripeGateway, book: SqlOrderBook, order_id: str) -> str:
     return gateway.client_secret(book.get(order_id).payment_intent_id)
 
 
-def cancel_order(database: Database, book: SqlOrderBook, gateway: StripeGateway | None, order_id: str, reason: str) -> Order:
+def cancel_order(book: SqlOrderBook, gateway: StripeGateway | None, order_id: str, reason: str) -> Order:
     """Cancel where the state allows it, then refund what was paid (once)."""
     lifecycle.cancel(book, order_id, reason)
-    return refund_order(database, book, gateway, order_id)
+    return refund_order(book, gateway, order_id)

@@ -55,5 +55,5 @@ def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDataba
         state = book.get(order_id).state.value
         context.log.warning(f"run {run.run_id} failed; order {order_id} stays {state}")
         return
-    refund_order(orders.database(), book, payments.gateway(), order_id)
+    refund_order(book, payments.gateway(), order_id)
     context.log.info(f"order {order_id} settled: {book.get(order_id).state.value}")

@@ -98,3 +98,21 @@ class PaymentEventRow(Base):
     outcome: Mapped[str] = mapped_column(Text)
     stripe_created: Mapped[datetime]
     received_at: Mapped[datetime]
+
+
+class StrayPaymentRow(Base):
+    """A successful payment tied to an order that does not pay it (another PaymentIntent,
+    a short amount, another currency): kept until Stripe has given the money back."""
+
+    __tablename__ = "stray_payments"
+
+    payment_intent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32), index=True)
+    amount: Mapped[int]  # in the payment's own currency's minor unit
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(32))  # not_the_orders_payment | amount_short | currency_mismatch
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    refunded_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -84,9 +84,7 @@ def cancel(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, body: C
     """Cancel an order that is awaiting payment, paid but not started, or awaiting
     approval; what was paid is refunded once."""
     try:
-        updated = cancel_order(
-            services.database, services.book, services.gateway, order.id, (body and body.reason) or "cancelled by request"
-        )
+        updated = cancel_order(services.book, services.gateway, order.id, (body and body.reason) or "cancelled by request")
     except IllegalTransition:
         raise ApiError(409, "cannot_cancel", f"order {order.id} is {order.state.value} and can no longer be cancelled") from None
     return order_view(services, updated, base_url)
