@@ -4,7 +4,6 @@ order still ends where it should. The processes are really killed with SIGKILL."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,18 @@ from sensors import dead_run_workers
 from sensors.dead_runs import WORKER_TAG, fail_dead_runs, run_worker, worker_alive
 from tests.dagster_helpers import local_instance
 from tests.servers import free_port, group_alive
-from tests.test_serve import CHILD_PID, PHOTOGEN, REPO, _kill_group, _read, _serve_env, _tail, _wait_until
+from tests.test_serve import (
+    CHILD_PID,
+    PHOTOGEN,
+    REPO,
+    _kill_group,
+    _read,
+    _serve_env,
+    _tail,
+    _wait_until,
+    new_api_key,
+    start_serve,
+)
 
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
@@ -115,19 +125,6 @@ def test_the_start_sweep_fails_a_run_whose_launch_never_completed(tmp_path):
 # the whole service killed mid-run, twice: the daemon's process group alone, then everything
 
 
-def _start_serve(home: Path, api_port: int, ui_port: int, log: Path) -> subprocess.Popen:
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port)],
-            env=_serve_env(home),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def _children(log: Path, since: int) -> dict[str, int]:
     return {name: int(pid) for name, pid in CHILD_PID.findall(_read(log)[since:])}
 
@@ -156,20 +153,12 @@ def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_get
     api_port, ui_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     pgids: list[int] = []
-    serve = _start_serve(home, api_port, ui_port, log)
+    serve = start_serve(home, api_port, ui_port, log)
     try:
         _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", serve, log)
         children = _children(log, 0)
         pgids += [serve.pid, *children.values()]
-        created = subprocess.run(
-            [str(PHOTOGEN), "api-key", "create", "--name", "shop", "--json"],
-            env=_serve_env(home),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        auth = {"Authorization": f"Bearer {json.loads(created.stdout)['secret']}"}
+        auth = new_api_key(home)
         upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
         assert upload.status_code == 201, upload.text
 
@@ -181,7 +170,7 @@ def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_get
         assert _status(home, dead.run_id) == dg.DagsterRunStatus.STARTED  # left behind, holding a slot
 
         mark = len(_read(log))
-        serve = _start_serve(home, api_port, ui_port, log)
+        serve = start_serve(home, api_port, ui_port, log)
         _wait_until(lambda: "[photogen] ready" in _read(log)[mark:], 180, "the ready line after the restart", serve, log)
         children = _children(log, mark)
         pgids += [serve.pid, *children.values()]
@@ -206,7 +195,7 @@ def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_get
         assert {_status(home, r.run_id) for r in dead_runs} == {dg.DagsterRunStatus.STARTED}
 
         mark = len(_read(log))
-        serve = _start_serve(home, api_port, ui_port, log)
+        serve = start_serve(home, api_port, ui_port, log)
         _wait_until(lambda: "[photogen] ready" in _read(log)[mark:], 180, "the ready line after the power cut", serve, log)
         pgids += [serve.pid, *_children(log, mark).values()]
         states = _wait_until(_settled(api, auth, second), 360, "both orders to settle", serve, log)

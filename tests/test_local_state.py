@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from tests.servers import free_port
-from tests.test_serve import PHOTOGEN, REPO, _kill_group, _read, _serve_env, _tail, _wait_until
+from tests.test_serve import PHOTOGEN, REPO, _kill_group, _read, _serve_env, _tail, _wait_until, start_serve
 
 
 def _mode(path: Path) -> int:
@@ -44,17 +44,7 @@ def test_a_home_an_older_version_left_readable_is_closed_and_new_files_are_priva
 def test_serve_keeps_the_ui_on_loopback_when_the_api_listens_everywhere_and_writes_private_files(tmp_path):
     home, log = tmp_path / "home", tmp_path / "serve.log"
     api_port, ui_port = free_port(), free_port()
-    with log.open("wb") as output:
-        serve = subprocess.Popen(
-            [str(PHOTOGEN), "serve", "--host", "0.0.0.0", "--api-port", str(api_port), "--ui-port", str(ui_port)],
-            env=_serve_env(home),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            umask=0o022,
-        )
+    serve = start_serve(home, api_port, ui_port, log, "--host", "0.0.0.0", umask=0o022)
     try:
         _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", serve, log)
         listening = _listening_addresses()

@@ -65,22 +65,42 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-@pytest.fixture
-def serve(tmp_path):
-    """`photogen serve` on free ports; its stderr (and its children's output) goes to a file."""
-    api_port, ui_port = free_port(), free_port()
-    home = tmp_path / "home"
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port)],
+def start_serve(home: Path, api_port: int, ui_port: int, log: Path, *options: str, **popen) -> subprocess.Popen:
+    """`photogen serve` in its own session; its stderr (and its children's output) is
+    appended to `log`, so a restart on the same home keeps one log."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port), *options],
             env=_serve_env(home),
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **popen,
         )
+
+
+def new_api_key(home: Path) -> dict[str, str]:
+    """A storefront key made with `photogen api-key create`, as the Authorization header."""
+    created = subprocess.run(
+        [str(PHOTOGEN), "api-key", "create", "--name", "test shop", "--json"],
+        env=_serve_env(home),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"Authorization": f"Bearer {json.loads(created.stdout)['secret']}"}
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """`photogen serve` on free ports; its stderr (and its children's output) goes to a file."""
+    api_port, ui_port = free_port(), free_port()
+    home = tmp_path / "home"
+    log = tmp_path / "serve.log"
+    process = start_serve(home, api_port, ui_port, log)
     child_pgids: list[int] = []
     try:
         yield process, api_port, ui_port, home, log, child_pgids
@@ -251,15 +271,7 @@ def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_p
     process, api_port, ui_port, home, log, child_pgids = serve
     _wait_ready(process, log, child_pgids)
     api = f"http://127.0.0.1:{api_port}"
-    created = subprocess.run(
-        [str(PHOTOGEN), "api-key", "create", "--name", "e2e shop", "--json"],
-        env=_serve_env(home),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {json.loads(created.stdout)['secret']}"}
+    auth = new_api_key(home)
 
     upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
     assert upload.status_code == 201, upload.text
