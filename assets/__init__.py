@@ -1,31 +1,50 @@
 """Asset and asset-check definitions for one order: selfie → proofs → print file."""
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from assets.analytics import analytics_assets, analytics_job, generation_ledger, rejection_metrics
-from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
+from assets.catalog_previews import catalog_assets, catalog_preview_job, define_catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
 from assets.partitions import orders_partitions
 from assets.printing import delivery, print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
-from assets.run_tags import GPU_JOB_TAGS
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
 print_assets = [print_master, print_file, delivery]
 order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met]
 
-proof_job = dg.define_asset_job(
-    "proof_job",
-    selection=dg.AssetSelection.assets(*proof_assets),
-    description="Selfie to validated proofs for one order.",
-    tags=GPU_JOB_TAGS,
-)
-print_job = dg.define_asset_job(
-    "print_job",
-    selection=dg.AssetSelection.assets(*print_assets),
-    description="Approved proof to the print-ready file for one order.",
-    tags=GPU_JOB_TAGS,
-)
+
+def define_proof_job(tags: Mapping[str, str] | None = None):
+    return dg.define_asset_job(
+        "proof_job",
+        selection=dg.AssetSelection.assets(*proof_assets),
+        description="Selfie to validated proofs for one order.",
+        tags=tags,
+    )
+
+
+def define_print_job(tags: Mapping[str, str] | None = None):
+    return dg.define_asset_job(
+        "print_job",
+        selection=dg.AssetSelection.assets(*print_assets),
+        description="Approved proof to the print-ready file for one order.",
+        tags=tags,
+    )
+
+
+def define_jobs(gpu_tags: Mapping[str, str]) -> list:
+    """The code location's jobs. Those whose steps load the style or upscale engine carry
+    `gpu_tags` (assets/run_tags.py), which build_defs reads from the same settings as the
+    engines, so overrides of the engine move the tags with it."""
+    return [define_proof_job(gpu_tags), define_print_job(gpu_tags), define_catalog_preview_job(gpu_tags), analytics_job]
+
+
+# Untagged: the jobs' names and selections, for sensors (which target jobs by name, so the
+# code location's tagged jobs are the ones that run) and tests.
+proof_job = define_proof_job()
+print_job = define_print_job()
 
 __all__ = [
     "delivery",
@@ -35,6 +54,10 @@ __all__ = [
     "rejection_metrics",
     "catalog_assets",
     "catalog_preview_job",
+    "define_catalog_preview_job",
+    "define_jobs",
+    "define_print_job",
+    "define_proof_job",
     "style_previews",
     "identity_preserved",
     "one_face_per_proof",

@@ -6,7 +6,8 @@ the models, so two on one card would need twice the memory. A deployment adds th
 its run launcher reads (GPU container requirements on ECS or Kubernetes) through
 PHOTOGEN_GPU_RUN_TAGS, a YAML file such as deploy/gpu-run-tags.ecs.yaml.
 
-The tags are fixed when the code location loads, as the engines are (definitions.py).
+The tags follow the settings the Definitions are built from, as the engines do:
+`build_defs` gives them to `assets.define_jobs` (definitions.py).
 """
 
 from photogen_pipelines.run_tags import load_run_tags
@@ -15,14 +16,9 @@ from photogen_pipelines.settings import PhotoGenSettings
 GPU_TAG = "photogen/gpu"
 
 
-def gpu_run_tags(settings: PhotoGenSettings | None = None) -> dict[str, str]:
+def gpu_run_tags(settings: PhotoGenSettings) -> dict[str, str]:
     """No tags on the embedded engine (CPU); on diffusers the GPU tag and the deployment's."""
-    settings = settings or PhotoGenSettings()
     if settings.engine != "diffusers":
         return {}
     deployment = load_run_tags(settings.gpu_run_tags) if settings.gpu_run_tags else {}
     return {**deployment, GPU_TAG: "true"}
-
-
-# read once, when the code location loads: every GPU job carries the same tags
-GPU_JOB_TAGS = gpu_run_tags()

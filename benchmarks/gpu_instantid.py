@@ -59,6 +59,7 @@ from diffusers import AutoencoderKL, ControlNetModel, EulerDiscreteScheduler, UN
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from benchmarks.demo_order import machine
+from photogen_pipelines.devtools.tiny_sdxl import FACE_EMBED_DIM, _tiny_tokenizer, face_adapter_state_dict, write_tiny_instantid
 from photogen_pipelines.engines.instantid import (
     IP_ADAPTER_FILE,
     clear_instantid_cache,
@@ -66,7 +67,6 @@ from photogen_pipelines.engines.instantid import (
     missing_instantid_files,
 )
 from photogen_pipelines.engines.memory_profiles import MemoryProfile
-from photogen_pipelines.engines.tiny_sdxl import FACE_EMBED_DIM, _tiny_tokenizer, face_adapter_state_dict, write_tiny_instantid
 from photogen_pipelines.engines.upscale_torch import RRDBNet, TorchRealEsrgan, tile_windows
 from photogen_pipelines.errors import ModelError
 

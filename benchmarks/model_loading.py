@@ -1,7 +1,7 @@
 """Model loading vs generation: what one run per order pays again and again.
 
 Dagster starts every run in a new process, so every run loads the style engine anew;
-inside a process the engines are cached (resources/engines.py, instantid.load_instantid),
+inside a process the engines are cached (photogen_pipelines/factories.py, instantid.load_instantid),
 so a run that renders many partitions (the catalog backfill, single-run backfill policy)
 loads once. This measures, each in a fresh Python process as a run would:
 

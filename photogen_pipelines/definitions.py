@@ -6,18 +6,15 @@ is the core and never imports Dagster.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
 import assets
 import sensors
-from photogen_pipelines.engines.models_folder import UPSCALER_FILE
-from photogen_pipelines.errors import ModelError
+from assets.run_tags import gpu_run_tags
+from photogen_pipelines.factories import Deployment, deployment
 from photogen_pipelines.intake import OrderRequest, register_order
 from photogen_pipelines.orders import Order
 from photogen_pipelines.settings import PhotoGenSettings
-from photogen_pipelines.storage_s3 import parse_s3_url
 from resources import (
     ArtifactStorage,
     CatalogResource,
@@ -41,49 +38,40 @@ def _payments(settings: PhotoGenSettings) -> StripePayments:
     )
 
 
-def _storage(settings: PhotoGenSettings) -> ArtifactStorage:
-    # PHOTOGEN_ARTIFACTS_ROOT is a directory or s3://bucket/prefix; the S3 endpoint and
-    # credentials come from boto3's own environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID…)
-    root = settings.resolved_artifacts_root
-    if root.startswith("s3://"):
-        bucket, prefix = parse_s3_url(root)
-        return ArtifactStorage(s3_bucket=bucket, s3_prefix=prefix)
-    return ArtifactStorage(root=root)
+def _storage(built: Deployment) -> ArtifactStorage:
+    return ArtifactStorage(**built.store.model_dump())
 
 
-def _engines(settings: PhotoGenSettings) -> dict[str, dg.ConfigurableResource]:
-    if settings.engine == "embedded":
-        return {"faces": FaceEngine(), "styles": StyleEngine(), "upscale": UpscaleEngine()}
-    if not settings.models_dir:
-        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
-    models = str(Path(settings.models_dir).expanduser().resolve())
+def _engines(built: Deployment) -> dict[str, dg.ConfigurableResource]:
+    # the resources turn back into these settings to build, so they reach the same cached engines
     return {
-        # the validator keeps the embedded encoder: not the one the generator conditions on
-        "faces": FaceEngine(),
-        "styles": StyleEngine(backend="diffusers", model_dir=models, memory_profile=settings.memory_profile),
-        "upscale": UpscaleEngine(backend="torch", model_path=str(Path(models) / UPSCALER_FILE)),
+        "faces": FaceEngine(**built.faces.model_dump()),
+        "styles": StyleEngine(**built.styles.model_dump()),
+        "upscale": UpscaleEngine(**built.upscale.model_dump()),
     }
 
 
 def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
     """Definitions with local storage under `home`, the orders database from
     PHOTOGEN_DATABASE_URL (default: SQLite under `home`) and the engines PHOTOGEN_ENGINE
-    names (default: embedded). `settings_overrides` are PhotoGenSettings fields."""
+    names (default: embedded). `settings_overrides` are PhotoGenSettings fields; the
+    engines, the store and the GPU jobs' run tags all follow them."""
     settings = PhotoGenSettings(**({"home": home} if home else {}), **settings_overrides)
     settings.paths.make_private()  # a plain `dagster dev` on the home writes private files too
+    built = deployment(settings)
     return dg.Definitions(
         assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
         asset_checks=assets.order_checks,
-        jobs=[assets.proof_job, assets.print_job, assets.catalog_preview_job, assets.analytics_job],
+        jobs=assets.define_jobs(gpu_run_tags(settings)),
         schedules=sensors.all_schedules,
         sensors=sensors.all_sensors,
         resources={
             "orders": OrdersDatabase(url=settings.resolved_database_url),
-            "storage": _storage(settings),
+            "storage": _storage(built),
             "catalog": CatalogResource(
                 styles_path=settings.styles_path, products_path=settings.products_path, quality_path=settings.quality_path
             ),
-            **_engines(settings),
+            **_engines(built),
             "payments": _payments(settings),
             "retention": RetentionSettings(),
         },

@@ -8,39 +8,23 @@ the API use either one. Keys live under an optional `prefix` inside the bucket:
 Credentials come from boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a
 profile, an instance or task role), never from PhotoGen's settings. The endpoint is
 `endpoint_url` when given, else boto3's AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS.
+Build one through `photogen_pipelines.factories.artifact_store`.
 """
 
 from __future__ import annotations
 
 import mimetypes
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.storage import LocalArtifactStore, _checked_key
+from photogen_pipelines.storage import _checked_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".tif": "image/tiff"}
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` → `("bucket", "some/prefix")`."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"not an s3://bucket[/prefix] URL: {url!r}")
-    return parts.netloc, parts.path.strip("/")
-
-
-def open_artifact_store(location: str) -> LocalArtifactStore | S3ArtifactStore:
-    """The store at `location`: `s3://bucket/prefix` (endpoint and credentials from boto3's
-    environment: AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID...) or a local directory."""
-    if location.startswith("s3://"):
-        return S3ArtifactStore(*parse_s3_url(location))
-    return LocalArtifactStore(location)
 
 
 def _missing(error: ClientError) -> bool:

@@ -2,7 +2,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from photogen_pipelines import factories
 from photogen_pipelines.db.database import Database, open_database
+from photogen_pipelines.factories import StoreSettings
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.storage import LocalArtifactStore
 
@@ -25,14 +27,11 @@ class ArtifactStorage(dg.ConfigurableResource):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
 
-    def store(self) -> "LocalArtifactStore | S3ArtifactStore":
-        if self.s3_bucket:
-            from photogen_pipelines.storage_s3 import S3ArtifactStore
+    def store_settings(self) -> StoreSettings:
+        return StoreSettings.model_validate(self, from_attributes=True)
 
-            return S3ArtifactStore(self.s3_bucket, self.s3_prefix, endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
-        if self.root:
-            return LocalArtifactStore(self.root)
-        raise ValueError("ArtifactStorage needs `root` (a local directory) or `s3_bucket` (an S3 bucket); neither is set")
+    def store(self) -> "LocalArtifactStore | S3ArtifactStore":
+        return factories.artifact_store(self.store_settings())
 
 
 class OrdersDatabase(dg.ConfigurableResource):

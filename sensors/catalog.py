@@ -22,8 +22,9 @@ def _style_ids(catalog: CatalogResource, log) -> list[str]:
     return [style_id for style_id in partitions if style_id in current]
 
 
+# by name: the code location defines the job with its engine's run tags (assets.define_jobs)
 @dg.schedule(
-    job=catalog_preview_job,
+    job_name=catalog_preview_job.name,
     cron_schedule="0 3 * * 1",  # Mondays 03:00 UTC, before the week's traffic
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -38,7 +39,7 @@ def weekly_catalog_previews(context: dg.ScheduleEvaluationContext, catalog: Cata
 
 
 @dg.sensor(
-    job=catalog_preview_job,
+    job_name=catalog_preview_job.name,
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Renders every style's preview again when the style catalog or the style engine changes (cursor: the version).",

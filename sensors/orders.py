@@ -34,8 +34,9 @@ def _order_runs(order_ids: list[str], run: str) -> list[dg.RunRequest]:
     ]
 
 
+# by name: the code location defines the jobs with its engine's run tags (assets.define_jobs)
 @dg.sensor(
-    job=proof_job,
+    job_name=proof_job.name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Paid orders become proof runs: the order id joins the `orders` partitions and one run is requested.",
@@ -52,7 +53,7 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
 
 
 @dg.sensor(
-    job=print_job,
+    job_name=print_job.name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Approved orders (by the customer, or auto-approved by the proof run) become print runs.",

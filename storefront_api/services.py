@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_styles
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.engines.base import FaceAnalyzer
+from photogen_pipelines.factories import artifact_store, deployment, face_analyzer
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.payments import StripeGateway
 from photogen_pipelines.signing import Signer
 from photogen_pipelines.storage import ArtifactStore
-from photogen_pipelines.storage_s3 import open_artifact_store
 from storefront_api.config import Settings
 
 
@@ -36,13 +36,13 @@ class Services:
 
     @functools.cached_property
     def faces(self) -> FaceAnalyzer:
-        # YuNet + SFace load in well under a second; loaded on the first upload, then kept
-        from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
-
-        return OpenCvFaceAnalyzer()
+        # loaded on the first upload; the same engine the pipelines' FaceEngine validates with
+        return face_analyzer(deployment(self.settings).faces)
 
 
 def build_services(settings: Settings) -> Services:
+    if not (settings.database_url and settings.artifacts_root):  # customers' data in the home folder
+        settings.paths.make_private()
     database = open_database(settings.resolved_database_url)
     gateway = None
     if settings.payments_on:
@@ -51,7 +51,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         database=database,
         book=SqlOrderBook(database),
-        store=open_artifact_store(settings.resolved_artifacts_root),
+        store=artifact_store(deployment(settings).store),
         styles=load_styles(settings.styles_path),
         products=load_products(settings.products_path),
         gateway=gateway,

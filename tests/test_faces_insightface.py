@@ -1,7 +1,7 @@
 """The insightface analyzer on the real insightface code path (FaceAnalysis, its model
 router, SCRFD decoding, ArcFace alignment) with the tiny random-weight pack, on the CPU,
 offline. The tiny detector's "faces" are the reddest and the bluest cells of a picture
-(see engines/tiny_insightface.py), so the synthetic pictures here put them on purpose."""
+(see devtools/tiny_insightface.py), so the synthetic pictures here put them on purpose."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ insightface = pytest.importorskip(
 
 from PIL import Image  # noqa: E402
 
+from photogen_pipelines.devtools.tiny_insightface import DETECTOR_FILE, RECOGNIZER_FILE, write_tiny_insightface_pack  # noqa: E402
 from photogen_pipelines.engines.base import FaceAnalyzer, cosine  # noqa: E402
 from photogen_pipelines.engines.faces_insightface import CPU, CUDA, InsightFaceAnalyzer, keypoints, select_providers  # noqa: E402
-from photogen_pipelines.engines.tiny_insightface import DETECTOR_FILE, RECOGNIZER_FILE, write_tiny_insightface_pack  # noqa: E402
 from photogen_pipelines.errors import ModelError  # noqa: E402
 
 # insightface 2.1's alignment calls scikit-image's deprecated SimilarityTransform.estimate

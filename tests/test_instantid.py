@@ -19,6 +19,7 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 from photogen_pipelines.catalog import DiffusionStyleParams, EmbeddedStyleParams, Style  # noqa: E402
+from photogen_pipelines.devtools.tiny_sdxl import write_tiny_instantid  # noqa: E402
 from photogen_pipelines.engines.base import Face  # noqa: E402
 from photogen_pipelines.engines.instantid import (  # noqa: E402
     KEYPOINT_COLOURS,
@@ -28,7 +29,6 @@ from photogen_pipelines.engines.instantid import (  # noqa: E402
     missing_instantid_files,
 )
 from photogen_pipelines.engines.stylize_instantid import RAW_ARCFACE_NORM, InstantIdStylizer, working_size  # noqa: E402
-from photogen_pipelines.engines.tiny_sdxl import write_tiny_instantid  # noqa: E402
 from photogen_pipelines.errors import ModelError  # noqa: E402
 from photogen_pipelines.imaging import Box  # noqa: E402
 from photogen_pipelines.stages import render_candidate, render_candidates  # noqa: E402

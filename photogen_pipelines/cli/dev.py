@@ -24,7 +24,7 @@ def make_tiny_models(directory: str) -> None:
     if target.exists() and any(target.iterdir()):
         raise UsageFailure(f"{target} is not empty; give a new or empty folder")
     try:
-        from photogen_pipelines.engines.models_folder import write_tiny_models
+        from photogen_pipelines.devtools.tiny_models import write_tiny_models
     except ImportError as exc:
         raise UsageFailure(f"the diffusers engine is not installed ({exc.name}): pip install -e '.[gpu]'") from None
     write_tiny_models(target)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-
 import click
 
+from photogen_pipelines import factories
 from photogen_pipelines.cli.common import clear_errors, emit, image_array
 from photogen_pipelines.errors import BadInput
+from photogen_pipelines.settings import PhotoGenSettings
 
 
-@functools.cache
 def face_analyzer():
-    from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
-
-    return OpenCvFaceAnalyzer()
+    """The face engine the pipelines validate with, for the settings in the environment."""
+    return factories.face_analyzer(factories.deployment(PhotoGenSettings()).faces)
 
 
 @click.command()

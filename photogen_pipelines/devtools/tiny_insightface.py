@@ -84,7 +84,7 @@ ARCFACE_TEMPLATE = np.array(
 )
 NOTICE = """\
 Tiny random-weight ONNX models in the layout of an insightface model pack, written by
-photogen_pipelines.engines.tiny_insightface for tests and `photogen dev make-tiny-models`.
+photogen_pipelines.devtools.tiny_insightface for tests and `photogen dev make-tiny-models`.
 They are NOT face models: they find the reddest and the bluest patch of a picture and
 embed a few average colours. Never use them for customers' orders.
 """

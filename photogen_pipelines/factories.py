@@ -1,0 +1,228 @@
+"""Engines and artifact stores, built in one place from typed settings.
+
+The Dagster resources, the storefront API and the CLI all build through these functions,
+and `deployment(settings)` gives every one of them the same engine and store settings
+for one `PhotoGenSettings`. Dagster builds resources anew for every run, so the engines
+are cached here, process-wide, keyed by their (frozen) settings: a process that serves
+many orders (a run worker, the API, the CLI, tests) loads each model once, and a
+resource and the API in one process share the same engine object.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
+from photogen_pipelines.engines.models_folder import UPSCALER_FILE
+from photogen_pipelines.errors import ModelError
+from photogen_pipelines.settings import PhotoGenSettings
+from photogen_pipelines.storage import LocalArtifactStore
+
+if TYPE_CHECKING:
+    from photogen_pipelines.storage_s3 import S3ArtifactStore
+
+FaceBackend = Literal["embedded", "insightface"]
+StyleBackend = Literal["embedded", "diffusers"]
+UpscaleBackend = Literal["embedded", "torch"]
+
+
+class _FrozenSettings(BaseModel):
+    # frozen makes them hashable, so the settings themselves are the cache keys; a
+    # misspelt option is an error rather than an engine silently built on defaults
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FaceEngineSettings(_FrozenSettings):
+    """Face detection and the identity encoder. embedded: YuNet + SFace on OpenCV;
+    insightface: SCRFD + ArcFace from `model_dir`, a folder with an insightface pack's *.onnx."""
+
+    backend: FaceBackend = "embedded"
+    model_dir: str | None = None
+    providers: str = "auto"  # insightface: auto (CUDA when onnxruntime-gpu has it) | cpu | cuda
+
+
+class StyleEngineSettings(_FrozenSettings):
+    """The stylizer. embedded: Magenta style transfer on onnxruntime; diffusers: SDXL +
+    InstantID from the models folder `model_dir` (engines/models_folder.py), on the GPU."""
+
+    backend: StyleBackend = "embedded"
+    model_dir: str | None = None
+    threads: int | None = None
+    face_model_dir: str | None = None  # diffusers: the insightface pack (default model_dir/insightface)
+    face_providers: str = "auto"
+    device: str = "auto"  # diffusers: auto | cuda | cuda:1 | cpu
+    memory_profile: str = "auto"  # diffusers: auto | low | medium | high | high-bf16 | cpu (memory_profiles.py)
+    vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
+    steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
+    resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
+
+    def conditioning_faces(self) -> FaceEngineSettings:
+        """The insightface analyzer InstantID conditions on (diffusers only)."""
+        if not self.model_dir:
+            raise ModelError("the diffusers style backend needs model_dir: the models folder (photogen dev make-tiny-models)")
+        from photogen_pipelines.engines.models_folder import INSIGHTFACE_DIR
+
+        model_dir = self.face_model_dir or str(Path(self.model_dir) / INSIGHTFACE_DIR)
+        return FaceEngineSettings(backend="insightface", model_dir=model_dir, providers=self.face_providers)
+
+
+class UpscaleEngineSettings(_FrozenSettings):
+    """The print upscaler. embedded: Real-ESRGAN on ncnn, tiled; torch: Real-ESRGAN x4plus
+    in our RRDBNet from `model_path`, tiled, fp16 on a GPU."""
+
+    backend: UpscaleBackend = "embedded"
+    model: str = "REALESRGAN_ANIMAVIDEOV3"  # embedded: the ncnn model's name
+    model_dir: str | None = None  # embedded
+    tile: int = 256
+    threads: int | None = None
+    model_path: str | None = None  # torch: RealESRGAN_x4plus.pth
+    device: str = "auto"  # torch: auto | cuda | cpu
+    dtype: str = "auto"  # torch: auto (fp16 on cuda, fp32 on cpu) | fp16 | bf16 | fp32
+    tile_pad: int = 16
+    batch: int = 4  # torch: tiles per forward pass
+
+
+class StoreSettings(_FrozenSettings):
+    """Where uploads, proofs and print files are written: a local directory (`root`), or an
+    S3 bucket (`s3_bucket`, on AWS or any S3 endpoint), which wins when both are set.
+
+    Credentials are never settings: boto3 reads them from its own chain
+    (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an instance or task role).
+    `s3_endpoint_url` unset means boto3's AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS.
+    """
+
+    root: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> StoreSettings:
+        if not (self.root or self.s3_bucket):
+            raise ValueError("an artifact store needs `root` (a local directory) or `s3_bucket` (an S3 bucket); neither is set")
+        return self
+
+    @classmethod
+    def at(cls, location: str) -> StoreSettings:
+        """The store `location` names, as PHOTOGEN_ARTIFACTS_ROOT does: a local directory or
+        `s3://bucket/prefix` (endpoint and credentials from boto3's environment)."""
+        if location.startswith("s3://"):
+            bucket, prefix = parse_s3_url(location)
+            return cls(s3_bucket=bucket, s3_prefix=prefix)
+        return cls(root=location)
+
+
+class Deployment(_FrozenSettings):
+    """The engines and the store one PhotoGenSettings stands for."""
+
+    faces: FaceEngineSettings
+    styles: StyleEngineSettings
+    upscale: UpscaleEngineSettings
+    store: StoreSettings
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` → `("bucket", "some/prefix")`."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"not an s3://bucket[/prefix] URL: {url!r}")
+    return parts.netloc, parts.path.strip("/")
+
+
+def deployment(settings: PhotoGenSettings) -> Deployment:
+    """What the Definitions, the storefront API and the CLI build for `settings`: the
+    engines PHOTOGEN_ENGINE names and the store at PHOTOGEN_ARTIFACTS_ROOT."""
+    store = StoreSettings.at(settings.resolved_artifacts_root)
+    # the identity validator is the embedded encoder on either engine: not the one the
+    # diffusers generator conditions on, so the gate does not grade its own homework
+    faces = FaceEngineSettings()
+    if settings.engine == "embedded":
+        return Deployment(faces=faces, styles=StyleEngineSettings(), upscale=UpscaleEngineSettings(), store=store)
+    if not settings.models_dir:
+        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
+    models = Path(settings.models_dir).expanduser().resolve()
+    return Deployment(
+        faces=faces,
+        styles=StyleEngineSettings(backend="diffusers", model_dir=str(models), memory_profile=settings.memory_profile),
+        upscale=UpscaleEngineSettings(backend="torch", model_path=str(models / UPSCALER_FILE)),
+        store=store,
+    )
+
+
+@functools.cache
+def face_analyzer(settings: FaceEngineSettings) -> FaceAnalyzer:
+    if settings.backend == "embedded":
+        from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
+
+        return OpenCvFaceAnalyzer(settings.model_dir)
+    if not settings.model_dir:
+        raise ModelError("the insightface face backend needs model_dir: a folder with an insightface pack's *.onnx")
+    from photogen_pipelines.engines.faces_insightface import InsightFaceAnalyzer  # the gpu extra
+
+    return InsightFaceAnalyzer(settings.model_dir, providers=settings.providers)
+
+
+@functools.cache
+def stylizer(settings: StyleEngineSettings) -> Stylizer:
+    if settings.backend == "embedded":
+        from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
+
+        return MagentaStylizer(settings.model_dir, settings.threads)
+    faces = settings.conditioning_faces()
+    from photogen_pipelines.engines.models_folder import engine_defaults
+    from photogen_pipelines.engines.stylize_instantid import InstantIdStylizer  # the gpu extra
+
+    defaults = {"steps": 30, "resolution": 1024, **engine_defaults(settings.model_dir)}
+    return InstantIdStylizer(
+        settings.model_dir,
+        face_analyzer(faces),
+        device=settings.device,
+        profile=settings.memory_profile,
+        vae=settings.vae,
+        steps=settings.steps or defaults["steps"],
+        resolution=settings.resolution or defaults["resolution"],
+    )
+
+
+@functools.cache
+def upscaler(settings: UpscaleEngineSettings) -> Upscaler:
+    if settings.backend == "embedded":
+        from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan
+
+        return NcnnRealEsrgan(model=settings.model, model_dir=settings.model_dir, tile=settings.tile, threads=settings.threads)
+    if not settings.model_path:
+        raise ModelError("UpscaleEngine(backend='torch') needs model_path: the RealESRGAN_x4plus.pth file")
+    from photogen_pipelines.engines.upscale_torch import TorchRealEsrgan  # torch is in the gpu extra only
+
+    return TorchRealEsrgan(
+        settings.model_path,
+        device=settings.device,
+        dtype=settings.dtype,
+        tile=settings.tile,
+        tile_pad=settings.tile_pad,
+        batch=settings.batch,
+    )
+
+
+def artifact_store(settings: StoreSettings) -> LocalArtifactStore | S3ArtifactStore:
+    # Not cached, unlike the engines: a store is cheap to make, and boto3 reads the endpoint
+    # and credentials from the environment when its client is made, so a cached one would
+    # keep what the environment said the first time.
+    if settings.s3_bucket:
+        from photogen_pipelines.storage_s3 import S3ArtifactStore  # boto3 loads only for S3
+
+        return S3ArtifactStore(
+            settings.s3_bucket, settings.s3_prefix, endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region
+        )
+    return LocalArtifactStore(settings.root)
+
+
+def open_artifact_store(location: str) -> LocalArtifactStore | S3ArtifactStore:
+    """The store at `location`: a local directory or `s3://bucket/prefix`."""
+    return artifact_store(StoreSettings.at(location))
