@@ -25,11 +25,19 @@ class ArtifactStore(Protocol):
     def uri(self, key: str) -> str: ...
 
 
+def valid_key(key: str) -> bool:
+    """A key names a file under the store's root and nothing else: relative, `/`-separated,
+    no empty, `.` or `..` segment, no backslash (a separator elsewhere) and no NUL."""
+    if not key or "\\" in key or "\0" in key:
+        return False
+    return all(part not in ("", ".", "..") for part in key.split("/"))
+
+
 def _checked_key(key: str) -> PurePosixPath:
-    path = PurePosixPath(key)
-    if path.is_absolute() or ".." in path.parts or not path.parts:
+    # a folder given to list() may end with its slash
+    if not valid_key(key.removesuffix("/")):
         raise ValueError(f"bad artifact key {key!r}")
-    return path
+    return PurePosixPath(key)
 
 
 class LocalArtifactStore:

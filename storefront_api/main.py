@@ -11,6 +11,7 @@ from storefront_api.api.deps import RateLimits, limit_address
 from storefront_api.api.routes import catalog, files, health, orders, uploads, webhooks
 from storefront_api.config import Settings, get_settings
 from storefront_api.errors import install_error_handlers
+from storefront_api.limits import RequestLimits
 from storefront_api.services import build_services
 
 log = logging.getLogger("storefront_api")
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rate_limit_per_key, settings.rate_limit_per_address, settings.rate_limit_storage_uri
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, settings=settings)
     app.include_router(health.router)
     limited = [Depends(limit_address)]
     prefix = settings.api_v1_prefix

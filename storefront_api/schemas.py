@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class UploadOut(BaseModel):
@@ -38,7 +38,12 @@ class ProductOut(BaseModel):
     currency: str = "usd"
 
 
-class OrderIn(BaseModel):
+class RequestBody(BaseModel):
+    # no coercion: "2", true and 2.0 are not the integer 2 (a storefront sending them has a bug to hear about)
+    model_config = ConfigDict(strict=True)
+
+
+class OrderIn(RequestBody):
     upload_id: str = Field(max_length=32)
     style_id: str = Field(max_length=64)
     product_id: str = Field(max_length=64)
@@ -46,11 +51,11 @@ class OrderIn(BaseModel):
     approval: Literal["customer", "auto"] = "customer"
 
 
-class ApproveIn(BaseModel):
+class ApproveIn(RequestBody):
     proof: int = Field(ge=0, le=7, description="the variant number of a proof that passed the identity gate")
 
 
-class CancelIn(BaseModel):
+class CancelIn(RequestBody):
     reason: str | None = Field(None, max_length=500)
 
 

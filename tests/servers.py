@@ -87,10 +87,11 @@ def localstripe_server(workdir: Path):
 
 
 @contextmanager
-def api_server(app):
-    """The app behind a real uvicorn server on a free port, in this process."""
+def api_server(app, **config):
+    """The app behind a real uvicorn server on a free port, in this process; `config` goes
+    to uvicorn (e.g. `http=` the API's own protocol, as `photogen serve` runs it)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -179,7 +179,8 @@ def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: i
         if supervisor.stop_signal is None:
             api = supervisor.start(
                 "storefront API",
-                [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)],
+                [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)]
+                + ["--http", "storefront_api.server:HttpProtocol"],  # JSON answers and head limits (server.py)
             )
             say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
             ui = supervisor.start("Dagster UI", [webserver, "-m", DEFINITIONS_MODULE, "-h", ui_host, "-p", str(ui_port)])

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from photogen_pipelines.storage import valid_key
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError
 
@@ -20,7 +21,8 @@ SERVED_PREFIXES = ("orders/", "catalog/previews/")
 def get_file(key: str, expires: Annotated[int, Query()], signature: Annotated[str, Query(max_length=100)], services: ServicesDep):
     if not services.signer.file_signature_valid(key, expires, signature):
         raise ApiError(403, "link_expired_or_invalid", "this link has expired or is not valid; ask for the order again")
-    if not key.startswith(SERVED_PREFIXES) or not services.store.exists(key):
+    # a signed key is still checked: the store must never be asked for `orders/../../secret_key`
+    if not valid_key(key) or not key.startswith(SERVED_PREFIXES) or not services.store.exists(key):
         raise ApiError(404, "file_not_found", "the file does not exist (any more)")
     headers = {"Cache-Control": "private, max-age=60"}
     local_path = getattr(services.store, "path", None)
