@@ -5,7 +5,7 @@ these models find are the reddest (and the bluest) patches of a picture and the
 "identity" is a random projection of a few average colours. What they do prove is the production code path:
 insightface's own model router, SCRFD decoding (anchors, strides, NMS, its static-shape
 sessions), 5-point alignment and ArcFace preprocessing all run on them unchanged, on
-the CPU, in milliseconds, with nothing downloaded (DESIGN §2: GPU code is tested on
+the CPU, in milliseconds, with nothing downloaded (docs/architecture.md §3: GPU code is tested on
 CPU with tiny random-weight models, the same loader, only smaller).
 
 insightface decides what a file is from its shapes (`model_zoo.ModelRouter`):
