@@ -30,7 +30,7 @@ from photogen_pipelines import lifecycle
 from photogen_pipelines.db.tables import OrderRow, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orderbook import OrderTransaction, SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.orders import OWES_REFUND, Order, OrderState
 from photogen_pipelines.stripe_events import (
     MalformedEvent,
     PaymentError,
@@ -273,7 +273,7 @@ def _refunded(order: Order, intent: dict) -> _Effect:
     if order.refund_id:
         return _Effect("refund already recorded", known if full else None)
     order.refunded_cents, order.refund_id = refunded, refund_id
-    if order.state in (OrderState.REJECTED, OrderState.FAILED, OrderState.CANCELLED):
+    if order.state in OWES_REFUND:
         lifecycle.refund_recorded(order, "refunded in Stripe")
     elif order.state == OrderState.AWAITING_PAYMENT:
         # the refund overtook its payment: the money is (mostly) back, the order must
