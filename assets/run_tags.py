@@ -17,8 +17,10 @@ GPU_TAG = "photogen/gpu"
 
 
 def gpu_run_tags(settings: PhotoGenSettings) -> dict[str, str]:
-    """No tags on the embedded engine (CPU); on diffusers the GPU tag and the deployment's."""
-    if settings.engine != "diffusers":
+    """No tags on the embedded engine (CPU) or with the warm engine service (its replicas
+    hold the GPUs and its queue and autoscaler share them: runs need none); on in-run
+    diffusers the GPU tag and the deployment's."""
+    if settings.engine != "diffusers" or settings.engine_url:
         return {}
     deployment = load_run_tags(settings.gpu_run_tags) if settings.gpu_run_tags else {}
     return {**deployment, GPU_TAG: "true"}

@@ -63,6 +63,9 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
         assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
         asset_checks=assets.order_checks,
         jobs=assets.define_jobs(gpu_run_tags(settings)),
+        # a run's steps and checks share its one process: it imports and loads once, where
+        # the multiprocess default started a process per step (2-4 s each, DESIGN §3)
+        executor=dg.in_process_executor,
         schedules=sensors.all_schedules,
         sensors=sensors.all_sensors,
         resources={

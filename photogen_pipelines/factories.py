@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
 from photogen_pipelines.engines.models_folder import UPSCALER_FILE
+from photogen_pipelines.engines.remote import EngineService, RemoteUpscaler, remote_stylizer
 from photogen_pipelines.errors import ModelError
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage import LocalArtifactStore
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from photogen_pipelines.storage_s3 import S3ArtifactStore
 
 FaceBackend = Literal["embedded", "insightface"]
-StyleBackend = Literal["embedded", "diffusers"]
-UpscaleBackend = Literal["embedded", "torch"]
+# service: the warm engine service (engine_service/) at service_url does the work
+StyleBackend = Literal["embedded", "diffusers", "service"]
+UpscaleBackend = Literal["embedded", "torch", "service"]
 
 
 class _FrozenSettings(BaseModel):
@@ -60,6 +62,8 @@ class StyleEngineSettings(_FrozenSettings):
     vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
     steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
     resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
+    service_url: str | None = None  # service: the engine service's URL
+    service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
 
     def conditioning_faces(self) -> FaceEngineSettings:
         """The insightface analyzer InstantID conditions on (diffusers only)."""
@@ -85,6 +89,8 @@ class UpscaleEngineSettings(_FrozenSettings):
     dtype: str = "auto"  # torch: auto (fp16 on cuda, fp32 on cpu) | fp16 | bf16 | fp32
     tile_pad: int = 16
     batch: int = 4  # torch: tiles per forward pass
+    service_url: str | None = None  # service: the engine service's URL
+    service_wait_seconds: float = 120.0
 
 
 class StoreSettings(_FrozenSettings):
@@ -135,24 +141,37 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+def engine_settings(
+    engine: str, models_dir: str | None, memory_profile: str = "auto"
+) -> tuple[StyleEngineSettings, UpscaleEngineSettings]:
+    """The stylizer and upscaler settings of an engine (PHOTOGEN_ENGINE), where they run
+    in-process: in a run, or in a replica of the warm engine service."""
+    if engine == "embedded":
+        return StyleEngineSettings(), UpscaleEngineSettings()
+    if not models_dir:
+        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
+    models = Path(models_dir).expanduser().resolve()
+    return (
+        StyleEngineSettings(backend="diffusers", model_dir=str(models), memory_profile=memory_profile),
+        UpscaleEngineSettings(backend="torch", model_path=str(models / UPSCALER_FILE)),
+    )
+
+
 def deployment(settings: PhotoGenSettings) -> Deployment:
     """What the Definitions, the storefront API and the CLI build for `settings`: the
-    engines PHOTOGEN_ENGINE names and the store at PHOTOGEN_ARTIFACTS_ROOT."""
+    engines PHOTOGEN_ENGINE names, or the warm engine service at PHOTOGEN_ENGINE_URL when
+    it is set (it then decides the engine), and the store at PHOTOGEN_ARTIFACTS_ROOT."""
     store = StoreSettings.at(settings.resolved_artifacts_root)
-    # the identity validator is the embedded encoder on either engine: not the one the
-    # diffusers generator conditions on, so the gate does not grade its own homework
+    # the identity validator is the embedded encoder on every engine: not the one the
+    # diffusers generator conditions on, so the gate does not grade its own homework; it
+    # stays in the run with the service too (milliseconds on a CPU, and the gate stays ours)
     faces = FaceEngineSettings()
-    if settings.engine == "embedded":
-        return Deployment(faces=faces, styles=StyleEngineSettings(), upscale=UpscaleEngineSettings(), store=store)
-    if not settings.models_dir:
-        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
-    models = Path(settings.models_dir).expanduser().resolve()
-    return Deployment(
-        faces=faces,
-        styles=StyleEngineSettings(backend="diffusers", model_dir=str(models), memory_profile=settings.memory_profile),
-        upscale=UpscaleEngineSettings(backend="torch", model_path=str(models / UPSCALER_FILE)),
-        store=store,
-    )
+    if settings.engine_url:
+        service = {"service_url": settings.engine_url, "service_wait_seconds": settings.engine_wait_seconds}
+        styles, upscale = StyleEngineSettings(backend="service", **service), UpscaleEngineSettings(backend="service", **service)
+    else:
+        styles, upscale = engine_settings(settings.engine, settings.models_dir, settings.memory_profile)
+    return Deployment(faces=faces, styles=styles, upscale=upscale, store=store)
 
 
 @functools.cache
@@ -168,8 +187,16 @@ def face_analyzer(settings: FaceEngineSettings) -> FaceAnalyzer:
     return InsightFaceAnalyzer(settings.model_dir, providers=settings.providers)
 
 
+def _service(settings: StyleEngineSettings | UpscaleEngineSettings) -> EngineService:
+    if not settings.service_url:
+        raise ModelError("the service engine backend needs service_url: the engine service's URL (PHOTOGEN_ENGINE_URL)")
+    return EngineService(settings.service_url, wait_seconds=settings.service_wait_seconds)
+
+
 @functools.cache
 def stylizer(settings: StyleEngineSettings) -> Stylizer:
+    if settings.backend == "service":
+        return remote_stylizer(_service(settings))
     if settings.backend == "embedded":
         from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 
@@ -192,6 +219,8 @@ def stylizer(settings: StyleEngineSettings) -> Stylizer:
 
 @functools.cache
 def upscaler(settings: UpscaleEngineSettings) -> Upscaler:
+    if settings.backend == "service":
+        return RemoteUpscaler(_service(settings))
     if settings.backend == "embedded":
         from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan
 

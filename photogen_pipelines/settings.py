@@ -83,6 +83,9 @@ class PhotoGenSettings(BaseSettings):
     engine: Literal["embedded", "diffusers"] = "embedded"
     models_dir: str | None = None
     memory_profile: str = "auto"  # diffusers: engines/memory_profiles.py
+    # the warm engine service (`photogen engines serve`): runs call it instead of loading engines
+    engine_url: str | None = None
+    engine_wait_seconds: float = 120.0  # how long a call waits for the service to come up
     gpu_run_tags: str | None = None  # a YAML file of run tags GPU runs carry (deploy/gpu-run-tags.*.yaml)
 
     @property

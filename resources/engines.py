@@ -35,7 +35,8 @@ class FaceEngine(dg.ConfigurableResource):
 
 class StyleEngine(dg.ConfigurableResource):
     """Renders styled candidates (embedded: Magenta style transfer on onnxruntime;
-    diffusers: SDXL + InstantID from the models folder, on the GPU)."""
+    diffusers: SDXL + InstantID from the models folder, on the GPU; service: the warm
+    engine service at service_url)."""
 
     backend: StyleBackend = "embedded"
     model_dir: str | None = None  # diffusers: the models folder (engines/models_folder.py)
@@ -49,6 +50,8 @@ class StyleEngine(dg.ConfigurableResource):
     vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
     steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
     resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
+    service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
+    service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
 
     def engine_settings(self) -> StyleEngineSettings:
         return StyleEngineSettings.model_validate(self, from_attributes=True)
@@ -59,7 +62,8 @@ class StyleEngine(dg.ConfigurableResource):
 
 class UpscaleEngine(dg.ConfigurableResource):
     """Upscales the approved proof to print size (embedded: Real-ESRGAN on ncnn, tiled;
-    torch: Real-ESRGAN x4plus in our RRDBNet, tiled, fp16 on a GPU)."""
+    torch: Real-ESRGAN x4plus in our RRDBNet, tiled, fp16 on a GPU; service: the warm
+    engine service at service_url)."""
 
     backend: UpscaleBackend = "embedded"
     model: str = "REALESRGAN_ANIMAVIDEOV3"
@@ -73,6 +77,8 @@ class UpscaleEngine(dg.ConfigurableResource):
     dtype: str = "auto"  # torch: auto (fp16 on cuda, fp32 on cpu) | fp16 | bf16 | fp32
     tile_pad: int = 16
     batch: int = 4  # torch: tiles per forward pass
+    service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
+    service_wait_seconds: float = 120.0
 
     def engine_settings(self) -> UpscaleEngineSettings:
         return UpscaleEngineSettings.model_validate(self, from_attributes=True)

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from photogen_pipelines.cli import admin, catalogs, demo, dev, faces, report, serve, ui
+from photogen_pipelines.cli import admin, catalogs, demo, dev, engines, faces, report, serve, ui
 
 
 @click.group()
@@ -31,6 +31,7 @@ for command in (
     catalogs.products,
     ui.ui,
     serve.serve,
+    engines.engines,
     admin.api_key,
     admin.db,
     report.report,

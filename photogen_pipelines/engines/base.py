@@ -53,6 +53,16 @@ class SeededStylizer(Stylizer, Protocol):
     def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]: ...
 
 
+@runtime_checkable
+class ResidentStyles(Protocol):
+    """A stylizer that can keep a style's own weights loaded between orders (a LoRA, a
+    style vector): the warm engine service loads the styles a replica serves and unloads
+    the least recently used (engine_service/)."""
+
+    def load_style(self, params: dict) -> None: ...
+    def unload_style(self, params: dict) -> None: ...
+
+
 class Upscaler(Protocol):
     name: str
     version: str

