@@ -106,3 +106,15 @@ def orders_db(database_url):
     database.migrate()
     yield database
     database.dispose()
+
+
+# -- Ray: one small local cluster per test session, started on first use -----------------
+
+
+@pytest.fixture(scope="session")
+def ray_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The environment that joins the session's Ray cluster (RAY_ADDRESS and its token)."""
+    from tests.servers import ray_cluster
+
+    with ray_cluster(tmp_path_factory.mktemp("ray")) as env:
+        yield env

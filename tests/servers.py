@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -58,7 +60,8 @@ def server_process(command: list[str], log_path: Path, env: dict[str, str] | Non
     try:
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it exited on its own
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -109,3 +112,56 @@ def moto_s3_server(workdir: Path):
     command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)]
     with _answering_server("moto", command, f"http://127.0.0.1:{port}", "/moto-api/", workdir) as base:
         yield base
+
+
+@contextmanager
+def ray_cluster(workdir: Path, num_cpus: int = 2):
+    """One small local Ray cluster (loopback, no dashboard) for a test session: `ray start
+    --block` in its own session, stopped by its pid. Yields the environment a process needs
+    to join it: RAY_ADDRESS and the cluster's own auth token (Ray enables token auth)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
+    command += ["--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false"]
+    command += ["--disable-usage-stats"]
+    with server_process(command, workdir / "ray.log", env=env) as process:
+        address = f"127.0.0.1:{port}"
+        wait_until(lambda: process.poll() is not None or _ray_answers(address), 120, "the Ray cluster")
+        assert process.poll() is None, (workdir / "ray.log").read_text()
+        yield {**env, "RAY_ADDRESS": address}
+
+
+def _ray_answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+@contextmanager
+def engine_service(workdir: Path, ray_env: dict[str, str], *options: str):
+    """`photogen engines serve` on a free port, on the session's Ray cluster (`ray_env`
+    from ray_cluster); yields its URL once its models are loaded (GET /v1/engines answers),
+    stops it by its pid."""
+    port = free_port()
+    photogen = str(Path(sys.executable).with_name("photogen"))
+    command = [photogen, "engines", "serve", "--port", str(port), *options]
+    base = f"http://127.0.0.1:{port}"
+    with server_process(command, workdir / "engines.log", env=ray_env) as process:
+        wait_until(lambda: process.poll() is not None or _answers_ok(base + "/v1/engines"), 300, "the engine service")
+        assert process.poll() is None, (workdir / "engines.log").read_text()[-5000:]
+        yield base
+    # stopped by SIGTERM: it took its Serve application down before it exited
+    assert process.returncode == 0, (workdir / "engines.log").read_text()[-5000:]
+
+
+def _answers_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False

@@ -357,7 +357,8 @@ def _class_config_ok(block: dict) -> dict:
 
 
 def test_every_yaml_under_deploy_is_checked_here():
-    """Here or in tests/test_gpu_routing.py (the launcher fragments and GPU run tags)."""
+    """Here, in tests/test_gpu_routing.py (the launcher fragments and GPU run tags) or in
+    tests/test_deploy_engines.py (the engine service's RayService)."""
     shipped = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
     assert shipped == {
         "dagster.yaml",
@@ -367,6 +368,7 @@ def test_every_yaml_under_deploy_is_checked_here():
         "run-launcher.k8s.yaml",
         "gpu-run-tags.ecs.yaml",
         "gpu-run-tags.k8s.yaml",
+        "kuberay/rayservice.yaml",
     }
 
 
@@ -590,7 +592,7 @@ def _env_example() -> dict[str, str]:
 
 def test_every_compose_service_is_built_from_a_dockerfile_here_or_pins_an_image():
     services = _compose()["services"]
-    assert set(services) == {"postgres", "minio", "buckets", "migrate", "code", "webserver", "daemon", "api"}
+    assert set(services) == {"postgres", "minio", "buckets", "migrate", "code", "webserver", "daemon", "api", "engines"}
     built = {}
     for name, service in services.items():
         if "build" in service:
@@ -600,7 +602,7 @@ def test_every_compose_service_is_built_from_a_dockerfile_here_or_pins_an_image(
         else:
             repository, _, tag = service["image"].partition(":")
             assert repository in EXTERNAL_IMAGES and tag and tag != "latest", (name, service["image"])
-    assert {p.name for p in built.values()} == {"Dockerfile.dagster", "Dockerfile.code", "Dockerfile.api"}
+    assert {p.name for p in built.values()} == {"Dockerfile.dagster", "Dockerfile.code", "Dockerfile.api", "Dockerfile.engines"}
     images = {name: services[name]["image"] for name in services}
     assert images["webserver"] == images["daemon"] == images["buckets"] == "photogen/dagster:local"  # one image, two commands
     assert images["code"] == images["migrate"]
@@ -656,7 +658,13 @@ def test_the_buckets_one_shot_of_compose_creates_both_buckets_idempotently(s3, a
 
 
 def test_each_dockerfile_installs_with_the_constraints_and_runs_an_entry_point_that_exists():
-    assert {p.name for p in DOCKERFILES} == {"Dockerfile.dagster", "Dockerfile.code", "Dockerfile.api", "Dockerfile.gpu-worker"}
+    assert {p.name for p in DOCKERFILES} == {
+        "Dockerfile.dagster",
+        "Dockerfile.code",
+        "Dockerfile.api",
+        "Dockerfile.gpu-worker",
+        "Dockerfile.engines",
+    }
     for path in DOCKERFILES:
         text = path.read_text()
         lines = re.sub(r"\\\n\s*", " ", text).splitlines()  # continuation lines joined

@@ -29,7 +29,9 @@ def engines() -> None:
 @click.option("--max-replicas", type=click.IntRange(1), default=1, show_default=True, help="Replicas per engine, at most.")
 @click.option("--gpus-per-replica", type=click.FloatRange(0), help="GPUs per style replica [diffusers: 0.8, embedded: 0].")
 @click.option("--cpus", type=click.IntRange(1), help="CPUs the local Ray node offers [all of them].")
-@click.option("--address", help="Join this Ray cluster (e.g. auto) instead of starting a local one.")
+@click.option(
+    "--address", envvar="RAY_ADDRESS", help="Join this Ray cluster (host:port, or auto) instead of starting a local one."
+)
 def serve(
     engine: str,
     models_dir: str | None,
@@ -74,9 +76,6 @@ def _run_service(args, host: str, port: int, cpus: int | None, address: str | No
 
     from engine_service.app import APP_NAME, build_app
 
-    stop: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
-    signal.signal(signal.SIGINT, lambda signum, _frame: stop.append(signum))
     say(f"starting the engine service ({args.engine} engine) on Ray")
     ray.init(
         address=address,
@@ -86,6 +85,10 @@ def _run_service(args, host: str, port: int, cpus: int | None, address: str | No
         logging_level="WARNING",
         configure_logging=True,
     )
+    # after ray.init, which installs a SIGTERM handler of its own that ends the process at once
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stop.append(signum))
     try:
         serve.start(http_options={"host": host, "port": port})
         started = time.monotonic()

@@ -24,6 +24,7 @@ STOP_GRACE_SECONDS = 30
 DEFINITIONS_MODULE = "photogen_pipelines.definitions"
 API_APP = "storefront_api.main:app"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+ENGINE_HOST = "127.0.0.1"  # the local engine service is for this machine's runs only
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -136,24 +137,54 @@ def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | N
 )
 @click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="The storefront API's port.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="The Dagster UI's port.")
+@click.option(
+    "--engine-service",
+    is_flag=True,
+    help="Also run the warm engine service (photogen engines serve) on loopback: runs call it instead of loading models.",
+)
+@click.option("--engine-port", type=click.IntRange(1, 65535), default=8100, show_default=True, help="The engine service's port.")
 @home_option
-def serve(host: str, ui_host: str, api_port: int, ui_port: int, home: str | None) -> None:
+def serve(host: str, ui_host: str, api_port: int, ui_port: int, engine_service: bool, engine_port: int, home: str | None) -> None:
     """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
-    if api_port == ui_port:
-        raise UsageFailure(f"--api-port and --ui-port are both {api_port}")
+    ports = {"--api-port": api_port, "--ui-port": ui_port, **({"--engine-port": engine_port} if engine_service else {})}
+    if len(set(ports.values())) < len(ports):
+        raise UsageFailure(f"two of {', '.join(ports)} are the same port ({', '.join(map(str, ports.values()))})")
     check_port_free(host, api_port)
     check_port_free(ui_host, ui_port)
+    if engine_service:
+        check_port_free(ENGINE_HOST, engine_port)
     webserver, daemon = executable("dagster-webserver"), executable("dagster-daemon")
+    engines = [executable("photogen"), "engines", "serve", "--host", ENGINE_HOST, "--port", str(engine_port)]
 
     paths = local_home(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
     with service_lock(paths, "photogen serve"):
-        _serve(paths, host, ui_host, api_port, ui_port, webserver, daemon)
+        _serve(paths, host, ui_host, api_port, ui_port, webserver, daemon, engines if engine_service else None)
 
 
-def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: int, webserver: str, daemon: str) -> None:
+def _engine_service_command(command: list[str], settings: PhotoGenSettings) -> list[str]:
+    """`photogen engines serve` for the engine PHOTOGEN_ENGINE names."""
+    if settings.engine == "diffusers":
+        if not settings.models_dir:
+            raise UsageFailure("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
+        return [*command, "--engine", "diffusers", "--models", settings.models_dir]
+    return command
+
+
+def _serve(
+    paths: LocalPaths,
+    host: str,
+    ui_host: str,
+    api_port: int,
+    ui_port: int,
+    webserver: str,
+    daemon: str,
+    engines: list[str] | None,
+) -> None:
     settings = PhotoGenSettings()  # after PHOTOGEN_HOME is set
+    if engines:
+        engines = _engine_service_command(engines, settings)
     _prepare("migrate the orders database", _migrate_orders_database, settings.resolved_database_url)
     _prepare("create the Dagster instance's storage", _create_dagster_storage)
     _prepare("check for runs left behind", fail_runs_left_behind, say)
@@ -176,6 +207,16 @@ def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: i
     shown, ui_shown = (f"[{h}]" if ":" in h else h for h in (host, ui_host))
     with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:
         crashed: Child | None = None
+        health = {}
+        if engines and supervisor.stop_signal is None:
+            engine_url = f"http://{ENGINE_HOST}:{engines[engines.index('--port') + 1]}"
+            if settings.engine_url and settings.engine_url != engine_url:
+                say(f"warning: PHOTOGEN_ENGINE_URL {settings.engine_url} is replaced by the local engine service")
+            service = supervisor.start("engine service", engines)
+            # every process started after this, and every run they launch, calls the service
+            os.environ["PHOTOGEN_ENGINE_URL"] = engine_url
+            say(f"engine service  {engine_url}  ({settings.engine} engine, Ray Serve; pid {service.pid})")
+            health["engine service"] = f"{engine_url}/v1/engines"
         if supervisor.stop_signal is None:
             api = supervisor.start(
                 "storefront API",
@@ -193,6 +234,7 @@ def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: i
                 {
                     "storefront API": f"http://{probe}:{api_port}/healthz",
                     "Dagster UI": f"http://{ui_probe}:{ui_port}/server_info",
+                    **health,
                 },
             )
             if crashed is None and supervisor.stop_signal is None:
@@ -205,7 +247,7 @@ def _serve(paths: LocalPaths, host: str, ui_host: str, api_port: int, ui_port: i
             say(f"{crashed.name} (pid {crashed.pid}) stopped on its own, {describe_exit(crashed.process.returncode)}")
             say("stopping the others")
         elif supervisor.children:
-            say("stopping the storefront API, the Dagster UI and the Dagster daemon")
+            say(f"stopping {', '.join(child.name for child in supervisor.children)}")
         supervisor.stop_all()
         for child in supervisor.children:
             if child is not crashed and child.process.returncode is not None:

@@ -69,12 +69,13 @@ class EngineService:
                 why = f"{error.code} {detail}"
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
                 why = str(getattr(error, "reason", error))
-            if time.monotonic() + backoff > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise EngineUnavailable(
                     f"the engine service at {self.url} is not answering after {self.wait_seconds:.0f} s "
                     f"(starting or scaling up?): {why}"
                 ) from None
-            time.sleep(backoff)
+            time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     @functools.cached_property
