@@ -52,7 +52,20 @@ class EngineServiceArgs(BaseModel):
     def upscale_gpus(self) -> float:
         if self.upscale_gpus_per_replica is not None:
             return self.upscale_gpus_per_replica
-        return 0.2 if self.engine == "diffusers" else 0.0
+        return 0.2 if self.style_gpus > 0 else 0.0  # with the style engine on the CPU, the upscaler too
+
+    def unschedulable(self, resources: dict[str, float]) -> str | None:
+        """Why one replica of each worker cannot start on a cluster with `resources` (None if it can)."""
+        cpus = 2 * self.cpus_per_replica
+        gpus = self.style_gpus + self.upscale_gpus
+        if gpus > resources.get("GPU", 0):
+            return (
+                f"one replica of each engine needs {gpus:g} GPU(s) and this Ray cluster has {resources.get('GPU', 0):g}; "
+                "on a machine without a GPU pass --gpus-per-replica 0 (tiny models, or the embedded engine)"
+            )
+        if cpus > resources.get("CPU", 0):
+            return f"one replica of each engine needs {cpus:g} CPUs and this Ray cluster has {resources.get('CPU', 0):g}"
+        return None
 
     def engines(self) -> tuple[StyleEngineSettings, UpscaleEngineSettings]:
         return engine_settings(self.engine, self.models_dir, self.memory_profile)

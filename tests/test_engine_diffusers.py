@@ -205,3 +205,57 @@ def test_demo_with_an_unknown_engine_setting_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([*PHOTOGEN, "demo", "--home", str(tmp_path / "home")], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "PHOTOGEN_ENGINE" in done.stderr and "'embedded' or 'diffusers'" in done.stderr
+
+
+# -- the same engine behind the warm engine service ---------------------------------------
+
+# Three orders' proof runs in a fresh process that reaches the service over HTTP; it prints
+# what it imported, so the test sees that a run on the service loads no torch or diffusers.
+THREE_ORDERS_ON_THE_SERVICE = """
+import json, os, sys
+import dagster as dg
+from skimage import data
+import assets
+from photogen_pipelines.definitions import build_defs, register_local_order
+from photogen_pipelines.imaging import png_bytes
+
+home, engine_url = sys.argv[1], sys.argv[2]
+defs = build_defs(home, engine_url=engine_url)
+os.makedirs(home + "/dagster", exist_ok=True)
+states = []
+with dg.DagsterInstance.local_temp(home + "/dagster") as instance:
+    for _ in range(3):
+        order = register_local_order(defs, png_bytes(data.astronaut()), "sepia_oil", "poster_a3", 2, approval="auto")
+        instance.add_dynamic_partitions(assets.orders_partitions.name, [order.id])
+        defs.resolve_job_def("proof_job").execute_in_process(partition_key=order.id, instance=instance, raise_on_error=False)
+        states.append(defs.resources["orders"].book().get(order.id).state.value)
+print(json.dumps({"states": states, "imported": sorted(m for m in ("torch", "diffusers", "ray") if m in sys.modules)}))
+"""
+
+
+def test_three_orders_on_the_diffusers_service_load_its_models_once_and_no_torch_in_the_run(tiny_models, ray_env, tmp_path):
+    from tests.servers import engine_service
+
+    options = ["--engine", "diffusers", "--models", str(tiny_models), "--gpus-per-replica", "0"]  # tiny models: CPU
+    with engine_service(tmp_path, ray_env, *options) as url:
+        done = subprocess.run(
+            [sys.executable, "-c", THREE_ORDERS_ON_THE_SERVICE, str(tmp_path / "home"), url],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        status = json.loads(
+            subprocess.run(
+                [*PHOTOGEN, "engines", "status", "--url", url, "--json"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+
+    assert outcome == {"states": ["rejected"] * 3, "imported": []}  # noise is rejected; the run loaded no model
+    workers = {r["deployment"]: r for r in status["replicas"].values()}
+    assert status["deployments"]["StyleWorker"]["replicas"] == {"RUNNING": 1}
+    style = workers["StyleWorker"]
+    assert style["model_loads"] == 1 and style["engine"].startswith("sdxl+instantid")
+    assert style["requests"] == 9  # 3 orders x 3 rounds, each round's variants in one request
+    assert style["failures"] == 0 and workers["UpscaleWorker"]["model_loads"] == 1

@@ -90,6 +90,10 @@ def _run_service(args, host: str, port: int, cpus: int | None, address: str | No
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: stop.append(signum))
     try:
+        # a local cluster will never grow: what does not fit now would wait for ever
+        if not address and (why := args.unschedulable(ray.cluster_resources())):
+            click.echo(f"photogen: error: {why}", err=True)
+            raise SystemExit(2)
         serve.start(http_options={"host": host, "port": port})
         started = time.monotonic()
         serve.run(build_app(args.model_dump()), name=APP_NAME, route_prefix="/", blocking=False)
