@@ -78,7 +78,8 @@ def _run_service(args, host: str, port: int, cpus: int | None, address: str | No
 
     say(f"starting the engine service ({args.engine} engine) on Ray")
     ray.init(
-        address=address,
+        # "local": a cluster of our own, even where a `ray start` left its address file behind
+        address=address or "local",
         num_cpus=None if address else (cpus or os.cpu_count()),
         include_dashboard=False,
         namespace="photogen",

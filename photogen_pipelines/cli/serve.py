@@ -207,7 +207,6 @@ def _serve(
     shown, ui_shown = (f"[{h}]" if ":" in h else h for h in (host, ui_host))
     with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:
         crashed: Child | None = None
-        health = {}
         if engines and supervisor.stop_signal is None:
             engine_url = f"http://{ENGINE_HOST}:{engines[engines.index('--port') + 1]}"
             if settings.engine_url and settings.engine_url != engine_url:
@@ -216,8 +215,10 @@ def _serve(
             # every process started after this, and every run they launch, calls the service
             os.environ["PHOTOGEN_ENGINE_URL"] = engine_url
             say(f"engine service  {engine_url}  ({settings.engine} engine, Ray Serve; pid {service.pid})")
-            health["engine service"] = f"{engine_url}/v1/engines"
-        if supervisor.stop_signal is None:
+            # ready before the rest start: Ray and the models loading beside the Dagster code
+            # servers starting would slow both (on a small machine past the code server's timeout)
+            crashed = _wait_until_ready(supervisor, {"engine service": f"{engine_url}/v1/engines"})
+        if crashed is None and supervisor.stop_signal is None:
             api = supervisor.start(
                 "storefront API",
                 [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)]
@@ -234,7 +235,6 @@ def _serve(
                 {
                     "storefront API": f"http://{probe}:{api_port}/healthz",
                     "Dagster UI": f"http://{ui_probe}:{ui_port}/server_info",
-                    **health,
                 },
             )
             if crashed is None and supervisor.stop_signal is None:
