@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from skimage.metrics import structural_similarity
 
 from photogen_pipelines.artifacts import Manifest
 from photogen_pipelines.catalog import Product
@@ -21,6 +20,8 @@ def upscale_ssim(proof: Image.Image, master: Image.Image) -> float:
     1.0 means the upscaler invented nothing."""
     proof, master = proof.convert("L"), master.convert("L")
     scaled = master.resize(proof.size, Image.LANCZOS)
+    from skimage.metrics import structural_similarity  # scipy: ~0.3 s, for print runs only
+
     return float(structural_similarity(np.asarray(proof), np.asarray(scaled), data_range=255))
 
 

@@ -18,14 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from photogen_pipelines.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Stage, Validation
+from photogen_pipelines.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Validation
 from photogen_pipelines.errors import NotFound
+from photogen_pipelines.ledger_columns import LEDGER_COLUMNS, STAGES
 from photogen_pipelines.orderbook import OrderBook
 from photogen_pipelines.orders import EXITS, SETTLED, Order, OrderEvent, OrderState
 from photogen_pipelines.storage import ArtifactStore
 
 LEDGER_PREFIX = "analytics/ledger/"
-STAGES = tuple(Stage)
 
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -35,40 +35,17 @@ def _field(name: str, arrow_type: pa.DataType, description: str) -> pa.Field:
     return pa.field(name, arrow_type, metadata={"description": description})
 
 
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "timestamp": _TIME,
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "list<int64>": pa.list_(pa.int64()),
+    "list<float64>": pa.list_(pa.float64()),
+}
+
 # The Parquet schema, the same in every day's file (an empty day included)
-SCHEMA = pa.schema(
-    [
-        _field("order_id", pa.string(), "the order"),
-        _field("created_at", _TIME, "when the order was placed"),
-        _field("settled_at", _TIME, "its latest move into ready, rejected, failed, cancelled or refunded"),
-        _field("day", pa.string(), "settled_at's UTC date (YYYY-MM-DD): the day file holding the row"),
-        _field("style_id", pa.string(), "the art style"),
-        _field("product_id", pa.string(), "the print product"),
-        _field("approval", pa.string(), "customer or auto"),
-        _field("engine", pa.string(), "the style engine's version; null if styling never ran"),
-        _field("face_encoder", pa.string(), "the identity encoder's version"),
-        _field("upscaler", pa.string(), "the upscaler's version; null if nothing was printed"),
-        _field("seeds", pa.list_(pa.int64()), "the seed of each variant"),
-        _field("identity_scores", pa.list_(pa.float64()), "each variant's final identity similarity (null: no face)"),
-        _field("best_identity_score", pa.float64(), "the best final identity similarity"),
-        _field("identity_threshold", pa.float64(), "the (encoder, style) threshold the gate applied"),
-        _field("attempts", pa.int64(), "proofs scored, regenerations included"),
-        _field("rounds", pa.int64(), "identity-gate rounds"),
-        _field("proofs_passed", pa.int64(), "proofs that passed the identity gate"),
-        _field("outcome", pa.string(), "the final state: ready, rejected, failed, cancelled or refunded"),
-        _field("verdict", pa.string(), "passed (proofs reached the customer), rejected, or null: no verdict"),
-        _field("reason", pa.string(), "why the order left the pipeline (a later refund's reason is not kept)"),
-        *[_field(f"seconds_{stage}", pa.float64(), f"seconds spent in {stage}; null if it never ran") for stage in STAGES],
-        _field("seconds_total", pa.float64(), "seconds in all stages that ran"),
-        _field("effective_dpi", pa.float64(), "the resolution the print master reached"),
-        _field("amount_cents", pa.int64(), "the product's price"),
-        _field("amount_paid_cents", pa.int64(), "what the customer paid (0 with payments off)"),
-        _field("refunded_cents", pa.int64(), "what was refunded"),
-        _field("refund_id", pa.string(), "the payment provider's refund id"),
-        _field("currency", pa.string(), "ISO currency code, lower case"),
-        _field("payments", pa.string(), "off or stripe"),
-    ]
-)
+SCHEMA = pa.schema([_field(name, _ARROW_TYPES[kind], description) for name, kind, description in LEDGER_COLUMNS])
 COLUMNS = tuple(SCHEMA.names)
 # what a rebuild cannot recompute once retention has deleted an order's files
 ARTIFACT_COLUMNS = (

@@ -93,22 +93,36 @@ def _run_service(args, host: str, port: int, cpus: int | None, address: str | No
     try:
         # a local cluster will never grow: what does not fit now would wait for ever
         if not address and (why := args.unschedulable(ray.cluster_resources())):
-            click.echo(f"photogen: error: {why}", err=True)
-            raise SystemExit(2)
-        serve.start(http_options={"host": host, "port": port})
-        started = time.monotonic()
-        serve.run(build_app(args.model_dump()), name=APP_NAME, route_prefix="/", blocking=False)
-        shown = f"[{host}]" if ":" in host else host
-        say(f"engine service http://{shown}:{port}  (models loaded in {time.monotonic() - started:.1f} s; pid {os.getpid()})")
-        say(f"point runs at it: PHOTOGEN_ENGINE_URL=http://{shown}:{port}")
-        while not stop:
-            time.sleep(0.2)
-        say("stopping the engine service")
-    finally:
+            _refuse(why)
+        if _serve_running():
+            # Serve would keep its own HTTP port and take over the other service's application
+            _refuse("Ray Serve already runs on this Ray cluster (another engine service?): one per cluster")
         try:
-            serve.shutdown()
+            serve.start(http_options={"host": host, "port": port})
+            started = time.monotonic()
+            serve.run(build_app(args.model_dump()), name=APP_NAME, route_prefix="/", blocking=False)
+            shown = f"[{host}]" if ":" in host else host
+            say(f"engine service http://{shown}:{port}  (models loaded in {time.monotonic() - started:.1f} s; pid {os.getpid()})")
+            say(f"point runs at it: PHOTOGEN_ENGINE_URL=http://{shown}:{port}")
+            while not stop:
+                time.sleep(0.2)
+            say("stopping the engine service")
         finally:
-            ray.shutdown()
+            serve.shutdown()  # only ever the Serve instance this command started
+    finally:
+        ray.shutdown()
+
+
+def _refuse(why: str) -> None:
+    click.echo(f"photogen: error: {why}", err=True)
+    raise SystemExit(2)
+
+
+def _serve_running() -> bool:
+    import ray
+
+    actors = ray.util.list_named_actors(all_namespaces=True)
+    return any(actor["name"] == "SERVE_CONTROLLER_ACTOR" for actor in actors)
 
 
 @engines.command("status")
