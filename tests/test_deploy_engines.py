@@ -1,9 +1,10 @@
 """The warm engine service's deploy files: the KubeRay RayService (deploy/kuberay/rayservice.yaml),
-the compose service `engines` and its image (deploy/docker/Dockerfile.engines). Checked through
-Ray Serve's own config schema and its own application build (as the Serve controller builds
-`import_path` with `args`), the engine service's argument model, the `photogen` CLI's own
-option parser, PhotoGen's settings, and the compose health check run against a server.
-No container is built and no cluster is needed."""
+the compose service `engines` (opt-in, profile `gpu`) and its image (deploy/docker/Dockerfile.engines).
+Checked through Ray Serve's own config schema and its own application build (as the Serve controller
+builds `import_path` with `args`), the engine service's argument model, the `photogen` CLI's own
+option parser, PhotoGen's settings on compose's environment as interpolated from deploy/.env.example
+(as shipped, and with its GPU settings uncommented), and the compose health check run against a
+server. No container is built and no cluster is needed."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import ray
 import yaml
 
 from tests.servers import free_port
-from tests.test_production_instance import DEPLOY, REPO, _cmd, _compose, _dockerfile
+from tests.test_production_instance import DEPLOY, REPO, _cmd, _compose, _dockerfile, _env_example
 
 RAYSERVICE = DEPLOY / "kuberay" / "rayservice.yaml"
 SERVE_PORT = 8100
@@ -53,6 +54,59 @@ RAYCLUSTER_SPEC_FIELDS = {
 }
 HEAD_GROUP_FIELDS = {"rayStartParams", "template", "serviceType", "headService", "enableIngress"}
 WORKER_GROUP_FIELDS = {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template", "scaleStrategy"}
+
+
+# compose's interpolation: `$$`, `$NAME`, `${NAME}` and `${NAME<op>arg}` with op :- - :? ? :+ +
+INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def _interpolate(node, env: dict[str, str]):
+    """compose.yaml's values as `docker compose --env-file` gives them, with `env` the env file
+    (and nothing from the shell). A variable that is unset and has no default is an error here,
+    where compose would warn and use an empty string."""
+    if isinstance(node, dict):
+        return {key: _interpolate(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, env) for value in node]
+    if not isinstance(node, str):
+        return node
+
+    def one(match: re.Match) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["named"]
+        value, op, arg = env.get(name), match["op"], match["arg"]
+        if op is None:
+            if value is None:
+                raise KeyError(f"{name} is unset and has no default in compose.yaml")
+            return value
+        present = bool(value) if op.startswith(":") else value is not None
+        if op.endswith("-"):
+            return value if present else arg
+        if op.endswith("+"):
+            return arg if present else ""
+        if not present:
+            raise KeyError(f"{name}: {arg}")
+        return value
+
+    assert not re.search(r"\$\{[^}]*\$\{", node), "a nested interpolation: not understood here"
+    return INTERPOLATION.sub(one, node)
+
+
+def _active(services: dict, profiles: set[str]) -> set[str]:
+    """The services `docker compose up` starts with `profiles` on: those without a profile and
+    those with one of them."""
+    return {name for name, service in services.items() if not service.get("profiles") or profiles & set(service["profiles"])}
+
+
+def _profiles(env: dict[str, str]) -> set[str]:
+    return {p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip()}
+
+
+def _depends_on(service: dict) -> set[str]:
+    return set(service.get("depends_on") or ())  # the long form's keys or the short form's names
 
 
 def _rayservice() -> dict:
@@ -225,11 +279,35 @@ def test_the_serve_port_is_the_one_the_pods_compose_and_the_runs_use():
     command = engines["command"]
     assert command[command.index("--port") + 1] == str(SERVE_PORT)
     assert urlsplit(_healthcheck_url(engines)).port == SERVE_PORT
-    assert urlsplit(_compose()["services"]["code"]["environment"]["PHOTOGEN_ENGINE_URL"]).port == SERVE_PORT
+    # with the GPU settings of .env.example uncommented
+    code = _interpolate(_compose(), _env_example(uncomment=True))["services"]["code"]
+    assert urlsplit(code["environment"]["PHOTOGEN_ENGINE_URL"]).port == SERVE_PORT
     assert f"EXPOSE {SERVE_PORT}" in _dockerfile("engines").splitlines()
 
 
 # -- the compose service and its image -----------------------------------------------------------
+
+
+def test_the_engine_service_is_opt_in_with_the_gpu_profile_and_the_default_stack_needs_no_gpu():
+    services = _compose()["services"]
+    assert services["engines"]["profiles"] == ["gpu"]
+    # every other service is in the default stack: it starts without a GPU
+    assert {name for name, service in services.items() if "profiles" in service} == {"engines"}
+    # nothing waits for it: a depends_on on a service whose profile is off breaks `docker compose up`
+    assert {name for name, service in services.items() if "engines" in _depends_on(service)} == set()
+
+    shipped, gpu = _env_example(), _env_example(uncomment=True)
+    assert "COMPOSE_PROFILES" not in shipped and "PHOTOGEN_ENGINE_URL" not in shipped, "off by default"
+    assert gpu["COMPOSE_PROFILES"] == "gpu" and gpu["PHOTOGEN_ENGINE_URL"] == ENGINE_URL
+    default_stack, gpu_stack = _active(services, _profiles(shipped)), _active(services, _profiles(gpu))
+    assert default_stack == set(services) - {"engines"}
+    assert gpu_stack == set(services)
+    for stack in (default_stack, gpu_stack):
+        for name in stack:
+            assert _depends_on(services[name]) <= stack, (name, _depends_on(services[name]) - stack)
+    # no service of the default stack asks for a device (the GPU)
+    for name in default_stack:
+        assert not services[name].get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices"), name
 
 
 def _healthcheck_url(service: dict) -> str:
@@ -318,37 +396,54 @@ def _code_servers(services: dict) -> set[str]:
     return {name for name in code_image if "command" not in services[name] and "entrypoint" not in services[name]}
 
 
-def test_the_services_that_run_dagster_runs_call_the_engine_service(tmp_path, monkeypatch):
+def test_the_services_that_run_dagster_runs_call_the_engine_service_once_it_is_turned_on(tmp_path, monkeypatch):
     from assets.run_tags import gpu_run_tags
     from photogen_pipelines.factories import deployment
     from photogen_pipelines.settings import PhotoGenSettings
 
-    services = _compose()["services"]
-    runners = _code_servers(services)
+    raw = _compose()["services"]
+    runners = _code_servers(raw)
     assert runners == {"code"}
-    for name in runners:
-        environment = services[name]["environment"]
-        assert environment["PHOTOGEN_ENGINE_URL"] == ENGINE_URL, name
-        assert services[name]["depends_on"]["engines"]["condition"] == "service_healthy", name
-        # where the URL leads, the service listens: compose's service name, its port
-        url = urlsplit(environment["PHOTOGEN_ENGINE_URL"])
-        assert url.hostname in services and url.port == SERVE_PORT
+    shipped, gpu = _interpolate(_compose(), _env_example()), _interpolate(_compose(), _env_example(uncomment=True))
 
-        # what a run then does: its engines are the service's, and even on the diffusers engine
-        # it carries no GPU tag (the queue's photogen/gpu limit does not hold it back)
+    def settings_of(environment: dict, **more: str) -> PhotoGenSettings:
         for variable in ("PHOTOGEN_ENGINE", "PHOTOGEN_MODELS_DIR", "PHOTOGEN_GPU_RUN_TAGS"):
             monkeypatch.delenv(variable, raising=False)
         monkeypatch.setenv("PHOTOGEN_HOME", str(tmp_path))
-        monkeypatch.setenv("PHOTOGEN_ENGINE_URL", environment["PHOTOGEN_ENGINE_URL"])
-        monkeypatch.setenv("PHOTOGEN_ENGINE", "diffusers")
-        settings = PhotoGenSettings()
+        for variable in ("PHOTOGEN_ENGINE_URL", "PHOTOGEN_ENGINE_WAIT_SECONDS"):
+            monkeypatch.setenv(variable, environment[variable])
+        for variable, value in more.items():
+            monkeypatch.setenv(variable, value)
+        return PhotoGenSettings()
+
+    for name in runners:
+        # from deploy/.env, empty unless set there; the wait has compose's default
+        assert raw[name]["environment"]["PHOTOGEN_ENGINE_URL"] == "${PHOTOGEN_ENGINE_URL:-}", name
+        assert raw[name]["environment"]["PHOTOGEN_ENGINE_WAIT_SECONDS"] == "${PHOTOGEN_ENGINE_WAIT_SECONDS:-120}", name
+
+        # as shipped: no URL, and a run loads the engine PHOTOGEN_ENGINE names (the embedded one)
+        environment = shipped["services"][name]["environment"]
+        assert environment["PHOTOGEN_ENGINE_URL"] == "", name
+        engines = deployment(settings_of(environment))
+        assert (engines.styles.backend, engines.upscale.backend) == ("embedded", "embedded")
+
+        # with .env.example's GPU settings uncommented: the engine service, where it listens
+        environment = gpu["services"][name]["environment"]
+        assert environment["PHOTOGEN_ENGINE_URL"] == ENGINE_URL, name
+        url = urlsplit(environment["PHOTOGEN_ENGINE_URL"])
+        assert url.hostname in _active(raw, {"gpu"}) and url.hostname in raw and url.port == SERVE_PORT
+        # what a run then does: its engines are the service's (waiting for it up to the bound), and
+        # even on the diffusers engine it carries no GPU tag (the queue's photogen/gpu limit does
+        # not hold it back)
+        settings = settings_of(environment, PHOTOGEN_ENGINE="diffusers")
         engines = deployment(settings)
         assert (engines.styles.backend, engines.upscale.backend) == ("service", "service")
-        assert engines.styles.service_url == ENGINE_URL
+        assert engines.styles.service_url == engines.upscale.service_url == ENGINE_URL
+        assert engines.styles.service_wait_seconds == float(_env_example()["PHOTOGEN_ENGINE_WAIT_SECONDS"]) == 120
         assert gpu_run_tags(settings) == {}
     # the webserver and the daemon start no run and hold no PhotoGen code: no engine URL there
     for name in ("webserver", "daemon"):
-        assert "PHOTOGEN_ENGINE_URL" not in services[name]["environment"], name
+        assert "PHOTOGEN_ENGINE_URL" not in raw[name]["environment"], name
 
 
 def test_the_engines_image_installs_the_service_extra_on_cuda_with_what_kuberay_probes_with():

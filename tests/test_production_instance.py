@@ -571,6 +571,8 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
 # -- deploy/compose.yaml, deploy/.env.example and the Dockerfiles ---------------------------
 
 COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(?::?[-?+])[^}]*)?\}")
+# read by `docker compose` itself (from deploy/.env too), not interpolated into compose.yaml
+COMPOSE_OWN_VARS = {"COMPOSE_PROFILES"}
 EXTERNAL_IMAGES = {"postgres", "minio/minio"}
 
 
@@ -578,14 +580,21 @@ def _compose() -> dict:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 
 
-def _env_example() -> dict[str, str]:
+def _env_example(uncomment: bool = False) -> dict[str, str]:
+    """deploy/.env.example's settings; with `uncomment`, also those it shows commented out
+    (`# NAME=value`, off by default), as a deploy that uncomments them has them."""
     lines = (DEPLOY / ".env.example").read_text().splitlines()
+    commented = re.compile(r"# ([A-Z][A-Z0-9_]*=\S*)")
     variables = {}
     for number, line in enumerate(lines):
+        if uncomment and (setting := commented.fullmatch(line)):
+            line = setting[1]
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")
             assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), line
-            assert lines[number - 1].startswith("# ") and not lines[number - 1].startswith("# --"), f"{name} has no comment"
+            above = lines[number - 1]  # its description, not a heading or another setting
+            described = above.startswith("# ") and not above.startswith("# --") and not commented.fullmatch(above)
+            assert described, f"{name} has no comment"
             variables[name] = value
     return variables
 
@@ -619,9 +628,12 @@ def test_every_compose_service_is_built_from_a_dockerfile_here_or_pins_an_image(
 def test_every_variable_compose_uses_is_documented_in_env_example_and_reaches_who_reads_it():
     text = (DEPLOY / "compose.yaml").read_text()
     used = set(COMPOSE_VAR.findall(text))
-    documented = _env_example()
+    documented = _env_example(uncomment=True)
     assert used - set(documented) == set(), "used in compose.yaml, missing from .env.example"
-    assert set(documented) - used == set(), "in .env.example, used nowhere"
+    assert set(documented) - used - COMPOSE_OWN_VARS == set(), "in .env.example, used nowhere"
+    # a setting .env.example leaves commented out is unset in a deploy: compose has a default for it
+    for name in set(documented) - set(_env_example()) - COMPOSE_OWN_VARS:
+        assert re.search(rf"\$\{{{name}:-[^}}]*\}}", text), f"{name}: commented out in .env.example, no default in compose.yaml"
     services = _compose()["services"]
     # every variable deploy/dagster.yaml reads is set wherever an instance is opened
     instance_vars = _env_names(yaml.safe_load((DEPLOY / "dagster.yaml").read_text()))
