@@ -191,3 +191,27 @@ def test_a_second_engine_service_on_the_same_cluster_is_refused_and_the_first_ke
     assert second.returncode == 2
     assert "photogen: error: Ray Serve already runs on this Ray cluster" in second.stderr
     assert requests.get(f"{service_url}/v1/engines", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["engines", "serve", "--engine", "diffusers"], "--engine diffusers needs --models DIR"),
+        (
+            ["engines", "serve", "--engine", "diffusers", "--models", "/no/such/models"],
+            "--models /no/such/models: no such folder",
+        ),
+        (["engines", "serve", "--min-replicas", "3", "--max-replicas", "2"], "min_replicas 3 is above max_replicas 2"),
+        (["serve", "--engine-service", "--engine-port", "3000"], "are the same port"),
+    ],
+)
+def test_engine_service_mistakes_are_one_line_and_exit_2(arguments, expected, tmp_path):
+    photogen = str(Path(sys.executable).with_name("photogen"))
+    done = subprocess.run(
+        [photogen, *arguments, *(["--home", str(tmp_path)] if arguments[0] == "serve" else [])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert expected in done.stderr and done.stderr.startswith("photogen: error: ")

@@ -52,6 +52,8 @@ def serve(
         from engine_service.app import EngineServiceArgs
     except ImportError as exc:
         raise UsageFailure(f"the engine service is not installed ({exc.name}): pip install -e '.[service]'") from None
+    if engine == "diffusers" and not models_dir:
+        raise UsageFailure("--engine diffusers needs --models DIR, the models folder")
     if models_dir:
         models_dir = os.path.abspath(models_dir)
         if not os.path.isdir(models_dir):
