@@ -11,7 +11,6 @@ from engine_service.workers import Gateway, StyleWorker, UpscaleWorker
 from photogen_pipelines.factories import StyleEngineSettings, UpscaleEngineSettings, engine_settings
 
 APP_NAME = "photogen-engines"
-DEFAULT_PORT = 8100
 
 
 class EngineServiceArgs(BaseModel):

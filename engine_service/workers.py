@@ -128,10 +128,6 @@ class StyleWorker(_Worker):
             return self.stylizer.stylize_variants(job.image, job.params, job.strength, job.seeds)
         return [self.stylizer.stylize(job.image, job.params, job.strength)]
 
-    def check_health(self) -> None:
-        if self.stylizer is None:
-            raise RuntimeError("the style engine is not loaded")
-
 
 class ResidentStyle:
     """One style kept loaded in a replica; Serve drops the least recently used, and

@@ -62,10 +62,10 @@ class EngineService:
                 with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
                     return response.read()
             except urllib.error.HTTPError as error:
-                detail = _error_detail(error)
+                code, detail = _error_body(error)
                 if error.code not in RETRY_STATUSES:
                     kind = BadInput if error.code == 400 else ModelError
-                    raise kind(f"engine service {path}: {error.code} {detail}", code=_error_code(error, detail)) from None
+                    raise kind(f"engine service {path}: {error.code} {detail}", code=code) from None
                 why = f"{error.code} {detail}"
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
                 why = str(getattr(error, "reason", error))
@@ -84,16 +84,14 @@ class EngineService:
         return self.get_json("/v1/engines")
 
 
-def _error_detail(error: urllib.error.HTTPError) -> str:
+def _error_body(error: urllib.error.HTTPError) -> tuple[str, str]:
+    """The service's own error code and message (the gateway answers `{"code", "detail"}`)."""
+    fallback = "bad_engine_request" if error.code == 400 else "engine_failed"
     try:
         body = json.loads(error.read() or b"{}")
-        return str(body.get("detail") or body.get("message") or body)
-    except (ValueError, OSError):
-        return error.reason or ""
-
-
-def _error_code(error: urllib.error.HTTPError, detail: str) -> str:
-    return "bad_engine_request" if error.code == 400 else "engine_failed"
+        return str(body.get("code") or fallback), str(body.get("detail") or body)
+    except (ValueError, OSError, AttributeError):
+        return fallback, error.reason or ""
 
 
 class RemoteStylizer:
