@@ -1,10 +1,10 @@
 """Where a paid order's time goes when orders run through `photogen serve`.
 
     .venv/bin/python benchmarks/order_runs.py [--orders 4] [--variants 2] [--product poster_a3]
-        [--style ink_etching] [--engine-service] [--keep-home DIR] [--timeout 900] [--no-wait-previews] [--json]
+        [--style ink_etching] [--engine-service] [--cold-runs] [--keep-home DIR] [--timeout 900] [--no-wait-previews] [--json]
 
-Starts `photogen serve` on free ports in a new home (payments off; `--engine-service` is
-passed through), lets the catalog preview runs a new home starts with finish (unless
+Starts `photogen serve` on free ports in a new home (payments off; `--engine-service` and
+`--cold-runs` are passed through), lets the catalog preview runs a new home starts with finish (unless
 --no-wait-previews), uploads the astronaut selfie and places `--orders` auto-approved orders at
 once, polls until every one is `ready` (or failed, or the timeout), stops the service, then
 reads every Dagster run's event log in the home's instance. Per job: the runs' wall time
@@ -48,7 +48,7 @@ READY_WAIT_SECONDS = 180
 ENGINE_READY_WAIT_SECONDS = 600  # with --engine-service, serve says ready once the service has loaded its models
 POLL_INTERVAL_SECONDS = 1.5  # one GET at a time: ~40 a minute, inside the API's 60/minute per address
 TERMINAL_STATES = {"ready", "failed", "rejected", "cancelled", "refunded"}
-CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon|engine service)\b.*\bpid (\d+)", re.MULTILINE)
+CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon|Dagster code server|engine service)\b.*\bpid (\d+)", re.MULTILINE)
 
 RUN_STARTING = {"PIPELINE_STARTING", "RUN_STARTING"}
 RUN_START = {"PIPELINE_START", "RUN_START"}
@@ -430,6 +430,7 @@ def print_report(report: dict) -> None:
     print(
         f"\nphotogen serve: {setup['orders']} orders placed at once, {setup['product']}, {setup['style']}, "
         f"{setup['variants']} variants, auto approval{', engine service' if setup['engine_service'] else ''}"
+        f"{', cold runs' if setup.get('cold_runs') else ', warm runs'}"
         f"{'' if setup['wait_previews'] else ', catalog previews running alongside'}"
     )
     print(f"machine: {report['machine']}\n")
@@ -496,6 +497,7 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
     home = _home(args, tmp)
     log = home.parent / f"{home.name}-serve.log" if args.keep_home else Path(tmp) / "serve.log"
     options = ["--engine-service", "--engine-port", str(free_port())] if args.engine_service else []
+    options += ["--cold-runs"] if args.cold_runs else []
     started = time.monotonic()
     service = Service(home, log, options)
     try:
@@ -518,7 +520,7 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
         print(f"photogen serve stopped (exit {returncode})", file=sys.stderr)
     runs = read_runs(home / "dagster")
     report = summarize(runs, views, orders, service.stopped_at)
-    report["setup"] = {k: getattr(args, k) for k in ("orders", "variants", "product", "style", "engine_service", "wait_previews")}
+    report["setup"] = {k: getattr(args, k) for k in ("orders", "variants", "product", "style", "engine_service", "cold_runs", "wait_previews")}
     report["machine"] = machine()
     report["runs"] = [asdict(r) for r in runs]
     return report
@@ -531,6 +533,7 @@ def main() -> None:
     parser.add_argument("--product", default="poster_a3")
     parser.add_argument("--style", default="ink_etching")
     parser.add_argument("--engine-service", action="store_true", help="pass --engine-service to photogen serve")
+    parser.add_argument("--cold-runs", action="store_true", help="pass --cold-runs to photogen serve (every run a new process)")
     parser.add_argument("--keep-home", metavar="DIR", help="run in DIR (new or empty) and keep it, instead of a temporary home")
     parser.add_argument(
         "--no-wait-previews",

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from photogen_pipelines.cli import admin, catalogs, demo, dev, engines, faces, report, serve, ui
+from photogen_pipelines.cli import admin, catalogs, code_server, demo, dev, engines, faces, report, serve, ui
 
 
 @click.group()
@@ -31,6 +31,7 @@ for command in (
     catalogs.products,
     ui.ui,
     serve.serve,
+    code_server.code_server,
     engines.engines,
     admin.api_key,
     admin.db,

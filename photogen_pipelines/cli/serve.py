@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -21,10 +23,10 @@ from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 
 READY_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 30
-DEFINITIONS_MODULE = "photogen_pipelines.definitions"
 API_APP = "storefront_api.main:app"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ENGINE_HOST = "127.0.0.1"  # the local engine service is for this machine's runs only
+CODE_HOST = "127.0.0.1"  # the code server answers the UI and the daemon on this machine only
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -39,6 +41,12 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind(address)
         except OSError as exc:
             raise UsageFailure(f"port {port} on {host} is not free: {exc.strerror}") from None
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((CODE_HOST, 0))
+        return sock.getsockname()[1]
 
 
 def _probe_host(host: str) -> str:
@@ -80,6 +88,13 @@ def code_location_errors(webserver_url: str) -> list[str]:
     return errors
 
 
+@dataclass(frozen=True)
+class DagsterCommands:
+    webserver: str
+    daemon: str
+    code_server: list[str]
+
+
 def executable(name: str) -> str:
     path = Path(sys.executable).with_name(name)
     if not path.exists():
@@ -110,14 +125,23 @@ def _prepare(what: str, step, *args) -> None:
         sys.exit(1)
 
 
-def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | None:
-    """Poll the health URLs until all answer (warning once if that takes over
+def listens(host: str, port: int) -> bool:
+    """Whether a server accepts connections at host:port (the code server speaks gRPC, not HTTP)."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until_ready(supervisor: Supervisor, checks: dict[str, Callable[[], bool]]) -> Child | None:
+    """Run the readiness checks until all pass (warning once if that takes over
     READY_TIMEOUT_SECONDS); stop early on a child's exit (returned) or a stop signal."""
-    pending = dict(urls)
+    pending = dict(checks)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     warned = False
     while True:
-        pending = {name: url for name, url in pending.items() if not answers(url)}
+        pending = {name: ready for name, ready in pending.items() if not ready()}
         if not pending:
             return None
         if (child := supervisor.wait(timeout=1)) is not None or supervisor.stop_signal is not None:
@@ -143,8 +167,22 @@ def _wait_until_ready(supervisor: Supervisor, urls: dict[str, str]) -> Child | N
     help="Also run the warm engine service (photogen engines serve) on loopback: runs call it instead of loading models.",
 )
 @click.option("--engine-port", type=click.IntRange(1, 65535), default=8100, show_default=True, help="The engine service's port.")
+@click.option(
+    "--cold-runs",
+    is_flag=True,
+    help="Start every run as a new process importing the code (Dagster's default), not forked warm.",
+)
 @home_option
-def serve(host: str, ui_host: str, api_port: int, ui_port: int, engine_service: bool, engine_port: int, home: str | None) -> None:
+def serve(
+    host: str,
+    ui_host: str,
+    api_port: int,
+    ui_port: int,
+    engine_service: bool,
+    engine_port: int,
+    cold_runs: bool,
+    home: str | None,
+) -> None:
     """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
     ports = {"--api-port": api_port, "--ui-port": ui_port, **({"--engine-port": engine_port} if engine_service else {})}
     if len(set(ports.values())) < len(ports):
@@ -153,14 +191,15 @@ def serve(host: str, ui_host: str, api_port: int, ui_port: int, engine_service: 
     check_port_free(ui_host, ui_port)
     if engine_service:
         check_port_free(ENGINE_HOST, engine_port)
-    webserver, daemon = executable("dagster-webserver"), executable("dagster-daemon")
-    engines = [executable("photogen"), "engines", "serve", "--host", ENGINE_HOST, "--port", str(engine_port)]
+    photogen = executable("photogen")
+    dagster = DagsterCommands(executable("dagster-webserver"), executable("dagster-daemon"), [photogen, "code-server", *(["--cold-runs"] if cold_runs else [])])
+    engines = [photogen, "engines", "serve", "--host", ENGINE_HOST, "--port", str(engine_port)]
 
     paths = local_home(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
     with service_lock(paths, "photogen serve"):
-        _serve(paths, host, ui_host, api_port, ui_port, webserver, daemon, engines if engine_service else None)
+        _serve(paths, host, ui_host, api_port, ui_port, dagster, engines if engine_service else None)
 
 
 def _engine_service_command(command: list[str], settings: PhotoGenSettings) -> list[str]:
@@ -178,8 +217,7 @@ def _serve(
     ui_host: str,
     api_port: int,
     ui_port: int,
-    webserver: str,
-    daemon: str,
+    dagster: DagsterCommands,
     engines: list[str] | None,
 ) -> None:
     settings = PhotoGenSettings()  # after PHOTOGEN_HOME is set
@@ -217,24 +255,33 @@ def _serve(
             say(f"engine service  {engine_url}  ({settings.engine} engine, Ray Serve; pid {service.pid})")
             # ready before the rest start: Ray and the models loading beside the Dagster code
             # servers starting would slow both (on a small machine past the code server's timeout)
-            crashed = _wait_until_ready(supervisor, {"engine service": f"{engine_url}/v1/engines"})
+            crashed = _wait_until_ready(supervisor, {"engine service": lambda: answers(f"{engine_url}/v1/engines")})
         if crashed is None and supervisor.stop_signal is None:
+            # one code server for the UI and the daemon: it imports the definitions once
+            # (not once per process) and starts runs warm (cli/code_server.py)
+            code_port = free_loopback_port()
+            code = supervisor.start("Dagster code server", [*dagster.code_server, "-h", CODE_HOST, "-p", str(code_port)])
+            starts = "cold" if "--cold-runs" in dagster.code_server else "warm"
+            say(f"Dagster code server  {CODE_HOST}:{code_port}  (runs start {starts}; pid {code.pid})")
+            crashed = _wait_until_ready(supervisor, {"Dagster code server": lambda: listens(CODE_HOST, code_port)})
+        if crashed is None and supervisor.stop_signal is None:
+            grpc = ["--grpc-host", CODE_HOST, "--grpc-port", str(code_port)]
             api = supervisor.start(
                 "storefront API",
                 [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)]
                 + ["--http", "storefront_api.server:HttpProtocol"],  # JSON answers and head limits (server.py)
             )
             say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
-            ui = supervisor.start("Dagster UI", [webserver, "-m", DEFINITIONS_MODULE, "-h", ui_host, "-p", str(ui_port)])
+            ui = supervisor.start("Dagster UI", [dagster.webserver, *grpc, "-h", ui_host, "-p", str(ui_port)])
             say(f"Dagster UI  http://{ui_shown}:{ui_port}  (pid {ui.pid})")
-            run = supervisor.start("Dagster daemon", [daemon, "run", "-m", DEFINITIONS_MODULE])
+            run = supervisor.start("Dagster daemon", [dagster.daemon, "run", *grpc])
             say(f"Dagster daemon (sensors, run queue)  pid {run.pid}")
 
             crashed = _wait_until_ready(
                 supervisor,
                 {
-                    "storefront API": f"http://{probe}:{api_port}/healthz",
-                    "Dagster UI": f"http://{ui_probe}:{ui_port}/server_info",
+                    "storefront API": lambda: answers(f"http://{probe}:{api_port}/healthz"),
+                    "Dagster UI": lambda: answers(f"http://{ui_probe}:{ui_port}/server_info"),
                 },
             )
             if crashed is None and supervisor.stop_signal is None:
