@@ -48,7 +48,8 @@ READY_WAIT_SECONDS = 180
 ENGINE_READY_WAIT_SECONDS = 600  # with --engine-service, serve says ready once the service has loaded its models
 POLL_INTERVAL_SECONDS = 1.5  # one GET at a time: ~40 a minute, inside the API's 60/minute per address
 TERMINAL_STATES = {"ready", "failed", "rejected", "cancelled", "refunded"}
-CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon|Dagster code server|engine service)\b.*\bpid (\d+)", re.MULTILINE)
+CHILDREN = "storefront API|Dagster UI|Dagster daemon|Dagster code server|engine service"
+CHILD_PID = re.compile(rf"^\[photogen\] ({CHILDREN})\b.*\bpid (\d+)", re.MULTILINE)
 
 RUN_STARTING = {"PIPELINE_STARTING", "RUN_STARTING"}
 RUN_START = {"PIPELINE_START", "RUN_START"}
@@ -520,7 +521,8 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
         print(f"photogen serve stopped (exit {returncode})", file=sys.stderr)
     runs = read_runs(home / "dagster")
     report = summarize(runs, views, orders, service.stopped_at)
-    report["setup"] = {k: getattr(args, k) for k in ("orders", "variants", "product", "style", "engine_service", "cold_runs", "wait_previews")}
+    chosen = ("orders", "variants", "product", "style", "engine_service", "cold_runs", "wait_previews")
+    report["setup"] = {k: getattr(args, k) for k in chosen}
     report["machine"] = machine()
     report["runs"] = [asdict(r) for r in runs]
     return report

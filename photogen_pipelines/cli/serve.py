@@ -192,7 +192,8 @@ def serve(
     if engine_service:
         check_port_free(ENGINE_HOST, engine_port)
     photogen = executable("photogen")
-    dagster = DagsterCommands(executable("dagster-webserver"), executable("dagster-daemon"), [photogen, "code-server", *(["--cold-runs"] if cold_runs else [])])
+    code_server = [photogen, "code-server", *(["--cold-runs"] if cold_runs else [])]
+    dagster = DagsterCommands(executable("dagster-webserver"), executable("dagster-daemon"), code_server)
     engines = [photogen, "engines", "serve", "--host", ENGINE_HOST, "--port", str(engine_port)]
 
     paths = local_home(home)
