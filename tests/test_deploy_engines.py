@@ -390,9 +390,9 @@ def test_the_compose_health_check_passes_only_once_the_engines_answer():
 def _code_servers(services: dict) -> set[str]:
     """The services that start Dagster runs: with the default run launcher, the code server
     starts every run as a subprocess; those are the services on the code image that keep its
-    CMD (`dagster code-server start`), not one-shots such as `migrate`."""
+    CMD (`photogen code-server`), not one-shots such as `migrate`."""
     code_image = {name for name, s in services.items() if s.get("build", {}).get("dockerfile") == "deploy/docker/Dockerfile.code"}
-    assert _cmd(_dockerfile("code"))[:3] == ["dagster", "code-server", "start"]
+    assert _cmd(_dockerfile("code"))[:2] == ["photogen", "code-server"]
     return {name for name in code_image if "command" not in services[name] and "entrypoint" not in services[name]}
 
 

@@ -1,5 +1,6 @@
-"""`photogen serve` runs the storefront API, the Dagster webserver and the Dagster daemon,
-SIGTERM stops all three (exit 0, no process left), and a taken port is a one-line error."""
+"""`photogen serve` runs the storefront API, the Dagster webserver, the Dagster daemon and the
+code server they share, SIGTERM stops them all (exit 0, no process left), and a taken port is
+a one-line error."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from tests.servers import free_port, group_alive
 
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 REPO = Path(__file__).parents[1]
-CHILD_PID = re.compile(r"^\[photogen\] (storefront API|Dagster UI|Dagster daemon)\b.*\bpid (\d+)", re.MULTILINE)
+CHILDREN = ("storefront API", "Dagster UI", "Dagster daemon", "Dagster code server")
+CHILD_PID = re.compile(rf"^\[photogen\] ({'|'.join(CHILDREN)})\b.*\bpid (\d+)", re.MULTILINE)
 
 
 def _wait_until(predicate, timeout: float, what: str, process: subprocess.Popen | None = None, log: Path | None = None):
@@ -128,7 +130,7 @@ def _code_locations(ui_port: int) -> list[dict]:
 def _wait_ready(process, log: Path, child_pgids: list[int]) -> dict[str, int]:
     _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", process, log)
     children = {name: int(pid) for name, pid in CHILD_PID.findall(_read(log))}
-    assert set(children) == {"storefront API", "Dagster UI", "Dagster daemon"}
+    assert set(children) == set(CHILDREN)
     child_pgids.extend(children.values())
     return children
 

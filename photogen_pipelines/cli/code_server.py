@@ -55,18 +55,24 @@ def start_runs_warm() -> None:
 @click.option("-h", "--host", default="127.0.0.1", show_default=True, help="Where the code server listens.")
 @click.option("-p", "--port", type=click.IntRange(1, 65535), default=4000, show_default=True, help="Its gRPC port.")
 @click.option(
+    "--location-name",
+    default=LOCATION_NAME,
+    show_default=True,
+    help="The code location's name in the UI and in every run's origin; keep it across restarts.",
+)
+@click.option(
     "--cold-runs",
     is_flag=True,
     help="Start every run as a new process importing the code (Dagster's default) instead of forking a warm one.",
 )
 @clear_errors
-def code_server(host: str, port: int, cold_runs: bool) -> None:
+def code_server(host: str, port: int, location_name: str, cold_runs: bool) -> None:
     """Serve PhotoGen's Dagster definitions over gRPC to the webserver and the daemon; runs start warm."""
     from dagster._cli.api import grpc_command
 
     if not cold_runs:
         start_runs_warm()
-    arguments = ["-m", DEFINITIONS_MODULE, "-a", "defs", "--location-name", LOCATION_NAME, "-h", host, "-p", str(port)]
+    arguments = ["-m", DEFINITIONS_MODULE, "-a", "defs", "--location-name", location_name, "-h", host, "-p", str(port)]
     # a definitions module that fails to import is reported to the UI and the daemon (and by
     # `photogen serve`), not a server that exits
     grpc_command.main(args=[*arguments, "--lazy-load-user-code"], prog_name="photogen code-server", standalone_mode=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import yaml
 
 from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
@@ -27,6 +28,9 @@ API_APP = "storefront_api.main:app"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ENGINE_HOST = "127.0.0.1"  # the local engine service is for this machine's runs only
 CODE_HOST = "127.0.0.1"  # the code server answers the UI and the daemon on this machine only
+# the name `dagster dev -m` (photogen ui) gives the location too: runs, sensor states and
+# schedules of one home stay under one location whichever command served them
+LOCATION_NAME = "photogen_pipelines.definitions"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -41,6 +45,16 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind(address)
         except OSError as exc:
             raise UsageFailure(f"port {port} on {host} is not free: {exc.strerror}") from None
+
+
+def _write_workspace(code_port: int) -> Path:
+    """The workspace the UI and the daemon load: the code server, under the location name
+    runs already in the instance were made with (`dagster-webserver --grpc-port` would name
+    it after the port, which changes at every start, and a retried run could not find its code)."""
+    location = {"grpc_server": {"host": CODE_HOST, "port": code_port, "location_name": LOCATION_NAME}}
+    path = Path(os.environ["DAGSTER_HOME"]) / "workspace.serve.yaml"
+    path.write_text(yaml.safe_dump({"load_from": [location]}))
+    return path
 
 
 def free_loopback_port() -> int:
@@ -261,12 +275,13 @@ def _serve(
             # one code server for the UI and the daemon: it imports the definitions once
             # (not once per process) and starts runs warm (cli/code_server.py)
             code_port = free_loopback_port()
-            code = supervisor.start("Dagster code server", [*dagster.code_server, "-h", CODE_HOST, "-p", str(code_port)])
+            code_command = [*dagster.code_server, "-h", CODE_HOST, "-p", str(code_port), "--location-name", LOCATION_NAME]
+            code = supervisor.start("Dagster code server", code_command)
             starts = "cold" if "--cold-runs" in dagster.code_server else "warm"
             say(f"Dagster code server  {CODE_HOST}:{code_port}  (runs start {starts}; pid {code.pid})")
             crashed = _wait_until_ready(supervisor, {"Dagster code server": lambda: listens(CODE_HOST, code_port)})
         if crashed is None and supervisor.stop_signal is None:
-            grpc = ["--grpc-host", CODE_HOST, "--grpc-port", str(code_port)]
+            grpc = ["-w", str(_write_workspace(code_port))]
             api = supervisor.start(
                 "storefront API",
                 [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)]
