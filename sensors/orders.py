@@ -11,8 +11,9 @@ from resources import OrdersDatabase
 from sensors._cursor import EventCursor
 
 MAX_ORDERS_PER_TICK = 25
-# customers' orders leave the run queue before catalog previews and analytics
-ORDER_RUN_TAGS = {"dagster/priority": "10"}
+# customers' orders leave the run queue before catalog previews and analytics, and proofs
+# (a customer is waiting to choose) before print files (they ship with the parcel, later)
+PROOF_RUN_PRIORITY, PRINT_RUN_PRIORITY = 20, 10
 
 
 def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, state: OrderState):
@@ -26,10 +27,11 @@ def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, s
     return ready, cursor.advance(events), len(order_ids) - len(ready)
 
 
-def _order_runs(order_ids: list[str], run: str) -> list[dg.RunRequest]:
+def _order_runs(order_ids: list[str], run: str, priority: int) -> list[dg.RunRequest]:
     # one run per order and kind: Dagster never launches a run_key twice
+    tags = {"dagster/priority": str(priority)}
     return [
-        dg.RunRequest(partition_key=order_id, run_key=f"{run}:{order_id}", tags={**ORDER_RUN_TAGS, "photogen/order": order_id})
+        dg.RunRequest(partition_key=order_id, run_key=f"{run}:{order_id}", tags={**tags, "photogen/order": order_id})
         for order_id in order_ids
     ]
 
@@ -46,7 +48,7 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
     if moved_on:
         context.log.info(f"{moved_on} paid order(s) moved on before their run was requested")
     return dg.SensorResult(
-        run_requests=_order_runs(ready, "proofs"),
+        run_requests=_order_runs(ready, "proofs", PROOF_RUN_PRIORITY),
         dynamic_partitions_requests=[orders_partitions.build_add_request(ready)] if ready else [],
         cursor=cursor.serialize(),
     )
@@ -61,6 +63,6 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
 def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
     ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
     return dg.SensorResult(
-        run_requests=_order_runs(ready, "print"),
+        run_requests=_order_runs(ready, "print", PRINT_RUN_PRIORITY),
         cursor=cursor.serialize(),
     )

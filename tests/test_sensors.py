@@ -91,6 +91,21 @@ def test_approved_orders_become_print_runs(book, resources):
         assert _tick(approved_orders, context).run_requests == []
 
 
+def test_proof_runs_leave_the_queue_before_print_runs_and_both_before_previews(book, resources):
+    """The run queue dequeues by dagster/priority (higher first; untagged runs, such as
+    catalog previews, are 0): a customer waiting to choose a proof goes before a print file."""
+    (printing,) = _paid(book, 1)
+    book.transition(printing, OrderState.GENERATING)
+    book.transition(printing, OrderState.PROOFS_READY)
+    book.update(printing, lambda o: (setattr(o, "approved_proof", 1), o.transition(OrderState.APPROVED)))
+    (paid,) = _paid(book, 1)
+    with dg.build_sensor_context(resources=resources) as context:
+        (proof_run,) = _tick(paid_orders, context).run_requests
+        (print_run,) = _tick(approved_orders, context).run_requests
+    assert (proof_run.partition_key, print_run.partition_key) == (paid, printing)
+    assert int(proof_run.tags["dagster/priority"]) > int(print_run.tags["dagster/priority"]) > 0
+
+
 def test_reconciliation_says_so_when_payments_are_off(resources):
     with dg.build_sensor_context(resources=resources) as context:
         assert "payments are off" in stripe_reconciliation(context).skip_message
