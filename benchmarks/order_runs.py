@@ -1,12 +1,13 @@
 """Where a paid order's time goes when orders run through `photogen serve`.
 
-    .venv/bin/python benchmarks/order_runs.py [--orders 4] [--variants 2] [--product poster_a3]
+    .venv/bin/python benchmarks/order_runs.py [--orders 4] [--rounds 1] [--variants 2] [--product poster_a3]
         [--style ink_etching] [--engine-service] [--cold-runs] [--keep-home DIR] [--timeout 900] [--no-wait-previews] [--json]
 
 Starts `photogen serve` on free ports in a new home (payments off; `--engine-service` and
 `--cold-runs` are passed through), lets the catalog preview runs a new home starts with finish (unless
 --no-wait-previews), uploads the astronaut selfie and places `--orders` auto-approved orders at
-once, polls until every one is `ready` (or failed, or the timeout), stops the service, then
+once, polls until every one is `ready` (or failed, or the timeout), `--rounds` times one round
+after the other (each round meets the sensors at another moment of their tick), stops the service, then
 reads every Dagster run's event log in the home's instance. Per job: the runs' wall time
 (RUN_STARTING to RUN_SUCCESS/FAILURE), the time inside steps (STEP_START to
 STEP_SUCCESS/FAILURE, asset checks included), the time a run waited in the queue before it
@@ -144,6 +145,21 @@ def read_runs(dagster_home: Path) -> list[RunTiming]:
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         records = instance.get_run_records(order_by="create_timestamp", ascending=True)
         return [run_timing(instance, record) for record in records]
+
+
+def sensor_tick_gaps(dagster_home: Path, names: tuple[str, ...] = ("paid_orders", "approved_orders")) -> dict[str, float]:
+    """The median seconds between two ticks of each sensor: how long an order can wait for its run request."""
+    import dagster as dg
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    gaps = {}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.name in names:
+                ticks = sorted(t.timestamp for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=500))
+                if len(ticks) > 1:
+                    gaps[state.name] = statistics.median(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+    return gaps
 
 
 # -- the service and the orders -----------------------------------------------------------
@@ -429,7 +445,8 @@ def _pct(value: float | None) -> str:
 def print_report(report: dict) -> None:
     setup, totals = report["setup"], report["totals"]
     print(
-        f"\nphotogen serve: {setup['orders']} orders placed at once, {setup['product']}, {setup['style']}, "
+        f"\nphotogen serve: {setup['orders']} orders placed at once ({setup.get('rounds', 1)} round(s)), "
+        f"{setup['product']}, {setup['style']}, "
         f"{setup['variants']} variants, auto approval{', engine service' if setup['engine_service'] else ''}"
         f"{', cold runs' if setup.get('cold_runs') else ', warm runs'}"
         f"{'' if setup['wait_previews'] else ', catalog previews running alongside'}"
@@ -474,8 +491,10 @@ def print_report(report: dict) -> None:
     print(
         f"paid→proofs_ready p50 {_s(totals['paid_to_proofs_ready_p50_s'])} s, max {_s(totals['paid_to_proofs_ready_max_s'])} s; "
         f"paid→ready p50 {_s(totals['paid_to_ready_p50_s'])} s, max {_s(totals['paid_to_ready_max_s'])} s "
-        f"({totals['orders_ready']}/{setup['orders']} ready)"
+        f"({totals['orders_ready']}/{setup['orders'] * setup.get('rounds', 1)} ready)"
     )
+    gaps = ", ".join(f"{name} {gap:.1f} s" for name, gap in report.get("sensor_tick_gap_median_s", {}).items())
+    print(f"sensor ticks, median seconds apart: {gaps or '–'}")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -510,9 +529,14 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
             previews = wait_for_quiet_queue(service)
             waited = time.monotonic() - settled
             print(f"{previews} run(s) done after {waited:.0f} s; placing {args.orders} orders", file=sys.stderr)
-        orders, auth = place_orders(service, args)
-        views = wait_for_orders(service, orders, auth, args.timeout)
-        wait_for_order_runs(home / "dagster", set(orders))
+        orders: list[str] = []
+        views: dict[str, dict] = {}
+        for number in range(1, args.rounds + 1):
+            placed, auth = place_orders(service, args)
+            views.update(wait_for_orders(service, placed, auth, args.timeout))
+            wait_for_order_runs(home / "dagster", set(placed))
+            orders += placed
+            print(f"round {number}/{args.rounds} done", file=sys.stderr)
     except BaseException:
         print(f"\nphotogen serve's log (the end of {log}):\n{service.tail()}", file=sys.stderr)
         raise
@@ -521,7 +545,8 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
         print(f"photogen serve stopped (exit {returncode})", file=sys.stderr)
     runs = read_runs(home / "dagster")
     report = summarize(runs, views, orders, service.stopped_at)
-    chosen = ("orders", "variants", "product", "style", "engine_service", "cold_runs", "wait_previews")
+    report["sensor_tick_gap_median_s"] = sensor_tick_gaps(home / "dagster")
+    chosen = ("orders", "rounds", "variants", "product", "style", "engine_service", "cold_runs", "wait_previews")
     report["setup"] = {k: getattr(args, k) for k in chosen}
     report["machine"] = machine()
     report["runs"] = [asdict(r) for r in runs]
@@ -531,6 +556,7 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=4, help="orders placed at once")
+    parser.add_argument("--rounds", type=int, default=1, help="place --orders at once this many times, one round after the other")
     parser.add_argument("--variants", type=int, default=2, help="proofs per order")
     parser.add_argument("--product", default="poster_a3")
     parser.add_argument("--style", default="ink_etching")
@@ -546,8 +572,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the orders [900]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    if args.orders < 1:
-        parser.error("--orders must be at least 1")
+    if args.orders < 1 or args.rounds < 1:
+        parser.error("--orders and --rounds must be at least 1")
 
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
