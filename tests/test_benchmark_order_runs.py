@@ -45,7 +45,9 @@ def test_run_timing_sums_steps_and_checks_and_leaves_out_the_retry_wait():
     assert 0.2 <= timing.steps["slow_asset_slow_check"] < 1.5
     assert 0.2 <= timing.steps["flaky_asset"] < 0.9  # two attempts of 0.1 s; the 1 s retry delay is outside the step
     assert timing.steps_s == sum(timing.steps.values())
-    assert timing.wall_s >= timing.steps_s + 1.0  # the retry delay is orchestration
+    # the retry delay is orchestration; Dagster counts its 1 s from the failure, so the event
+    # written after it under load can leave a little less between the two attempts' events
+    assert timing.wall_s >= timing.steps_s + 0.5
     assert timing.launch_s is None and timing.queued_s is None  # in process: no RUN_STARTING, wall from the run's creation
 
     report = summarize([timing], {}, ["order-1"])
