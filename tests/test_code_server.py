@@ -79,6 +79,19 @@ def test_a_cold_run_process_starts_a_new_interpreter_as_dagster_does(tmp_path):
     assert seen["parent"] == seen["server"]
 
 
+def test_importing_the_definitions_starts_no_thread_so_forking_after_it_is_safe():
+    """The forkserver forks every run from a process that imported the definitions: a thread
+    started at import (a pool, a client, a watcher) would be copied half-way through whatever it
+    was doing. Everything that starts threads must start in the run, not at import."""
+    script = (
+        "import threading, photogen_pipelines.definitions; "
+        "print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_photogen_code_server_serves_the_definitions_and_stops_on_sigterm(tmp_path):
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._serdes import deserialize_value
