@@ -52,9 +52,10 @@ print(json.dumps({**seen, "server": os.getpid(), "method": context.get_start_met
 """
 
 
-def _start_a_run_process(tmp_path: Path, how: str) -> dict:
+def _start_a_run_process(tmp_path: Path, how: str, **settings: str) -> dict:
     (tmp_path / "probe.py").write_text(PROBE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])])}
+    env.update(settings)
     done = subprocess.run(
         [sys.executable, "-c", START_A_RUN_PROCESS, how], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
@@ -69,6 +70,14 @@ def test_a_warm_run_process_is_forked_with_the_definitions_already_imported(tmp_
     assert seen["definitions_loaded"] and seen["dagster_loaded"]
     # its parent is the forkserver, not the server: a process of its own, with its own pid
     assert seen["parent"] != seen["server"] and seen["pid"] not in (seen["server"], seen["parent"])
+
+
+def test_definitions_that_fail_to_import_leave_the_error_to_each_run_not_the_forkserver(tmp_path):
+    # a setting that does not parse makes importing the definitions raise a ValidationError,
+    # not an ImportError: the forkserver must still fork runs, and each run meets the error itself
+    seen = _start_a_run_process(tmp_path, "warm", PHOTOGEN_ENGINE="no-such-engine")
+    assert seen["method"] == "forkserver" and seen["exit"] == 0
+    assert not seen["definitions_loaded"]
 
 
 def test_a_cold_run_process_starts_a_new_interpreter_as_dagster_does(tmp_path):

@@ -28,6 +28,7 @@ from photogen_pipelines.cli.common import clear_errors
 
 DEFINITIONS_MODULE = "photogen_pipelines.definitions"
 LOCATION_NAME = "photogen"
+RUN_PRELOAD_MODULE = "photogen_pipelines.cli.run_preload"  # the definitions, imported so that a failure cannot end the forkserver
 
 
 class _WarmRunStarts:
@@ -46,7 +47,7 @@ def start_runs_warm() -> None:
     and start that forkserver now (in the background) so the first run finds it warm."""
     from dagster._grpc import server as dagster_code_server
 
-    multiprocessing.set_forkserver_preload([DEFINITIONS_MODULE])
+    multiprocessing.set_forkserver_preload([RUN_PRELOAD_MODULE])
     dagster_code_server.multiprocessing = _WarmRunStarts()
     threading.Thread(target=forkserver.ensure_running, name="photogen-warm-forkserver", daemon=True).start()
 
