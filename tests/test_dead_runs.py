@@ -8,11 +8,16 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import requests
 
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.invariants import check_shop
+from photogen_pipelines.orderbook import SqlOrderBook
+from photogen_pipelines.storage import LocalArtifactStore
 from sensors import dead_run_workers
 from sensors.dead_runs import WORKER_TAG, fail_dead_runs, run_worker, worker_alive
 from tests.dagster_helpers import local_instance
@@ -223,6 +228,16 @@ def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_get
 
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0, _tail(log)
+        # the soak's invariants: every order settled or waiting on its customer, none of the
+        # orders' runs left running, every live order's proofs on disk
+        book = SqlOrderBook(Database(f"sqlite:///{home / 'orders.db'}"))
+        report = check_shop(
+            [book.get(order_id) for order_id in order_ids],
+            run_statuses={r.run_id: r.status.value for r in runs},
+            store=LocalArtifactStore(home / "artifacts"),
+            now=datetime.now(UTC),
+        )
+        assert report.holds, "\n".join(report.lines())
     finally:
         for pgid in pgids:
             _kill_group(pgid)

@@ -23,6 +23,7 @@ from sqlalchemy import func, inspect, select
 from photogen_pipelines.db.database import Database, alembic_config
 from photogen_pipelines.db.tables import Base, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.definitions import build_defs
+from photogen_pipelines.invariants import MONEY, StripeRecords, check_shop
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderState
 from photogen_pipelines.payments import (
@@ -125,6 +126,15 @@ def _refunds(stripe_client, intent_id: str) -> list:
     return [r for r in stripe_client.v1.refunds.list().data if r.payment_intent == intent_id]
 
 
+def _shop_holds(shop, stripe_client) -> None:
+    """The soak's money invariants over every order of the test, against localstripe's own
+    records (no run works on the orders here: a paid order stays paid)."""
+    orders = SqlOrderBook(Database(shop[0].resolved_database_url)).list(limit=1000)
+    report = check_shop(orders, stripe=StripeRecords.read(stripe_client), pipeline_ran=False)
+    assert report.holds, "\n".join(report.lines())
+    assert report.checked[MONEY] >= 1  # Stripe's records were read and compared
+
+
 def test_a_payment_reaches_the_order_through_the_signed_webhook_once(shop, stripe_base, stripe_client, face_images):
     settings, url, _ = shop
     _register_webhook(stripe_base, url)
@@ -178,6 +188,7 @@ def test_cancelling_a_paid_order_refunds_it_exactly_once(shop, stripe_base, stri
     database = Database(settings.resolved_database_url)
     refund_order(SqlOrderBook(database), StripeGateway(API_KEY, api_base=stripe_base), order["id"])
     assert len(_refunds(stripe_client, order["payment"]["payment_intent_id"])) == 1
+    _shop_holds(shop, stripe_client)
 
 
 def test_refunds_asked_for_at_the_same_moment_happen_once(shop, stripe_base, stripe_client, face_images):
@@ -197,6 +208,7 @@ def test_refunds_asked_for_at_the_same_moment_happen_once(shop, stripe_base, str
         thread.join()
     assert len(_refunds(stripe_client, order["payment"]["payment_intent_id"])) == 1
     assert book.get(order["id"]).state == OrderState.REFUNDED
+    _shop_holds(shop, stripe_client)
 
 
 def test_paying_after_cancelling_is_refunded(shop, stripe_base, stripe_client, face_images):
@@ -207,6 +219,7 @@ def test_paying_after_cancelling_is_refunded(shop, stripe_base, stripe_client, f
     _pay(stripe_client, order)  # the customer's browser was still on the payment page
     refunded = wait_until(lambda: (o := _get(shop, order["id"]))["state"] == "refunded" and o, 30, "the refund")
     assert refunded["payment"]["paid_cents"] == refunded["payment"]["refunded_cents"] > 0
+    _shop_holds(shop, stripe_client)
 
 
 def test_reconciliation_applies_what_the_webhook_missed_once(shop, stripe_base, stripe_client, face_images):
@@ -439,6 +452,7 @@ def test_a_stray_payment_is_refunded_and_the_customer_pays_the_order_once(
     row = _stray_row(_database(shop), stray.id)
     assert (row.order_id, row.amount, row.currency, row.reason) == (order["id"], 100, "usd", "not_the_orders_payment")
     assert row.refunded_at is not None and row.refund_id == _refunds(stripe_client, stray.id)[0].id
+    _shop_holds(shop, stripe_client)
 
 
 def test_stray_refunds_asked_for_at_the_same_moment_happen_once(shop, stripe_base, stripe_client, face_images):
@@ -484,6 +498,7 @@ def test_the_orders_own_payment_short_or_in_another_currency_fails_the_order_and
     assert [r.id for r in _refunds(stripe_client, intent_id)] == [settled["payment"]["refund_id"]]
     assert _net_charged(stripe_client, order["id"]) == 0
     assert _stray_row(_database(shop), intent_id).reason == ("amount_short" if field == "amount_cents" else "currency_mismatch")
+    _shop_holds(shop, stripe_client)
 
 
 @pytest.mark.parametrize(
