@@ -7,6 +7,7 @@ new DNN engine (docs/architecture.md §8).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,11 @@ class OpenCvFaceAnalyzer:
             str(require_file(directory / YUNET_FILE)), "", (320, 320), MIN_DETECTOR_SCORE, nms_threshold, 50
         )
         self._recognizer = cv2.FaceRecognizerSF.create(str(require_file(directory / SFACE_FILE)), "")
+        # One analyzer serves every thread of a process (the API answers uploads from a thread
+        # pool), and OpenCV's DNN models are not safe to share: concurrent calls returned no
+        # face for a clear selfie, raised assertion errors and crashed the API (SIGSEGV). Each
+        # call holds the model for its few milliseconds; OpenCV uses the cores inside it.
+        self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray, min_score: float = 0.75) -> list[Face]:
         """Faces scoring at least `min_score`, largest first, in the image's own pixels."""
@@ -44,8 +50,9 @@ class OpenCvFaceAnalyzer:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         if scale < 1.0:
             bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, rows = self._detector.detect(bgr)
+        with self._lock:
+            self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, rows = self._detector.detect(bgr)
         faces = []
         for row in rows if rows is not None else []:
             if row[14] < min_score:
@@ -66,6 +73,7 @@ class OpenCvFaceAnalyzer:
     def embed(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """A unit-length 128-d SFace feature of one detected face."""
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        aligned = self._recognizer.alignCrop(bgr, face.detector_row[None, :])
-        feature = self._recognizer.feature(aligned).ravel().astype(np.float32)
+        with self._lock:
+            aligned = self._recognizer.alignCrop(bgr, face.detector_row[None, :])
+            feature = self._recognizer.feature(aligned).ravel().astype(np.float32)
         return feature / (np.linalg.norm(feature) + 1e-12)
