@@ -48,9 +48,27 @@ def _to_order(row: OrderRow, events: Sequence[OrderEventRow]) -> Order:
     return Order(**fields)
 
 
-def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
+def order_values(order: Order) -> dict:
+    """The `orders` row's columns of an order, as the book writes them (a bulk loader
+    such as benchmarks/scale.py inserts these same values)."""
     values = order.model_dump(include=set(ORDER_COLUMNS))
     values["state"] = order.state.value
+    return values
+
+
+def event_values(order_id: str, event: OrderEvent) -> dict:
+    """The `order_events` row's columns of one state change, as the book writes them."""
+    return {
+        "order_id": order_id,
+        "at": event.at,
+        "from_state": event.from_state.value if event.from_state else None,
+        "to_state": event.to_state.value,
+        "reason": event.reason,
+    }
+
+
+def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
+    values = order_values(order)
     if row is None:
         session.add(OrderRow(**values))
         session.flush()  # the row exists before its events point at it
@@ -59,15 +77,7 @@ def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
             setattr(row, name, value)
     for event in order.events:
         if event.id is None:
-            session.add(
-                OrderEventRow(
-                    order_id=order.id,
-                    at=event.at,
-                    from_state=event.from_state.value if event.from_state else None,
-                    to_state=event.to_state.value,
-                    reason=event.reason,
-                )
-            )
+            session.add(OrderEventRow(**event_values(order.id, event)))
 
 
 def _events(session: Session, order_id: str) -> Sequence[OrderEventRow]:
