@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from pydantic import PositiveInt
+from limits import parse
+from pydantic import PositiveInt, field_validator
 
 from photogen_pipelines.settings import PhotoGenSettings
 
@@ -22,11 +23,42 @@ class Settings(PhotoGenSettings):
     # Stripe's events carry whole objects (a charge with its refunds): room to spare, still bounded
     max_webhook_body_bytes: PositiveInt = 512 * 1024
     max_upload_bytes: PositiveInt = 25 * 1024 * 1024  # the selfie file (413 file_too_large)
-    # limits' rate strings; the storage URI may be redis:// when several API processes share the limits
-    rate_limit_per_key: str = "120/minute"
-    rate_limit_per_address: str = "60/minute"
+    # Rate limits (`limits` rate strings, moving windows; api/deps.py). A request counts against
+    # ONE of them: a valid API key or order token against that caller's own limit, whatever
+    # address it comes from (a shop's backend sends all its customers' requests from one
+    # address); a request without valid credentials against its client address; failed
+    # credentials against the address's failed-authentication limit. A 429 `rate_limited` has
+    # a Retry-After. Sized for a busy shop, from BENCHMARKS.md (GET /v1/orders/{id} ~10 ms,
+    # so one API process serves ~100 reads/s):
+    # - per API key, 3000/minute (50/s): a shop polling 500 orders in flight every 15 s is
+    #   2000/minute, leaving ~1000/minute for uploads, new orders and catalog reads at a peak;
+    #   a leaked key or a runaway loop still gets at most about half of one API process.
+    rate_limit_per_key: str = "3000/minute"
+    # - per order token, 120/minute (2/s): one customer's page polling one order, with room for
+    #   approve/cancel and reloads; each order's token is its own caller, wherever it comes from.
+    rate_limit_per_order_token: str = "120/minute"
+    # - per client address, requests without valid credentials, 300/minute (5/s): the catalog
+    #   without a key and signed file links, which customers' browsers load directly (a catalog
+    #   page shows ~30 style previews: ~10 page views a minute behind one household or office
+    #   address), while a scraper is held to 5 requests a second.
+    rate_limit_per_address: str = "300/minute"
+    # - failed authentications (an unknown or revoked API key, a wrong order token) per client
+    #   address, 10/minute: tight, to slow key and token guessing. Once it is spent the address's
+    #   credentials are not even checked (429, valid ones too) until the window moves on, so a
+    #   guess never learns whether it was right. Rotate a key by deploying the new one everywhere
+    #   before revoking the old: a revoked key's requests are failed authentications.
+    rate_limit_failed_auth_per_address: str = "10/minute"
+    # the storage URI may be redis:// when several API processes share the limits
     rate_limit_storage_uri: str = "memory://"
     auto_migrate: bool = True  # the embedded default makes its schema; production runs `photogen db upgrade`
+
+    @field_validator(
+        "rate_limit_per_key", "rate_limit_per_order_token", "rate_limit_per_address", "rate_limit_failed_auth_per_address"
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        parse(value)  # a ValueError (so a settings error at start) for what `limits` cannot read
+        return value
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import logging
 
 from fastapi import Depends, FastAPI
 
-from storefront_api.api.deps import RateLimits, limit_address
+from storefront_api.api.deps import RateLimits, limit_request
 from storefront_api.api.routes import catalog, files, health, orders, uploads, webhooks
 from storefront_api.config import Settings, get_settings
 from storefront_api.errors import install_error_handlers
@@ -36,13 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Selfies in, print-ready art out: uploads, orders, proofs, approvals and print files.",
         lifespan=lifespan,
     )
-    app.state.rate_limits = RateLimits(
-        settings.rate_limit_per_key, settings.rate_limit_per_address, settings.rate_limit_storage_uri
-    )
+    app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)
     app.include_router(health.router)
-    limited = [Depends(limit_address)]
+    # per caller (API key, order token) when authenticated, else per client address (api/deps.py)
+    limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
     for router in (uploads.router, catalog.router, orders.router, files.router):
         app.include_router(router, prefix=prefix, dependencies=limited)

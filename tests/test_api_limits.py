@@ -1,5 +1,7 @@
 """The storefront API refuses what is too large or malformed with its JSON error and changes
-nothing: no 500, no plain-text page from the server, no order, no stored file.
+nothing: no 500, no plain-text page from the server, no order, no stored file. And it limits
+how often: an authenticated caller (API key, order token) against its own limit, whatever
+address it calls from; requests without valid credentials, and failed ones, per address.
 
 Over real HTTP, on uvicorn as `photogen serve` runs it (storefront_api.server's protocol),
 and on plain uvicorn (tests/servers.py `api_server`), where the app alone must answer.
@@ -7,17 +9,21 @@ and on plain uvicorn (tests/servers.py `api_server`), where the app alone must a
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 import numpy as np
+import pydantic
 import pytest
 import requests
+from limits import parse
 from urllib3 import encode_multipart_formdata
 
 from photogen_pipelines.db.database import Database
@@ -63,16 +69,22 @@ class Shop:
         return requests.post(f"{self.url}/v1/orders", headers=headers, timeout=30, **options)
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory, astronaut_png):
-    tmp_path = tmp_path_factory.mktemp("shop")
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'orders.db'}")
+@contextlib.contextmanager
+def open_shop(tmp_path, astronaut_png, **settings_overrides) -> Iterator[Shop]:
+    """A served API on a fresh database, with a key and one upload (one request on that key)."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'orders.db'}", **settings_overrides)
     app = make_app(settings)
     with served(app, settings) as url:
         auth = new_key(settings)
         upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("a.png", astronaut_png, "image/png")})
         assert upload.status_code == 201, upload.text
         yield Shop(url, settings, app, auth, upload.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, astronaut_png):
+    with open_shop(tmp_path_factory.mktemp("shop"), astronaut_png) as shop:
+        yield shop
 
 
 def _assert_error(response, status: int, code: str) -> dict:
@@ -282,3 +294,145 @@ def test_on_plain_uvicorn_the_app_itself_answers_with_json(tmp_path):
         _assert_error(requests.post(place, headers={**headers, "X-Note": "a" * MB}, json={}), 431, "headers_too_large")
         _assert_error(requests.post(place, headers=headers, params={"note": "a" * 9_000}, json={}), 414, "uri_too_long")
         _assert_error(requests.post(place, headers=headers, json={"note": "x" * MB}), 413, "body_too_large")
+
+
+# -- rate limits: per caller when authenticated, per client address otherwise ----------
+
+RATE_LIMITS = ("rate_limit_per_key", "rate_limit_per_order_token", "rate_limit_per_address", "rate_limit_failed_auth_per_address")
+WRONG_KEY = {"Authorization": "Bearer pgk_" + "x" * 43}
+WRONG_TOKEN = {"Authorization": "Bearer otk_" + "x" * 43}
+
+
+def _get(shop: Shop, path: str, auth: dict[str, str] | None = None, source: str = "127.0.0.1") -> Answer:
+    """GET `path` on a new connection from the loopback address `source`: any address in
+    127/8 reaches the server, so one test can call as several clients."""
+    address = urlsplit(shop.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request("GET", path, headers=auth or {})
+        answer = connection.getresponse()
+        return Answer(answer.status, answer.headers, answer.read())
+    finally:
+        connection.close()
+
+
+def _statuses(shop: Shop, paths: list[str], auth: dict[str, str] | None = None, source: str = "127.0.0.1") -> list[int]:
+    return [_get(shop, path, auth, source).status_code for path in paths]
+
+
+def _assert_rate_limited(response) -> None:
+    _assert_error(response, 429, "rate_limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 60, response.headers
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_backend_polling_with_its_key_is_not_held_to_the_address_limit(tmp_path, astronaut_png):
+    # a shop's backend calls from one address for all its customers: its key's requests count
+    # against the key, never against the address (which was 60/minute, the old default)
+    with open_shop(tmp_path, astronaut_png, rate_limit_per_address="60/minute") as shop:
+        orders = [shop.place().json()["id"] for _ in range(4)]
+        assert _statuses(shop, [f"/v1/orders/{orders[i % 4]}" for i in range(150)], shop.auth) == [200] * 150
+        # nor did they spend any of the address's budget: requests without a key still get all 60
+        assert _statuses(shop, ["/v1/styles"] * 60) == [200] * 60
+        _assert_rate_limited(_get(shop, "/v1/styles"))
+        assert _get(shop, f"/v1/orders/{orders[0]}", shop.auth).status_code == 200
+
+
+def test_each_api_key_is_held_to_its_own_limit(tmp_path, astronaut_png):
+    with open_shop(tmp_path, astronaut_png, rate_limit_per_key="3/minute", rate_limit_per_address="60/minute") as shop:
+        busy, other = new_key(shop.settings, "busy shop"), new_key(shop.settings, "other shop")
+        # the catalog read with a key counts against the key as well
+        assert _statuses(shop, ["/v1/styles", "/v1/orders/ord_none", "/v1/products"], busy) == [200, 404, 200]
+        _assert_rate_limited(_get(shop, "/v1/orders/ord_none", busy))
+        _assert_rate_limited(_get(shop, "/v1/styles", busy))
+        _assert_rate_limited(_get(shop, "/v1/orders/ord_none", busy, source="127.0.0.2"))  # wherever it calls from
+        assert _get(shop, "/v1/orders/ord_none", other).status_code == 404  # another key, the same address
+        assert _get(shop, "/v1/styles").status_code == 200  # the address's own budget is untouched
+
+
+def test_requests_without_valid_credentials_are_limited_per_address(tmp_path, astronaut_png):
+    with open_shop(tmp_path, astronaut_png, rate_limit_per_address="5/minute") as shop:
+        anonymous = [
+            _get(shop, "/v1/styles"),
+            _get(shop, "/v1/products"),
+            _get(shop, "/v1/orders/ord_none"),  # no credentials
+            _get(shop, f"/v1/files/{PROOF}?expires=1&signature=x"),  # a signed link, an expired one
+            _get(shop, "/v1/styles", WRONG_TOKEN),  # an order token outside an order's path is not checked
+        ]
+        assert [a.status_code for a in anonymous] == [200, 200, 401, 403, 200]
+        _assert_rate_limited(_get(shop, "/v1/styles"))
+        _assert_rate_limited(_get(shop, "/v1/orders/ord_none"))
+        _assert_rate_limited(_get(shop, f"/v1/files/{PROOF}?expires=1&signature=x"))
+        assert _get(shop, "/v1/styles", source="127.0.0.2").status_code == 200  # another address, its own budget
+        assert _get(shop, "/v1/styles", shop.auth).status_code == 200  # a key from this address: the key's budget
+
+
+def test_failed_authentication_is_limited_tightly_and_then_nothing_is_checked(tmp_path, astronaut_png):
+    limits = {"rate_limit_failed_auth_per_address": "3/minute", "rate_limit_per_address": "60/minute"}
+    with open_shop(tmp_path, astronaut_png, **limits) as shop:
+        order = shop.place().json()
+        path = f"/v1/orders/{order['id']}"
+        _assert_error(_get(shop, path, WRONG_KEY), 401, "invalid_api_key")
+        _assert_error(_get(shop, path, WRONG_TOKEN), 404, "order_not_found")
+        assert _get(shop, "/v1/styles", WRONG_KEY).status_code == 200  # the catalog is public: served, still counted
+        # spent: no credentials from this address are checked, so a guess cannot learn it was right
+        for auth in (WRONG_KEY, WRONG_TOKEN, _auth(order["customer_token"]), shop.auth):
+            _assert_rate_limited(_get(shop, path, auth))
+        assert _get(shop, "/v1/styles").status_code == 200  # requests without credentials: the address's other budget
+        assert _get(shop, path, shop.auth, source="127.0.0.2").status_code == 200  # another address is not locked out
+
+
+def test_an_order_token_is_a_caller_with_its_own_limit(tmp_path, astronaut_png):
+    limits = {"rate_limit_per_order_token": "3/minute", "rate_limit_per_address": "2/minute"}
+    with open_shop(tmp_path, astronaut_png, **limits) as shop:
+        mine, theirs = shop.place().json(), shop.place().json()
+        path = f"/v1/orders/{mine['id']}"
+        assert _statuses(shop, [path] * 3, _auth(mine["customer_token"])) == [200] * 3
+        _assert_rate_limited(_get(shop, path, _auth(mine["customer_token"])))
+        _assert_rate_limited(_get(shop, f"{path}/print-file", _auth(mine["customer_token"])))
+        # another order's token from the same address, and the shop's key for this very order
+        assert _statuses(shop, [f"/v1/orders/{theirs['id']}"] * 3, _auth(theirs["customer_token"])) == [200] * 3
+        assert _get(shop, path, shop.auth).status_code == 200
+        # the tokens' requests did not count against the address's budget either
+        assert _statuses(shop, ["/v1/styles"] * 2) == [200, 200]
+        _assert_rate_limited(_get(shop, "/v1/styles"))
+
+
+def test_stripes_webhook_is_never_rate_limited(tmp_path, astronaut_png):
+    limits = {"rate_limit_per_address": "1/minute", "rate_limit_failed_auth_per_address": "1/minute"}
+    with open_shop(tmp_path, astronaut_png, **limits) as shop:
+        webhook = f"{shop.url}/v1/webhooks/stripe"
+        headers = {"Stripe-Signature": "t=1,v1=0", "Content-Type": "application/json", **WRONG_KEY}
+        for _ in range(5):  # payments are off on this shop: the route's own 404 every time, never a 429
+            _assert_error(requests.post(webhook, data=b"{}", headers=headers, timeout=30), 404, "payments_off")
+
+
+def _per_minute(rate: str) -> float:
+    item = parse(rate)
+    return item.amount * 60 / item.get_expiry()
+
+
+def test_the_default_limits_let_a_busy_shop_poll_and_slow_key_guessing(tmp_path, astronaut_png):
+    defaults = {name: Settings.model_fields[name].default for name in RATE_LIMITS}
+    assert _per_minute(defaults["rate_limit_per_key"]) >= 1200  # a busy shop's backend: config.py says why
+    guesses_allowed = parse(defaults["rate_limit_failed_auth_per_address"]).amount
+    assert _per_minute(defaults["rate_limit_failed_auth_per_address"]) <= 20
+    with open_shop(tmp_path, astronaut_png, **defaults) as shop:
+        orders = [shop.place().json()["id"] for _ in range(4)]
+        assert _statuses(shop, [f"/v1/orders/{orders[i % 4]}" for i in range(150)], shop.auth) == [200] * 150
+        guesses = _statuses(shop, ["/v1/orders/ord_none"] * (guesses_allowed + 5), WRONG_KEY)
+        assert guesses == [401] * guesses_allowed + [429] * 5
+
+
+def test_the_limits_are_settings_read_from_photogen_variables(monkeypatch):
+    monkeypatch.setenv("PHOTOGEN_RATE_LIMIT_PER_KEY", "5000/minute")
+    monkeypatch.setenv("PHOTOGEN_RATE_LIMIT_PER_ORDER_TOKEN", "7/minute")
+    monkeypatch.setenv("PHOTOGEN_RATE_LIMIT_PER_ADDRESS", "100/minute")
+    monkeypatch.setenv("PHOTOGEN_RATE_LIMIT_FAILED_AUTH_PER_ADDRESS", "2/minute")
+    assert [getattr(Settings(), name) for name in RATE_LIMITS] == ["5000/minute", "7/minute", "100/minute", "2/minute"]
+    monkeypatch.setenv("PHOTOGEN_RATE_LIMIT_FAILED_AUTH_PER_ADDRESS", "a few")
+    with pytest.raises(pydantic.ValidationError, match="rate_limit_failed_auth_per_address"):
+        Settings()

@@ -284,7 +284,7 @@ def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_p
     assert order["state"] == "paid", order
 
     def delivered():
-        time.sleep(2)  # poll like a storefront would, well inside the per-address rate limit
+        time.sleep(2)  # poll like a storefront would
         current = requests.get(f"{api}/v1/orders/{order['id']}", headers=auth, timeout=10).json()
         assert current["state"] not in ("rejected", "failed"), current
         return current if current["state"] == "ready" else None

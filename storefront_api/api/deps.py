@@ -9,13 +9,15 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from limits import parse
+from fastapi.security.utils import get_authorization_scheme_param
+from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from photogen_pipelines.api_keys import verify_api_key
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders import Order
+from storefront_api.config import Settings
 from storefront_api.errors import ApiError
 from storefront_api.services import Services
 
@@ -34,6 +36,8 @@ def public_base_url(request: Request, services: ServicesDep) -> str:
 
 BaseUrlDep = Annotated[str, Depends(public_base_url)]
 
+ORDER_TOKEN_PREFIX = "otk_"
+
 bearer = HTTPBearer(auto_error=False, description="A storefront API key (pgk_…) or a customer's order token (otk_…).")
 
 
@@ -50,28 +54,103 @@ class Caller:
 
 
 class RateLimits:
-    """Moving-window limits per caller and per client address (the `limits` library)."""
+    """Moving-window limits (the `limits` library), one per kind of caller (config.py says
+    why each default is what it is). Each request counts against one of them: see
+    `authenticate` and `limit_request`."""
 
-    def __init__(self, per_key: str, per_address: str, storage_uri: str):
-        self.per_key, self.per_address = parse(per_key), parse(per_address)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+    def __init__(self, settings: Settings):
+        self.per_key = parse(settings.rate_limit_per_key)
+        self.per_order_token = parse(settings.rate_limit_per_order_token)
+        self.per_address = parse(settings.rate_limit_per_address)
+        self.failed_auth_per_address = parse(settings.rate_limit_failed_auth_per_address)
+        self.limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage_uri))
 
-    def check(self, scope: str, limit, identity: str) -> None:
-        if self.limiter.hit(limit, scope, identity):
-            return
+    def check(self, scope: str, limit: RateLimitItem, identity: str) -> None:
+        """Count one request; a 429 once `limit` is spent."""
+        if not self.limiter.hit(limit, scope, identity):
+            raise self._refusal(scope, limit, identity, f"too many requests ({limit})")
+
+    def check_caller(self, caller: Caller) -> None:
+        self.check("caller", self.per_key if caller.api_key_id else self.per_order_token, caller.identity)
+
+    def refuse_if_locked_out(self, address: str) -> None:
+        """A 429, before any credentials are checked, while `address` has spent its failed
+        authentications: a guess then never learns whether it was right."""
+        if not self.limiter.test(self.failed_auth_per_address, "failed_auth", address):
+            message = f"too many failed authentications from this address ({self.failed_auth_per_address})"
+            raise self._refusal("failed_auth", self.failed_auth_per_address, address, message)
+
+    def count_failed_authentication(self, address: str) -> None:
+        self.limiter.hit(self.failed_auth_per_address, "failed_auth", address)
+
+    def _refusal(self, scope: str, limit: RateLimitItem, identity: str, message: str) -> ApiError:
         reset = self.limiter.get_window_stats(limit, scope, identity).reset_time
         retry_after = max(1, math.ceil(reset - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many requests ({limit}); retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+        return ApiError(429, "rate_limited", f"{message}; retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
 
 
-def limit_address(request: Request) -> None:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """What a request's credentials turned out to be: a caller, failed ones, or none to check."""
+
+    caller: Caller | None = None
+    failed: bool = False
+
+
+def _bearer_token(request: Request) -> str | None:
+    """The credentials `bearer` would hand a route (same parsing), without marking every
+    limited route as needing them in the OpenAPI schema."""
+    authorization = request.headers.get("Authorization")
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and token and scheme.lower() == "bearer" else None
+
+
+def authenticate(request: Request, services: Services) -> Authentication:
+    """Who is calling, decided once per request (kept in `request.state`) and counted:
+    a valid API key, or a valid order token for the order in the path, against that caller's
+    own limit; credentials that fail against the client address's failed-authentication limit
+    (and while that is spent, none from the address are checked: 429). An order token outside
+    an order's path cannot be checked: like no credentials, it is for the route to refuse."""
+    done: Authentication | None = getattr(request.state, "authentication", None)
+    if done is not None:
+        return done
     limits: RateLimits = request.app.state.rate_limits
-    limits.check("address", limits.per_address, request.client.host if request.client else "unknown")
+    token, order_id = _bearer_token(request), request.path_params.get("order_id")
+    if token is None or (token.startswith(ORDER_TOKEN_PREFIX) and order_id is None):
+        done = Authentication()
+    else:
+        address = client_address(request)
+        limits.refuse_if_locked_out(address)
+        caller = _verify(services, token, order_id)
+        if caller is None:
+            limits.count_failed_authentication(address)
+            done = Authentication(failed=True)
+        else:
+            limits.check_caller(caller)
+            done = Authentication(caller=caller)
+    request.state.authentication = done
+    return done
+
+
+def _verify(services: Services, token: str, order_id: str | None) -> Caller | None:
+    if token.startswith(ORDER_TOKEN_PREFIX):
+        return Caller(order_id=order_id) if services.signer.order_token_valid(order_id, token) else None
+    key = verify_api_key(services.database, token)
+    return Caller(api_key_id=key.id) if key else None
+
+
+def limit_request(request: Request, services: ServicesDep) -> None:
+    """Every rate-limited route's first dependency. An authenticated caller is counted by
+    `authenticate`, never by its address: a storefront backend sends all its customers'
+    requests from one. A request without valid credentials counts against its address."""
+    authentication = authenticate(request, services)
+    if authentication.caller is None and not authentication.failed:
+        limits: RateLimits = request.app.state.rate_limits
+        limits.check("address", limits.per_address, client_address(request))
 
 
 def _credentials(credentials: HTTPAuthorizationCredentials | None) -> str:
@@ -80,24 +159,17 @@ def _credentials(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def _storefront(request: Request, services: Services, token: str) -> Caller:
-    key = verify_api_key(services.database, token)
-    if key is None:
-        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-    caller = Caller(api_key_id=key.id)
-    limits: RateLimits = request.app.state.rate_limits
-    limits.check("caller", limits.per_key, caller.identity)
-    return caller
-
-
 def storefront_caller(
     request: Request, services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
     """Only a storefront backend (API key) may call this."""
     token = _credentials(credentials)
-    if token.startswith("otk_"):
+    if token.startswith(ORDER_TOKEN_PREFIX):
         raise ApiError(403, "api_key_required", "this endpoint needs the storefront's API key, not an order token")
-    return _storefront(request, services, token)
+    caller = authenticate(request, services).caller
+    if caller is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+    return caller
 
 
 def order_caller(
@@ -110,14 +182,11 @@ def order_caller(
     or that order's own customer token. Anything else is a 404, as if it did not exist."""
     token = _credentials(credentials)
     not_found = ApiError(404, "order_not_found", f"order {order_id} not found")
-    if token.startswith("otk_"):
-        if not services.signer.order_token_valid(order_id, token):
+    caller = authenticate(request, services).caller
+    if caller is None:
+        if token.startswith(ORDER_TOKEN_PREFIX):
             raise not_found
-        caller = Caller(order_id=order_id)
-        limits: RateLimits = request.app.state.rate_limits
-        limits.check("caller", limits.per_key, caller.identity)
-    else:
-        caller = _storefront(request, services, token)
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
     try:
         order = services.book.get(order_id)
     except NotFound:
