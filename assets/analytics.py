@@ -53,13 +53,12 @@ def generation_ledger(
     context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage
 ) -> dg.MaterializeResult:
     """One row per order settled that day (UTC): what it was, how it scored, what it took and cost."""
-    from photogen_pipelines.ledger import carry_forward, ledger_rows, read_ledger_day, write_ledger_day
+    from photogen_pipelines.ledger import build_ledger_day, write_ledger_day
 
-    day, window = context.partition_key, context.partition_time_window
-    book, store = orders.book(), storage.store()
-    settled = book.settled_between(window.start, window.end)
+    day, store = context.partition_key, storage.store()
+    # the core builds the rows (`photogen report` builds the orders no file holds yet the same way);
     # a rebuild after retention deleted some orders' files keeps what the last build knew
-    frame = carry_forward(read_ledger_day(store, day), ledger_rows(book, store, settled), book)
+    frame = build_ledger_day(orders.book(), store, day)
     key = write_ledger_day(store, day, frame)
     counts = frame["outcome"].value_counts()
     context.log.info(f"generation_ledger: {len(frame)} orders settled on {day} -> {key}")

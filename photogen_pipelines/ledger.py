@@ -11,7 +11,7 @@ import io
 import math
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from photogen_pipelines.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Validation
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.ledger_columns import LEDGER_COLUMNS, STAGES
-from photogen_pipelines.orderbook import OrderBook
+from photogen_pipelines.orderbook import OrderBook, SqlOrderBook
 from photogen_pipelines.orders import EXITS, SETTLED, Order, OrderEvent, OrderState
 from photogen_pipelines.storage import ArtifactStore
 
@@ -83,6 +83,12 @@ def _document(store: ArtifactStore, keys: OrderKeys, kind: type[Document]):
 
 def _last(order: Order, states: frozenset[OrderState]) -> OrderEvent | None:
     return next((e for e in reversed(order.events) if e.to_state in states), None)
+
+
+def settled_at(order: Order) -> datetime | None:
+    """The order's latest move into a final state: the day file its row belongs in."""
+    settled = _last(order, SETTLED)
+    return settled.at if settled else None
 
 
 def _verdict(order: Order) -> str | None:
@@ -210,6 +216,20 @@ def read_ledger(store: ArtifactStore, since: date | None = None) -> pd.DataFrame
         return empty_ledger()
     ledger = pd.concat(frames, ignore_index=True).sort_values(["settled_at", "order_id"], kind="stable")
     return conform(ledger.drop_duplicates("order_id", keep="last"))
+
+
+def day_window(day: date | str) -> tuple[datetime, datetime]:
+    """[start, end) of one UTC day: the orders one day file holds settled in it."""
+    start = datetime.combine(date.fromisoformat(str(day)), time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def build_ledger_day(book: SqlOrderBook, store: ArtifactStore, day: date | str) -> pd.DataFrame:
+    """The rows the `generation_ledger` asset writes for `day`: every order that settled
+    that UTC day, from the orders database and the JSON its stages stored. A rebuild after
+    retention deleted some orders' files keeps what the day's previous file knew."""
+    settled = book.settled_between(*day_window(day))
+    return carry_forward(read_ledger_day(store, day), ledger_rows(book, store, settled), book)
 
 
 def carry_forward(previous: pd.DataFrame | None, fresh: pd.DataFrame, book: OrderBook) -> pd.DataFrame:

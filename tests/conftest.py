@@ -88,6 +88,24 @@ def throwaway_postgres(server_url: str):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="module")
+def stripe_base(tmp_path_factory) -> Iterator[str]:
+    """localstripe on loopback, one per test module; `stripe_client` empties it for each test."""
+    from tests.servers import localstripe_server
+
+    with localstripe_server(tmp_path_factory.mktemp("localstripe")) as base:
+        yield base
+
+
+@pytest.fixture
+def stripe_client(stripe_base):
+    import requests
+    import stripe
+
+    requests.delete(stripe_base + "/_config/data", timeout=10).raise_for_status()
+    return stripe.StripeClient("sk_test_photogen", base_addresses={"api": stripe_base})
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path) -> Iterator[str]:
     """A fresh, unmigrated orders database URL, on SQLite and on PostgreSQL."""

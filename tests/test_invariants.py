@@ -7,30 +7,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
-import stripe
 
 from photogen_pipelines.invariants import FILES, MONEY, RUNS, SETTLED_OR_WAITING, StripeRecords, check_shop
 from photogen_pipelines.orders import Order, OrderEvent, OrderState
 from photogen_pipelines.retention import RetentionPolicy
 from photogen_pipelines.storage import LocalArtifactStore
-from tests.servers import localstripe_server
 
 S = OrderState
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 
 
-@pytest.fixture(scope="module")
-def stripe_base(tmp_path_factory):
-    with localstripe_server(tmp_path_factory.mktemp("localstripe")) as base:
-        yield base
-
-
 @pytest.fixture
-def client(stripe_base):
-    requests.delete(stripe_base + "/_config/data", timeout=10).raise_for_status()
-    return stripe.StripeClient("sk_test_invariants", base_addresses={"api": stripe_base})
+def client(stripe_client):
+    return stripe_client  # localstripe, emptied for the test (conftest.py)
 
 
 def _intent(client, amount: int, pay: bool = True) -> str:

@@ -47,6 +47,8 @@ from photogen_pipelines.ledger import (
     read_ledger_day,
     write_ledger_day,
 )
+from photogen_pipelines.ledger_view import current_ledger, database_windows, day_ranges
+from photogen_pipelines.lifecycle import paid_without_payments, reject, start_generation
 from photogen_pipelines.metrics import metrics_key
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderEvent, OrderState
@@ -390,8 +392,13 @@ def test_a_day_without_orders_has_an_empty_ledger_and_says_so(world, tmp_path):
 # -- photogen report ---------------------------------------------------------------------
 
 
-def _report(*args: str):
-    return CliRunner().invoke(cli_main.cli, ["report", *args])
+def _report(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(cli_main.cli, ["report", *args], env=env)
+
+
+def _numbers(payload: dict) -> dict:
+    """What the report computed, without where it read it."""
+    return {k: v for k, v in payload.items() if k not in ("days", "sources", "by_day")}
 
 
 def test_report_json_gives_the_numbers_per_style(world):
@@ -404,12 +411,21 @@ def test_report_json_gives_the_numbers_per_style(world):
     assert set(styles) == {"sepia_oil", "starry_swirl", "fauve"}
     assert (styles["starry_swirl"]["rejection_rate"], styles["sepia_oil"]["rejection_rate"]) == (0.5, 0.0)
     assert styles["fauve"]["rejection_rate"] is None and styles["fauve"]["identity_median"] is None
+    # every settled order is in the ledger: nothing was read directly from the orders database
+    assert payload["sources"] == {
+        "ledger": {"days": [world["day"]], "orders": 4},
+        "orders_db": {"read": True, "days": [], "orders": 0, "order_ids": []},
+    }
+    assert payload["by_day"] == [
+        {"day": world["day"], "orders": 4, "from_ledger": 4, "from_orders_db": 0, "ledger_file": True, "source": "ledger"}
+    ]
     ready = read_ledger_day(world["store"], world["day"]).set_index("style_id").loc["sepia_oil"]
     assert styles["sepia_oil"]["median_seconds"]["print_master"] == round(ready["seconds_print_master"], 3)
     assert styles["sepia_oil"]["identity_median"] == pytest.approx(pd.Series(ready["identity_scores"]).median(), abs=1e-4)
 
     text = _report("--home", str(world["home"]))
-    assert text.exit_code == 0
+    assert text.exit_code == 0 and text.stderr == ""
+    assert f"ledger: {world['day']} (4 orders); read directly from the orders database: nothing the ledger lacks" in text.stdout
     assert re.search(r"starry_swirl\s+2\s+1/2\s+50%", text.stdout) and re.search(r"sepia_oil\s+1\s+0/1\s+0%", text.stdout)
     since = json.loads(_report("--json", "--since", "2099-01-01", "--home", str(world["home"])).stdout)
     assert (since["orders"], since["styles"], since["since"]) == (0, [], "2099-01-01")
@@ -421,8 +437,150 @@ def test_report_says_how_to_build_a_missing_ledger_and_refuses_a_bad_date(tmp_pa
     assert len(empty.stderr.strip().splitlines()) == 1 and "materialize the generation_ledger asset" in empty.stderr
     as_json = _report("--json", "--home", str(tmp_path / "nothing"))
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["orders"] == 0
+    assert json.loads(as_json.stdout)["sources"]["orders_db"]["read"] is False  # no orders.db in that home
+    assert not (tmp_path / "nothing").exists()  # a report makes no home, no database, no ledger
     bad = _report("--since", "21/11/2026", "--home", str(tmp_path))
     assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0 and "YYYY-MM-DD" in bad.stderr
+
+
+def _rejected_now(book: SqlOrderBook, order_id: str, style_id: str = "starry_swirl") -> Order:
+    """An order placed, paid and rejected by the identity gate just now, through the
+    lifecycle the pipeline uses (no model runs: the report reads the database, not images)."""
+    book.add(Order(id=order_id, style_id=style_id, product_id="poster_a3", upload_key=f"uploads/{order_id}"))
+    paid_without_payments(book, order_id)
+    start_generation(book, order_id)
+    return reject(book, order_id, "no proof kept the customer's likeness after 1 rounds")
+
+
+def test_the_orders_database_is_read_where_the_ledger_has_no_file_and_from_its_newest_day_on():
+    def at(day: str) -> datetime:
+        return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+    since = date(2026, 11, 5)
+    assert database_windows([], None) == [(datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))]
+    assert database_windows([], since) == [(at("2026-11-05"), datetime(9999, 1, 1, tzinfo=UTC))]
+    files = [date(2026, 11, 5), date(2026, 11, 6), date(2026, 11, 9), date(2026, 11, 10)]
+    assert database_windows(files, since) == [
+        (at("2026-11-07"), at("2026-11-09")),  # the gap
+        (at("2026-11-10"), datetime(9999, 1, 1, tzinfo=UTC)),  # the newest file's day may be partial, and all after it
+    ]
+    assert database_windows(files[2:], since)[0] == (at("2026-11-05"), at("2026-11-09"))
+    assert day_ranges(files + [date(2026, 11, 11)]) == "2026-11-05..2026-11-06, 2026-11-09..2026-11-11"
+
+
+def test_report_shows_orders_that_settled_without_a_ledger_and_says_where_it_read_them(orders_db, database_url, tmp_path):
+    """On SQLite and PostgreSQL: orders settle, the report shows them before anyone builds
+    the ledger, the numbers stay the same once a day's file exists, and each line of the
+    output says where the rows came from."""
+    book = SqlOrderBook(orders_db)
+    _add(book, "ord_ready", PATHS["ord_ready"])  # delivered on DAY, its proofs passed the gate
+    _add(book, "ord_day_before", PATHS["ord_day_before"])  # cancelled the day before
+    now = _rejected_now(book, "ord_now")  # rejected just now
+    today = now.events[-1].at.date()
+    before, day = date.fromisoformat("2026-11-19"), DAY.date()
+    artifacts = tmp_path / "artifacts"
+    env = {"PHOTOGEN_DATABASE_URL": database_url, "PHOTOGEN_ARTIFACTS_ROOT": str(artifacts)}
+    home = ["--home", str(tmp_path / "home")]
+
+    # no ledger at all: the report reads every settled order from the orders database, and says so
+    text = _report(*home, env=env)
+    assert text.exit_code == 0, text.output
+    assert "no generation ledger" in text.stderr and "materialize the generation_ledger asset" in text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"3 orders settled from {before} to {today} (UTC); 1 of the 2 with a verdict were rejected")
+    assert lines[1] == (
+        f"ledger: none yet; read directly from the orders database: {day_ranges([before, day, today])} "
+        "(3 orders, not in the ledger yet)"
+    )
+    assert re.search(r"starry_swirl\s+1\s+1/1\s+100%", text.stdout) and re.search(r"sepia_oil\s+2\s+0/1\s+0%", text.stdout)
+    direct = json.loads(_report("--json", *home, env=env).stdout)
+    assert (direct["orders"], direct["verdicts"], direct["rejected"]) == (3, 2, 1)
+    assert direct["days"] == [before.isoformat(), day.isoformat(), today.isoformat()]
+    assert direct["sources"] == {
+        "ledger": {"days": [], "orders": 0},
+        "orders_db": {
+            "read": True,
+            "days": direct["days"],
+            "orders": 3,
+            "order_ids": ["ord_day_before", "ord_ready", "ord_now"],  # oldest settlement first
+        },
+    }
+    assert [(d["day"], d["source"], d["from_orders_db"]) for d in direct["by_day"]] == [
+        (d, "orders_db", 1) for d in direct["days"]
+    ]
+    store = LocalArtifactStore(artifacts)
+    read_directly = current_ledger(store, book).rows
+
+    # the generation_ledger asset builds DAY's file: the same rows the report read directly
+    resources = {"orders": OrdersDatabase(url=database_url), "storage": ArtifactStorage(root=str(artifacts))}
+    assert dg.materialize([generation_ledger], partition_key=day.isoformat(), resources=resources).success
+    built = read_ledger_day(store, day)
+    pd.testing.assert_frame_equal(built, read_directly[read_directly["day"] == day.isoformat()].reset_index(drop=True))
+
+    with_ledger = json.loads(_report("--json", *home, env=env).stdout)
+    assert _numbers(with_ledger) == _numbers(direct)  # the same numbers, whichever way the rows came
+    assert with_ledger["sources"]["ledger"] == {"days": [day.isoformat()], "orders": 1}
+    # the day before has no file (a gap), and today is after the newest file: both read directly
+    assert with_ledger["sources"]["orders_db"]["order_ids"] == ["ord_day_before", "ord_now"]
+    assert {d["day"]: d["source"] for d in with_ledger["by_day"]} == {
+        before.isoformat(): "orders_db",
+        day.isoformat(): "ledger",
+        today.isoformat(): "orders_db",
+    }
+    text = _report(*home, env=env)
+    assert text.stderr == "" and text.stdout.splitlines()[1] == (
+        f"ledger: {day} (1 order); read directly from the orders database: {day_ranges([before, today])} "
+        "(2 orders, not in the ledger yet)"
+    )
+
+    # an order that settled on DAY after its file was built, and one delivered that day and
+    # re-rendered since: the newest file is topped up from the orders database
+    _add(book, "ord_late", [(S.PAID, 12), (S.CANCELLED, 23)])
+    book.transition("ord_ready", S.RENDERING)
+    book.transition("ord_ready", S.READY)
+    late = json.loads(_report("--json", *home, env=env).stdout)
+    assert late["orders"] == 4 and late["sources"]["ledger"]["orders"] == 0  # ord_ready's row in the file is out of date
+    assert late["sources"]["orders_db"]["order_ids"] == ["ord_day_before", "ord_late", "ord_now", "ord_ready"]
+    by_day = {d["day"]: d for d in late["by_day"]}
+    assert by_day[day.isoformat()] == {
+        "day": day.isoformat(),
+        "orders": 1,
+        "from_ledger": 0,
+        "from_orders_db": 1,
+        "ledger_file": True,
+        "source": "ledger+orders_db",
+    }
+    assert (by_day[today.isoformat()]["orders"], by_day[today.isoformat()]["source"]) == (2, "orders_db")
+
+    # --since leaves out what settled before it, from either source
+    since = json.loads(_report("--json", "--since", today.isoformat(), *home, env=env).stdout)
+    assert since["sources"]["orders_db"]["order_ids"] == ["ord_now", "ord_ready"] and since["sources"]["ledger"]["days"] == []
+
+
+def test_report_reads_real_orders_directly_as_the_ledger_asset_would_write_them(world, tmp_path):
+    """The four orders run through the real pipeline: read directly from the orders
+    database (their artifacts, no ledger file), then from the file the asset builds."""
+    day = world["day"]
+    artifacts = tmp_path / "artifacts"  # the same order files, no ledger
+    shutil.copytree(world["store"].root, artifacts, ignore=shutil.ignore_patterns("analytics"))
+    env = {"PHOTOGEN_DATABASE_URL": world["defs"].resources["orders"].url, "PHOTOGEN_ARTIFACTS_ROOT": str(artifacts)}
+    home = ["--home", str(world["home"])]
+    direct = json.loads(_report("--json", *home, env=env).stdout)
+    from_ledger = json.loads(_report("--json", *home).stdout)
+    assert _numbers(direct) == _numbers(from_ledger) and direct["rejected"] == 1
+    assert direct["sources"]["orders_db"]["orders"] == 4 and direct["sources"]["ledger"]["orders"] == 0
+    assert direct["by_day"] == [
+        {"day": day, "orders": 4, "from_ledger": 0, "from_orders_db": 4, "ledger_file": False, "source": "orders_db"}
+    ]
+    store = LocalArtifactStore(artifacts)
+    read_directly = current_ledger(store, world["book"]).rows.sort_values("order_id", ignore_index=True)
+    pd.testing.assert_frame_equal(read_directly, read_ledger_day(world["store"], day).sort_values("order_id", ignore_index=True))
+
+    resources = {"orders": world["defs"].resources["orders"], "storage": ArtifactStorage(root=str(artifacts))}
+    assert dg.materialize([generation_ledger], partition_key=day, instance=world["instance"], resources=resources).success
+    pd.testing.assert_frame_equal(read_ledger_day(store, day).sort_values("order_id", ignore_index=True), read_directly)
+    after = json.loads(_report("--json", *home, env=env).stdout)
+    assert _numbers(after) == _numbers(direct) and after["sources"] == from_ledger["sources"]
 
 
 def test_report_runs_as_a_real_process(world):

@@ -14,7 +14,6 @@ import uuid
 import dagster as dg
 import pytest
 import requests
-import stripe
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -41,22 +40,10 @@ from resources import OrdersDatabase, StripePayments
 from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.dagster_helpers import local_instance, run_failure_context
-from tests.servers import api_server, free_port, localstripe_server, wait_until
+from tests.servers import api_server, free_port, wait_until
 
 WEBHOOK_SECRET = "whsec_photogen_test"
-API_KEY = "sk_test_photogen"
-
-
-@pytest.fixture(scope="module")
-def stripe_base(tmp_path_factory):
-    with localstripe_server(tmp_path_factory.mktemp("localstripe")) as base:
-        yield base
-
-
-@pytest.fixture
-def stripe_client(stripe_base):
-    requests.delete(stripe_base + "/_config/data", timeout=10).raise_for_status()
-    return stripe.StripeClient(API_KEY, base_addresses={"api": stripe_base})
+API_KEY = "sk_test_photogen"  # the key the `stripe_client` fixture (conftest.py) uses too
 
 
 @pytest.fixture

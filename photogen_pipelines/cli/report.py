@@ -1,10 +1,14 @@
 """`photogen report`: per style, how many orders settled, how often the identity gate
 rejected them, their median identity score and median seconds per stage, read from the
-generation ledger in the artifact store.
+generation ledger in the artifact store, and, for the settled orders the ledger does not
+hold yet (today's, days nobody materialized), directly from the orders database with the
+ledger's own row builder (photogen_pipelines/ledger_view.py). The output says which days
+and how many orders came from where; the command never writes ledger files.
 
 No ledger yet is not an error (exit code 0): the command says, on stderr, how to build
 one (materialize the `generation_ledger` asset); with `--json` it still prints one JSON
-object, with no orders, so a script can read it. A bad `--since` is exit code 2.
+object, so a script can read it. A bad `--since` is exit code 2; an orders database that
+is configured but cannot be read is exit code 1.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 from datetime import date
+from pathlib import Path
 
 import click
 
 from photogen_pipelines.artifacts import Stage
 from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option
+from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.settings import PhotoGenSettings
 
 STAGE_COLUMNS = {
@@ -48,7 +54,50 @@ def _number(value, digits: int = 4):
     return round(float(value), digits)
 
 
-def _payload(ledger, table, since: date | None, days: list[date]) -> dict:
+def _orders_book(settings: PhotoGenSettings):
+    """The orders database to read what the ledger lacks, or None where there is none (a
+    home without orders.db, a database never migrated): the report never creates one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from photogen_pipelines.db.database import normalise_url, open_database
+    from photogen_pipelines.orderbook import SqlOrderBook
+
+    url = settings.resolved_database_url
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        return None
+    try:
+        database = open_database(url)
+        if database.revision() is None:  # no tables yet: no order ever placed
+            return None
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise PhotoGenError(f"cannot read the orders database: {reason}", code="database_unavailable") from None
+    return SqlOrderBook(database)
+
+
+def _sources(current) -> dict:
+    """Which rows came from where: the ledger's day files, or read directly from the
+    orders database (the orders the ledger does not hold yet)."""
+    from photogen_pipelines.ledger_view import LEDGER, ORDERS_DB
+
+    return {
+        "ledger": {
+            "days": [d.isoformat() for d in current.ledger_days],
+            "orders": current.source.count(LEDGER),
+        },
+        "orders_db": {
+            "read": current.database_read,
+            "days": [d.isoformat() for d in current.days(ORDERS_DB)],
+            "orders": current.source.count(ORDERS_DB),
+            "order_ids": current.order_ids(ORDERS_DB),
+        },
+    }
+
+
+def _payload(current, table, since: date | None) -> dict:
+    from photogen_pipelines.ledger_view import ORDERS_DB
     from photogen_pipelines.metrics import summary
 
     styles = [
@@ -63,12 +112,36 @@ def _payload(ledger, table, since: date | None, days: list[date]) -> dict:
         }
         for row in table.to_dict("records")
     ]
+    days = sorted({*current.ledger_days, *current.days(ORDERS_DB)})
     return {
         "since": since.isoformat() if since else None,
         "days": [d.isoformat() for d in days],
-        **summary(ledger),
+        **summary(current.rows),
+        "sources": _sources(current),
+        "by_day": current.by_day(),
         "styles": styles,
     }
+
+
+def _plural(count: int) -> str:
+    return f"{count} order{'' if count == 1 else 's'}"
+
+
+def _source_line(sources: dict) -> str:
+    """ledger: 2026-11-01..2026-11-27 (40 orders); read directly from the orders database: …"""
+    from photogen_pipelines.ledger_view import day_ranges
+
+    ledger, direct = sources["ledger"], sources["orders_db"]
+    files = [date.fromisoformat(d) for d in ledger["days"]]
+    parts = [f"ledger: {day_ranges(files)} ({_plural(ledger['orders'])})" if files else "ledger: none yet"]
+    if not direct["read"]:
+        parts.append("no orders database to read")
+    elif direct["orders"]:
+        days = day_ranges([date.fromisoformat(d) for d in direct["days"]])
+        parts.append(f"read directly from the orders database: {days} ({_plural(direct['orders'])}, not in the ledger yet)")
+    else:
+        parts.append("read directly from the orders database: nothing the ledger lacks")
+    return "; ".join(parts)
 
 
 def _text(payload: dict) -> str:
@@ -77,14 +150,14 @@ def _text(payload: dict) -> str:
     days = payload["days"]
     span = "no days" if not days else f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
     if not payload["orders"]:
-        return (
-            f"No orders in the ledger settled on or after {payload['since']}." if payload["since"] else "No orders in the ledger."
-        )
+        none = f"No orders settled on or after {payload['since']}." if payload["since"] else "No settled orders."
+        return f"{none}\n{_source_line(payload['sources'])}"
     width = max(len(style["style_id"]) for style in payload["styles"]) + 2
     lines = [
-        f"{payload['orders']} order{'' if payload['orders'] == 1 else 's'} settled {span} (UTC); "
+        f"{_plural(payload['orders'])} settled {span} (UTC); "
         f"{payload['rejected']} of the {payload['verdicts']} with a verdict were rejected "
         f"({rate_text(payload['rejection_rate'])})",
+        _source_line(payload["sources"]),
         "",
         f"{'style':<{width}}{'orders':>7}{'rejected':>10}{'rate':>6}{'identity':>10}"
         + "".join(f"{name:>9}" for name in STAGE_COLUMNS.values()),
@@ -110,21 +183,22 @@ def _text(payload: dict) -> str:
 @clear_errors
 def report(since: str | None, as_json: bool, home: str | None) -> None:
     """Rejection rate, median identity score and median seconds per stage, per style,
-    from the generation ledger."""
+    from the generation ledger, and from the orders database for the settled orders the
+    ledger does not hold yet."""
     since_day = _day(since)
     # pandas and pyarrow load only for this command, not for every `photogen` call
-    from photogen_pipelines.ledger import LEDGER_PREFIX, ledger_days, read_ledger
+    from photogen_pipelines.factories import open_artifact_store
+    from photogen_pipelines.ledger import LEDGER_PREFIX, ledger_days
+    from photogen_pipelines.ledger_view import current_ledger
     from photogen_pipelines.metrics import rejection_table
-    from photogen_pipelines.storage import LocalArtifactStore
 
     settings = PhotoGenSettings(**({"home": home} if home else {}))
-    store = LocalArtifactStore(settings.resolved_artifacts_root)
-    built = ledger_days(store)
-    if not built:
-        click.echo(f"photogen: no generation ledger in {store.path(LEDGER_PREFIX)} yet: {HOW_TO_BUILD}", err=True)
-        if not as_json:
+    store = open_artifact_store(settings.resolved_artifacts_root)
+    current = current_ledger(store, _orders_book(settings), since_day)
+    if not current.ledger_days and not ledger_days(store):
+        where = store.path(LEDGER_PREFIX) if hasattr(store, "path") else store.uri(LEDGER_PREFIX)
+        click.echo(f"photogen: no generation ledger in {where} yet: {HOW_TO_BUILD}", err=True)
+        if not as_json and current.rows.empty:
             return
-    days = [d for d in built if since_day is None or d >= since_day]
-    ledger = read_ledger(store, since_day)
-    payload = _payload(ledger, rejection_table(ledger, by=("style_id",)), since_day, days)
+    payload = _payload(current, rejection_table(current.rows, by=("style_id",)), since_day)
     click.echo(json.dumps(payload, indent=2) if as_json else _text(payload))
