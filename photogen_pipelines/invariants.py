@@ -25,6 +25,7 @@ SETTLED_OR_WAITING = "every order settled or waiting on its customer"
 MONEY = "charged once, refunds owed made once (Stripe's records)"
 RUNS = "no run left starting or started"
 FILES = "live orders' files present, expired orders' files gone"
+REPORT = "the ledger and photogen report agree with the orders database"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,30 @@ def files_kept_and_let_go(
     return len(orders), violations
 
 
+def report_agrees(orders: Iterable[Order], report: Mapping) -> tuple[int, list[Violation]]:
+    """`photogen report --json` (the ledger, and what it lacks read from the orders database)
+    counts every order that settled, once, under its style, as the orders database has them."""
+    settled = [o for o in orders if any(e.to_state in SETTLED for e in o.events)]
+    expected: dict[str, int] = {}
+    for order in settled:
+        expected[order.style_id] = expected.get(order.style_id, 0) + 1
+    reported = {style["style_id"]: style["orders"] for style in report.get("styles", [])}
+    violations = [
+        Violation(REPORT, style, f"the report has {reported.get(style, 0)} orders, the orders database {count}")
+        for style, count in sorted(expected.items())
+        if reported.get(style, 0) != count
+    ]
+    violations += [
+        Violation(REPORT, style, f"the report has {count} orders the orders database does not")
+        for style, count in sorted(reported.items())
+        if style not in expected
+    ]
+    if report.get("orders", 0) != len(settled):
+        detail = f"the report has {report.get('orders')} orders, the database {len(settled)}"
+        violations.append(Violation(REPORT, "all styles", detail))
+    return len(settled), violations
+
+
 def check_shop(
     orders: Iterable[Order],
     *,
@@ -205,11 +230,13 @@ def check_shop(
     store: ArtifactStore | None = None,
     policy: RetentionPolicy | None = None,
     now: datetime | None = None,
+    report_json: Mapping | None = None,
     pipeline_ran: bool = True,
 ) -> InvariantReport:
     """Every invariant the given inputs allow: orders settled (unless `pipeline_ran` is False:
     without runs a paid order stays paid); money with Stripe's records; runs with their
-    statuses; files with the store (and `policy` and `now`)."""
+    statuses; files with the store (and `policy` and `now`); `photogen report --json`'s
+    counts with `report_json`."""
     orders = list(orders)
     report = InvariantReport()
     if pipeline_ran:
@@ -222,4 +249,6 @@ def check_shop(
         if now is None:
             raise ValueError("checking files needs `now`, the moment retention is judged at")
         report.add(FILES, *files_kept_and_let_go(orders, store, policy or RetentionPolicy(), now))
+    if report_json is not None:
+        report.add(REPORT, *report_agrees(orders, report_json))
     return report

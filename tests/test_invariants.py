@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photogen_pipelines.invariants import FILES, MONEY, RUNS, SETTLED_OR_WAITING, StripeRecords, check_shop
+from photogen_pipelines.invariants import FILES, MONEY, REPORT, RUNS, SETTLED_OR_WAITING, StripeRecords, check_shop
 from photogen_pipelines.orders import Order, OrderEvent, OrderState
 from photogen_pipelines.retention import RetentionPolicy
 from photogen_pipelines.storage import LocalArtifactStore
@@ -38,7 +38,8 @@ def _refund(client, intent_id: str, amount: int | None = None) -> None:
 
 def _order(state: OrderState, days_ago: float = 1, **fields) -> Order:
     at = NOW - timedelta(days=days_ago)
-    order = Order(style_id="ink_etching", product_id="poster_a3", upload_key="uploads/u.png", state=state, **fields)
+    fields = {"style_id": "ink_etching", "product_id": "poster_a3", "upload_key": "uploads/u.png", **fields}
+    order = Order(state=state, **fields)
     order.events = [OrderEvent(at=at, from_state=None, to_state=state)]
     return order
 
@@ -124,3 +125,16 @@ def test_each_broken_invariant_is_named_with_what_broke_it(client, tmp_path):
     assert not report.holds
     assert any("2 refunds" in v.detail for v in report.violations if v.subject.startswith(twice.id))
     assert report.lines()[0].startswith("FAIL ")
+
+
+def test_the_report_must_count_every_settled_order_once_under_its_style():
+    ready, rejected = _order(S.READY), _order(S.REJECTED)
+    fauve = _order(S.REFUNDED, style_id="fauve")
+    waiting = _order(S.PROOFS_READY, approval="customer")  # not settled: not in the report
+    orders = [ready, rejected, fauve, waiting]
+    agreeing = {"orders": 3, "styles": [{"style_id": "ink_etching", "orders": 2}, {"style_id": "fauve", "orders": 1}]}
+    assert check_shop(orders, report_json=agreeing).holds
+
+    short = {"orders": 2, "styles": [{"style_id": "ink_etching", "orders": 2}]}  # lost the fauve order
+    report = check_shop(orders, report_json=short)
+    assert {(v.invariant, v.subject) for v in report.violations} == {(REPORT, "fauve"), (REPORT, "all styles")}
