@@ -56,9 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.demo_order import machine  # noqa: E402
+from benchmarks.postgres import POSTGRES_URL, create_database, drop_database  # noqa: E402
 from tests.servers import free_port, server_process, wait_until  # noqa: E402
 
-POSTGRES_URL = os.environ.get("PHOTOGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SEED = 20261129
 # (kind, share of every 20 requests): the mix, interleaved evenly (smooth weighted round robin)
 MIX = [("GET /v1/orders/{id}", 14), ("POST /v1/orders", 3), ("POST /v1/uploads", 2), ("GET /v1/styles", 1)]
@@ -71,23 +71,6 @@ NO_ANSWER = {"timeout": -1, "connection": -2, "unanswered": -3}  # statuses of r
 
 
 # -- the set-up: database, key, server ------------------------------------------------------
-
-
-def create_database(server_url: str) -> str:
-    import psycopg
-
-    name = f"photogen_load_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(server_url: str, url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def environment(home: Path, database_url: str) -> dict[str, str]:
@@ -114,7 +97,7 @@ def photogen(env: dict[str, str], *arguments: str) -> str:
 @contextlib.contextmanager
 def load_setup(keep: bool) -> Iterator[tuple[Path, dict[str, str]]]:
     """A new home and a throwaway orders database, migrated; removed afterwards unless `keep`."""
-    database_url = create_database(POSTGRES_URL)
+    database_url = create_database(POSTGRES_URL, "photogen_load")
     home = Path(tempfile.mkdtemp(prefix="photogen-load-"))
     try:
         env = environment(home, database_url)

@@ -72,6 +72,7 @@ from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from benchmarks.demo_order import machine  # noqa: E402
+from benchmarks.postgres import POSTGRES_URL, create_database, drop_database  # noqa: E402
 from photogen_pipelines import lifecycle  # noqa: E402
 from photogen_pipelines.api_keys import create_api_key  # noqa: E402
 from photogen_pipelines.artifacts import (  # noqa: E402
@@ -102,7 +103,6 @@ S = OrderState
 SEED = 20261129
 WINDOW_DAYS = 60
 PAYMENTS_OFF_DAYS = 20  # the shop's first days ran with payments off, then Stripe
-POSTGRES_URL = os.environ.get("PHOTOGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # (outcome, weight): what happened to the orders, roughly as a shop sees it
 OUTCOMES = [("ready", 0.82), ("rejected_selfie", 0.03), ("rejected_gate", 0.06), ("cancelled", 0.05), ("failed", 0.04)]
 PRODUCTS = [("poster_a3", 0.35), ("poster_12x18", 0.25), ("poster_18x24", 0.15), ("poster_a2", 0.15), ("canvas_24x36", 0.10)]
@@ -123,23 +123,6 @@ log = logging.getLogger("benchmarks.scale")
 
 
 # -- PostgreSQL: throwaway databases ----------------------------------------------------
-
-
-def create_database(server_url: str, prefix: str) -> str:
-    import psycopg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(server_url: str, url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def dagster_yaml(pg_url: str) -> str:

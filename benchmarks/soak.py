@@ -42,12 +42,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.demo_order import machine  # noqa: E402
+from benchmarks.postgres import POSTGRES_URL, create_database, drop_database  # noqa: E402
 from benchmarks.soak_faults import SwitchableProxy, WebhookRelay  # noqa: E402
 from tests.servers import free_port, group_alive, localstripe_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOGEN = Path(sys.executable).with_name("photogen")
-POSTGRES_URL = os.environ.get("PHOTOGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 API_KEY, WEBHOOK_SECRET = "sk_test_soak", "whsec_soak"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
 CHILD_PID = "[photogen] "
@@ -151,22 +151,6 @@ class Shop:
             if group_alive(pgid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, signal.SIGKILL)
-
-
-def _postgres_database() -> str:
-    import psycopg
-
-    name = f"photogen_soak_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_database(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def _instance_yaml(dagster_url: str) -> str:
@@ -399,7 +383,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
     from photogen_pipelines.orderbook import SqlOrderBook
 
     rng = random.Random(args.seed)
-    orders_url, dagster_url = _postgres_database(), _postgres_database()
+    orders_url, dagster_url = (create_database(POSTGRES_URL, f"photogen_soak_{kind}") for kind in ("orders", "dagster"))
     started = time.monotonic()
     try:
         with localstripe_server(workdir) as stripe_base:
@@ -469,7 +453,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
     finally:
         if not args.keep:
             for url in (orders_url, dagster_url):
-                _drop_database(url)
+                drop_database(POSTGRES_URL, url)
     times = latencies(orders)
     hours = (quiet_at - started) / 3600
     return {
