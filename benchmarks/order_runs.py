@@ -42,15 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.demo_order import machine  # noqa: E402
 from tests.servers import free_port, group_alive  # noqa: E402
-from tests.test_serve import new_api_key, start_serve  # noqa: E402
+from tests.test_serve import CHILDREN, new_api_key, start_serve  # noqa: E402
 
 STOP_WAIT_SECONDS = 120  # serve gives each child 30 s after SIGTERM
 READY_WAIT_SECONDS = 180
 ENGINE_READY_WAIT_SECONDS = 600  # with --engine-service, serve says ready once the service has loaded its models
 POLL_INTERVAL_SECONDS = 1.5  # one GET at a time: ~40 a minute, inside the API's 60/minute per address
 TERMINAL_STATES = {"ready", "failed", "rejected", "cancelled", "refunded"}
-CHILDREN = "storefront API|Dagster UI|Dagster daemon|Dagster code server|engine service"
-CHILD_PID = re.compile(rf"^\[photogen\] ({CHILDREN})\b.*\bpid (\d+)", re.MULTILINE)
+# serve's children as the tests read them, and the engine service `--engine-service` adds
+CHILD_PID = re.compile(rf"^\[photogen\] ({'|'.join((*CHILDREN, 'engine service'))})\b.*\bpid (\d+)", re.MULTILINE)
 
 RUN_STARTING = {"PIPELINE_STARTING", "RUN_STARTING"}
 RUN_START = {"PIPELINE_START", "RUN_START"}

@@ -91,6 +91,7 @@ from photogen_pipelines.artifacts import (  # noqa: E402
 from photogen_pipelines.catalog import load_products, load_styles  # noqa: E402
 from photogen_pipelines.db.database import Database  # noqa: E402
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow, PaymentEventRow, UploadRow  # noqa: E402
+from photogen_pipelines.imaging import EXTENSIONS  # noqa: E402
 from photogen_pipelines.intake import OrderRequest, PlacementRequest  # noqa: E402
 from photogen_pipelines.orderbook import event_values, order_values  # noqa: E402
 from photogen_pipelines.orders import OWES_REFUND, Order, OrderEvent, OrderState, order_seed  # noqa: E402
@@ -431,8 +432,7 @@ def make_order(rng: random.Random, now: datetime, api_key_id: str, styles, produ
     story.document(master)
     story.materialize("print_master", {"effective_dpi": dpi, "min_dpi": 150, "upscale_passes": passes, "seconds": master_s})
     print_s = story.stage(Stage.PRINT_FILE)
-    extension = "tif" if product.format == "tiff" else "jpg"
-    print_key = keys.print_file(extension)
+    print_key = keys.print_file(EXTENSIONS[product.format])
     story.image(print_key)
     engines = EngineVersions(faces=ENCODER, style=ENGINE, upscale=UPSCALER, upscale_passes=passes)
     approved = validation.approved_score(order.approved_proof)

@@ -45,13 +45,12 @@ from benchmarks.demo_order import machine  # noqa: E402
 from benchmarks.postgres import POSTGRES_URL, create_database, drop_database  # noqa: E402
 from benchmarks.soak_faults import SwitchableProxy, WebhookRelay  # noqa: E402
 from tests.servers import free_port, group_alive, localstripe_server  # noqa: E402
+from tests.test_serve import CHILD_PID  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 API_KEY, WEBHOOK_SECRET = "sk_test_soak", "whsec_soak"
 CARD = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-CHILD_PID = "[photogen] "
-CHILDREN = ("storefront API", "Dagster UI", "Dagster daemon", "Dagster code server")
 # what a customer does with an order; weights for the seeded draw
 PLANS = {
     "approve": 30,
@@ -119,15 +118,9 @@ class Shop:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def children(self) -> dict[str, int]:
-        """The children of the latest start, by name (from serve's own lines)."""
+        """The children of the latest start, by name (serve's own lines, as the tests read them)."""
         since = self._log().split("[photogen] PHOTOGEN_HOME")[-1]
-        found = {}
-        for line in since.splitlines():
-            if line.startswith(CHILD_PID) and "pid " in line:
-                name = line[len(CHILD_PID) :].split("  ")[0].split(" (")[0]
-                if name in CHILDREN:
-                    found[name] = int(line.rsplit("pid ", 1)[1].split(")")[0])
-        return found
+        return {name: int(pid) for name, pid in CHILD_PID.findall(since)}
 
     def groups(self) -> list[int]:
         return [self.process.pid, *self.children().values()] if self.process else []
