@@ -7,13 +7,14 @@ import dagster as dg
 from assets.analytics import analytics_assets, analytics_job, generation_ledger, rejection_metrics
 from assets.catalog_previews import catalog_assets, catalog_preview_job, define_catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
+from assets.fulfilment import fulfilment, provider_accepted
 from assets.partitions import orders_partitions
 from assets.printing import delivery, print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
-print_assets = [print_master, print_file, delivery]
-order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met]
+print_assets = [print_master, print_file, delivery, fulfilment]
+order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met, provider_accepted]
 
 
 def define_proof_job(tags: Mapping[str, str] | None = None):
@@ -29,7 +30,7 @@ def define_print_job(tags: Mapping[str, str] | None = None):
     return dg.define_asset_job(
         "print_job",
         selection=dg.AssetSelection.assets(*print_assets),
-        description="Approved proof to the print-ready file for one order.",
+        description="Approved proof to the print-ready file for one order, and on to the print provider.",
         tags=tags,
     )
 
@@ -48,6 +49,8 @@ print_job = define_print_job()
 
 __all__ = [
     "delivery",
+    "fulfilment",
+    "provider_accepted",
     "analytics_assets",
     "analytics_job",
     "generation_ledger",

@@ -24,6 +24,7 @@ from resources import (
     StyleEngine,
     UpscaleEngine,
 )
+from resources.fulfilment import ApprovalDeadline, PrintProviderResource
 from resources.retention import RetentionSettings
 
 
@@ -35,6 +36,30 @@ def _payments(settings: PhotoGenSettings) -> StripePayments:
         api_key=dg.EnvVar("PHOTOGEN_STRIPE_API_KEY"),
         webhook_secret=dg.EnvVar("PHOTOGEN_STRIPE_WEBHOOK_SECRET") if settings.stripe_webhook_secret else None,
         api_base=settings.stripe_api_base,
+    )
+
+
+def _print_provider(settings: PhotoGenSettings) -> PrintProviderResource:
+    if settings.print_provider == "none":
+        return PrintProviderResource()
+    return PrintProviderResource(
+        provider=settings.print_provider,
+        api_key=dg.EnvVar("PHOTOGEN_PRINT_PROVIDER_API_KEY") if settings.print_provider_api_key else None,
+        api_base=settings.print_provider_api_base,
+        store_id=settings.printful_store_id,
+        confirm=settings.printful_confirm,
+        public_base_url=settings.public_base_url,
+        secret_key=dg.EnvVar("PHOTOGEN_SECRET_KEY") if settings.secret_key else None,
+        home=settings.home,
+        file_url_ttl_seconds=settings.print_file_url_ttl_seconds,
+    )
+
+
+def _approval_deadline(settings: PhotoGenSettings) -> ApprovalDeadline:
+    return ApprovalDeadline(
+        deadline_hours=settings.approval_deadline_hours,
+        reminder_hours=settings.approval_reminder_hours,
+        action=settings.approval_deadline_action,
     )
 
 
@@ -77,6 +102,8 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
             **_engines(built),
             "payments": _payments(settings),
             "retention": RetentionSettings(),
+            "print_provider": _print_provider(settings),
+            "approval_deadline": _approval_deadline(settings),
         },
     )
 

@@ -17,6 +17,7 @@ from photogen_pipelines.errors import Conflict
 from photogen_pipelines.orderbook import OrderBook, SqlOrderBook
 from photogen_pipelines.orders import Order, new_order_id
 from photogen_pipelines.payments import StripeGateway, refund_order
+from photogen_pipelines.recipients import Recipient, ShippingMethod
 from photogen_pipelines.stages import prepare_selfie
 from photogen_pipelines.storage import ArtifactStore
 from photogen_pipelines.uploads import Upload
@@ -42,10 +43,15 @@ class PlacementRequest:
     upload: Upload
     api_key_id: str | None
     idempotency_key: str
+    recipient: Recipient | None = None
+    shipping_method: ShippingMethod | None = None
 
     def digest(self) -> str:
         """A stable digest of the request body, to tell a retry from a different request."""
         fields = {"upload_id": self.upload.id, **asdict(self.order)}
+        if self.recipient is not None:  # an order without one hashes as it always did
+            fields["recipient"] = self.recipient.model_dump(mode="json")
+            fields["shipping_method"] = self.shipping_method.value if self.shipping_method else None
         return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -111,9 +117,10 @@ def place_order(
             payments="stripe" if gateway else "off",
             amount_cents=product.price_cents,
             api_key_id=request.api_key_id,
+            shipping_method=request.shipping_method or (ShippingMethod.STANDARD if request.recipient else None),
         )
         try:
-            order = book.add(order, idempotency_key=request.idempotency_key, request_hash=digest)
+            order = book.add(order, idempotency_key=request.idempotency_key, request_hash=digest, recipient=request.recipient)
         except IntegrityError:  # the same key raced in from a parallel retry
             earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
         else:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from photogen_pipelines.orders import OWES_REFUND, PROOFS_VISIBLE, SETTLED, Order, OrderState
+from photogen_pipelines.orders import FULFILMENT, OWES_REFUND, PRINT_FILE_MADE, PROOFS_VISIBLE, SETTLED, Order, OrderState
 from photogen_pipelines.retention import RetentionPolicy, is_expired, is_print_file
 from photogen_pipelines.storage import ArtifactStore
 
@@ -71,6 +71,11 @@ def waiting_on_customer(order: Order) -> bool:
     return order.state == S.AWAITING_PAYMENT or (order.state == S.PROOFS_READY and order.approval == "customer")
 
 
+def with_print_provider(order: Order) -> bool:
+    """Delivered to the print provider, which ships it on its own time."""
+    return order.state in FULFILMENT
+
+
 def orders_settled(orders: Iterable[Order]) -> tuple[int, list[Violation]]:
     """Every order is settled (delivered, or ended and owing nothing) or waiting on its customer."""
     violations, count = [], 0
@@ -84,7 +89,7 @@ def orders_settled(orders: Iterable[Order]) -> tuple[int, list[Violation]]:
                     f"{order.state.value}, owes a refund of {order.paid_cents - order.refunded_cents}",
                 )
             )
-        elif order.state not in SETTLED and not waiting_on_customer(order):
+        elif order.state not in SETTLED and not waiting_on_customer(order) and not with_print_provider(order):
             violations.append(
                 Violation(SETTLED_OR_WAITING, order.id, f"left in {order.state.value} ({order.reason or 'no reason'})")
             )
@@ -190,8 +195,8 @@ def files_kept_and_let_go(
         if order.approved_proof is not None and order.state in PROOFS_VISIBLE:
             if f"orders/{order.id}/proofs/proof_{order.approved_proof}.png" not in keys:
                 violations.append(Violation(FILES, order.id, f"approved proof {order.approved_proof} missing"))
-        if order.state == S.READY and not any(is_print_file(k, order.id) and "/print_file." in k for k in keys):
-            violations.append(Violation(FILES, order.id, "ready without a print file"))
+        if order.state in PRINT_FILE_MADE and not any(is_print_file(k, order.id) and "/print_file." in k for k in keys):
+            violations.append(Violation(FILES, order.id, f"{order.state.value} without a print file"))
     known = {order.id for order in orders}
     strangers = sorted({key.split("/")[1] for key in store.list("orders/") if key.count("/") >= 2} - known)
     violations += [Violation(FILES, order_id, "files of an order the database does not know") for order_id in strangers]

@@ -13,7 +13,8 @@ from __future__ import annotations
 from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.errors import BadInput, IllegalTransition
 from photogen_pipelines.orderbook import OrderBook
-from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.orders import PRINT_FILE_MADE, Order, OrderState
+from photogen_pipelines.providers.base import ProviderStatus, Shipment
 from photogen_pipelines.storage import ArtifactStore
 
 S = OrderState
@@ -76,6 +77,12 @@ def deliver(book: OrderBook, order_id: str) -> Order:
     return _move(book, order_id, S.READY, DELIVERED_REASON)
 
 
+def refused_by_provider(book: OrderBook, order_id: str, reason: str) -> Order:
+    """The print provider refused the order for good (its file, address or product): the
+    order fails with the provider's reason, and the refund follows like any failure."""
+    return _move(book, order_id, S.FAILED, reason)
+
+
 def fail(book: OrderBook, order_id: str, reason: str) -> Order:
     return _move(book, order_id, S.FAILED, reason)
 
@@ -90,6 +97,10 @@ def settle_failed_run(book: OrderBook, order_id: str, job_name: str, where: str,
     it delivered; anything else not yet settled fails (the caller refunds). None: the
     order was already past failing (e.g. rejected), nothing moved."""
     order = book.get(order_id)
+    if order.state in PRINT_FILE_MADE:
+        # the file was delivered; only its submission to the printer failed, and the
+        # reconciliation sensor submits it again: the customer's order stands
+        return order
     if order.state == S.RENDERING and S.READY in {e.to_state for e in order.events}:
         return _move(book, order_id, S.READY, f"re-render failed ({where}); the delivered file stands")
     if order.terminal:
@@ -120,3 +131,37 @@ def cancelled_by_payment_problem(order: Order, reason: str) -> None:
 def payment_mismatch(order: Order, reason: str) -> None:
     """The order's own payment came in short or in another currency: the order cannot start."""
     order.transition(S.FAILED, reason)
+
+
+# after ready, in the fulfilment's transaction: the provider's word, confirmed by reading it back
+_FULFILMENT_PATH = (S.READY, S.SUBMITTED, S.SHIPPED, S.DELIVERED)
+
+
+def follow_provider(
+    order: Order, status: ProviderStatus, target: OrderState | None, detail: str | None, shipment: Shipment | None
+) -> None:
+    """Move the order forward to where the provider's order is (submitted, shipped,
+    delivered), one state at a time so the storefront hears each; never backwards, and
+    not at all for an order that is not with the provider (e.g. being re-rendered). A
+    provider that cancelled or failed an order it has not shipped fails ours."""
+    if order.state not in _FULFILMENT_PATH:
+        return
+    if status in (ProviderStatus.CANCELLED, ProviderStatus.FAILED):
+        if order.state in (S.READY, S.SUBMITTED):
+            order.transition(S.FAILED, f"the print provider {status.value} the order" + (f": {detail}" if detail else ""))
+        return
+    if target is None:
+        return
+    here, there = _FULFILMENT_PATH.index(order.state), _FULFILMENT_PATH.index(target)
+    for step in _FULFILMENT_PATH[here + 1 : there + 1]:
+        if step == S.SHIPPED and target == S.DELIVERED and shipment is None:
+            continue  # delivered without a shipment we heard of: no empty "shipped" step
+        order.transition(step, _provider_reason(step, detail, shipment))
+
+
+def _provider_reason(step: OrderState, detail: str | None, shipment: Shipment | None) -> str:
+    if step == S.SHIPPED and shipment is not None:
+        tracking = f", tracking {shipment.tracking_number}" if shipment.tracking_number else ""
+        return f"shipped by {shipment.carrier or 'the carrier'}{tracking}"
+    said = f" ({detail})" if detail else ""
+    return {S.SUBMITTED: "accepted by the print provider", S.SHIPPED: "shipped", S.DELIVERED: "delivered"}[step] + said

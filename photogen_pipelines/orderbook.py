@@ -13,14 +13,17 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from photogen_pipelines import outbox
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.db.tables import OrderEventRow, OrderRow
+from photogen_pipelines.db.tables import OrderEventRow, OrderRow, RecipientRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders import OWES_REFUND, SETTLED, Order, OrderEvent, OrderState
+from photogen_pipelines.recipients import Recipient
 
 ORDER_COLUMNS = (
     "id upload_id upload_key style_id product_id variants approval payments state reason approved_proof amount_cents "
-    "currency payment_intent_id paid_cents refund_id refunded_cents stage stage_seconds api_key_id created_at updated_at"
+    "currency payment_intent_id paid_cents refund_id refunded_cents stage shipping_method approval_reminded_at stage_seconds "
+    "api_key_id created_at updated_at"
 ).split()
 
 
@@ -41,6 +44,8 @@ def _aware(value: datetime) -> datetime:
 def _to_order(row: OrderRow, events: Sequence[OrderEventRow]) -> Order:
     fields = {name: getattr(row, name) for name in ORDER_COLUMNS}
     fields["created_at"], fields["updated_at"] = _aware(row.created_at), _aware(row.updated_at)
+    if row.approval_reminded_at is not None:
+        fields["approval_reminded_at"] = _aware(row.approval_reminded_at)
     fields["stage_seconds"] = dict(row.stage_seconds or {})
     fields["events"] = [
         OrderEvent(id=e.id, at=_aware(e.at), from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in events
@@ -53,6 +58,7 @@ def order_values(order: Order) -> dict:
     such as benchmarks/scale.py inserts these same values)."""
     values = order.model_dump(include=set(ORDER_COLUMNS))
     values["state"] = order.state.value
+    values["shipping_method"] = order.shipping_method.value if order.shipping_method else None
     return values
 
 
@@ -75,9 +81,11 @@ def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
     else:
         for name, value in values.items():
             setattr(row, name, value)
-    for event in order.events:
-        if event.id is None:
-            session.add(OrderEventRow(**event_values(order.id, event)))
+    new_events = [event for event in order.events if event.id is None]
+    for event in new_events:
+        session.add(OrderEventRow(**event_values(order.id, event)))
+    # the storefront's events commit with the change they tell of, or not at all
+    outbox.record_order_events(session, order, new_events)
 
 
 def _events(session: Session, order_id: str) -> Sequence[OrderEventRow]:
@@ -105,7 +113,15 @@ class SqlOrderBook:
     def __init__(self, database: Database):
         self.database = database
 
-    def add(self, order: Order, *, idempotency_key: str | None = None, request_hash: str | None = None) -> Order:
+    def add(
+        self,
+        order: Order,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        recipient: Recipient | None = None,
+    ) -> Order:
+        """Record a new order (and who receives its print: personal data, in its own table)."""
         if not order.events:
             order.events.append(OrderEvent(at=order.created_at, from_state=None, to_state=order.state, reason="order created"))
         with self.database.session() as session:
@@ -113,6 +129,9 @@ class SqlOrderBook:
             session.flush()
             row = session.get(OrderRow, order.id)
             row.idempotency_key, row.request_hash = idempotency_key, request_hash
+            if recipient is not None:
+                details = recipient.model_dump(mode="json")
+                session.add(RecipientRow(order_id=order.id, details=details, created_at=order.created_at))
         return self.get(order.id)
 
     def get(self, order_id: str) -> Order:

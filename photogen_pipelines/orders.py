@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from photogen_pipelines.errors import IllegalTransition
+from photogen_pipelines.recipients import ShippingMethod
 
 
 class OrderState(enum.StrEnum):
@@ -26,6 +27,9 @@ class OrderState(enum.StrEnum):
     APPROVED = "approved"
     RENDERING = "rendering"
     READY = "ready"
+    SUBMITTED = "submitted"  # the print provider accepted the order
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"  # where the provider says so
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -41,7 +45,13 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.PROOFS_READY: frozenset({S.APPROVED, S.GENERATING, S.CANCELLED, S.FAILED}),
     S.APPROVED: frozenset({S.RENDERING, S.FAILED}),
     S.RENDERING: frozenset({S.READY, S.FAILED}),
-    S.READY: frozenset({S.RENDERING}),  # re-rendering a delivered file is allowed
+    # re-rendering a delivered file is allowed until the provider has it; a provider that
+    # refuses the file fails the order (and the refund follows)
+    S.READY: frozenset({S.RENDERING, S.SUBMITTED, S.FAILED}),
+    # a provider may report delivery without a shipment first, or give up on an order
+    S.SUBMITTED: frozenset({S.SHIPPED, S.DELIVERED, S.FAILED}),
+    S.SHIPPED: frozenset({S.DELIVERED}),
+    S.DELIVERED: frozenset(),
     S.REJECTED: frozenset({S.REFUNDED}),
     S.FAILED: frozenset({S.REFUNDED}),
     S.CANCELLED: frozenset({S.REFUNDED}),
@@ -51,14 +61,19 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 
 # The groups of states the rest of the code asks about, defined here once.
 TERMINAL = frozenset({S.REJECTED, S.FAILED, S.CANCELLED, S.REFUNDED})
-# settled: nothing more happens to the order unless an operator re-renders it
+# settled: the money side is final and the print file exists or never will (an order's
+# fulfilment, below, follows ready without moving it in the ledger)
 SETTLED = frozenset({S.READY, *TERMINAL})
+# the print provider has the order: after ready, on its way to the customer
+FULFILMENT = frozenset({S.SUBMITTED, S.SHIPPED, S.DELIVERED})
+# the print file exists and may be fetched
+PRINT_FILE_MADE = frozenset({S.READY, *FULFILMENT})
 # the states an order leaves the pipeline by; a refund comes after one of them
 EXITS = frozenset({S.READY, S.REJECTED, S.FAILED, S.CANCELLED})
 # an order in one of these states owes the customer their money back, once
 OWES_REFUND = frozenset({S.REJECTED, S.FAILED, S.CANCELLED})
 # the customer may see the proofs
-PROOFS_VISIBLE = frozenset({S.PROOFS_READY, S.APPROVED, S.RENDERING, S.READY})
+PROOFS_VISIBLE = frozenset({S.PROOFS_READY, S.APPROVED, S.RENDERING, *PRINT_FILE_MADE})
 # a run is working on the order
 IN_PROGRESS = frozenset({S.GENERATING, S.RENDERING})
 
@@ -108,6 +123,8 @@ class Order(BaseModel):
     reason: str | None = None
     approved_proof: int | None = None
     stage: str | None = None  # the stage running now, or the last one that ran
+    shipping_method: ShippingMethod | None = None  # with a recipient (kept apart: recipients table)
+    approval_reminded_at: datetime | None = None  # when order.approval_reminder went out
     api_key_id: str | None = None  # the storefront key that placed it (None: CLI)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)

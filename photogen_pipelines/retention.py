@@ -1,6 +1,6 @@
 """Retention: the files of orders that are over are deleted once their time is up.
 
-An order is over when it was delivered (`ready`) or will never be: `refunded`, or
+An order is over when it was delivered (`ready`, or shipped by the print provider) or will never be: `refunded`, or
 `rejected`/`failed`/`cancelled` with nothing owed to the customer (an order that still
 owes a refund keeps everything until the refund is through). Its files go once its last
 state change is older than the policy's days *and* its history is in the analytics
@@ -24,12 +24,14 @@ from sqlalchemy import and_, func, not_, or_, select
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import OWES_REFUND, Order, OrderState
+from photogen_pipelines.fulfilment import forget_recipient
+from photogen_pipelines.orders import OWES_REFUND, SETTLED, Order, OrderState
 from photogen_pipelines.storage import ArtifactStore
 
 S = OrderState
-# delivered, or settled without delivery; every other state may still need its files
-OVER = frozenset({S.READY, S.REFUNDED, S.REJECTED, S.FAILED, S.CANCELLED})
+# delivered (and shipped, where a print provider has it), or settled without delivery;
+# every other state may still need its files (a submitted order's provider fetches the file)
+OVER = frozenset({S.READY, S.SHIPPED, S.DELIVERED, S.REFUNDED, S.REJECTED, S.FAILED, S.CANCELLED})
 # where an upload may live; a key anywhere else is never deleted as an upload
 UPLOAD_PREFIXES = ("uploads/",)
 
@@ -49,6 +51,12 @@ class RetentionPolicy:
 
 def final_event_at(order: Order) -> datetime | None:
     return max((e.at for e in order.events), default=None)
+
+
+def ledger_event_at(order: Order) -> datetime | None:
+    """When the order settled: the ledger files it under this day (ledger.py), while its
+    shipping may go on for days after."""
+    return max((e.at for e in order.events if e.to_state in SETTLED), default=None)
 
 
 def is_expired(order: Order, now: datetime, policy: RetentionPolicy) -> bool:
@@ -191,15 +199,14 @@ class Retention:
         self.result = RetentionPass()
 
     def _purgeable(self, order: Order) -> bool:
-        final = final_event_at(order)
-        return is_expired(order, self.now, self.policy) and self.ledger.why_not(order.id, final) is None
+        return is_expired(order, self.now, self.policy) and self.ledger.why_not(order.id, ledger_event_at(order)) is None
 
     def retire(self, order: Order) -> bool:
         """Purge one order's files if it is expired and in the ledger; True when purged."""
         if not is_expired(order, self.now, self.policy):
             self.result.skipped.append(order.id)
             return False
-        waiting = self.ledger.why_not(order.id, final_event_at(order))
+        waiting = self.ledger.why_not(order.id, ledger_event_at(order))
         if waiting:
             self.result.waiting[order.id] = waiting
             return False
@@ -207,6 +214,8 @@ class Retention:
             # the upload goes only when every order placed with it goes too
             keep_upload = not all(self._purgeable(other) for other in orders_sharing_upload(self.book, order))
             self.result.purged[order.id] = purge_order_files(self.store, order, self.policy, keep_upload=keep_upload)
+            # the recipient goes with the files: personal data is kept no longer than they are
+            forget_recipient(self.book.database, order.id)
         except Exception as exc:  # one order's storage error must not hold back the others: it waits, to be tried again
             self.result.waiting[order.id] = f"purge failed, will be tried again: {type(exc).__name__}: {exc}"
             return False

@@ -87,6 +87,25 @@ class PhotoGenSettings(BaseSettings):
     engine_url: str | None = None
     engine_wait_seconds: float = 120.0  # how long a call waits for the service to come up
     gpu_run_tags: str | None = None  # a YAML file of run tags GPU runs carry (deploy/gpu-run-tags.*.yaml)
+    # where customers' browsers and the print provider reach the storefront API (signed file
+    # links); the API defaults to the request's host, the pipelines need it to fulfil orders
+    # from local storage (S3 storage hands the provider a presigned URL instead)
+    public_base_url: str | None = None
+    # fulfilment: the shop's print provider; none = an order ends at ready with a file to download
+    print_provider: Literal["none", "prodigi", "printful"] = "none"
+    print_provider_api_key: str | None = None  # Prodigi's X-API-Key, or Printful's private token
+    print_provider_api_base: str | None = None  # default: Prodigi's sandbox, or Printful's API
+    printful_store_id: str | None = None
+    printful_confirm: bool = False  # False: Printful orders wait as drafts for the shop to confirm
+    # how long the provider's link to the print file lives (S3's presigned URLs: at most 7 days)
+    print_file_url_ttl_seconds: int = 7 * 24 * 3600
+    # outbound webhooks: plain http:// endpoints only on loopback unless this is on (a test shop)
+    webhook_allow_http: bool = False
+    # approval deadline: proofs the customer has not chosen from by then are auto-approved
+    # (the best identity score) or the order is cancelled and refunded; a reminder goes first
+    approval_deadline_hours: float = 48.0
+    approval_reminder_hours: float = 12.0  # before the deadline
+    approval_deadline_action: Literal["auto_approve", "cancel"] = "auto_approve"
 
     @property
     def paths(self) -> LocalPaths:

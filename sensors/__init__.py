@@ -1,14 +1,18 @@
 """Sensors and schedules: orders in the database become runs, Stripe is reconciled, failed
 runs settle their orders, runs whose worker died are failed, catalog previews stay current, old orders' files are retired,
+ready orders go to the print provider and are followed there, unapproved proofs meet their deadline, the storefront's webhooks are delivered,
 and the analysts' tables are rebuilt nightly."""
 
 from sensors.analytics import nightly_analytics
+from sensors.approvals import approval_deadlines
 from sensors.catalog import catalog_version_changed, weekly_catalog_previews
 from sensors.dead_runs import dead_run_workers
 from sensors.failures import order_run_failures
+from sensors.fulfilment import print_provider_orders
 from sensors.orders import approved_orders, paid_orders
 from sensors.payments import stripe_reconciliation
 from sensors.retention import order_retention
+from sensors.webhooks import webhook_deliveries
 
 all_sensors = [
     paid_orders,
@@ -18,10 +22,15 @@ all_sensors = [
     dead_run_workers,
     catalog_version_changed,
     order_retention,
+    print_provider_orders,
+    approval_deadlines,
+    webhook_deliveries,
 ]
 all_schedules = [weekly_catalog_previews, nightly_analytics]
 
 __all__ = [
+    "approval_deadlines",
+    "print_provider_orders",
     "all_schedules",
     "all_sensors",
     "approved_orders",
@@ -32,5 +41,6 @@ __all__ = [
     "order_run_failures",
     "paid_orders",
     "stripe_reconciliation",
+    "webhook_deliveries",
     "weekly_catalog_previews",
 ]

@@ -11,6 +11,8 @@ from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.factories import artifact_store, deployment, face_analyzer
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.payments import StripeGateway
+from photogen_pipelines.providers import print_provider
+from photogen_pipelines.providers.base import PrintProvider
 from photogen_pipelines.signing import Signer
 from photogen_pipelines.storage import ArtifactStore
 from storefront_api.config import Settings
@@ -33,6 +35,18 @@ class Services:
         presigned = getattr(self.store, "presigned_url", None)
         url = presigned(key, ttl) if presigned else None
         return url or self.signer.file_url(base_url, key, ttl)
+
+    @functools.cached_property
+    def print_provider(self) -> PrintProvider | None:
+        """The shop's print provider (settings.print_provider), for reading callbacks back."""
+        settings = self.settings
+        return print_provider(
+            settings.print_provider,
+            api_key=settings.print_provider_api_key,
+            api_base=settings.print_provider_api_base,
+            store_id=settings.printful_store_id,
+            confirm=settings.printful_confirm,
+        )
 
     @functools.cached_property
     def faces(self) -> FaceAnalyzer:

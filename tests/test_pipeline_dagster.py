@@ -76,7 +76,13 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     assert finished.state == OrderState.READY
     assert set(finished.stage_seconds) == {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"}
     print_checks = {c.check_name: c for c in print_run.get_asset_check_evaluations()}
-    assert {name: c.passed for name, c in print_checks.items()} == {"print_spec_met": True, "upscale_faithful": True}
+    assert {name: c.passed for name, c in print_checks.items()} == {
+        "print_spec_met": True,
+        "upscale_faithful": True,
+        "provider_accepted": True,  # no print provider configured: the file waits for download
+    }
+    fulfilled = print_run.asset_materializations_for_node("fulfilment")[0].metadata
+    assert fulfilled["provider"].value == "none" and fulfilled["status"].value == "not_sent"
     ssim = print_checks["upscale_faithful"].metadata["ssim"].value
     assert load_quality().upscale_faithful.min_ssim <= ssim < 1.0
 
@@ -164,7 +170,7 @@ def test_the_code_location_defines_both_jobs_over_the_order_partitions():
     for name in ("proof_job", "print_job"):
         assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery"}
+    order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery", "fulfilment"}
     assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"}
     schedules = {s.name for s in defs.schedules}
     assert schedules == {"weekly_catalog_previews", "nightly_analytics"}

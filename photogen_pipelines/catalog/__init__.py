@@ -83,6 +83,15 @@ class StyleCatalog(BaseModel):
         return [s.id for s in self.styles]
 
 
+class ProviderProduct(BaseModel):
+    """How one print provider knows one of our products (products.yaml, `fulfilment:`)."""
+
+    sku: str = Field(min_length=1, description="Prodigi's SKU, or Printful's catalog variant id")
+    print_area: str = "default"  # Prodigi's asset printArea / Printful's file type
+    sizing: Literal["fillPrintArea", "fitPrintArea", "stretchToPrintArea"] = "fillPrintArea"
+    attributes: dict[str, str] = Field(default_factory=dict)  # e.g. Prodigi's canvas wrap colour
+
+
 class Product(BaseModel):
     id: str
     name: str
@@ -95,6 +104,9 @@ class Product(BaseModel):
     min_dpi: int = 150
     format: str = Field("jpeg", pattern="^(jpeg|tiff|png)$")
     price_cents: int
+    # provider name (prodigi, printful) -> that provider's product; a product without an
+    # entry for the shop's provider cannot be fulfilled by it
+    fulfilment: dict[str, ProviderProduct] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_unit(self) -> Product:

@@ -64,6 +64,8 @@ class OrderRow(Base):
     refund_id: Mapped[str | None] = mapped_column(String(64))
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
     stage: Mapped[str | None] = mapped_column(String(64))
+    shipping_method: Mapped[str | None] = mapped_column(String(16))
+    approval_reminded_at: Mapped[datetime | None]
     stage_seconds: Mapped[dict] = mapped_column(default=dict)
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
@@ -116,3 +118,94 @@ class StrayPaymentRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     refunded_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class RecipientRow(Base):
+    """Who receives an order's print: personal data, here and nowhere else (not in Dagster's
+    metadata, logs or event log); deleted by the retention policy with the order's files."""
+
+    __tablename__ = "recipients"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    details: Mapped[dict]  # recipients.Recipient: name, email, phone, address
+    created_at: Mapped[datetime]
+
+
+class FulfilmentRow(Base):
+    """An order's submission to the shop's print provider, and what the provider said since."""
+
+    __tablename__ = "fulfilments"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_order_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(32), index=True)  # pending, or a providers.ProviderStatus
+    detail: Mapped[str | None] = mapped_column(Text)
+    carrier: Mapped[str | None] = mapped_column(String(100))
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    tracking_url: Mapped[str | None] = mapped_column(String(2000))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime | None]
+    checked_at: Mapped[datetime | None] = mapped_column(index=True)  # the provider was last read
+    updated_at: Mapped[datetime]
+
+
+class WebhookEndpointRow(Base):
+    """A storefront's URL for our outbound events; its secret signs every delivery."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list] = mapped_column(JSON)  # event types, or ["*"]
+    secret: Mapped[str] = mapped_column(String(100))  # kept to sign with; shown to the storefront once
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class WebhookEventRow(Base):
+    """The outbox: one event, written in the same transaction as the change it tells of."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(String(32), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    payload: Mapped[dict]
+
+
+class WebhookDeliveryRow(Base):
+    """One event owed to one endpoint: retried with backoff until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class WebhookAttemptRow(Base):
+    """The delivery log: every POST to an endpoint and how it ended."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int]

@@ -1,9 +1,11 @@
 """How an order looks to a client: its state, progress, proofs and payment."""
 
 from photogen_pipelines.artifacts import OrderKeys, Stage, Validation
+from photogen_pipelines.fulfilment import fulfilment_of, recipient_of
 from photogen_pipelines.intake import PAYMENTS_OFF_LABEL
-from photogen_pipelines.orders import IN_PROGRESS, PROOFS_VISIBLE, Order, OrderState
-from storefront_api.schemas import EventOut, OrderOut, PaymentOut, ProofOut, StageOut
+from photogen_pipelines.orders import IN_PROGRESS, PRINT_FILE_MADE, PROOFS_VISIBLE, Order
+from photogen_pipelines.recipients import MaskedRecipient
+from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut
 
 
 def _stages(order: Order) -> list[StageOut]:
@@ -43,6 +45,19 @@ def _payment(order: Order, client_secret: str | None) -> PaymentOut:
     )
 
 
+def _recipient(services, order: Order) -> MaskedRecipient | None:
+    # an order with a recipient has a shipping method: one read less for those without
+    recipient = recipient_of(services.database, order.id) if order.shipping_method else None
+    return recipient.masked() if recipient else None  # gone once retention deleted it
+
+
+def _fulfilment(services, order: Order) -> FulfilmentOut | None:
+    if order.shipping_method is None:  # no recipient: nothing was or will be submitted
+        return None
+    record = fulfilment_of(services.database, order.id)
+    return None if record is None else FulfilmentOut.model_validate(record, from_attributes=True)
+
+
 def order_view(
     services, order: Order, base_url: str, client_secret: str | None = None, customer_token: str | None = None
 ) -> OrderOut:
@@ -61,7 +76,10 @@ def order_view(
         identity_threshold=threshold,
         proofs=proofs,
         approved_proof=order.approved_proof,
-        print_file_ready=order.state == OrderState.READY,
+        print_file_ready=order.state in PRINT_FILE_MADE,
+        shipping_method=order.shipping_method.value if order.shipping_method else None,
+        recipient=_recipient(services, order),
+        fulfilment=_fulfilment(services, order),
         events=[EventOut.model_validate(e, from_attributes=True) for e in order.events],
         created_at=order.created_at,
         updated_at=order.updated_at,

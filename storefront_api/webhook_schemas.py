@@ -1,0 +1,86 @@
+"""Request and response bodies of the outbound webhook routes (endpoints, events, the log)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from photogen_pipelines.outbox import ALL_EVENTS, EVENT_TYPES
+from photogen_pipelines.webhooks import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
+from storefront_api.schemas import RequestBody
+
+EVENTS_HELP = f'event types to receive ({", ".join(EVENT_TYPES)}), or ["{ALL_EVENTS}"] for all, including future ones'
+
+
+class WebhookEndpointIn(RequestBody):
+    url: str = Field(max_length=MAX_URL_LENGTH, description="https:// (http:// only for localhost)")
+    events: list[str] = Field([ALL_EVENTS], min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
+
+
+class WebhookEndpointPatch(RequestBody):
+    """Only the fields sent change."""
+
+    url: str = Field(None, max_length=MAX_URL_LENGTH)
+    events: list[str] = Field(None, min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
+    disabled: bool = Field(None, description="true: no more deliveries; false: deliveries again from now on")
+
+
+class WebhookEndpointOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    disabled: bool
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class WebhookEndpointCreatedOut(WebhookEndpointOut):
+    secret: str = Field(description="signs every delivery (PhotoGen-Signature); shown only in this response: store it now")
+
+
+class WebhookEventOut(BaseModel):
+    id: str
+    type: str
+    order_id: str | None
+    created_at: datetime
+    payload: dict = Field(description="the JSON body each delivery POSTs")
+
+
+class WebhookEventListOut(BaseModel):
+    data: list[WebhookEventOut] = Field(description="newest first")
+    has_more: bool = Field(description="pass the last id as starting_after for the next page")
+
+
+class WebhookAttemptOut(BaseModel):
+    at: datetime
+    status_code: int | None = Field(description="the receiver's HTTP status; null when none came (timeout, refused)")
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    endpoint_id: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(description="attempts in the current retry schedule (a redelivery starts a new one)")
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    log: list[WebhookAttemptOut] = Field(description="every attempt, oldest first")
+
+
+class WebhookEventDetailOut(WebhookEventOut):
+    deliveries: list[WebhookDeliveryOut]
+
+
+class WebhookRedeliveryOut(BaseModel):
+    event_id: str
+    delivery_ids: list[int] = Field(description="pending again, due now: one per enabled endpoint subscribed to the event")
