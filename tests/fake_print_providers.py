@@ -12,6 +12,10 @@ that advance to shipped with a carrier and tracking. Like the real providers the
 print file from its URL when an order arrives, so an unreachable or expired link fails the
 order. Error codes and messages that the references do not spell out are the fakes' own.
 
+Both refuse a print file below 150 DPI over the product's print area, as the providers'
+file guidelines ask (the fakes' own error codes: Prodigi `ImageResolutionTooLow` on the
+asset's URL, Printful a BadRequest naming the resolution).
+
 Switches for failure tests: `fault` (answer a status, or stall, once; before or after
 handling the request), `refuse_next` (a validation refusal), and per-fake ones below.
 """
@@ -19,6 +23,7 @@ handling the request), `refuse_next` (a validation refusal), and per-fake ones b
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import re
@@ -31,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from PIL import Image
 
 Response = tuple[int, Any]  # HTTP status and JSON body
 
@@ -213,6 +219,26 @@ def fetch_print_file(url: str, md5: str | None = None) -> bool:
     return response.status_code == 200 and is_image and (md5 is None or hashlib.md5(content).hexdigest() == md5)
 
 
+# Both providers print from 150 DPI at the print area's size and refuse files below it (the
+# fakes check at order creation; the real ones may do it while preparing the assets).
+MIN_DPI = 150
+
+
+def file_dpi(url: str, area_inches: tuple[float, float]) -> float | None:
+    """The DPI a downloadable image reaches over a print area (either orientation); None
+    when it cannot be downloaded or decoded (a download failure is reported on its own)."""
+    try:
+        response = requests.get(url, timeout=5)
+        with Image.open(io.BytesIO(response.content)) as image:
+            pixels = sorted(image.size)
+    except (requests.RequestException, OSError):
+        return None
+    if response.status_code != 200:
+        return None
+    inches = sorted(area_inches)
+    return min(pixels[0] / inches[0], pixels[1] / inches[1])
+
+
 def _at(document: Any, path: str) -> Any:
     """The value at a Prodigi-style field path such as items[0].assets[0].url."""
     for name, index in re.findall(r"([A-Za-z][A-Za-z0-9]*)(?:\[(\d+)\])?", path):
@@ -231,6 +257,16 @@ PRODIGI_SKUS = {  # sku (upper case) -> attributes it requires
     "GLOBAL-FAP-A2": (),
     "GLOBAL-CAN-24X36": ("wrap",),
     "GLOBAL-CFPM-16X20": ("color",),
+    "TEST-PRINT-2X3": (),  # the tests' own small print (a print run of a second), not Prodigi's
+}
+PRODIGI_PRINT_AREAS = {  # sku -> the print area in inches
+    "GLOBAL-FAP-12X18": (12, 18),
+    "GLOBAL-FAP-18X24": (18, 24),
+    "GLOBAL-FAP-A3": (11.69, 16.54),
+    "GLOBAL-FAP-A2": (16.54, 23.39),
+    "GLOBAL-CAN-24X36": (24, 36),
+    "GLOBAL-CFPM-16X20": (16, 20),
+    "TEST-PRINT-2X3": (2, 3),
 }
 _SHIPPING_METHODS = {"Budget", "Standard", "Express", "Overnight"}
 _NOT_STARTED = {
@@ -350,6 +386,13 @@ class FakeProdigi(FakeApi):
                     failures[f"items[{index}].attributes.{attribute}"] = [{"code": "MustBeProvided", "providedValue": None}]
             if not item.get("assets") or not all(asset.get("url") for asset in item["assets"]):
                 failures[f"items[{index}].assets"] = [{"code": "MustNotBeEmpty", "providedValue": None}]
+                continue
+            for number, asset in enumerate(item["assets"]):
+                dpi = file_dpi(asset["url"], PRODIGI_PRINT_AREAS.get(sku, (1, 1))) if sku in self.skus else None
+                if dpi is not None and dpi < MIN_DPI:
+                    failures[f"items[{index}].assets[{number}].url"] = [
+                        {"code": "ImageResolutionTooLow", "providedValue": f"{dpi:.0f} dpi"}
+                    ]
         if self._refusals and not failures:
             path, code = self._refusals.pop(0)
             # like Prodigi, the refusal echoes what was sent, personal data included
@@ -401,6 +444,7 @@ class FakeProdigi(FakeApi):
 # -- Printful ------------------------------------------------------------------------------
 
 PRINTFUL_VARIANTS = {1: "18″×24″", 2: "24″×36″", 3876: "12″×18″", 19516: "A2 (42×59.4 cm)"}
+PRINTFUL_PRINT_AREAS = {1: (18, 24), 2: (24, 36), 3876: (12, 18), 19516: (16.54, 23.39)}
 _REQUIRED_RECIPIENT = ("name", "address1", "city", "country_code", "zip")
 
 
@@ -506,6 +550,11 @@ class FakePrintful(FakeApi):
                 return _printful_error(400, "BadRequest", f"Item {index}: Variant {item.get('variant_id')} not found")
             if not item.get("files"):
                 return _printful_error(400, "BadRequest", f"Item {index}: a print file is required")
+            for file in item["files"]:
+                dpi = file_dpi(file.get("url") or "", PRINTFUL_PRINT_AREAS[item["variant_id"]])
+                if dpi is not None and dpi < MIN_DPI:
+                    message = f"Item {index}: print file resolution too low ({dpi:.0f} DPI, at least {MIN_DPI} needed)"
+                    return _printful_error(400, "BadRequest", message)
         if self._refusals:
             return _printful_error(400, "BadRequest", self._refusals.pop(0))
         order = self._new_order(body, confirm)

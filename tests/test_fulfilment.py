@@ -70,7 +70,7 @@ def _small_products(tmp_path) -> str:
             "min_dpi": 150,
             "format": "jpeg",
             "price_cents": 900,
-            "fulfilment": {"prodigi": {"sku": "GLOBAL-FAP-A3"}, "printful": {"sku": "3876"}},
+            "fulfilment": {"prodigi": {"sku": "TEST-PRINT-2X3"}},  # the fake's own small print
         }
     )
     catalog["products"].append({**catalog["products"][-1], "id": "unshippable_2x3", "fulfilment": {}})
@@ -154,7 +154,7 @@ def test_an_order_with_a_recipient_is_printed_by_prodigi_once_and_ships_with_tra
                 assert sent["idempotencyKey"] == order_id and sent["shippingMethod"] == "Express"
                 assert sent["recipient"]["name"] == RECIPIENT["name"]
                 assert sent["recipient"]["address"]["countryCode"] == "KE"
-                assert sent["items"][0]["sku"] == "GLOBAL-FAP-A3"
+                assert sent["items"][0]["sku"] == "TEST-PRINT-2X3"
                 assert sent["items"][0]["assets"][0]["url"].startswith(f"{base}/v1/files/")
                 assert sent["callbackUrl"] == f"{base}/v1/fulfilment/prodigi/callbacks"
                 view = requests.get(f"{base}/v1/orders/{order_id}", headers=headers, timeout=30).json()
@@ -206,8 +206,11 @@ def test_an_order_with_a_recipient_is_printed_by_prodigi_once_and_ships_with_tra
 # -- the core, against each provider's fake -------------------------------------------------
 
 
-def _ready_order(book: SqlOrderBook, store: LocalArtifactStore, *, recipient: dict | None = RECIPIENT) -> Order:
-    """An order at ready with its print file and manifest stored (as the print run leaves it)."""
+def _ready_order(
+    book: SqlOrderBook, store: LocalArtifactStore, *, recipient: dict | None = RECIPIENT, pixels: tuple[int, int] = (1800, 2700)
+) -> Order:
+    """An order for a 12 x 18 in poster at ready, with its print file (150 DPI by default) and
+    manifest stored, as the print run leaves it."""
     order = Order(style_id="ink_etching", product_id="poster_12x18", upload_key="k", variants=1)
     order = book.add(order, recipient=Recipient.model_validate(recipient, strict=False) if recipient else None)
     if recipient:
@@ -219,7 +222,7 @@ def _ready_order(book: SqlOrderBook, store: LocalArtifactStore, *, recipient: di
         book.transition(order.id, state)
     keys = OrderKeys(order.id)
     buffer = io.BytesIO()
-    Image.fromarray(np.full((60, 40, 3), 128, np.uint8)).save(buffer, "JPEG")
+    Image.fromarray(np.full((pixels[1], pixels[0], 3), 128, np.uint8)).save(buffer, "JPEG")
     store.put_bytes(keys.print_file("jpg"), buffer.getvalue())
     manifest = Manifest(
         order_id=order.id,
@@ -228,7 +231,7 @@ def _ready_order(book: SqlOrderBook, store: LocalArtifactStore, *, recipient: di
         file=keys.print_file("jpg"),
         format="jpeg",
         bytes=len(buffer.getvalue()),
-        pixel_size=(40, 60),
+        pixel_size=pixels,
         dpi=300,
         effective_dpi=300.0,
         bleed_px=0,
@@ -301,6 +304,19 @@ def test_a_file_the_provider_refuses_fails_the_order_with_its_reason(orders_db, 
     failed = book.get(order.id)
     assert failed.state == S.FAILED and "provider_refused" in failed.reason and "printful" in failed.reason
     assert fulfilment_of(orders_db, order.id).status == "failed"
+
+
+@pytest.mark.parametrize("fake", [FakeProdigi, FakePrintful])
+def test_a_print_file_below_the_providers_dpi_is_refused_and_fails_the_order(orders_db, store, file_links, fake):
+    book = SqlOrderBook(orders_db)
+    order = _ready_order(book, store, pixels=(600, 900))  # 50 DPI on a 12 x 18 in poster
+    with fake(API_KEY) as server:
+        provider = print_provider(fake.__name__.removeprefix("Fake").lower(), api_key=API_KEY, api_base=server.url)
+        link = file_links(OrderKeys(order.id).print_file("jpg"))
+        result = submit(book, provider, order.id, load_products().get("poster_12x18"), file_url=lambda: link)
+        assert result.status == "refused" and not server.orders
+    failed = book.get(order.id)
+    assert failed.state == S.FAILED and failed.reason.startswith("provider_refused_file:"), failed.reason
 
 
 def _age(orders_db, order_id: str, hours: float = 1.0) -> None:
