@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
+from typing import Annotated
+from urllib.parse import urlsplit
 
 from limits import parse
 from pydantic import PositiveInt, field_validator
+from pydantic_settings import NoDecode
 
 from photogen_pipelines.settings import PhotoGenSettings
 
 
 class Settings(PhotoGenSettings):
     api_v1_prefix: str = "/v1"
-    public_base_url: str | None = None  # where clients reach this API (file URLs); default: the request's host
     file_url_ttl_seconds: int = 900
     # Request size limits, in bytes (PHOTOGEN_MAX_URL_BYTES, ...). Over one, a request is refused
     # before the API reads it (storefront_api/limits.py; the server's protocol, server.py, for a
@@ -51,6 +54,13 @@ class Settings(PhotoGenSettings):
     # the storage URI may be redis:// when several API processes share the limits
     rate_limit_storage_uri: str = "memory://"
     auto_migrate: bool = True  # the embedded default makes its schema; production runs `photogen db upgrade`
+    # The storefront's own web pages that may call this API from the customer's browser (CORS),
+    # as exact origins: PHOTOGEN_CORS_ORIGINS=https://shop.example,https://www.shop.example (or a
+    # JSON list). Empty (the default): no CORS headers at all, so browsers on other sites cannot
+    # read any answer. Browsers may send GET/POST with Authorization, Content-Type and
+    # Idempotency-Key, never cookies; the page uses the customer's order token (otk_…): an API
+    # key from a browser is refused whatever its origin (api/deps.py, 403 api_key_from_browser).
+    cors_origins: Annotated[list[str], NoDecode] = []
 
     @field_validator(
         "rate_limit_per_key", "rate_limit_per_order_token", "rate_limit_per_address", "rate_limit_failed_auth_per_address"
@@ -59,6 +69,28 @@ class Settings(PhotoGenSettings):
     def _rate_limit(cls, value: str) -> str:
         parse(value)  # a ValueError (so a settings error at start) for what `limits` cannot read
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            return [_origin(item) for item in value if not isinstance(item, str) or item.strip()]
+        return value
+
+
+def _origin(value: object) -> str:
+    """`scheme://host[:port]` as a browser sends it in `Origin`: no path, no wildcard."""
+    if not isinstance(value, str):
+        raise ValueError(f"a CORS origin is a string such as https://shop.example, not {value!r}")
+    origin = value.strip().lower()
+    parts = urlsplit(origin)
+    exact = origin == f"{parts.scheme}://{parts.netloc}" and "@" not in parts.netloc and "*" not in origin
+    if parts.scheme not in ("http", "https") or not parts.hostname or not exact:
+        raise ValueError(f"{value!r} is not an exact origin such as https://shop.example (a scheme and host, no path)")
+    return origin
 
 
 @functools.cache

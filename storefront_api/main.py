@@ -1,4 +1,5 @@
-"""The storefront API: `uvicorn storefront_api.main:app`. Versioned under /v1, docs at /docs."""
+"""The storefront API: `uvicorn storefront_api.main:app`. Versioned under /v1, docs at /docs
+and /redoc (served offline, api/routes/docs.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import logging
 from fastapi import Depends, FastAPI
 
 from storefront_api.api.deps import RateLimits, limit_request
-from storefront_api.api.routes import catalog, files, health, orders, uploads, webhooks
+from storefront_api.api.routes import catalog, files, fulfilment, health, orders, uploads, webhook_endpoints, webhooks
+from storefront_api.api.routes.docs import install_docs
 from storefront_api.config import Settings, get_settings
+from storefront_api.cors import allow_storefront_pages
 from storefront_api.errors import install_error_handlers
 from storefront_api.limits import RequestLimits
 from storefront_api.services import build_services
@@ -35,15 +38,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         summary="Selfies in, print-ready art out: uploads, orders, proofs, approvals and print files.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: install_docs serves them
+        redoc_url=None,
     )
     app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)
+    allow_storefront_pages(app, settings)  # CORS, outside the request limits: their refusals carry it too
+    install_docs(app)
     app.include_router(health.router)
     # per caller (API key, order token) when authenticated, else per client address (api/deps.py)
     limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
-    for router in (uploads.router, catalog.router, orders.router, files.router):
+    for router in (uploads.router, catalog.router, orders.router, files.router, fulfilment.router, webhook_endpoints.router):
         app.include_router(router, prefix=prefix, dependencies=limited)
     app.include_router(webhooks.router, prefix=prefix)  # Stripe retries on 429: never rate-limit it
     return app

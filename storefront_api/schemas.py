@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from photogen_pipelines.recipients import MaskedRecipient, Recipient, ShippingMethod
+from storefront_api.examples import APPROVE_IN, ORDER_IN, ORDER_OUT
 
 
 class UploadOut(BaseModel):
@@ -44,14 +47,29 @@ class RequestBody(BaseModel):
 
 
 class OrderIn(RequestBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [ORDER_IN]})
+
     upload_id: str = Field(max_length=32)
     style_id: str = Field(max_length=64)
     product_id: str = Field(max_length=64)
     variants: int = Field(4, ge=1, le=8)
     approval: Literal["customer", "auto"] = "customer"
+    recipient: Recipient | None = Field(
+        None, description="who receives the print; with a print provider configured, the order is shipped to them"
+    )
+    # strict=False: a JSON string is the only way to name an enum member
+    shipping_method: ShippingMethod | None = Field(None, strict=False, description="default standard; only with a recipient")
+
+    @model_validator(mode="after")
+    def _shipping_needs_recipient(self) -> OrderIn:
+        if self.shipping_method is not None and self.recipient is None:
+            raise ValueError("shipping_method needs a recipient")
+        return self
 
 
 class ApproveIn(RequestBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [APPROVE_IN]})
+
     proof: int = Field(ge=0, le=7, description="the variant number of a proof that passed the identity gate")
 
 
@@ -92,7 +110,19 @@ class EventOut(BaseModel):
     reason: str | None
 
 
+class FulfilmentOut(BaseModel):
+    provider: str
+    provider_order_id: str | None
+    status: str = Field(description="pending, submitted, in_production, shipped, delivered, cancelled or failed")
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    submitted_at: datetime | None
+
+
 class OrderOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ORDER_OUT]})
+
     id: str
     state: str
     reason: str | None = Field(description="why the order is in its state: the rejection or failure reason")
@@ -107,6 +137,9 @@ class OrderOut(BaseModel):
     proofs: list[ProofOut]
     approved_proof: int | None
     print_file_ready: bool
+    shipping_method: str | None
+    recipient: MaskedRecipient | None = Field(description="masked: the full details stay in the orders database")
+    fulfilment: FulfilmentOut | None = Field(description="the print provider's order, once submitted")
     events: list[EventOut]
     created_at: datetime
     updated_at: datetime

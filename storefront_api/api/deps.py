@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from photogen_pipelines.orders import Order
 from storefront_api.config import Settings
 from storefront_api.errors import ApiError
 from storefront_api.services import Services
+
+log = logging.getLogger("storefront_api")
 
 
 def get_services(request: Request) -> Services:
@@ -109,17 +112,46 @@ def _bearer_token(request: Request) -> str | None:
     return token if authorization and token and scheme.lower() == "bearer" else None
 
 
+# Headers only a browser sets on its own (a page's script cannot set or remove them): `Origin`
+# on every cross-origin request (and on a same-origin POST), `Sec-Fetch-Site` on every request
+# of a current browser, same-origin ones too (this API's own /docs page). Server-to-server
+# clients send neither.
+BROWSER_HEADERS = ("origin", "sec-fetch-site")
+
+
+def from_browser(request: Request) -> bool:
+    return any(name in request.headers for name in BROWSER_HEADERS)
+
+
+def _refuse_key_from_browser(request: Request, limits: RateLimits) -> None:
+    """An API key sent by a browser: the key is in a web page, where anyone can read it. It is
+    not checked (an answer that differed with its validity would help a guesser); the request
+    counts against the address, like one without credentials, and is refused."""
+    limits.check("address", limits.per_address, client_address(request))
+    origin = request.headers.get("origin") or f"Sec-Fetch-Site: {request.headers.get('sec-fetch-site')}"
+    log.warning("refused an API key sent from a browser (%s) to %s %s", origin, request.method, request.url.path)
+    raise ApiError(
+        403,
+        "api_key_from_browser",
+        "API keys are not accepted from a browser: call PhotoGen with the key from your shop's backend, "
+        "and use the order's customer token (otk_…) in the browser; keep the key out of web pages",
+    )
+
+
 def authenticate(request: Request, services: Services) -> Authentication:
     """Who is calling, decided once per request (kept in `request.state`) and counted:
     a valid API key, or a valid order token for the order in the path, against that caller's
     own limit; credentials that fail against the client address's failed-authentication limit
     (and while that is spent, none from the address are checked: 429). An order token outside
-    an order's path cannot be checked: like no credentials, it is for the route to refuse."""
+    an order's path cannot be checked: like no credentials, it is for the route to refuse.
+    An API key (anything but an order token) from a browser is a 403 on every route."""
     done: Authentication | None = getattr(request.state, "authentication", None)
     if done is not None:
         return done
     limits: RateLimits = request.app.state.rate_limits
     token, order_id = _bearer_token(request), request.path_params.get("order_id")
+    if token is not None and not token.startswith(ORDER_TOKEN_PREFIX) and from_browser(request):
+        _refuse_key_from_browser(request, limits)
     if token is None or (token.startswith(ORDER_TOKEN_PREFIX) and order_id is None):
         done = Authentication()
     else:

@@ -2,34 +2,49 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
+from fastapi.responses import StreamingResponse
 
 from photogen_pipelines import lifecycle
 from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.errors import IllegalTransition
 from photogen_pipelines.intake import OrderRequest, PlacementRequest, cancel_order, place_order
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders import PRINT_FILE_MADE, OrderState
 from photogen_pipelines.uploads import get_upload
+from storefront_api.api import bundle
 from storefront_api.api.deps import BaseUrlDep, OrderDep, ServicesDep, StorefrontDep
 from storefront_api.api.views import order_view
 from storefront_api.errors import ApiError
+from storefront_api.examples import ORDER_IN_EXAMPLES
 from storefront_api.schemas import ApproveIn, CancelIn, OrderIn, OrderOut, PrintFileOut
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
+IDEMPOTENCY_KEY_DESCRIPTION = "a retry with the same key and body returns the same order, never a second one"
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="required: a retry with the same key and body returns the same order, never a second one",
-    ),
+    # optional to FastAPI, so that a request without it is the API's own 400
+    # idempotency_key_required rather than a 422; documented as required (IDEMPOTENCY_KEY_DOC)
+    Header(alias="Idempotency-Key", max_length=200, include_in_schema=False),
 ]
+IDEMPOTENCY_KEY_DOC = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "description": IDEMPOTENCY_KEY_DESCRIPTION + " (e.g. a UUID per checkout); without it: 400 idempotency_key_required",
+    "schema": {"type": "string", "maxLength": 200, "title": "Idempotency-Key"},
+    "example": "3f2b8c1e-5d47-4a8e-9c1b-2e7f0a6d9b34",
+}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_DOC]},
+)
 def create_order(
-    body: OrderIn,
+    body: Annotated[OrderIn, Body(openapi_examples=ORDER_IN_EXAMPLES)],
     base_url: BaseUrlDep,
     response: Response,
     caller: StorefrontDep,
@@ -37,14 +52,18 @@ def create_order(
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
     """Place an order for an uploaded selfie. With payments on, the response carries the
-    Stripe PaymentIntent's client secret; with payments off the order is paid at once."""
+    Stripe PaymentIntent's client secret; with payments off the order is paid at once.
+    With a recipient, the print goes to the shop's print provider once ready."""
     if not idempotency_key:
         raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (e.g. a UUID per checkout)")
     upload = get_upload(services.database, body.upload_id, caller.api_key_id)
     if not services.store.exists(upload.storage_key):  # retired by the retention policy
         raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
     asked = OrderRequest(style_id=body.style_id, product_id=body.product_id, variants=body.variants, approval=body.approval)
-    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key)
+    provider = services.settings.print_provider
+    if body.recipient is not None and provider != "none" and provider not in services.products.get(body.product_id).fulfilment:
+        raise ApiError(422, "product_not_shippable", f"product {body.product_id} cannot be shipped by this shop's print provider")
+    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key, body.recipient, body.shipping_method)
     placed = place_order(services.book, services.styles, services.products, services.gateway, request)
     if not placed.created:
         response.status_code = status.HTTP_200_OK
@@ -94,7 +113,7 @@ def cancel(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, body: C
 def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> PrintFileOut:
     """A signed URL to the print-ready file, once the order is `ready`."""
     keys = OrderKeys(order.id)
-    if order.state != OrderState.READY or not services.store.exists(keys.manifest):
+    if order.state not in PRINT_FILE_MADE or not services.store.exists(keys.manifest):
         raise ApiError(409, "print_file_not_ready", f"order {order.id} is {order.state.value}; the print file comes at ready")
     manifest = keys.load(services.store, Manifest)
     ttl = services.settings.file_url_ttl_seconds
@@ -107,3 +126,30 @@ def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> 
         pixel_size=manifest.pixel_size,
         effective_dpi=manifest.effective_dpi,
     )
+
+
+@router.get(
+    "/{order_id}/bundle.zip",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}, "description": "a ZIP"},
+        409: {"description": "nothing_to_bundle: no proofs to show yet (or the order ended without any)"},
+    },
+)
+def bundle_zip(order: OrderDep, services: ServicesDep) -> StreamingResponse:
+    """The order's files in one ZIP, for the customer to keep: `proofs/proof_<n>.png` (the
+    proofs that passed the identity gate, from `proofs_ready`), `print_file.<ext>` and
+    `manifest.json` (from `ready`), and `order.json` (ids, state, style, product, approved
+    proof; no personal data)."""
+    files = bundle.members(services.store, order)
+    if not files:
+        raise ApiError(
+            409, "nothing_to_bundle", f"order {order.id} is {order.state.value}; its bundle has files from proofs_ready on"
+        )
+    spool, size = bundle.write_zip(services.store, order, files)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{order.id}.zip"',
+        "Content-Length": str(size),
+        "Cache-Control": "private, no-store",  # the customer's face: no shared or lingering caches
+    }
+    return StreamingResponse(bundle.chunks(spool), media_type="application/zip", headers=headers)
