@@ -23,8 +23,8 @@ from sqlalchemy import and_, func, not_, or_, select
 
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.fulfilment import forget_recipient
+from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import OWES_REFUND, SETTLED, Order, OrderState
 from photogen_pipelines.storage import ArtifactStore
 

@@ -1,7 +1,8 @@
 """Sensors and schedules: orders in the database become runs, Stripe is reconciled, failed
-runs settle their orders, runs whose worker died are failed, catalog previews stay current, old orders' files are retired,
-ready orders go to the print provider and are followed there, unapproved proofs meet their deadline, the storefront's webhooks are delivered,
-and the analysts' tables are rebuilt nightly."""
+runs settle their orders, runs whose worker died are failed, catalog previews stay current,
+old orders' files are retired, ready orders go to the print provider and are followed there,
+unapproved proofs meet their deadline, the storefronts' webhooks are delivered, and the
+analysts' tables are rebuilt nightly."""
 
 from sensors.analytics import nightly_analytics
 from sensors.approvals import approval_deadlines
