@@ -12,7 +12,16 @@ from resources import ArtifactStorage, OrdersDatabase
 
 GROUP = "analytics"
 OUTCOMES = [OrderState.READY.value, *sorted(s.value for s in SETTLED - {OrderState.READY})]
-PREVIEW_COLUMNS = ["order_id", "style_id", "outcome", "best_identity_score", "attempts", "rounds", "seconds_total"]
+PREVIEW_COLUMNS = [
+    "order_id",
+    "style_id",
+    "outcome",
+    "best_identity_score",
+    "attempts",
+    "rounds",
+    "seconds_total",
+    "generation_cost_usd",
+]
 
 # end_offset=1: today is a partition too, so an operator can look at the day so far;
 # the nightly run rebuilds yesterday once it is complete
@@ -23,14 +32,14 @@ _COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
-def _cell(value):
+def _cell(name: str, value):
     import numpy as np
     import pandas as pd
 
     if pd.isna(value):
         return None
     if isinstance(value, float):
-        return round(value, 3)
+        return round(value, 6 if name.endswith("_usd") else 3)  # a generation can cost a fraction of a cent
     return int(value) if isinstance(value, int | np.integer) else str(value)
 
 
@@ -39,7 +48,7 @@ def _preview(frame) -> dg.TableMetadataValue:
     kinds = {"f": "float", "i": "int"}
     columns = [dg.TableColumn(name, kinds.get(frame[name].dtype.kind, "string")) for name in PREVIEW_COLUMNS]
     rows = frame[PREVIEW_COLUMNS].head(5).astype(object).to_dict("records")
-    records = [dg.TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows]
+    records = [dg.TableRecord({k: _cell(k, v) for k, v in row.items()}) for row in rows]
     return dg.TableMetadataValue(records=records, schema=dg.TableSchema(columns=columns))
 
 
@@ -75,10 +84,12 @@ def generation_ledger(
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas", "matplotlib"}, deps=[generation_ledger])
 def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
-    """Per style and engine: how often the identity gate rejects, and the proofs, rounds and seconds it takes."""
+    """Per style and engine: how often the identity gate rejects, the proofs, rounds and
+    seconds it takes, and what generating the orders cost (per style and per engine backend)."""
     from photogen_pipelines.ledger import parquet_bytes, read_ledger_day
     from photogen_pipelines.metrics import (
         NOT_STYLED,
+        cost_markdown,
         metrics_key,
         rejection_chart_png,
         rejection_markdown,
@@ -107,7 +118,13 @@ def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorag
             "rejected": dg.IntMetadataValue(overall["rejected"]),
             "proofs_generated": dg.IntMetadataValue(overall["proofs_generated"]),
             "identity_median": dg.FloatMetadataValue(overall["identity_median"]),
+            # USD over the orders with a recorded cost (None: no order generated since metering)
+            "generation_cost_usd": dg.FloatMetadataValue(overall["generation_cost_usd_total"]),
+            "generation_cost_usd_mean": dg.FloatMetadataValue(overall["generation_cost_usd_mean"]),
+            "orders_costed": dg.IntMetadataValue(overall["orders_costed"]),
+            "predictions_reused": dg.IntMetadataValue(overall["predictions_reused"]),
             "rejection_rate_by_style": dg.MetadataValue.md(rejection_markdown(shown)),
+            "cost_by_engine": dg.MetadataValue.md(cost_markdown(rejection_table(ledger, by=("engine_backend",)))),
             "chart": dg.MetadataValue.path(store.uri(chart_key)),
             "table": dg.MetadataValue.path(store.uri(table_key)),
             "engines": dg.JsonMetadataValue(sorted(engines)),

@@ -6,8 +6,9 @@ import numpy as np
 from assets._helpers import core_failure, enter, order_step, timed_stage
 from assets.partitions import orders_partitions
 from assets.proofs import validated_proofs
-from photogen_pipelines import lifecycle
+from photogen_pipelines import costs, lifecycle
 from photogen_pipelines.artifacts import CandidatesInfo, EngineVersions, Manifest, MasterInfo, Stage, Validation
+from photogen_pipelines.costs import metered
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.imaging import EXTENSIONS, encode_print_file, open_png, png_bytes
 from photogen_pipelines.stages import make_print_master
@@ -32,16 +33,24 @@ def print_master(
     enter(lifecycle.start_rendering, step)
     product = catalog.products().get(order.product_id)
     proof = np.asarray(open_png(store.get_bytes(keys.proof(order.approved_proof))))
-    engine = upscale.upscaler()
+    engine = upscale.upscaler_for(catalog.products().tier(order.tier).upscale_model)
     with timed_stage(step, Stage.PRINT_MASTER) as timer:
         try:
-            master, info = make_print_master(proof, product, engine, upscale.target_dpi, upscale.max_passes)
+            (master, info), usage = metered(
+                engine,
+                upscale.backend,
+                upscale.price_per_second,
+                lambda: make_print_master(proof, product, engine, upscale.target_dpi, upscale.max_passes),
+            )
         except PhotoGenError as exc:
             lifecycle.fail(step.book, order.id, reason=f"{exc.code}: {exc}")
             raise core_failure(exc) from None
         # fast PNG compression: the master is an intermediate, read back once by print_file
         store.put_bytes(keys.print_master, png_bytes(master, compress_level=1))
-        keys.save(store, MasterInfo(**vars(info), proof=order.approved_proof, upscaler=engine.version))
+        keys.save(
+            store,
+            MasterInfo(**vars(info), proof=order.approved_proof, upscaler=engine.version, usage=costs.record(usage)),
+        )
     context.log.info(
         f"print_master: passes x{info.passes}, {info.pixel_size[0]}x{info.pixel_size[1]} px, {info.effective_dpi} DPI"
     )

@@ -5,8 +5,10 @@ import numpy as np
 
 from assets._helpers import enter, order_step, reject_order, timed_stage
 from assets.partitions import orders_partitions
-from photogen_pipelines import lifecycle
+from photogen_pipelines import costs, lifecycle
 from photogen_pipelines.artifacts import CandidateParams, CandidatesInfo, OrderKeys, ProofScore, SelfieInfo, Stage, Validation
+from photogen_pipelines.costs import metered
+from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.imaging import open_png, png_bytes
 from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
@@ -58,19 +60,30 @@ def selfie(
     )
 
 
+def _stylizer(styles: StyleEngine, catalog: CatalogResource, order):
+    """The stylizer the order's quality tier asks for."""
+    tier = catalog.products().tier(order.tier)
+    return styles.stylizer_for(tier.engine, tier.steps)
+
+
 def _render(
     styles: StyleEngine, catalog: CatalogResource, order, portrait: np.ndarray, variants: list[int], round_no: int
-) -> list[Candidate]:
+) -> tuple[list[Candidate], Usage]:
+    """The variants of one round, and what painting them used (for the order's cost)."""
     style_catalog = catalog.styles()
-    return render_candidates(
-        portrait,
-        style_catalog.get(order.style_id),
-        styles.stylizer(),
-        order.seed,
-        variants,
-        round_no,
-        style_catalog.retry_decay,
+    stylizer = _stylizer(styles, catalog, order)
+    style = style_catalog.get(order.style_id)
+    return metered(
+        stylizer,
+        _backend(styles, catalog, order),
+        styles.price_per_second,
+        lambda: render_candidates(portrait, style, stylizer, order.seed, variants, round_no, style_catalog.retry_decay),
     )
+
+
+def _backend(styles: StyleEngine, catalog: CatalogResource, order) -> str:
+    engine = catalog.products().tier(order.tier).engine
+    return styles.engine_settings().backend if engine == "default" else engine
 
 
 def _store_candidate(store, keys: OrderKeys, candidate: Candidate) -> None:
@@ -96,15 +109,17 @@ def styled_candidates(
     store, keys, order = step.store, step.keys, step.order
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     with timed_stage(step, Stage.STYLED_CANDIDATES) as timer:
-        candidates = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
+        candidates, usage = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
         keys.save(
             store,
             CandidatesInfo(
                 style=order.style_id,
-                engine=styles.stylizer().version,
+                engine=_stylizer(styles, catalog, order).version,
                 candidates=[CandidateParams(**c.params()) for c in candidates],
+                tier=order.tier,
+                usage=costs.record(usage),
             ),
         )
     context.log.info(f"styled_candidates: {len(candidates)} variants of {order.style_id}")
@@ -115,8 +130,22 @@ def styled_candidates(
             "strengths": dg.JsonMetadataValue([c.strength for c in candidates]),
             "seeds": dg.JsonMetadataValue([c.seed for c in candidates]),
             "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
+            **_cost_metadata(usage),
         }
     )
+
+
+def _cost_metadata(usage: Usage | None) -> dict:
+    """What the UI plots per order: the generation's cost, and what it was billed for."""
+    if usage is None:
+        return {}
+    return {
+        "engine_backend": dg.TextMetadataValue(usage.backend),
+        "cost_usd": dg.FloatMetadataValue(round(usage.cost_usd, 6)),
+        "engine_seconds": dg.FloatMetadataValue(round(usage.seconds, 3)),
+        "predictions": dg.IntMetadataValue(usage.predictions),
+        "predictions_reused": dg.IntMetadataValue(usage.reused),
+    }
 
 
 @dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"}, deps=[styled_candidates])
@@ -137,8 +166,11 @@ def validated_proofs(
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     analyzer = faces.analyzer()
 
+    regenerated: list[Usage] = []
+
     def regenerate(variants: list[int], round_no: int) -> list[Candidate]:
-        candidates = _render(styles, catalog, order, portrait, variants, round_no)
+        candidates, usage = _render(styles, catalog, order, portrait, variants, round_no)
+        regenerated.append(usage)
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
         return candidates
@@ -175,6 +207,7 @@ def validated_proofs(
                 best_variant=gate.best_variant(),
                 scores=[ProofScore(**vars(s)) for s in gate.scores],
                 rejected=gate.rejected,
+                usage=costs.record(sum(regenerated[1:], regenerated[0])) if regenerated else None,
             ),
         )
     if gate.rejected:
@@ -200,5 +233,6 @@ def validated_proofs(
             "rounds": dg.IntMetadataValue(gate.rounds),
             "rejected": dg.BoolMetadataValue(gate.rejected),
             "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
+            **_cost_metadata(sum(regenerated[1:], regenerated[0]) if regenerated else None),
         }
     )

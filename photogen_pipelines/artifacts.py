@@ -69,11 +69,34 @@ class CandidateParams(BaseModel):
     zoom: float = 1.0
 
 
+def _absent_if_none(value: object) -> bool:
+    return value is None
+
+
+# fields added after documents were first stored: left out while unset, so a document
+# written before them reads back and saves as it was
+ADDED_LATER = {"default": None, "exclude_if": _absent_if_none}
+
+
+class UsageRecord(BaseModel):
+    """What a stage's engine used (engines.base.Usage), as the ledger reads it."""
+
+    model_config = ConfigDict(extra="allow")
+    backend: str
+    seconds: float = 0.0
+    predict_seconds: float | None = None
+    predictions: int = 0
+    reused: int = 0
+    cost_usd: float = 0.0
+
+
 class CandidatesInfo(Document):
     key_name: ClassVar[str] = "candidates_info"
     style: str
     engine: str
     candidates: list[CandidateParams]
+    tier: str | None = Field(**ADDED_LATER)  # the quality tier that chose the engine (None: before tiers)
+    usage: UsageRecord | None = Field(**ADDED_LATER)  # the first round's generation
 
 
 class ProofScore(BaseModel):
@@ -100,6 +123,7 @@ class Validation(Document):
     best_variant: int | None
     scores: list[ProofScore]  # every attempt, in order
     rejected: bool
+    usage: UsageRecord | None = Field(**ADDED_LATER)  # the regeneration rounds' (None: none ran, or before metering)
 
     def final_scores(self) -> dict[int, ProofScore]:
         """The last attempt of each variant: what the customer is shown."""
@@ -127,6 +151,7 @@ class MasterInfo(Document):
     effective_dpi: float
     proof: int  # the approved proof it was made from
     upscaler: str
+    usage: UsageRecord | None = Field(**ADDED_LATER)  # the upscaler's (its clock, or a serverless worker's bill)
 
 
 class EngineVersions(BaseModel):

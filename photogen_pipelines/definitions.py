@@ -6,6 +6,8 @@ is the core and never imports Dagster.
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 import assets
@@ -67,12 +69,25 @@ def _storage(built: Deployment) -> ArtifactStorage:
     return ArtifactStorage(**built.store.model_dump())
 
 
+# the serverless providers' keys, by backend: the resources get them as dg.EnvVar, so the
+# UI shows the variable's name, never the key
+KEY_VARIABLES = {"replicate": "PHOTOGEN_REPLICATE_API_TOKEN", "runpod": "PHOTOGEN_RUNPOD_API_KEY"}
+
+
+def _secret(settings) -> dict:
+    variable = KEY_VARIABLES.get(settings.backend)
+    values = settings.model_dump()
+    if variable and os.environ.get(variable) == values["api_key"]:
+        values["api_key"] = dg.EnvVar(variable)
+    return values
+
+
 def _engines(built: Deployment) -> dict[str, dg.ConfigurableResource]:
     # the resources turn back into these settings to build, so they reach the same cached engines
     return {
         "faces": FaceEngine(**built.faces.model_dump()),
-        "styles": StyleEngine(**built.styles.model_dump()),
-        "upscale": UpscaleEngine(**built.upscale.model_dump()),
+        "styles": StyleEngine(**_secret(built.styles)),
+        "upscale": UpscaleEngine(**_secret(built.upscale)),
     }
 
 
@@ -112,7 +127,13 @@ defs = build_defs()
 
 
 def register_local_order(
-    defs: dg.Definitions, upload: bytes, style_id: str, product_id: str, variants: int = 4, approval: str = "customer"
+    defs: dg.Definitions,
+    upload: bytes,
+    style_id: str,
+    product_id: str,
+    variants: int | None = None,
+    approval: str = "customer",
+    tier: str | None = None,
 ) -> Order:
     """Take an order in through the same resources the assets use (CLI, tests, scripts)."""
     resources = defs.resources
@@ -125,6 +146,6 @@ def register_local_order(
         catalog.styles(),
         catalog.products(),
         upload,
-        OrderRequest(style_id, product_id, variants, approval),
+        OrderRequest(style_id, product_id, variants, approval, tier),
         proof_long_side=resources["styles"].proof_long_side,
     )

@@ -25,12 +25,15 @@ from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage import LocalArtifactStore
 
 if TYPE_CHECKING:
+    from photogen_pipelines.engines.predictions import PredictionJournal
     from photogen_pipelines.storage_s3 import S3ArtifactStore
 
 FaceBackend = Literal["embedded", "insightface"]
-# service: the warm engine service (engine_service/) at service_url does the work
-StyleBackend = Literal["embedded", "diffusers", "service"]
-UpscaleBackend = Literal["embedded", "torch", "service"]
+# service: the warm engine service (engine_service/) at service_url does the work;
+# replicate, runpod: serverless GPUs (engines/stylize_replicate.py, engines/runpod.py)
+StyleBackend = Literal["embedded", "diffusers", "service", "replicate", "runpod"]
+UpscaleBackend = Literal["embedded", "torch", "service", "runpod"]
+SERVERLESS = ("replicate", "runpod")
 
 
 class _FrozenSettings(BaseModel):
@@ -64,6 +67,15 @@ class StyleEngineSettings(_FrozenSettings):
     resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
     service_url: str | None = None  # service: the engine service's URL
     service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
+    # replicate, runpod: the provider's key (replicate: API token), base URL and RunPod endpoint
+    api_key: str | None = None
+    api_base: str | None = None
+    endpoint_id: str | None = None
+    sync: bool = False  # runpod: /runsync
+    journal_url: str | None = None  # replicate, runpod: the orders database (engines/predictions.py)
+    # what the engine costs (every backend): per second it runs or is billed, per remote prediction
+    price_per_second: float = 0.0
+    price_per_prediction: float = 0.0
 
     def conditioning_faces(self) -> FaceEngineSettings:
         """The insightface analyzer InstantID conditions on (diffusers only)."""
@@ -91,6 +103,12 @@ class UpscaleEngineSettings(_FrozenSettings):
     batch: int = 4  # torch: tiles per forward pass
     service_url: str | None = None  # service: the engine service's URL
     service_wait_seconds: float = 120.0
+    api_key: str | None = None  # runpod: the worker runs our Real-ESRGAN
+    api_base: str | None = None
+    endpoint_id: str | None = None
+    sync: bool = False
+    journal_url: str | None = None
+    price_per_second: float = 0.0
 
 
 class StoreSettings(_FrozenSettings):
@@ -141,6 +159,36 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+def serverless_settings(settings: PhotoGenSettings, engine: str) -> tuple[StyleEngineSettings, UpscaleEngineSettings]:
+    """A serverless engine's stylizer and upscaler: Replicate paints and the embedded
+    upscaler prints; a RunPod endpoint running our worker (deploy/runpod/) does both."""
+    price = {"price_per_second": settings.engine_price_per_second}
+    journal = settings.resolved_database_url  # every run reaches it: the prediction journal lives there
+    if engine == "replicate":
+        if not settings.replicate_api_token:
+            raise ModelError("PHOTOGEN_ENGINE=replicate needs PHOTOGEN_REPLICATE_API_TOKEN")
+        styles = StyleEngineSettings(
+            backend="replicate",
+            api_key=settings.replicate_api_token,
+            api_base=settings.replicate_api_base,
+            journal_url=journal,
+            price_per_prediction=settings.engine_price_per_prediction,
+            **price,
+        )
+        return styles, UpscaleEngineSettings()
+    if not (settings.runpod_api_key and settings.runpod_endpoint_id):
+        raise ModelError("PHOTOGEN_ENGINE=runpod needs PHOTOGEN_RUNPOD_API_KEY and PHOTOGEN_RUNPOD_ENDPOINT_ID")
+    remote = {
+        "api_key": settings.runpod_api_key,
+        "api_base": settings.runpod_api_base,
+        "endpoint_id": settings.runpod_endpoint_id,
+        "sync": settings.runpod_sync,
+        "journal_url": journal,
+        **price,
+    }
+    return StyleEngineSettings(backend="runpod", **remote), UpscaleEngineSettings(backend="runpod", **remote)
+
+
 def engine_settings(
     engine: str, models_dir: str | None, memory_profile: str = "auto"
 ) -> tuple[StyleEngineSettings, UpscaleEngineSettings]:
@@ -169,8 +217,12 @@ def deployment(settings: PhotoGenSettings) -> Deployment:
     if settings.engine_url:
         service = {"service_url": settings.engine_url, "service_wait_seconds": settings.engine_wait_seconds}
         styles, upscale = StyleEngineSettings(backend="service", **service), UpscaleEngineSettings(backend="service", **service)
+    elif settings.engine in SERVERLESS:
+        styles, upscale = serverless_settings(settings, settings.engine)
     else:
         styles, upscale = engine_settings(settings.engine, settings.models_dir, settings.memory_profile)
+    if styles.backend not in SERVERLESS:  # metered by the clock, at the shop's price of a second
+        styles = styles.model_copy(update={"price_per_second": settings.engine_price_per_second})
     return Deployment(faces=faces, styles=styles, upscale=upscale, store=store)
 
 
@@ -193,10 +245,32 @@ def _service(settings: StyleEngineSettings | UpscaleEngineSettings) -> EngineSer
     return EngineService(settings.service_url, wait_seconds=settings.service_wait_seconds)
 
 
+def _journal(url: str | None) -> PredictionJournal:
+    from photogen_pipelines.db.database import open_database
+    from photogen_pipelines.engines.predictions import MemoryPredictionJournal, SqlPredictionJournal
+
+    return SqlPredictionJournal(open_database(url)) if url else MemoryPredictionJournal()
+
+
 @functools.cache
 def stylizer(settings: StyleEngineSettings) -> Stylizer:
     if settings.backend == "service":
         return remote_stylizer(_service(settings))
+    if settings.backend == "replicate":
+        from photogen_pipelines.engines.stylize_replicate import ReplicateStylizer
+
+        return ReplicateStylizer(
+            settings.api_key or "",
+            **({"api_base": settings.api_base} if settings.api_base else {}),
+            journal=_journal(settings.journal_url),
+            price_per_second=settings.price_per_second,
+            price_per_prediction=settings.price_per_prediction,
+            steps=settings.steps,
+        )
+    if settings.backend == "runpod":
+        from photogen_pipelines.engines.runpod import RunPodStylizer
+
+        return RunPodStylizer(settings.api_key or "", settings.endpoint_id or "", **_runpod_options(settings))
     if settings.backend == "embedded":
         from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 
@@ -217,10 +291,23 @@ def stylizer(settings: StyleEngineSettings) -> Stylizer:
     )
 
 
+def _runpod_options(settings: StyleEngineSettings | UpscaleEngineSettings) -> dict:
+    options = {
+        "journal": _journal(settings.journal_url),
+        "price_per_second": settings.price_per_second,
+        "sync": settings.sync,
+    }
+    return {**options, "api_base": settings.api_base} if settings.api_base else options
+
+
 @functools.cache
 def upscaler(settings: UpscaleEngineSettings) -> Upscaler:
     if settings.backend == "service":
         return RemoteUpscaler(_service(settings))
+    if settings.backend == "runpod":
+        from photogen_pipelines.engines.runpod import RunPodUpscaler
+
+        return RunPodUpscaler(settings.api_key or "", settings.endpoint_id or "", **_runpod_options(settings))
     if settings.backend == "embedded":
         from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan
 

@@ -29,8 +29,9 @@ class OrderRequest:
 
     style_id: str
     product_id: str
-    variants: int = 4
+    variants: int | None = None  # None: the tier's number of proofs
     approval: Literal["customer", "auto"] = "customer"
+    tier: str | None = None  # None: the catalog's default tier
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def register_order(
     BadInput/NotFound before anything is stored."""
     styles.get(request.style_id)
     product = products.get(request.product_id)
+    tier = products.tier(request.tier)
+    amount = products.price(product, tier.id)
     prepare_selfie(upload, product, faces, proof_long_side)  # the customer hears "no face" now, not after a run
     order_id = new_order_id()
     upload_key = OrderKeys(order_id).upload
@@ -77,10 +80,11 @@ def register_order(
         id=order_id,
         style_id=request.style_id,
         product_id=request.product_id,
-        variants=request.variants,
+        variants=request.variants or tier.variants,
         approval=request.approval,
+        tier=tier.id,
         upload_key=upload_key,
-        amount_cents=product.price_cents,
+        amount_cents=amount,
     )
     book.add(order)
     return lifecycle.paid_without_payments(book, order.id)
@@ -107,15 +111,17 @@ def place_order(
     if earlier is None:
         styles.get(asked.style_id)
         product = products.get(asked.product_id)
+        tier = products.tier(asked.tier)
         order = Order(
             style_id=asked.style_id,
             product_id=asked.product_id,
-            variants=asked.variants,
+            variants=asked.variants or tier.variants,
             approval=asked.approval,
+            tier=tier.id,
             upload_id=request.upload.id,
             upload_key=request.upload.storage_key,
             payments="stripe" if gateway else "off",
-            amount_cents=product.price_cents,
+            amount_cents=products.price(product, tier.id),  # the PaymentIntent asks for this
             api_key_id=request.api_key_id,
             shipping_method=request.shipping_method or (ShippingMethod.STANDARD if request.recipient else None),
         )

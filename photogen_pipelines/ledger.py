@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from photogen_pipelines import costs
 from photogen_pipelines.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Validation
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.ledger_columns import LEDGER_COLUMNS, STAGES
@@ -50,7 +51,8 @@ COLUMNS = tuple(SCHEMA.names)
 # what a rebuild cannot recompute once retention has deleted an order's files
 ARTIFACT_COLUMNS = (
     "engine face_encoder upscaler seeds identity_scores best_identity_score identity_threshold attempts rounds "
-    "proofs_passed effective_dpi"
+    "proofs_passed effective_dpi engine_backend generation_seconds predict_seconds predictions predictions_reused "
+    "generation_cost_usd"
 ).split()
 
 
@@ -99,9 +101,28 @@ def _verdict(order: Order) -> str | None:
     return "rejected" if last.to_state == OrderState.REJECTED else "passed"
 
 
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def margin_usd(paid_cents, refunded_cents, currency, cost_usd) -> float | None:
+    """What an order earned after refunds and generation, in USD: (paid - refunded) / 100
+    - cost; None unless the order is in USD and its generation cost is known."""
+    if currency != "usd" or any(_missing(v) for v in (paid_cents, cost_usd)):
+        return None
+    refunded = 0 if _missing(refunded_cents) else refunded_cents
+    return round((int(paid_cents) - int(refunded)) / 100 - float(cost_usd), 6)
+
+
 def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
     keys = OrderKeys(order.id)
     candidates, validation, master = (_document(store, keys, kind) for kind in (CandidatesInfo, Validation, MasterInfo))
+    # what each stage's engine used: the first round, the regenerations (None: none ran), the
+    # upscaler. A first round without a record ran before generations were metered: its
+    # order's cost is unknown, not the later stages' part of it
+    first = candidates.usage if candidates else None
+    stages = (first, validation.usage if validation else None, master.usage if master else None)
+    usage = costs.total(*stages) if first is not None else None
     settled, exit_event = _last(order, SETTLED), _last(order, EXITS)
     final = {v: s.similarity for v, s in validation.final_scores().items()} if validation else {}
     known = [v for v in final.values() if v is not None]
@@ -115,6 +136,7 @@ def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
         "style_id": order.style_id,
         "product_id": order.product_id,
         "approval": order.approval,
+        "tier": order.tier if order.tier is not None else candidates.tier if candidates else None,
         "engine": candidates.engine if candidates else None,
         "face_encoder": validation.encoder if validation else None,
         "upscaler": master.upscaler if master else None,
@@ -131,12 +153,19 @@ def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
         **{f"seconds_{stage}": value for stage, value in seconds.items()},
         "seconds_total": round(sum(ran), 3) if ran else None,
         "effective_dpi": master.effective_dpi if master else None,
+        "engine_backend": first.backend if first else None,
+        "generation_seconds": usage.seconds if usage else None,
+        "predict_seconds": usage.predict_seconds if usage else None,
+        "predictions": usage.predictions if usage else None,
+        "predictions_reused": usage.reused if usage else None,
+        "generation_cost_usd": usage.cost_usd if usage else None,
         "amount_cents": order.amount_cents,
         "amount_paid_cents": order.paid_cents,
         "refunded_cents": order.refunded_cents,
         "refund_id": order.refund_id,
         "currency": order.currency,
         "payments": order.payments,
+        "margin_usd": margin_usd(order.paid_cents, order.refunded_cents, order.currency, usage.cost_usd if usage else None),
     }
 
 
@@ -243,6 +272,9 @@ def carry_forward(previous: pd.DataFrame | None, fresh: pd.DataFrame, book: Orde
     for name in ARTIFACT_COLUMNS:
         lost = common[merged.loc[common, name].isna().to_numpy()]
         merged.loc[lost, name] = old.loc[lost, name]
+    # the margin follows the cost kept and the refunds as they are now
+    money = ("amount_paid_cents", "refunded_cents", "currency", "generation_cost_usd")
+    merged["margin_usd"] = [margin_usd(*values) for values in zip(*(merged[c] for c in money), strict=True)]
     gone = [order_id for order_id in old.index.difference(merged.index) if not _known(book, order_id)]
     return conform(pd.concat([merged.reset_index(), old.loc[gone].reset_index()], ignore_index=True))
 

@@ -18,6 +18,7 @@ LEDGER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("style_id", "string", "the art style"),
     ("product_id", "string", "the print product"),
     ("approval", "string", "customer or auto"),
+    ("tier", "string", "the quality tier the order was placed in; null: placed before tiers existed"),
     ("engine", "string", "the style engine's version; null if styling never ran"),
     ("face_encoder", "string", "the identity encoder's version"),
     ("upscaler", "string", "the upscaler's version; null if nothing was printed"),
@@ -34,10 +35,47 @@ LEDGER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     *[(f"seconds_{stage}", "float64", f"seconds spent in {stage}; null if it never ran") for stage in STAGES],
     ("seconds_total", "float64", "seconds in all stages that ran"),
     ("effective_dpi", "float64", "the resolution the print master reached"),
+    (
+        "engine_backend",
+        "string",
+        "the backend that painted the first round of proofs (embedded, diffusers, service, replicate, runpod); "
+        "null: never styled, or styled before generations were metered",
+    ),
+    (
+        "generation_seconds",
+        "float64",
+        "compute seconds the engines were metered for, all stages (first round, regenerations, upscaling): "
+        "a provider's billed seconds, or a local engine's own seconds; null: nothing metered",
+    ),
+    (
+        "predict_seconds",
+        "float64",
+        "the serverless provider's own predict time, where it reports one; null: none did (a local engine)",
+    ),
+    ("predictions", "int64", "remote predictions paid for, all stages (0 on a local engine); null: nothing metered"),
+    (
+        "predictions_reused",
+        "int64",
+        "remote predictions found already done on a retried step, not paid again; null: nothing metered",
+    ),
+    (
+        "generation_cost_usd",
+        "float64",
+        "what generating the order cost in USD, all stages summed (the provider's price, or a local engine's "
+        "seconds at the configured price_per_second); null: never generated, or its first proofs were painted "
+        "before generations were metered (a later stage's record alone is not the order's cost)",
+    ),
     ("amount_cents", "int64", "the product's price"),
     ("amount_paid_cents", "int64", "what the customer paid (0 with payments off)"),
     ("refunded_cents", "int64", "what was refunded"),
     ("refund_id", "string", "the payment provider's refund id"),
     ("currency", "string", "ISO currency code, lower case"),
     ("payments", "string", "off or stripe"),
+    (
+        "margin_usd",
+        "float64",
+        "(amount_paid_cents - refunded_cents) / 100 - generation_cost_usd: what the order earned after refunds and "
+        "generation (not printing or shipping); null unless the currency is usd and the cost is known; with "
+        "payments off nothing was paid, so it is minus the cost",
+    ),
 )

@@ -1,6 +1,7 @@
 """Rejection metrics from the generation ledger: how often the identity gate turns an
 order away per style and engine, what it costs in proofs and rounds, how close the
-proofs came, and how long each stage took. Plus a chart an operator reads at a glance."""
+proofs came, how long each stage took, and what generating the orders cost (USD, summed
+over every stage's engine). Plus a chart an operator reads at a glance."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from photogen_pipelines.ledger import STAGES
 
 METRICS_PREFIX = "analytics/rejection_metrics/"
 NOT_STYLED = "not styled"  # the engine of an order that stopped before styled_candidates
+NOT_METERED = "not recorded"  # the engine_backend of an order never styled, or styled before metering
+NO_TIER = "before tiers"  # the tier of an order placed before quality tiers existed
+# what a group column's null means, so it can be a group of its own
+GROUP_LABELS = {"engine": NOT_STYLED, "engine_backend": NOT_METERED, "tier": NO_TIER}
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "pad": 1.0}  # labels stay legible over the overall-rate line
-GROUP_DTYPES = {"style_id": "str", "engine": "str", "product_id": "str", "day": "str"}
+GROUP_DTYPES = {"style_id": "str", "engine": "str", "engine_backend": "str", "tier": "str", "product_id": "str", "day": "str"}
 METRIC_DTYPES = {
     "orders": "Int64",
     "verdicts": "Int64",  # passed the identity gate or rejected
@@ -31,6 +36,13 @@ METRIC_DTYPES = {
     "identity_p90": "float64",
     **{f"median_seconds_{stage}": "float64" for stage in STAGES},
     "median_seconds_total": "float64",
+    # what generating cost, over the orders with a recorded cost (those that generated
+    # since generations are metered): every stage's engine summed, in USD
+    "orders_costed": "Int64",
+    "generation_cost_usd_mean": "float64",  # NaN: no order with a recorded cost
+    "generation_cost_usd_total": "float64",
+    "generation_seconds_mean": "float64",  # metered engine seconds
+    "predictions_reused": "Int64",  # remote predictions found done on a retry, not paid again
 }
 
 
@@ -49,6 +61,7 @@ def _metrics(group: pd.DataFrame) -> dict:
     rejected = int((group["verdict"] == "rejected").sum())
     scores = _scores(group)
     rounds = group["rounds"].dropna()
+    cost, seconds = group["generation_cost_usd"].dropna(), group["generation_seconds"].dropna()
     quantile = (lambda q: float(np.quantile(scores, q))) if scores.size else (lambda q: math.nan)
     return {
         "orders": len(group),
@@ -63,13 +76,19 @@ def _metrics(group: pd.DataFrame) -> dict:
         "identity_p90": quantile(0.9),
         **{f"median_seconds_{s}": float(group[f"seconds_{s}"].median()) for s in STAGES},  # NaN when the stage never ran
         "median_seconds_total": float(group["seconds_total"].median()),
+        "orders_costed": len(cost),
+        "generation_cost_usd_mean": float(cost.mean()) if len(cost) else math.nan,
+        "generation_cost_usd_total": float(cost.sum()) if len(cost) else math.nan,
+        "generation_seconds_mean": float(seconds.mean()) if len(seconds) else math.nan,
+        "predictions_reused": int(group["predictions_reused"].fillna(0).sum()),
     }
 
 
 def rejection_table(ledger: pd.DataFrame, by: Sequence[str] = ("style_id", "engine")) -> pd.DataFrame:
-    """One row per group (default: per style and style-engine version), sorted by group."""
+    """One row per group (default: per style and style-engine version), sorted by group.
+    Also per `engine_backend` or `tier`: a null is a group of its own (GROUP_LABELS)."""
     by = list(by)
-    frame = ledger.assign(engine=ledger["engine"].fillna(NOT_STYLED).astype("str"))
+    frame = ledger.assign(**{name: ledger[name].fillna(label).astype("str") for name, label in GROUP_LABELS.items()})
     rows = [
         {**dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)), **_metrics(group)}
         for key, group in frame.groupby(by, sort=True, dropna=False)
@@ -80,17 +99,32 @@ def rejection_table(ledger: pd.DataFrame, by: Sequence[str] = ("style_id", "engi
 
 def summary(ledger: pd.DataFrame) -> dict:
     """The whole ledger as one group: the numbers an operator plots day by day."""
-    if ledger.empty:
-        return {"orders": 0, "verdicts": 0, "rejected": 0, "rejection_rate": None, "proofs_generated": 0, "identity_median": None}
-    metrics = _metrics(ledger)
+    metrics = _metrics(ledger) if len(ledger) else {k: 0 if dtype == "Int64" else math.nan for k, dtype in METRIC_DTYPES.items()}
     return {
         **{k: metrics[k] for k in ("orders", "verdicts", "rejected", "proofs_generated")},
-        **{k: None if math.isnan(metrics[k]) else round(metrics[k], 4) for k in ("rejection_rate", "identity_median")},
+        **{k: _rounded(metrics[k], 4) for k in ("rejection_rate", "identity_median")},
+        "orders_costed": metrics["orders_costed"],
+        **{k: _rounded(metrics[k], 6) for k in ("generation_cost_usd_total", "generation_cost_usd_mean")},
+        "generation_seconds_mean": _rounded(metrics["generation_seconds_mean"], 3),
+        "predictions_reused": metrics["predictions_reused"],
     }
 
 
+def _rounded(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+def _unknown(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def rate_text(rate: float) -> str:
-    return "—" if rate is None or (isinstance(rate, float) and math.isnan(rate)) else f"{rate:.0%}"
+    return "—" if _unknown(rate) else f"{rate:.0%}"
+
+
+def usd_text(amount: float | None) -> str:
+    """$0.0123: generation costs are fractions of a cent to a few dollars an order."""
+    return "—" if _unknown(amount) else f"${amount:,.4f}"
 
 
 def rejection_markdown(table: pd.DataFrame) -> str:
@@ -99,12 +133,39 @@ def rejection_markdown(table: pd.DataFrame) -> str:
         return "No orders settled this day."
     engines = table["engine"].nunique() > 1 if "engine" in table else False
     head = ["style", *(["engine"] if engines else []), "orders", "verdicts", "rejected", "rejection rate", "median identity"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join([*head, *COST_HEAD]) + " |", "|" + "---|" * (len(head) + len(COST_HEAD))]
     for row in table.itertuples(index=False):
         median = "—" if math.isnan(row.identity_median) else f"{row.identity_median:.2f}"
         cells = [row.style_id, *([row.engine] if engines else [])]
         cells += [str(row.orders), str(row.verdicts), str(row.rejected), rate_text(row.rejection_rate), median]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([*cells, *_cost_cells(row)]) + " |")
+    return "\n".join(lines)
+
+
+COST_HEAD = ["orders with a cost", "mean cost", "total cost", "mean engine seconds", "predictions reused"]
+
+
+def _cost_cells(row) -> list[str]:
+    seconds = row.generation_seconds_mean
+    return [
+        str(row.orders_costed),
+        usd_text(row.generation_cost_usd_mean),
+        usd_text(row.generation_cost_usd_total),
+        "—" if math.isnan(seconds) else f"{seconds:.1f}",
+        str(row.predictions_reused),
+    ]
+
+
+def cost_markdown(table: pd.DataFrame, by: str = "engine_backend", label: str = "engine") -> str:
+    """Orders, rejection rate and generation cost per `by` (one group column of
+    `rejection_table(ledger, by=(by,))`) as a markdown table."""
+    if table.empty:
+        return "No orders settled this day."
+    head = [label, "orders", "verdicts", "rejected", "rejection rate", *COST_HEAD]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.itertuples(index=False):
+        cells = [getattr(row, by), str(row.orders), str(row.verdicts), str(row.rejected), rate_text(row.rejection_rate)]
+        lines.append("| " + " | ".join([*cells, *_cost_cells(row)]) + " |")
     return "\n".join(lines)
 
 

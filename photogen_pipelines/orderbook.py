@@ -21,7 +21,7 @@ from photogen_pipelines.orders import OWES_REFUND, SETTLED, Order, OrderEvent, O
 from photogen_pipelines.recipients import Recipient
 
 ORDER_COLUMNS = (
-    "id upload_id upload_key style_id product_id variants approval payments state reason approved_proof amount_cents "
+    "id upload_id upload_key style_id product_id variants approval tier payments state reason approved_proof amount_cents "
     "currency payment_intent_id paid_cents refund_id refunded_cents stage shipping_method approval_reminded_at stage_seconds "
     "api_key_id created_at updated_at"
 ).split()

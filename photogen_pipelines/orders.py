@@ -110,6 +110,7 @@ class Order(BaseModel):
     product_id: str
     variants: int = Field(4, ge=1, le=8)
     approval: Literal["customer", "auto"] = "customer"
+    tier: str | None = None  # the product catalog's quality tier (None: orders from before tiers, the default)
     upload_key: str
     upload_id: str | None = None
     payments: Literal["off", "stripe"] = "off"

@@ -80,10 +80,23 @@ class PhotoGenSettings(BaseSettings):
     stripe_api_base: str | None = None  # another Stripe-compatible server (tests: localstripe)
     # the engines: embedded (CPU, models shipped in wheels) or diffusers (SDXL + InstantID,
     # insightface, Real-ESRGAN in torch; GPU) with the models folder models_dir
-    engine: Literal["embedded", "diffusers"] = "embedded"
+    # replicate / runpod: serverless GPUs, paid by the second (engines/stylize_replicate.py,
+    # engines/runpod.py); the upscaler stays embedded with replicate, runs on the worker with runpod
+    engine: Literal["embedded", "diffusers", "replicate", "runpod"] = "embedded"
     models_dir: str | None = None
     memory_profile: str = "auto"  # diffusers: engines/memory_profiles.py
     # the warm engine service (`photogen engines serve`): runs call it instead of loading engines
+    replicate_api_token: str | None = None
+    replicate_api_base: str = "https://api.replicate.com/v1"
+    runpod_api_key: str | None = None
+    runpod_endpoint_id: str | None = None  # the endpoint running deploy/runpod/handler.py
+    runpod_api_base: str = "https://api.runpod.ai/v2"
+    runpod_sync: bool = False  # /runsync: short jobs answered in the request
+    # what a generation costs, for the ledger: per second of the engine (a GPU's hourly price
+    # / 3600 for diffusers, the provider's per-second price for replicate and runpod; 0 for
+    # a CPU you own) and per remote prediction (Replicate's per-image priced models)
+    engine_price_per_second: float = 0.0
+    engine_price_per_prediction: float = 0.0
     engine_url: str | None = None
     engine_wait_seconds: float = 120.0  # how long a call waits for the service to come up
     gpu_run_tags: str | None = None  # a YAML file of run tags GPU runs carry (deploy/gpu-run-tags.*.yaml)

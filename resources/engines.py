@@ -6,6 +6,7 @@ import dagster as dg
 
 from photogen_pipelines import factories
 from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
+from photogen_pipelines.errors import ModelError
 from photogen_pipelines.factories import (
     FaceBackend,
     FaceEngineSettings,
@@ -52,12 +53,32 @@ class StyleEngine(dg.ConfigurableResource):
     resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
     service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
     service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
+    # replicate, runpod: the key is an environment variable (dg.EnvVar), never config in the UI
+    api_key: str | None = None
+    api_base: str | None = None
+    endpoint_id: str | None = None  # runpod
+    sync: bool = False  # runpod: /runsync
+    journal_url: str | None = None  # replicate, runpod: the orders database, for the prediction journal
+    price_per_second: float = 0.0  # the ledger's cost of a second of this engine
+    price_per_prediction: float = 0.0  # replicate: a model priced per prediction
 
     def engine_settings(self) -> StyleEngineSettings:
         return StyleEngineSettings.model_validate(self, from_attributes=True)
 
     def stylizer(self) -> Stylizer:
         return factories.stylizer(self.engine_settings())
+
+    def stylizer_for(self, engine: str = "default", steps: int | None = None) -> Stylizer:
+        """The stylizer a quality tier asks for: this resource's engine ("default"), or the
+        embedded one (which needs nothing configured), with the tier's steps."""
+        settings = self.engine_settings()
+        if engine not in ("default", settings.backend):
+            if engine != "embedded":
+                raise ModelError(f"the tier asks for the {engine} engine; this deployment runs {settings.backend}")
+            settings = StyleEngineSettings(threads=settings.threads, price_per_second=settings.price_per_second)
+        if steps is not None and settings.backend in ("diffusers", "replicate"):
+            settings = settings.model_copy(update={"steps": steps})
+        return factories.stylizer(settings)
 
 
 class UpscaleEngine(dg.ConfigurableResource):
@@ -79,9 +100,23 @@ class UpscaleEngine(dg.ConfigurableResource):
     batch: int = 4  # torch: tiles per forward pass
     service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
     service_wait_seconds: float = 120.0
+    api_key: str | None = None  # runpod: an environment variable (dg.EnvVar)
+    api_base: str | None = None
+    endpoint_id: str | None = None
+    sync: bool = False
+    journal_url: str | None = None
+    price_per_second: float = 0.0
 
     def engine_settings(self) -> UpscaleEngineSettings:
         return UpscaleEngineSettings.model_validate(self, from_attributes=True)
 
     def upscaler(self) -> Upscaler:
         return factories.upscaler(self.engine_settings())
+
+    def upscaler_for(self, model: str | None = None) -> Upscaler:
+        """The upscaler a quality tier asks for: another of the embedded engine's models;
+        the other backends have one model each and keep it."""
+        settings = self.engine_settings()
+        if model and settings.backend == "embedded":
+            settings = settings.model_copy(update={"model": model})
+        return factories.upscaler(settings)

@@ -18,7 +18,7 @@ log = logging.getLogger("storefront_api")
 # bad uploads that are about size get 413; the rest of BadInput is 422
 SIZE_CODES = {"file_too_large", "image_too_large"}
 # ids named in a request body that do not exist: the request is wrong (422), not the URL (404)
-BODY_REFERENCE_CODES = {"unknown_style", "unknown_product", "upload_not_found"}
+BODY_REFERENCE_CODES = {"unknown_style", "unknown_product", "unknown_tier", "upload_not_found"}
 
 
 class ApiError(Exception):

@@ -37,8 +37,17 @@ class ProductOut(BaseModel):
     pixel_size: tuple[int, int]
     dpi: int
     min_dpi: int
-    price_cents: int
+    price_cents: int = Field(description="in the default tier")
+    prices: dict[str, int] = Field(description="tier id -> price in cents, for the tiers this product is offered in")
     currency: str = "usd"
+
+
+class TierOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    variants: int = Field(description="proofs the customer chooses from")
+    default: bool
 
 
 class RequestBody(BaseModel):
@@ -52,8 +61,9 @@ class OrderIn(RequestBody):
     upload_id: str = Field(max_length=32)
     style_id: str = Field(max_length=64)
     product_id: str = Field(max_length=64)
-    variants: int = Field(4, ge=1, le=8)
+    variants: int | None = Field(None, ge=1, le=8, description="proofs to render; default the tier's")
     approval: Literal["customer", "auto"] = "customer"
+    tier: str | None = Field(None, max_length=32, description="a quality tier from GET /v1/tiers; default the catalog's")
     recipient: Recipient | None = Field(
         None, description="who receives the print; with a print provider configured, the order is shipped to them"
     )
@@ -130,6 +140,7 @@ class OrderOut(BaseModel):
     product_id: str
     variants: int
     approval: str
+    tier: str | None
     payment: PaymentOut
     stage: str | None
     stages: list[StageOut]

@@ -1,6 +1,7 @@
 """The generation ledger and rejection metrics, built from real orders run through the real
-pipeline on a real Dagster instance: the rows, the Parquet contract, the metrics asset and
-its chart, `photogen report`, and the README's analytics snippets run as they are written.
+pipeline on a real Dagster instance: the rows (what each order cost included), the Parquet
+contract, the metrics asset and its chart, `photogen report`, and the README's analytics
+snippets run as they are written.
 
 One module-scoped set of four orders (each real order costs seconds on a laptop CPU):
   ready      sepia_oil, auto-approved, printed            -> ready, verdict passed
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -31,7 +33,7 @@ from PIL import Image
 
 import assets
 from assets.analytics import analytics_assets, analytics_job, daily_partitions, generation_ledger
-from photogen_pipelines.artifacts import OrderKeys
+from photogen_pipelines.artifacts import CandidatesInfo, MasterInfo, OrderKeys, Validation
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.cli import main as cli_main
 from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
@@ -60,6 +62,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "README.md"  # the analysts' snippets live in the README, and run as written
 PHOTOGEN = Path(sys.executable).with_name("photogen")
 ORDER_ASSETS = [*assets.proof_assets, *assets.print_assets, assets.identity_preserved, assets.print_spec_met]
+# what a second of the local engines costs in these tests: the ledger adds up what each stage metered
+STYLE_PRICE, UPSCALE_PRICE = 0.001, 0.002
 S = OrderState
 
 
@@ -158,7 +162,11 @@ def world(tmp_path_factory, astronaut_png):
         defs = build_defs(str(home))
         # smaller proofs and one upscaling pass: the ledger cares what an order leaves behind,
         # not how fine its print is, and this halves the cost of the printed order
-        quick = {**defs.resources, "styles": StyleEngine(proof_long_side=768), "upscale": UpscaleEngine(target_dpi=150)}
+        quick = {
+            **defs.resources,
+            "styles": StyleEngine(proof_long_side=768, price_per_second=STYLE_PRICE),
+            "upscale": UpscaleEngine(target_dpi=150, price_per_second=UPSCALE_PRICE),
+        }
         book, store = defs.resources["orders"].book(), defs.resources["storage"].store()
 
         def order(style_id: str, variants: int, approval: str) -> str:
@@ -253,6 +261,41 @@ def test_the_ledger_has_one_row_per_settled_order_with_what_it_was_and_how_it_sc
     for column in ["engine", "face_encoder", "best_identity_score", "attempts", "rounds", "seconds_selfie", "seconds_total"]:
         assert pd.isna(unstarted[column]), column
     assert unstarted["seeds"] is None and unstarted["identity_scores"] is None
+    for column in ["engine_backend", "generation_seconds", "predictions", "generation_cost_usd", "margin_usd"]:
+        assert pd.isna(unstarted[column]), column
+
+
+def test_the_ledger_adds_up_what_every_stage_metered(world, rows):
+    """The printed order metered its first round, any regeneration round and its upscaler:
+    its row is their sum, at the engines' prices; its margin is what was paid (nothing,
+    payments off) less that cost."""
+    store, book = world["store"], world["book"]
+    keys = OrderKeys(world["ids"]["ready"])
+    first = keys.load(store, CandidatesInfo).usage
+    regenerated = keys.load(store, Validation).usage  # None unless a second round ran
+    upscaled = keys.load(store, MasterInfo).usage
+    stages = [u for u in (first, regenerated, upscaled) if u is not None]
+    assert first.backend == upscaled.backend == "embedded" and first.seconds > 0 and upscaled.seconds > 0
+    assert upscaled.cost_usd == pytest.approx(upscaled.seconds * UPSCALE_PRICE, rel=1e-3, abs=1e-6)
+    ready = rows["ready"]
+    assert ready["engine_backend"] == "embedded"
+    assert ready["tier"] == book.get(world["ids"]["ready"]).tier == "standard"  # the catalog's default tier
+    assert ready["generation_cost_usd"] > 0
+    assert ready["generation_cost_usd"] == pytest.approx(sum(u.cost_usd for u in stages), abs=1e-6)
+    assert ready["generation_seconds"] == pytest.approx(sum(u.seconds for u in stages), abs=1e-3)
+    # a local engine has no provider: no predict time, no predictions
+    assert pd.isna(ready["predict_seconds"]) and (ready["predictions"], ready["predictions_reused"]) == (0, 0)
+    # the seconds metered are the engine's own, inside the stages' wall time
+    assert (
+        ready["generation_seconds"]
+        < ready["seconds_styled_candidates"] + ready["seconds_validated_proofs"] + ready["seconds_print_master"]
+    )
+    assert ready["margin_usd"] == pytest.approx(-ready["generation_cost_usd"])  # payments off: nothing paid
+
+    rejected = rows["rejected"]  # never printed: the first round only (max_rounds 1)
+    only = OrderKeys(world["ids"]["rejected"]).load(store, CandidatesInfo).usage
+    assert rejected["generation_cost_usd"] > 0 and rejected["generation_cost_usd"] == pytest.approx(only.cost_usd, abs=1e-6)
+    assert rejected["generation_seconds"] == pytest.approx(only.seconds, abs=1e-3)
 
 
 def test_the_ledger_is_parquet_at_the_contract_key_and_reads_back_unchanged(world):
@@ -421,6 +464,13 @@ def test_report_json_gives_the_numbers_per_style(world):
     ]
     ready = read_ledger_day(world["store"], world["day"]).set_index("style_id").loc["sepia_oil"]
     assert styles["sepia_oil"]["median_seconds"]["print_master"] == round(ready["seconds_print_master"], 3)
+    # what generating cost, beside the rates: per style, per engine backend, per tier
+    assert styles["sepia_oil"]["generation_cost_usd_total"] == round(ready["generation_cost_usd"], 6) > 0
+    assert (styles["fauve"]["orders_costed"], styles["fauve"]["generation_cost_usd_mean"]) == (0, None)
+    engines = {e["engine_backend"]: e for e in payload["engines"]}
+    assert set(engines) == {"embedded", "not recorded"} and engines["embedded"]["orders_costed"] == 3
+    assert engines["embedded"]["generation_cost_usd_total"] == pytest.approx(payload["generation_cost_usd_total"])
+    assert [(t["tier"], t["orders"]) for t in payload["tiers"]] == [("standard", 4)]
     assert styles["sepia_oil"]["identity_median"] == pytest.approx(pd.Series(ready["identity_scores"]).median(), abs=1e-4)
 
     text = _report("--home", str(world["home"]))
@@ -624,3 +674,31 @@ def test_the_fetch_materializations_snippet_prints_each_days_metrics(world, monk
     monkeypatch.setenv("DAGSTER_HOME", str(world["home"] / "dagster"))
     output = _exec(_snippet("fetch-materializations"))
     assert f"{world['day']} 4 orders 33% rejected" in output.splitlines()
+
+
+def test_the_costs_snippet_prints_margin_per_order_and_cost_per_style(world, tmp_path, monkeypatch):
+    """Run on a copy of the ledger folder with an older day file written before the cost
+    columns existed (the oldest file: a plain read of the folder would drop them)."""
+    folder = tmp_path / ".photogen" / "artifacts" / "analytics" / "ledger"
+    shutil.copytree(world["store"].path("analytics/ledger/"), folder)
+    new_columns = ["tier", "engine_backend", "generation_seconds", "predict_seconds", "predictions"]
+    new_columns += ["predictions_reused", "generation_cost_usd", "margin_usd"]
+    ledger = read_ledger_day(world["store"], world["day"])
+    before = ledger.head(1).assign(order_id="ord_before_costs", day="2026-11-01").drop(columns=new_columns)
+    old_schema = pa.schema([f for f in SCHEMA if f.name not in new_columns])
+    pq.write_table(pa.Table.from_pandas(before, schema=old_schema, preserve_index=False), folder / "day=2026-11-01.parquet")
+    monkeypatch.chdir(tmp_path)
+
+    rows = [line.split() for line in _exec(_snippet("ledger-costs")).strip().splitlines()]
+    margins = {r[0]: float(r[1]) for r in rows if r[0].startswith("ord_")}
+    costed = ledger[ledger["generation_cost_usd"].notna()]
+    assert set(margins) == set(costed["order_id"]) and len(margins) == 3  # not the unstarted order, nor the old one
+    for row in costed.to_dict("records"):  # payments off: nothing paid, the margin is minus the cost
+        assert margins[row["order_id"]] == pytest.approx(row["margin_usd"], abs=1e-4)
+        assert row["margin_usd"] == pytest.approx(-row["generation_cost_usd"]) and row["margin_usd"] < 0
+    styles = {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in rows if r[0] in set(ledger["style_id"])}
+    per_style = costed.groupby("style_id")["generation_cost_usd"]
+    assert set(styles) == {"sepia_oil", "starry_swirl"}  # fauve's order never generated
+    for style, (orders, mean, total) in styles.items():
+        assert orders == per_style.count()[style] and total == pytest.approx(per_style.sum()[style], abs=1e-4)
+        assert mean == pytest.approx(per_style.mean()[style], abs=1e-4)

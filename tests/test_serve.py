@@ -67,13 +67,15 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def start_serve(home: Path, api_port: int, ui_port: int, log: Path, *options: str, **popen) -> subprocess.Popen:
-    """`photogen serve` in its own session; its stderr (and its children's output) is
-    appended to `log`, so a restart on the same home keeps one log."""
+def start_serve(
+    home: Path, api_port: int, ui_port: int, log: Path, *options: str, env: dict[str, str] | None = None, **popen
+) -> subprocess.Popen:
+    """`photogen serve` in its own session (with `env` added to its environment); its stderr
+    (and its children's output) is appended to `log`, so a restart on the same home keeps one log."""
     with log.open("ab") as output:
         return subprocess.Popen(
             [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port), *options],
-            env=_serve_env(home),
+            env={**_serve_env(home), **(env or {})},
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=output,

@@ -48,17 +48,67 @@ class DiffusionStyleParams(BaseModel):
     lora_scale: float = Field(0.8, ge=0.0, le=2.0)
 
 
+# what a remote model's inputs can be filled from: our picture, the style's diffusion
+# parameters, the call's strength (after the identity gate's decay), seed and outputs
+REPLICATE_FIELDS = frozenset(
+    {
+        "image",
+        "prompt",
+        "negative_prompt",
+        "strength",
+        "ip_adapter_scale",
+        "controlnet_conditioning_scale",
+        "guidance_scale",
+        "seed",
+        "num_outputs",
+        "steps",
+    }
+)
+
+
+class ReplicateModel(BaseModel):
+    """A model on Replicate that renders a style, pinned to one version, and how its
+    inputs are filled from ours (`inputs`: our field -> its input name; `fixed`: inputs
+    sent as they are)."""
+
+    model: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")  # owner/name
+    version: str = Field(pattern=r"^[0-9a-f]{64}$")
+    inputs: dict[str, str]
+    fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> ReplicateModel:
+        unknown = set(self.inputs) - REPLICATE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)} in inputs; ours are {sorted(REPLICATE_FIELDS)}")
+        if "image" not in self.inputs:
+            raise ValueError("inputs must map `image`: the model needs the customer's picture")
+        return self
+
+
+class ReplicateStyleParams(DiffusionStyleParams):
+    """What the Replicate backend reads for a style: its diffusion parameters and its model."""
+
+    replicate: ReplicateModel
+
+
 class Style(BaseModel):
     id: str
     name: str
     description: str
     embedded: EmbeddedStyleParams
     diffusion: DiffusionStyleParams | None = None
+    replicate: ReplicateModel | None = None  # the serverless backend's model (with `diffusion`'s prompt)
     identity_threshold: float = Field(ge=-1.0, le=1.0)
 
     def engine_params(self, section: str) -> EmbeddedStyleParams | DiffusionStyleParams:
         """This style's parameters for the engine that reads `section` of the catalog."""
-        params = getattr(self, section, None) if section in ("embedded", "diffusion") else None
+        if section == "replicate":
+            if self.diffusion is not None and self.replicate is not None:
+                return ReplicateStyleParams(**self.diffusion.model_dump(), replicate=self.replicate)
+            params = None
+        else:
+            params = getattr(self, section, None) if section in ("embedded", "diffusion") else None
         if params is None:
             raise NotFound(
                 f"style {self.id!r} has no {section!r} parameters, so this engine cannot render it", code="style_unavailable"
@@ -92,6 +142,20 @@ class ProviderProduct(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)  # e.g. Prodigi's canvas wrap colour
 
 
+class Tier(BaseModel):
+    """A quality tier: which engine paints the proofs, how many, how carefully, and which
+    model upscales the print. Each product prices its tiers (Product.tier_prices)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    description: str
+    # default: the shop's engine (PHOTOGEN_ENGINE); embedded: the CPU engine, whatever the shop runs
+    engine: Literal["default", "embedded", "diffusers", "replicate", "runpod", "service"] = "default"
+    variants: int = Field(4, ge=1, le=8)
+    steps: int | None = Field(None, ge=1, le=150)  # diffusion engines' denoising steps
+    upscale_model: str | None = None  # the embedded upscaler's model (upscale_ncnn.MODEL_SCALES)
+
+
 class Product(BaseModel):
     id: str
     name: str
@@ -104,6 +168,8 @@ class Product(BaseModel):
     min_dpi: int = 150
     format: str = Field("jpeg", pattern="^(jpeg|tiff|png)$")
     price_cents: int
+    # tier id -> price; the default tier's price is price_cents (ProductCatalog.price)
+    tier_prices: dict[str, int] = Field(default_factory=dict)
     # provider name (prodigi, printful) -> that provider's product; a product without an
     # entry for the shop's provider cannot be fulfilled by it
     fulfilment: dict[str, ProviderProduct] = Field(default_factory=dict)
@@ -141,7 +207,37 @@ class Product(BaseModel):
 
 class ProductCatalog(BaseModel):
     version: int
+    tiers: list[Tier] = Field(default_factory=lambda: [Tier(id="standard", name="Standard", description="")])
+    default_tier: str = "standard"
     products: list[Product]
+
+    @model_validator(mode="after")
+    def _tiers_known(self) -> ProductCatalog:
+        known = {tier.id for tier in self.tiers}
+        if self.default_tier not in known:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers {sorted(known)}")
+        for product in self.products:
+            unknown = set(product.tier_prices) - known
+            if unknown:
+                raise ValueError(f"{product.id}: prices for unknown tiers {sorted(unknown)}")
+        return self
+
+    def tier(self, tier_id: str | None) -> Tier:
+        wanted = tier_id or self.default_tier
+        for tier in self.tiers:
+            if tier.id == wanted:
+                return tier
+        raise NotFound(f"unknown tier {wanted!r}; known: {', '.join(t.id for t in self.tiers)}", code="unknown_tier")
+
+    def price(self, product: Product, tier_id: str | None) -> int:
+        """What `product` costs in a tier: its price for the tier, else (the default tier)
+        its price_cents; a tier the product is not offered in is unknown."""
+        tier = self.tier(tier_id)
+        if tier.id in product.tier_prices:
+            return product.tier_prices[tier.id]
+        if tier.id == self.default_tier:
+            return product.price_cents
+        raise NotFound(f"product {product.id} is not offered in the {tier.id} tier", code="unknown_tier")
 
     def get(self, product_id: str) -> Product:
         for product in self.products:

@@ -1,5 +1,6 @@
 """`photogen report`: per style, how many orders settled, how often the identity gate
-rejected them, their median identity score and median seconds per stage, read from the
+rejected them, their median identity score and median seconds per stage, and what
+generating them cost per style, per engine backend and per quality tier, read from the
 generation ledger in the artifact store, and, for the settled orders the ledger does not
 hold yet (today's, days nobody materialized), directly from the orders database with the
 ledger's own row builder (photogen_pipelines/ledger_view.py). The output says which days
@@ -33,6 +34,19 @@ STAGE_COLUMNS = {
     Stage.PRINT_FILE: "print",
     "total": "total",
 }
+# the cost tables' columns after the group's name, and their widths
+COST_HEAD = (
+    ("orders", 7),
+    ("rejected", 10),
+    ("rate", 6),
+    ("costed", 8),
+    ("mean cost", 11),
+    ("total cost", 12),
+    ("seconds", 9),
+    ("reused", 8),
+)
+# the report's lists beside `styles`: per engine backend and per quality tier (the ledger's columns)
+COST_GROUPS = {"engines": "engine_backend", "tiers": "tier"}
 HOW_TO_BUILD = (
     "materialize the generation_ledger asset (photogen ui, Assets, generation_ledger, Materialize) for the days you want"
 )
@@ -96,22 +110,39 @@ def _sources(current) -> dict:
     }
 
 
-def _payload(current, table, since: date | None) -> dict:
+def _rates_and_costs(row: dict) -> dict:
+    """A group's orders, rejection rate and generation cost (USD, over its orders with a
+    recorded cost)."""
+    return {
+        "orders": int(row["orders"]),
+        "verdicts": int(row["verdicts"]),
+        "rejected": int(row["rejected"]),
+        "rejection_rate": _number(row["rejection_rate"]),
+        "orders_costed": int(row["orders_costed"]),
+        "generation_cost_usd_mean": _number(row["generation_cost_usd_mean"], 6),
+        "generation_cost_usd_total": _number(row["generation_cost_usd_total"], 6),
+        "generation_seconds_mean": _number(row["generation_seconds_mean"], 3),
+        "predictions_reused": int(row["predictions_reused"]),
+    }
+
+
+def _payload(current, since: date | None) -> dict:
     from photogen_pipelines.ledger_view import ORDERS_DB
-    from photogen_pipelines.metrics import summary
+    from photogen_pipelines.metrics import rejection_table, summary
 
     styles = [
         {
             "style_id": row["style_id"],
-            "orders": int(row["orders"]),
-            "verdicts": int(row["verdicts"]),
-            "rejected": int(row["rejected"]),
-            "rejection_rate": _number(row["rejection_rate"]),
+            **_rates_and_costs(row),
             "identity_median": _number(row["identity_median"]),
             "median_seconds": {stage: _number(row[f"median_seconds_{stage}"], 3) for stage in STAGE_COLUMNS},
         }
-        for row in table.to_dict("records")
+        for row in rejection_table(current.rows, by=("style_id",)).to_dict("records")
     ]
+    groups = {
+        name: [{key: row[key], **_rates_and_costs(row)} for row in rejection_table(current.rows, by=(key,)).to_dict("records")]
+        for name, key in COST_GROUPS.items()
+    }
     days = sorted({*current.ledger_days, *current.days(ORDERS_DB)})
     return {
         "since": since.isoformat() if since else None,
@@ -120,6 +151,7 @@ def _payload(current, table, since: date | None) -> dict:
         "sources": _sources(current),
         "by_day": current.by_day(),
         "styles": styles,
+        **groups,
     }
 
 
@@ -173,7 +205,47 @@ def _text(payload: dict) -> str:
             f"{style['style_id']:<{width}}{style['orders']:>7}{rejected:>10}{rate_text(style['rejection_rate']):>6}{identity:>10}{seconds}"
         )
     lines += ["", "rate: rejected / orders with a verdict; identity: median final score; stage columns: median seconds"]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_cost_text(payload)])
+
+
+def _cost_text(payload: dict) -> list[str]:
+    """What generating the orders cost: in all, then per style, per engine backend and
+    per quality tier, each beside its rejection rate."""
+    from photogen_pipelines.metrics import rate_text, usd_text
+
+    costed, orders = payload["orders_costed"], payload["orders"]
+    if costed:
+        total, mean = usd_text(payload["generation_cost_usd_total"]), usd_text(payload["generation_cost_usd_mean"])
+        lines = [f"Generation cost: {total} for the {costed} of {_plural(orders)} with a recorded cost ({mean} an order)"]
+    else:
+        none = "settled before costs were recorded, or never generated"
+        lines = [f"Generation cost: none recorded for the {_plural(orders)} ({none})"]
+    groups = [("style", "style_id", payload["styles"]), ("engine", "engine_backend", payload["engines"])]
+    groups.append(("tier", "tier", payload["tiers"]))
+    width = max(len(str(row[key])) for _, key, rows in groups for row in rows) + 2
+    for label, key, rows in groups:
+        lines += ["", f"{label:<{width}}" + "".join(f"{name:>{size}}" for name, size in COST_HEAD)]
+        for row in rows:
+            seconds = "—" if row["generation_seconds_mean"] is None else f"{row['generation_seconds_mean']:.1f}"
+            cells = [
+                f"{row[key]:<{width}}",
+                f"{row['orders']:>7}",
+                f"{row['rejected']}/{row['verdicts']}".rjust(10),
+                f"{rate_text(row['rejection_rate']):>6}",
+                f"{row['orders_costed']:>8}",
+                f"{usd_text(row['generation_cost_usd_mean']):>11}",
+                f"{usd_text(row['generation_cost_usd_total']):>12}",
+                f"{seconds:>9}",
+                f"{row['predictions_reused']:>8}",
+            ]
+            lines.append("".join(cells))
+    lines += [
+        "",
+        "cost: USD, every stage's engine (proofs, regenerations, upscaling); costed: orders with a recorded cost,",
+        "the mean and total are over them; engine: the backend that painted the first proofs;",
+        "seconds: mean metered engine seconds; reused: remote predictions found done on a retry, not paid again",
+    ]
+    return lines
 
 
 @click.command()
@@ -182,15 +254,14 @@ def _text(payload: dict) -> str:
 @home_option
 @clear_errors
 def report(since: str | None, as_json: bool, home: str | None) -> None:
-    """Rejection rate, median identity score and median seconds per stage, per style,
-    from the generation ledger, and from the orders database for the settled orders the
-    ledger does not hold yet."""
+    """Rejection rate, median identity score and median seconds per stage, per style, and
+    the generation cost (USD) per style, engine and tier, from the generation ledger, and
+    from the orders database for the settled orders the ledger does not hold yet."""
     since_day = _day(since)
     # pandas and pyarrow load only for this command, not for every `photogen` call
     from photogen_pipelines.factories import open_artifact_store
     from photogen_pipelines.ledger import LEDGER_PREFIX, ledger_days
     from photogen_pipelines.ledger_view import current_ledger
-    from photogen_pipelines.metrics import rejection_table
 
     settings = PhotoGenSettings(**({"home": home} if home else {}))
     store = open_artifact_store(settings.resolved_artifacts_root)
@@ -200,5 +271,5 @@ def report(since: str | None, as_json: bool, home: str | None) -> None:
         click.echo(f"photogen: no generation ledger in {where} yet: {HOW_TO_BUILD}", err=True)
         if not as_json and current.rows.empty:
             return
-    payload = _payload(current, rejection_table(current.rows, by=("style_id",)), since_day)
+    payload = _payload(current, since_day)
     click.echo(json.dumps(payload, indent=2) if as_json else _text(payload))

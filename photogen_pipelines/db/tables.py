@@ -53,6 +53,7 @@ class OrderRow(Base):
     product_id: Mapped[str] = mapped_column(String(64))
     variants: Mapped[int]
     approval: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str | None] = mapped_column(String(32))
     payments: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(32), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
@@ -209,3 +210,19 @@ class WebhookAttemptRow(Base):
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int]
+
+
+class PredictionRow(Base):
+    """A remote prediction (Replicate, RunPod) by the request it answers: a retried step
+    finds the one it already paid for (engines/predictions.py)."""
+
+    __tablename__ = "predictions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    prediction_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(32))
+    predict_seconds: Mapped[float | None] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

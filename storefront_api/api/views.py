@@ -70,6 +70,7 @@ def order_view(
         product_id=order.product_id,
         variants=order.variants,
         approval=order.approval,
+        tier=order.tier,
         payment=_payment(order, client_secret),
         stage=order.stage,
         stages=_stages(order),

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from photogen_pipelines.previews import latest_preview
 from storefront_api.api.deps import BaseUrlDep, ServicesDep
-from storefront_api.schemas import ProductOut, StyleOut
+from storefront_api.schemas import ProductOut, StyleOut, TierOut
 
 router = APIRouter(tags=["catalog"])
 
@@ -26,4 +26,24 @@ def list_styles(services: ServicesDep, base_url: BaseUrlDep) -> list[StyleOut]:
 
 @router.get("/products", response_model=list[ProductOut])
 def list_products(services: ServicesDep) -> list[ProductOut]:
-    return [ProductOut.model_validate(p, from_attributes=True) for p in services.products.products]
+    """The print products, each with its price in every tier it is offered in."""
+    catalog = services.products
+    return [
+        ProductOut.model_validate({**product.model_dump(), "pixel_size": product.pixel_size, "prices": _prices(catalog, product)})
+        for product in catalog.products
+    ]
+
+
+def _prices(catalog, product) -> dict[str, int]:
+    offered = [tier.id for tier in catalog.tiers if tier.id in product.tier_prices or tier.id == catalog.default_tier]
+    return {tier_id: catalog.price(product, tier_id) for tier_id in offered}
+
+
+@router.get("/tiers", response_model=list[TierOut])
+def list_tiers(services: ServicesDep) -> list[TierOut]:
+    """The quality tiers an order can ask for (`tier`), each product's price per tier in /v1/products."""
+    catalog = services.products
+    return [
+        TierOut(id=t.id, name=t.name, description=t.description, variants=t.variants, default=t.id == catalog.default_tier)
+        for t in catalog.tiers
+    ]

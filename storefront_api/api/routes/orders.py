@@ -37,6 +37,14 @@ IDEMPOTENCY_KEY_DOC = {
 }
 
 
+def _check_tier(services, tier_id: str | None) -> None:
+    """A tier whose engine this shop does not run is refused before anyone pays for it."""
+    tier = services.products.tier(tier_id)  # unknown_tier: a 422
+    running = "service" if services.settings.engine_url else services.settings.engine
+    if tier.engine not in ("default", "embedded", running):
+        raise ApiError(422, "tier_unavailable", f"tier {tier.id} needs the {tier.engine} engine; this shop runs {running}")
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -59,7 +67,10 @@ def create_order(
     upload = get_upload(services.database, body.upload_id, caller.api_key_id)
     if not services.store.exists(upload.storage_key):  # retired by the retention policy
         raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
-    asked = OrderRequest(style_id=body.style_id, product_id=body.product_id, variants=body.variants, approval=body.approval)
+    asked = OrderRequest(
+        style_id=body.style_id, product_id=body.product_id, variants=body.variants, approval=body.approval, tier=body.tier
+    )
+    _check_tier(services, body.tier)
     provider = services.settings.print_provider
     if body.recipient is not None and provider != "none" and provider not in services.products.get(body.product_id).fulfilment:
         raise ApiError(422, "product_not_shippable", f"product {body.product_id} cannot be shipped by this shop's print provider")

@@ -1,0 +1,103 @@
+"""The journal of remote predictions: a retried step never pays twice for the same picture.
+
+A serverless backend (Replicate, RunPod) names each request by a key derived from what it
+asks for (the model, the input picture's bytes, the parameters, the seed). Before it
+creates a prediction it looks the key up: one that succeeded is fetched again (its outputs,
+or the provider's record of it) instead of paid for again, and one still running is
+waited on. The journal lives in the orders database (`predictions`), which every run
+worker already reaches; `MemoryPredictionJournal` is for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import select
+
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.db.tables import PredictionRow
+
+# statuses after which a prediction will not change
+FINISHED = frozenset({"succeeded", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    key: str  # request_key(): what was asked
+    provider: str  # replicate | runpod
+    prediction_id: str  # the provider's id (Replicate's prediction id, RunPod's job id)
+    status: str  # the provider's status in our words: starting, processing, succeeded, failed, canceled
+    predict_seconds: float | None = None
+    cost_usd: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class PredictionJournal(Protocol):
+    def find(self, key: str) -> PredictionRecord | None: ...
+    def save(self, record: PredictionRecord) -> None: ...
+
+
+def request_key(provider: str, model: str, image: np.ndarray, fields: dict) -> str:
+    """A stable name for one request: the same picture, model and fields give the same key."""
+    digest = hashlib.sha256()
+    digest.update(f"{provider}\n{model}\n{image.shape}\n".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    digest.update(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode())
+    return digest.hexdigest()
+
+
+class MemoryPredictionJournal:
+    def __init__(self) -> None:
+        self._records: dict[str, PredictionRecord] = {}
+        self._lock = threading.Lock()
+
+    def find(self, key: str) -> PredictionRecord | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def save(self, record: PredictionRecord) -> None:
+        now = datetime.now(UTC)
+        with self._lock:
+            earlier = self._records.get(record.key)
+            created = earlier.created_at if earlier else now
+            self._records[record.key] = replace(record, created_at=record.created_at or created, updated_at=now)
+
+
+class SqlPredictionJournal:
+    """The journal in the orders database (SQLite or PostgreSQL)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def find(self, key: str) -> PredictionRecord | None:
+        with self.database.session() as session:
+            row = session.get(PredictionRow, key)
+            if row is None:
+                return None
+            return PredictionRecord(
+                key=row.key,
+                provider=row.provider,
+                prediction_id=row.prediction_id,
+                status=row.status,
+                predict_seconds=row.predict_seconds,
+                cost_usd=row.cost_usd,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+            )
+
+    def save(self, record: PredictionRecord) -> None:
+        now = datetime.now(UTC)
+        with self.database.session() as session:
+            row = session.scalars(select(PredictionRow).where(PredictionRow.key == record.key).with_for_update()).one_or_none()
+            if row is None:
+                row = PredictionRow(key=record.key, created_at=now)
+                session.add(row)
+            row.provider, row.prediction_id, row.status = record.provider, record.prediction_id, record.status
+            row.predict_seconds, row.cost_usd, row.updated_at = record.predict_seconds, record.cost_usd, now
