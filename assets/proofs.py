@@ -109,7 +109,10 @@ def styled_candidates(
     store, keys, order = step.store, step.keys, step.order
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     with timed_stage(step, Stage.STYLED_CANDIDATES) as timer:
-        candidates, usage = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
+        try:
+            candidates, usage = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
+        except BadInput as refused:  # a remote model's safety filter refused the picture: no retry helps
+            raise reject_order(step, refused) from None
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
         keys.save(
@@ -169,7 +172,10 @@ def validated_proofs(
     regenerated: list[Usage] = []
 
     def regenerate(variants: list[int], round_no: int) -> list[Candidate]:
-        candidates, usage = _render(styles, catalog, order, portrait, variants, round_no)
+        try:
+            candidates, usage = _render(styles, catalog, order, portrait, variants, round_no)
+        except BadInput as refused:
+            raise reject_order(step, refused) from None
         regenerated.append(usage)
         for candidate in candidates:
             _store_candidate(store, keys, candidate)
