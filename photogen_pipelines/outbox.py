@@ -81,7 +81,7 @@ def order_summary(order: Order, fulfilment: FulfilmentRow | None = None) -> dict
     return summary
 
 
-def _subscribed(endpoint: WebhookEndpointRow, event_type: str) -> bool:
+def subscribed(endpoint: WebhookEndpointRow, event_type: str) -> bool:
     return endpoint.disabled_at is None and (ALL_EVENTS in endpoint.events or event_type in endpoint.events)
 
 
@@ -104,7 +104,7 @@ def record_event(
     session.flush()  # the deliveries point at it
     endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.api_key_id == api_key_id)).all()
     for endpoint in endpoints:
-        if _subscribed(endpoint, event_type):
+        if subscribed(endpoint, event_type):
             session.add(
                 WebhookDeliveryRow(
                     event_id=event_id, endpoint_id=endpoint.id, status="pending", attempts=0, next_attempt_at=at, created_at=at

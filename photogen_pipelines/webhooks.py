@@ -1,9 +1,10 @@
-"""Outbound webhooks: the storefront's endpoints, signed deliveries with retries, redelivery
-and the delivery log.
+"""Outbound webhooks: signed deliveries with retries, and redelivery.
 
 `outbox.py` writes each event and one pending delivery per subscribed endpoint in the
 transaction of the change. This module sends them: `deliver_due` claims what is due,
-POSTs it outside any transaction, and records how it went.
+POSTs it outside any transaction, and records how it went. The endpoints themselves are
+in `webhook_endpoints.py`; the events and their delivery log, as the API reads them, in
+`webhook_events.py`.
 
 Every delivery is a POST of the event's JSON, signed over the exact bytes sent:
 
@@ -26,32 +27,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.cookiejar
-import ipaddress
 import json
 import random
-import secrets
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
-from photogen_pipelines.errors import BadInput, NotFound
-from photogen_pipelines.outbox import ALL_EVENTS, EVENT_TYPES
+from photogen_pipelines.outbox import subscribed
+from photogen_pipelines.webhook_events import event_row
 
 SIGNATURE_HEADER = "PhotoGen-Signature"
 EVENT_ID_HEADER = "PhotoGen-Event-Id"
 EVENT_TYPE_HEADER = "PhotoGen-Event-Type"
 USER_AGENT = "PhotoGen-Webhooks/1"
-SECRET_PREFIX = "whsec_"
-ENDPOINT_PREFIX = "we_"
 
 # Waits after the 1st, 2nd, … failed attempt. Their sum (≈ 31.7 h) is how long a receiver may
 # be down without losing an event: more than a day, so a storefront broken on a Friday evening
@@ -68,12 +62,7 @@ RETRY_JITTER = 0.2
 # while this one does. Far longer than a send (the timeout) so only a crashed worker's claims
 # expire; then the delivery is simply sent again (at least once).
 CLAIM_LEASE = timedelta(minutes=5)
-# endpoints per API key: each one multiplies every event's deliveries
-MAX_ENDPOINTS_PER_KEY = 16
-MAX_URL_LENGTH = 2000
-MAX_DESCRIPTION_LENGTH = 200
 MAX_ERROR_LENGTH = 500
-MAX_EVENTS_PAGE = 100
 ENDPOINT_DISABLED = "endpoint disabled"
 
 
@@ -122,173 +111,6 @@ def verify_signature(
         return False
     expected = signature(secret, timestamp, body.encode() if isinstance(body, str) else body)
     return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
-
-
-# -- endpoints -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebhookEndpoint:
-    id: str
-    url: str
-    events: list[str]
-    description: str | None
-    created_at: datetime
-    disabled_at: datetime | None
-
-    @property
-    def disabled(self) -> bool:
-        return self.disabled_at is not None
-
-    @classmethod
-    def of(cls, row: WebhookEndpointRow) -> WebhookEndpoint:
-        return cls(row.id, row.url, list(row.events), row.description, _utc(row.created_at), _utc(row.disabled_at))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def valid_url(url: str, *, allow_http: bool = False) -> str:
-    """The endpoint URL, or BadInput: http(s) with a host; https unless the host is this
-    machine (a storefront's development server) or `allow_http`."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
-        raise BadInput(f"the URL must be 1 to {MAX_URL_LENGTH} characters", code="invalid_webhook_url")
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise BadInput(f"{url!r} is not a URL", code="invalid_webhook_url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput("the URL must be http:// or https:// with a host", code="invalid_webhook_url")
-    if parts.username or parts.password:
-        # the URL is shown in every listing and log: credentials do not belong in it; the signature authenticates us
-        raise BadInput("the URL must not contain a user name or password", code="invalid_webhook_url")
-    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
-        message = "events carry order data: the URL must be https:// (http:// only on localhost)"
-        raise BadInput(message, code="webhook_url_not_https")
-    return parts.geturl()
-
-
-def valid_events(events: Sequence[str]) -> list[str]:
-    """The event types to subscribe to, without repeats; ["*"] for all of them (today's and
-    those added later)."""
-    if isinstance(events, str) or not events:
-        raise BadInput('events must be a non-empty list of event types, or ["*"]', code="invalid_webhook_events")
-    unknown = [e for e in events if e != ALL_EVENTS and e not in EVENT_TYPES]
-    if unknown:
-        raise BadInput(f'unknown event type(s) {unknown}; known: {", ".join(EVENT_TYPES)} or "*"', code="unknown_webhook_event")
-    if ALL_EVENTS in events:
-        return [ALL_EVENTS]
-    return list(dict.fromkeys(events))
-
-
-def _valid_description(description: str | None) -> str | None:
-    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
-        raise BadInput(f"the description is over {MAX_DESCRIPTION_LENGTH} characters", code="invalid_webhook_description")
-    return description
-
-
-def _endpoint_row(session: Session, api_key_id: str, endpoint_id: str) -> WebhookEndpointRow:
-    row = session.get(WebhookEndpointRow, endpoint_id)
-    if row is None or row.api_key_id != api_key_id:  # another key's endpoint does not exist for this one
-        raise NotFound(f"webhook endpoint {endpoint_id} not found", code="webhook_endpoint_not_found")
-    return row
-
-
-def _check_room(session: Session, api_key_id: str) -> None:
-    enabled = session.scalar(
-        select(func.count())
-        .select_from(WebhookEndpointRow)
-        .where(WebhookEndpointRow.api_key_id == api_key_id, WebhookEndpointRow.disabled_at.is_(None))
-    )
-    if enabled >= MAX_ENDPOINTS_PER_KEY:
-        message = f"at most {MAX_ENDPOINTS_PER_KEY} enabled webhook endpoints per API key"
-        raise BadInput(message, code="too_many_webhook_endpoints")
-
-
-def create_endpoint(
-    database: Database,
-    api_key_id: str,
-    url: str,
-    events: Sequence[str] = (ALL_EVENTS,),
-    description: str | None = None,
-    *,
-    allow_http: bool = False,
-) -> tuple[WebhookEndpoint, str]:
-    """A new endpoint and its signing secret (shown to the storefront once; kept to sign)."""
-    row = WebhookEndpointRow(
-        id=ENDPOINT_PREFIX + secrets.token_hex(8),
-        api_key_id=api_key_id,
-        url=valid_url(url, allow_http=allow_http),
-        events=valid_events(events),
-        secret=SECRET_PREFIX + secrets.token_urlsafe(32),
-        description=_valid_description(description),
-        created_at=datetime.now(UTC),
-        disabled_at=None,
-    )
-    with database.session() as session:
-        _check_room(session, api_key_id)
-        session.add(row)
-    return WebhookEndpoint.of(row), row.secret
-
-
-def list_endpoints(database: Database, api_key_id: str) -> list[WebhookEndpoint]:
-    with database.session() as session:
-        rows = session.scalars(
-            select(WebhookEndpointRow)
-            .where(WebhookEndpointRow.api_key_id == api_key_id)
-            .order_by(WebhookEndpointRow.created_at, WebhookEndpointRow.id)
-        ).all()
-        return [WebhookEndpoint.of(row) for row in rows]
-
-
-def get_endpoint(database: Database, api_key_id: str, endpoint_id: str) -> WebhookEndpoint:
-    with database.session() as session:
-        return WebhookEndpoint.of(_endpoint_row(session, api_key_id, endpoint_id))
-
-
-UNCHANGED: object = object()  # an update's field that was not given
-
-
-def update_endpoint(
-    database: Database,
-    api_key_id: str,
-    endpoint_id: str,
-    *,
-    url: str | object = UNCHANGED,
-    events: Sequence[str] | object = UNCHANGED,
-    description: str | None | object = UNCHANGED,
-    disabled: bool | object = UNCHANGED,
-    allow_http: bool = False,
-) -> WebhookEndpoint:
-    """Change what is given. Disabling stops deliveries at once (pending ones fail with
-    "endpoint disabled" when next due); enabling again delivers events from then on."""
-    with database.session() as session:
-        row = _endpoint_row(session, api_key_id, endpoint_id)
-        if url is not UNCHANGED:
-            row.url = valid_url(url, allow_http=allow_http)
-        if events is not UNCHANGED:
-            row.events = valid_events(events)
-        if description is not UNCHANGED:
-            row.description = _valid_description(description)
-        if disabled is True and row.disabled_at is None:
-            row.disabled_at = datetime.now(UTC)
-        elif disabled is False and row.disabled_at is not None:
-            _check_room(session, api_key_id)
-            row.disabled_at = None
-        return WebhookEndpoint.of(row)
-
-
-def delete_endpoint(database: Database, api_key_id: str, endpoint_id: str) -> WebhookEndpoint:
-    """Disable it: it receives nothing more, and its delivery log stays readable (the
-    deliveries it had point at it)."""
-    return update_endpoint(database, api_key_id, endpoint_id, disabled=True)
 
 
 # -- delivery ------------------------------------------------------------------------------
@@ -505,31 +327,20 @@ def deliver_due(
 # -- redelivery ----------------------------------------------------------------------------
 
 
-def _event_row(session: Session, api_key_id: str, event_id: str) -> WebhookEventRow:
-    row = session.get(WebhookEventRow, event_id)
-    if row is None or row.api_key_id != api_key_id:
-        raise NotFound(f"webhook event {event_id} not found", code="webhook_event_not_found")
-    return row
-
-
-def _subscribed(endpoint: WebhookEndpointRow, event_type: str) -> bool:
-    return endpoint.disabled_at is None and (ALL_EVENTS in endpoint.events or event_type in endpoint.events)
-
-
 def redeliver(database: Database, api_key_id: str, event_id: str, now: datetime | None = None) -> list[int]:
     """Send the event again to the key's enabled endpoints that subscribe to it now (those
     added since get a new delivery): pending, due now, with a fresh retry schedule; the log
     keeps the earlier attempts. Returns the delivery ids."""
     now = _now(now)
     with database.session() as session:
-        event = _event_row(session, api_key_id, event_id)
+        event = event_row(session, api_key_id, event_id)
         endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.api_key_id == api_key_id)).all()
         existing = {
             d.endpoint_id: d for d in session.scalars(select(WebhookDeliveryRow).where(WebhookDeliveryRow.event_id == event_id))
         }
         deliveries = []
         for endpoint in endpoints:
-            if not _subscribed(endpoint, event.type):
+            if not subscribed(endpoint, event.type):
                 continue
             delivery = existing.get(endpoint.id)
             if delivery is None:
@@ -539,126 +350,3 @@ def redeliver(database: Database, api_key_id: str, event_id: str, now: datetime 
             deliveries.append(delivery)
         session.flush()
         return [d.id for d in deliveries]
-
-
-# -- reads for the API ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    id: str
-    type: str
-    order_id: str | None
-    created_at: datetime
-    payload: dict
-
-    @classmethod
-    def of(cls, row: WebhookEventRow) -> WebhookEvent:
-        return cls(row.id, row.type, row.order_id, _utc(row.created_at), dict(row.payload))
-
-
-@dataclass(frozen=True)
-class WebhookAttempt:
-    at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-@dataclass(frozen=True)
-class WebhookDelivery:
-    id: int
-    endpoint_id: str
-    url: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
-    delivered_at: datetime | None
-    log: list[WebhookAttempt]
-
-
-@dataclass(frozen=True)
-class WebhookEventDetail:
-    event: WebhookEvent
-    deliveries: list[WebhookDelivery]
-
-
-@dataclass(frozen=True)
-class EventPage:
-    events: list[WebhookEvent]
-    has_more: bool
-
-
-def list_events(
-    database: Database,
-    api_key_id: str,
-    *,
-    limit: int = 20,
-    starting_after: str | None = None,
-    order_id: str | None = None,
-    event_type: str | None = None,
-) -> EventPage:
-    """The key's events, newest first. The next page starts after the last id of this one."""
-    if not 1 <= limit <= MAX_EVENTS_PAGE:
-        raise BadInput(f"limit must be 1 to {MAX_EVENTS_PAGE}", code="invalid_limit")
-    with database.session() as session:
-        query = select(WebhookEventRow).where(WebhookEventRow.api_key_id == api_key_id)
-        if order_id is not None:
-            query = query.where(WebhookEventRow.order_id == order_id)
-        if event_type is not None:
-            query = query.where(WebhookEventRow.type == event_type)
-        if starting_after is not None:
-            cursor = session.get(WebhookEventRow, starting_after)
-            if cursor is None or cursor.api_key_id != api_key_id:
-                raise BadInput(f"starting_after: no event {starting_after}", code="invalid_starting_after")
-            query = query.where(
-                or_(
-                    WebhookEventRow.created_at < cursor.created_at,
-                    and_(WebhookEventRow.created_at == cursor.created_at, WebhookEventRow.id < cursor.id),
-                )
-            )
-        newest_first = query.order_by(WebhookEventRow.created_at.desc(), WebhookEventRow.id.desc())
-        rows = session.scalars(newest_first.limit(limit + 1)).all()
-        return EventPage([WebhookEvent.of(row) for row in rows[:limit]], has_more=len(rows) > limit)
-
-
-def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEventDetail:
-    """The event, its deliveries and each one's attempts: the delivery log."""
-    with database.session() as session:
-        event = _event_row(session, api_key_id, event_id)
-        rows = session.execute(
-            select(WebhookDeliveryRow, WebhookEndpointRow.url)
-            .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
-            .where(WebhookDeliveryRow.event_id == event_id)
-            .order_by(WebhookDeliveryRow.id)
-        ).all()
-        attempts: dict[int, list[WebhookAttempt]] = {delivery.id: [] for delivery, _ in rows}
-        if attempts:
-            for attempt in session.scalars(
-                select(WebhookAttemptRow)
-                .where(WebhookAttemptRow.delivery_id.in_(list(attempts)))
-                .order_by(WebhookAttemptRow.at, WebhookAttemptRow.id)
-            ):
-                attempts[attempt.delivery_id].append(
-                    WebhookAttempt(_utc(attempt.at), attempt.status_code, attempt.error, attempt.duration_ms)
-                )
-        deliveries = [
-            WebhookDelivery(
-                id=d.id,
-                endpoint_id=d.endpoint_id,
-                url=url,
-                status=d.status,
-                attempts=d.attempts,
-                next_attempt_at=_utc(d.next_attempt_at),
-                last_attempt_at=_utc(d.last_attempt_at),
-                last_status_code=d.last_status_code,
-                last_error=d.last_error,
-                delivered_at=_utc(d.delivered_at),
-                log=attempts[d.id],
-            )
-            for d, url in rows
-        ]
-        return WebhookEventDetail(WebhookEvent.of(event), deliveries)

@@ -22,20 +22,9 @@ from photogen_pipelines.db.tables import WebhookDeliveryRow, WebhookEventRow
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.orderbook import SqlOrderBook
 from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.webhooks import (
-    RETRY_JITTER,
-    RETRY_SCHEDULE,
-    create_endpoint,
-    delete_endpoint,
-    deliver_due,
-    get_event,
-    list_events,
-    redeliver,
-    retry_delay,
-    update_endpoint,
-    valid_url,
-    verify_signature,
-)
+from photogen_pipelines.webhook_endpoints import create_endpoint, delete_endpoint, update_endpoint, valid_url
+from photogen_pipelines.webhook_events import get_event, list_events
+from photogen_pipelines.webhooks import RETRY_JITTER, RETRY_SCHEDULE, deliver_due, redeliver, retry_delay, verify_signature
 from resources import OrdersDatabase
 from sensors.webhooks import webhook_deliveries
 from tests.api_helpers import make_app, make_settings

@@ -1,8 +1,9 @@
 """Outbound webhooks: where a storefront wants its orders' events, and what was sent.
 
 Every route needs the storefront's API key and sees only that key's endpoints and events;
-another key's id is a 404, as if it did not exist. Stripe's inbound webhook is
-`webhooks.py`."""
+another key's id is a 404, as if it did not exist. The work is done by the core's
+`webhook_endpoints.py`, `webhook_events.py` and `webhooks.py` (redelivery). Stripe's inbound
+webhook is this package's `webhooks.py`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from photogen_pipelines import webhooks
+from photogen_pipelines import webhook_endpoints, webhook_events, webhooks
 from storefront_api.api.deps import ServicesDep, StorefrontDep
 from storefront_api.webhook_schemas import (
     WebhookEndpointCreatedOut,
@@ -34,11 +35,11 @@ def _allow_http(services) -> bool:
     return services.settings.webhook_allow_http  # PHOTOGEN_WEBHOOK_ALLOW_HTTP: a private network without TLS
 
 
-def _endpoint_out(endpoint: webhooks.WebhookEndpoint) -> WebhookEndpointOut:
+def _endpoint_out(endpoint: webhook_endpoints.WebhookEndpoint) -> WebhookEndpointOut:
     return WebhookEndpointOut(**dataclasses.asdict(endpoint), disabled=endpoint.disabled)
 
 
-def _event_out(event: webhooks.WebhookEvent) -> WebhookEventOut:
+def _event_out(event: webhook_events.WebhookEvent) -> WebhookEventOut:
     return WebhookEventOut(**dataclasses.asdict(event))
 
 
@@ -46,7 +47,7 @@ def _event_out(event: webhooks.WebhookEvent) -> WebhookEventOut:
 def create_webhook_endpoint(body: WebhookEndpointIn, caller: StorefrontDep, services: ServicesDep) -> WebhookEndpointCreatedOut:
     """Register a URL for the key's order events. The response holds the signing secret:
     it is never shown again."""
-    endpoint, secret = webhooks.create_endpoint(
+    endpoint, secret = webhook_endpoints.create_endpoint(
         services.database, caller.api_key_id, body.url, body.events, body.description, allow_http=_allow_http(services)
     )
     return WebhookEndpointCreatedOut(**_endpoint_out(endpoint).model_dump(), secret=secret)
@@ -55,12 +56,12 @@ def create_webhook_endpoint(body: WebhookEndpointIn, caller: StorefrontDep, serv
 @router.get("/webhook-endpoints", response_model=list[WebhookEndpointOut])
 def list_webhook_endpoints(caller: StorefrontDep, services: ServicesDep) -> list[WebhookEndpointOut]:
     """The key's endpoints, oldest first, disabled ones too."""
-    return [_endpoint_out(e) for e in webhooks.list_endpoints(services.database, caller.api_key_id)]
+    return [_endpoint_out(e) for e in webhook_endpoints.list_endpoints(services.database, caller.api_key_id)]
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut)
 def get_webhook_endpoint(endpoint_id: EndpointId, caller: StorefrontDep, services: ServicesDep) -> WebhookEndpointOut:
-    return _endpoint_out(webhooks.get_endpoint(services.database, caller.api_key_id, endpoint_id))
+    return _endpoint_out(webhook_endpoints.get_endpoint(services.database, caller.api_key_id, endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut)
@@ -69,7 +70,7 @@ def update_webhook_endpoint(
 ) -> WebhookEndpointOut:
     """Change the URL, the events, the description, or turn deliveries off and on."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    endpoint = webhooks.update_endpoint(
+    endpoint = webhook_endpoints.update_endpoint(
         services.database, caller.api_key_id, endpoint_id, allow_http=_allow_http(services), **changes
     )
     return _endpoint_out(endpoint)
@@ -78,7 +79,7 @@ def update_webhook_endpoint(
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_webhook_endpoint(endpoint_id: EndpointId, caller: StorefrontDep, services: ServicesDep) -> Response:
     """Stop deliveries to the endpoint (it is disabled, its delivery log stays readable)."""
-    webhooks.delete_endpoint(services.database, caller.api_key_id, endpoint_id)
+    webhook_endpoints.delete_endpoint(services.database, caller.api_key_id, endpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -86,13 +87,13 @@ def delete_webhook_endpoint(endpoint_id: EndpointId, caller: StorefrontDep, serv
 def list_webhook_events(
     caller: StorefrontDep,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=webhooks.MAX_EVENTS_PAGE)] = 20,
+    limit: Annotated[int, Query(ge=1, le=webhook_events.MAX_EVENTS_PAGE)] = 20,
     starting_after: Annotated[str | None, Query(max_length=64, description="the last id of the previous page")] = None,
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     event_type: Annotated[str | None, Query(alias="type", max_length=64, description="an event type, e.g. order.shipped")] = None,
 ) -> WebhookEventListOut:
     """The key's events, newest first."""
-    page = webhooks.list_events(
+    page = webhook_events.list_events(
         services.database, caller.api_key_id, limit=limit, starting_after=starting_after, order_id=order_id, event_type=event_type
     )
     return WebhookEventListOut(data=[_event_out(e) for e in page.events], has_more=page.has_more)
@@ -101,7 +102,7 @@ def list_webhook_events(
 @router.get("/webhook-events/{event_id}", response_model=WebhookEventDetailOut)
 def get_webhook_event(event_id: EventId, caller: StorefrontDep, services: ServicesDep) -> WebhookEventDetailOut:
     """The event, its deliveries, and every attempt each made: the delivery log."""
-    detail = webhooks.get_event(services.database, caller.api_key_id, event_id)
+    detail = webhook_events.get_event(services.database, caller.api_key_id, event_id)
     deliveries = [dataclasses.asdict(d) for d in detail.deliveries]
     return WebhookEventDetailOut(**dataclasses.asdict(detail.event), deliveries=deliveries)
 

@@ -1,0 +1,156 @@
+"""Outbound webhooks: the storefront's events and their delivery log, as the API reads them.
+
+`outbox.py` writes each event and its deliveries; `webhooks.py` sends them and logs every
+attempt. This module only reads: a key's events newest first, a page at a time, and one
+event with each delivery's state and attempts. Another key's event is NotFound, as if it
+did not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
+from photogen_pipelines.errors import BadInput, NotFound
+
+MAX_EVENTS_PAGE = 100
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def event_row(session: Session, api_key_id: str, event_id: str) -> WebhookEventRow:
+    """The key's event, or NotFound (another key's event does not exist for this one)."""
+    row = session.get(WebhookEventRow, event_id)
+    if row is None or row.api_key_id != api_key_id:
+        raise NotFound(f"webhook event {event_id} not found", code="webhook_event_not_found")
+    return row
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    id: str
+    type: str
+    order_id: str | None
+    created_at: datetime
+    payload: dict
+
+    @classmethod
+    def of(cls, row: WebhookEventRow) -> WebhookEvent:
+        return cls(row.id, row.type, row.order_id, _utc(row.created_at), dict(row.payload))
+
+
+@dataclass(frozen=True)
+class WebhookAttempt:
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    id: int
+    endpoint_id: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    log: list[WebhookAttempt]
+
+
+@dataclass(frozen=True)
+class WebhookEventDetail:
+    event: WebhookEvent
+    deliveries: list[WebhookDelivery]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[WebhookEvent]
+    has_more: bool
+
+
+def list_events(
+    database: Database,
+    api_key_id: str,
+    *,
+    limit: int = 20,
+    starting_after: str | None = None,
+    order_id: str | None = None,
+    event_type: str | None = None,
+) -> EventPage:
+    """The key's events, newest first. The next page starts after the last id of this one."""
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise BadInput(f"limit must be 1 to {MAX_EVENTS_PAGE}", code="invalid_limit")
+    with database.session() as session:
+        query = select(WebhookEventRow).where(WebhookEventRow.api_key_id == api_key_id)
+        if order_id is not None:
+            query = query.where(WebhookEventRow.order_id == order_id)
+        if event_type is not None:
+            query = query.where(WebhookEventRow.type == event_type)
+        if starting_after is not None:
+            cursor = session.get(WebhookEventRow, starting_after)
+            if cursor is None or cursor.api_key_id != api_key_id:
+                raise BadInput(f"starting_after: no event {starting_after}", code="invalid_starting_after")
+            query = query.where(
+                or_(
+                    WebhookEventRow.created_at < cursor.created_at,
+                    and_(WebhookEventRow.created_at == cursor.created_at, WebhookEventRow.id < cursor.id),
+                )
+            )
+        newest_first = query.order_by(WebhookEventRow.created_at.desc(), WebhookEventRow.id.desc())
+        rows = session.scalars(newest_first.limit(limit + 1)).all()
+        return EventPage([WebhookEvent.of(row) for row in rows[:limit]], has_more=len(rows) > limit)
+
+
+def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEventDetail:
+    """The event, its deliveries and each one's attempts: the delivery log."""
+    with database.session() as session:
+        event = event_row(session, api_key_id, event_id)
+        rows = session.execute(
+            select(WebhookDeliveryRow, WebhookEndpointRow.url)
+            .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+            .where(WebhookDeliveryRow.event_id == event_id)
+            .order_by(WebhookDeliveryRow.id)
+        ).all()
+        attempts: dict[int, list[WebhookAttempt]] = {delivery.id: [] for delivery, _ in rows}
+        if attempts:
+            for attempt in session.scalars(
+                select(WebhookAttemptRow)
+                .where(WebhookAttemptRow.delivery_id.in_(list(attempts)))
+                .order_by(WebhookAttemptRow.at, WebhookAttemptRow.id)
+            ):
+                attempts[attempt.delivery_id].append(
+                    WebhookAttempt(_utc(attempt.at), attempt.status_code, attempt.error, attempt.duration_ms)
+                )
+        deliveries = [
+            WebhookDelivery(
+                id=d.id,
+                endpoint_id=d.endpoint_id,
+                url=url,
+                status=d.status,
+                attempts=d.attempts,
+                next_attempt_at=_utc(d.next_attempt_at),
+                last_attempt_at=_utc(d.last_attempt_at),
+                last_status_code=d.last_status_code,
+                last_error=d.last_error,
+                delivered_at=_utc(d.delivered_at),
+                log=attempts[d.id],
+            )
+            for d, url in rows
+        ]
+        return WebhookEventDetail(WebhookEvent.of(event), deliveries)
