@@ -138,3 +138,17 @@ def test_the_report_must_count_every_settled_order_once_under_its_style():
     short = {"orders": 2, "styles": [{"style_id": "ink_etching", "orders": 2}]}  # lost the fauve order
     report = check_shop(orders, report_json=short)
     assert {(v.invariant, v.subject) for v in report.violations} == {(REPORT, "fauve"), (REPORT, "all styles")}
+
+
+def test_an_order_with_the_print_provider_waits_on_it_and_keeps_its_print_file(tmp_path):
+    store = LocalArtifactStore(tmp_path)
+    submitted, shipped, lost = _order(S.SUBMITTED), _order(S.SHIPPED), _order(S.SUBMITTED)
+    for order in (submitted, shipped):
+        _files(store, order, "proofs/proof_0.png", "print/print_file.jpg", "print/manifest.json")
+    _files(store, lost, "proofs/proof_0.png")  # the provider is still to download a file that is gone
+    for order in (submitted, shipped, lost):
+        order.approved_proof = 0
+    report = check_shop([submitted, shipped, lost], store=store, policy=RetentionPolicy(days=30), now=NOW, pipeline_ran=True)
+    assert report.checked[SETTLED_OR_WAITING] == 3
+    assert [(v.invariant, v.subject) for v in report.violations] == [(FILES, lost.id)]
+    assert "submitted without a print file" in report.violations[0].detail
