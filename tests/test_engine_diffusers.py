@@ -185,6 +185,8 @@ def test_demo_on_the_diffusers_engine_ends_cleanly_with_the_outcome_stated(tiny_
         (["--engine", "diffusers"], "needs --models DIR"),
         (["--engine", "embedded", "--models", "{empty}"], "--models is for --engine diffusers"),
         (["--engine", "diffusers", "--models", "{empty}"], "lacks:"),
+        (["--engine", "runpod"], "needs PHOTOGEN_RUNPOD_API_KEY and PHOTOGEN_RUNPOD_ENDPOINT_ID"),
+        (["--engine", "replicate", "--models", "{empty}"], "--models is for --engine diffusers; replicate runs its own"),
     ],
 )
 def test_demo_engine_mistakes_are_one_line_and_exit_2(arguments, expected, tmp_path):
@@ -204,7 +206,7 @@ def test_demo_with_an_unknown_engine_setting_is_one_line_and_exit_2(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHOTOGEN_")}, "PHOTOGEN_ENGINE": "gpu"}
     done = subprocess.run([*PHOTOGEN, "demo", "--home", str(tmp_path / "home")], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "PHOTOGEN_ENGINE" in done.stderr and "'embedded' or 'diffusers'" in done.stderr
+    assert "PHOTOGEN_ENGINE" in done.stderr and "'embedded', 'diffusers', 'replicate' or 'runpod'" in done.stderr
 
 
 # -- the same engine behind the warm engine service ---------------------------------------

@@ -44,10 +44,11 @@ def default_selfie() -> bytes:
 @home_option
 @click.option(
     "--engine",
-    type=click.Choice(["embedded", "diffusers"]),
+    type=click.Choice(["embedded", "diffusers", "replicate", "runpod"]),
     default=None,
     help="embedded: CPU models shipped in the wheels (default). diffusers: SDXL + InstantID, "
-    "insightface, Real-ESRGAN in torch, from --models (a GPU; tiny models run on a CPU).",
+    "insightface, Real-ESRGAN in torch, from --models (a GPU; tiny models run on a CPU). "
+    "replicate, runpod: serverless GPUs, with their PHOTOGEN_REPLICATE_* / PHOTOGEN_RUNPOD_* settings.",
 )
 @click.option(
     "--models",
@@ -113,6 +114,14 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
         if models_dir:
             raise BadInput("--models is for --engine diffusers", code="models_without_engine")
         return {"engine": "embedded"}
+    if engine in ("replicate", "runpod"):
+        if models_dir:
+            raise BadInput(f"--models is for --engine diffusers; {engine} runs its own models", code="models_without_engine")
+        needed = ["replicate_api_token"] if engine == "replicate" else ["runpod_api_key", "runpod_endpoint_id"]
+        missing = ["PHOTOGEN_" + name.upper() for name in needed if not getattr(settings, name)]
+        if missing:
+            raise BadInput(f"--engine {engine} needs {' and '.join(missing)} in the environment", code="setting_missing")
+        return {"engine": engine}  # the provider's key and endpoint come from the environment
     if not models_dir:
         raise BadInput(
             "--engine diffusers needs --models DIR (`photogen dev make-tiny-models DIR` writes a tiny one)",
