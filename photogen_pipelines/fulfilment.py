@@ -246,14 +246,26 @@ def open_fulfilments(database: Database, now: datetime, recheck_after: timedelta
         return [Fulfilment.of(row) for row in session.scalars(query).all()]
 
 
+# how far back the sensor looks for ready orders that never reached the provider: a print run
+# that died is retried within minutes; an older ready order was made before the shop had a
+# provider (or while it had none), and turning one on must not print the whole back catalogue
+UNSUBMITTED_WITHIN = timedelta(days=1)
+
+
 def unsubmitted(database: Database, ready_before: datetime, limit: int) -> list[str]:
     """Ready orders with a recipient that never reached the provider (their print run died
-    between delivery and fulfilment), ready since before `ready_before`."""
+    between delivery and fulfilment), ready since before `ready_before` and within
+    UNSUBMITTED_WITHIN of it."""
     query = (
         select(OrderRow.id)
         .join(RecipientRow, RecipientRow.order_id == OrderRow.id)
         .outerjoin(FulfilmentRow, FulfilmentRow.order_id == OrderRow.id)
-        .where(OrderRow.state == S.READY.value, FulfilmentRow.order_id.is_(None), OrderRow.updated_at < ready_before)
+        .where(
+            OrderRow.state == S.READY.value,
+            FulfilmentRow.order_id.is_(None),
+            OrderRow.updated_at < ready_before,
+            OrderRow.updated_at >= ready_before - UNSUBMITTED_WITHIN,
+        )
         .order_by(OrderRow.updated_at, OrderRow.id)
         .limit(limit)
     )

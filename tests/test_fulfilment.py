@@ -331,10 +331,11 @@ def _age(orders_db, order_id: str, hours: float = 1.0) -> None:
 
 def test_the_reconciliation_sensor_follows_the_provider_and_submits_what_never_reached_it(orders_db, store, file_host):
     book = SqlOrderBook(orders_db)
-    shipped, never_sent, for_download = (
+    shipped, never_sent, for_download, before_the_provider = (
         _ready_order(book, store),
         _ready_order(book, store),
         _ready_order(book, store, recipient=None),
+        _ready_order(book, store),
     )
     with FakePrintful("pf-token") as printful:
         resource = PrintProviderResource(
@@ -350,6 +351,7 @@ def test_the_reconciliation_sensor_follows_the_provider_and_submits_what_never_r
         printful.ship(shipped.id, "USPS", "First Class", "9400100000000000000000", "https://tools.usps.com/t/94001")
         for order_id in (shipped.id, never_sent.id, for_download.id):  # no callback came; the print run of never_sent died
             _age(orders_db, order_id)
+        _age(orders_db, before_the_provider.id, hours=72)  # ready before the shop turned its provider on
         context = dg.build_sensor_context(
             instance=dg.DagsterInstance.ephemeral(),
             resources={
@@ -366,6 +368,7 @@ def test_the_reconciliation_sensor_follows_the_provider_and_submits_what_never_r
     assert after.state == S.SHIPPED and fulfilment_of(orders_db, shipped.id).tracking_number == "9400100000000000000000"
     assert book.get(never_sent.id).state == S.SUBMITTED
     assert book.get(for_download.id).state == S.READY and fulfilment_of(orders_db, for_download.id) is None
+    assert fulfilment_of(orders_db, before_the_provider.id) is None  # the back catalogue is not printed
 
 
 def test_retention_deletes_the_recipient_with_the_files(orders_db, store):

@@ -27,7 +27,11 @@ async def provider_callback(provider: str, request: Request, services: ServicesD
     """Prodigi's or Printful's status callback. Callbacks are not signed (or not in a way
     every provider shares), so one only names an order: PhotoGen reads that order back
     from the provider's API and follows what the API says."""
-    client = services.print_provider
+    try:
+        client = services.print_provider
+    except ValueError:  # a provider named without its key: the shop's set-up, said once in the log
+        log.error("PHOTOGEN_PRINT_PROVIDER is set but its API key is not: provider callbacks are refused")
+        client = None
     if client is None or client.name != provider:
         raise ApiError(404, "unknown_provider", f"this shop does not fulfil through {provider!r}")
     body = await request.body()
