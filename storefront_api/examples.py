@@ -25,10 +25,11 @@ ORDER_IN = {
     "product_id": "poster_a3",
     "variants": 4,
     "approval": "customer",
+    "tier": "standard",
     "recipient": RECIPIENT,
     "shipping_method": "standard",
 }
-ORDER_IN_DOWNLOAD = {key: ORDER_IN[key] for key in ("upload_id", "style_id", "product_id", "variants", "approval")}
+ORDER_IN_DOWNLOAD = {key: ORDER_IN[key] for key in ("upload_id", "style_id", "product_id", "approval", "tier")}
 
 # named examples of POST /v1/orders's body (Swagger UI's drop-down)
 ORDER_IN_EXAMPLES = {
@@ -61,6 +62,7 @@ ORDER_OUT = {
     "product_id": "poster_a3",
     "variants": 4,
     "approval": "customer",
+    "tier": "standard",
     "payment": {
         "mode": "stripe",
         "label": "Stripe PaymentIntent",
