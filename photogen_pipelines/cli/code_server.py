@@ -19,6 +19,7 @@ The code a forkserver imported is the code runs execute: restart the server afte
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 from multiprocessing import forkserver
 
@@ -71,6 +72,10 @@ def code_server(host: str, port: int, location_name: str, cold_runs: bool) -> No
     """Serve PhotoGen's Dagster definitions over gRPC to the webserver and the daemon; runs start warm."""
     from dagster._cli.api import grpc_command
 
+    # Dagster's server stops on SIGTERM by giving it SIGINT's handler. A process started with
+    # SIGINT ignored (a background job of a script, under nohup) would then ignore SIGTERM
+    # too, and never stop for its supervisor: SIGINT gets Python's own handler back first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not cold_runs:
         start_runs_warm()
     arguments = ["-m", DEFINITIONS_MODULE, "-a", "defs", "--location-name", location_name, "-h", host, "-p", str(port)]
