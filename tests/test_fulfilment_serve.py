@@ -8,7 +8,6 @@ cannot be reached from here); the receiver is a plain HTTP server in this test."
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ from photogen_pipelines.webhooks import verify_signature
 from tests.fake_print_providers import FakeProdigi
 from tests.servers import free_port
 from tests.test_fulfilment import PERSONAL, RECIPIENT, _personal_data_in, _small_products
-from tests.test_serve import PHOTOGEN, REPO, _kill_group, _read, _serve_env, _tail, _wait_ready, _wait_until, new_api_key
+from tests.test_serve import _read, _tail, _wait_until, new_api_key, serving
 
 API_KEY = "prodigi-serve-key"
 EXPECTED = ["order.paid", "order.proofs_ready", "order.ready", "order.submitted", "order.shipped"]
@@ -83,39 +82,19 @@ def _files_containing_personal_data(folder: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def shop(tmp_path, astronaut_png):
+def shop(tmp_path):
     """`photogen serve` fulfilling through the fake Prodigi, with its public URL set, on free ports."""
-    api_port, ui_port = free_port(), free_port()
-    home, log = tmp_path / "home", tmp_path / "serve.log"
+    api_port = free_port()
     with FakeProdigi(API_KEY) as prodigi, Receiver() as receiver:
         env = {
-            **_serve_env(home),
             "PHOTOGEN_PRODUCTS_PATH": _small_products(tmp_path),
             "PHOTOGEN_PRINT_PROVIDER": "prodigi",
             "PHOTOGEN_PRINT_PROVIDER_API_KEY": API_KEY,
             "PHOTOGEN_PRINT_PROVIDER_API_BASE": prodigi.url,
             "PHOTOGEN_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
         }
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                [str(PHOTOGEN), "serve", "--api-port", str(api_port), "--ui-port", str(ui_port)],
-                env=env,
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child_pgids: list[int] = []
-        try:
-            _wait_ready(process, log, child_pgids)
-            yield process, f"http://127.0.0.1:{api_port}", home, log, prodigi, receiver
-        finally:
-            if process.poll() is None:
-                _kill_group(process.pid)
-                process.wait(timeout=10)
-            for pgid in child_pgids:
-                _kill_group(pgid)
+        with serving(tmp_path, env, api_port) as (process, api, home, log):
+            yield process, api, home, log, prodigi, receiver
 
 
 def test_an_order_is_submitted_shipped_and_every_event_reaches_a_receiver_that_failed_for_a_while(shop, astronaut_png):

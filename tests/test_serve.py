@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -83,6 +84,28 @@ def start_serve(
             start_new_session=True,
             **popen,
         )
+
+
+@contextmanager
+def serving(tmp_path: Path, env: dict[str, str], api_port: int | None = None):
+    """`photogen serve` with `env` added, on `api_port` (else a free one) and a free UI port;
+    yields (process, API URL, home, log) and stops every process it started."""
+    api_port, ui_port = api_port or free_port(), free_port()
+    home, log = tmp_path / "home", tmp_path / "serve.log"
+    process = start_serve(home, api_port, ui_port, log, env=env)
+    child_pgids: list[int] = []
+    try:
+        _wait_ready(process, log, child_pgids)
+        yield process, f"http://127.0.0.1:{api_port}", home, log
+        process.terminate()
+        assert process.wait(timeout=60) == 0, _tail(log)
+    finally:
+        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
+        if process.poll() is None:
+            _kill_group(process.pid)
+            process.wait(timeout=10)
+        for pgid in child_pgids:
+            _kill_group(pgid)
 
 
 def new_api_key(home: Path) -> dict[str, str]:

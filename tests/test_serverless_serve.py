@@ -9,7 +9,6 @@ re-tinted (a real face for the gate), the RunPod fake runs the real worker handl
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -19,29 +18,7 @@ from photogen_pipelines.orders import order_seed
 from photogen_pipelines.stages import variant_seed
 from photogen_pipelines.storage import LocalArtifactStore
 from tests.fake_replicate import TOKEN, FakeReplicate
-from tests.servers import free_port
-from tests.test_serve import CHILD_PID, _kill_group, _read, _tail, _wait_ready, _wait_until, new_api_key, start_serve
-
-
-@contextmanager
-def serving(tmp_path: Path, env: dict[str, str]):
-    """`photogen serve` with `env`, on free ports; every process it started is stopped."""
-    api_port, ui_port = free_port(), free_port()
-    home, log = tmp_path / "home", tmp_path / "serve.log"
-    process = start_serve(home, api_port, ui_port, log, env=env)
-    child_pgids: list[int] = []
-    try:
-        _wait_ready(process, log, child_pgids)
-        yield process, f"http://127.0.0.1:{api_port}", home, log
-        process.terminate()
-        assert process.wait(timeout=60) == 0, _tail(log)
-    finally:
-        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
-        if process.poll() is None:
-            _kill_group(process.pid)
-            process.wait(timeout=10)
-        for pgid in child_pgids:
-            _kill_group(pgid)
+from tests.test_serve import _wait_until, new_api_key, serving
 
 
 def _order_until_ready(api: str, home: Path, process, log: Path, selfie: bytes) -> dict:
