@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.analytics import analytics_assets, analytics_job, generation_ledger, rejection_metrics
 from assets.catalog_previews import catalog_assets, catalog_preview_job, define_catalog_preview_job, style_previews
-from assets.checks import identity_preserved, one_face_per_proof, print_spec_met, upscale_faithful
+from assets.checks import identity_preserved, one_face_per_proof, print_detail_clean, print_spec_met, upscale_faithful
 from assets.fulfilment import fulfilment, provider_accepted
 from assets.partitions import orders_partitions
 from assets.printing import delivery, print_file, print_master
@@ -14,7 +14,14 @@ from assets.proofs import selfie, styled_candidates, validated_proofs
 
 proof_assets = [selfie, styled_candidates, validated_proofs]
 print_assets = [print_master, print_file, delivery, fulfilment]
-order_checks = [identity_preserved, one_face_per_proof, upscale_faithful, print_spec_met, provider_accepted]
+order_checks = [
+    identity_preserved,
+    one_face_per_proof,
+    upscale_faithful,
+    print_detail_clean,
+    print_spec_met,
+    provider_accepted,
+]
 
 
 def define_proof_job(tags: Mapping[str, str] | None = None):
@@ -66,6 +73,7 @@ __all__ = [
     "one_face_per_proof",
     "order_checks",
     "upscale_faithful",
+    "print_detail_clean",
     "orders_partitions",
     "print_assets",
     "print_file",

@@ -57,6 +57,8 @@ def print_master(
     return dg.MaterializeResult(
         metadata={
             "effective_dpi": dg.FloatMetadataValue(info.effective_dpi),
+            "source_dpi": dg.FloatMetadataValue(info.source_dpi),
+            "soften_sigma": dg.FloatMetadataValue(info.soften_sigma),
             "min_dpi": dg.IntMetadataValue(product.min_dpi),
             "upscale_passes": dg.JsonMetadataValue(info.passes),
             "width_px": dg.IntMetadataValue(info.pixel_size[0]),
@@ -101,6 +103,7 @@ def print_file(
             pixel_size=product.pixel_size,
             dpi=product.dpi,
             effective_dpi=master_info.effective_dpi,
+            source_dpi=master_info.source_dpi,
             bleed_px=product.bleed_px,
             trim_inches=tuple(round(v, 3) for v in product.trim_inches),
             color_profile="sRGB IEC61966-2.1 (embedded)",

@@ -10,8 +10,9 @@ from photogen_pipelines.artifacts import CandidateParams, CandidatesInfo, OrderK
 from photogen_pipelines.costs import metered
 from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.imaging import open_png, png_bytes
+from photogen_pipelines.imaging import Box, open_png, png_bytes
 from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
+from photogen_pipelines.variety import proof_variety
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
 GROUP = "proofs"
@@ -66,19 +67,29 @@ def _stylizer(styles: StyleEngine, catalog: CatalogResource, order):
     return styles.stylizer_for(tier.engine, tier.steps)
 
 
+Portrait = tuple[np.ndarray, Box]  # the framed portrait and its face box
+
+
 def _render(
-    styles: StyleEngine, catalog: CatalogResource, order, portrait: np.ndarray, variants: list[int], round_no: int
+    styles: StyleEngine, catalog: CatalogResource, order, portrait: Portrait, variants: list[int], round_no: int
 ) -> tuple[list[Candidate], Usage]:
     """The variants of one round, and what painting them used (for the order's cost)."""
     style_catalog = catalog.styles()
     stylizer = _stylizer(styles, catalog, order)
     style = style_catalog.get(order.style_id)
+    image, face = portrait
     return metered(
         stylizer,
         _backend(styles, catalog, order),
         styles.price_per_second,
-        lambda: render_candidates(portrait, style, stylizer, order.seed, variants, round_no, style_catalog.retry_decay),
+        lambda: render_candidates(image, style, stylizer, order.seed, variants, round_no, style_catalog.retry_decay, face),
     )
+
+
+def _portrait(store, keys: OrderKeys) -> Portrait:
+    """The framed portrait and where its face is, as `selfie` stored them."""
+    x, y, w, h = keys.load(store, SelfieInfo).portrait_face.box
+    return np.asarray(open_png(store.get_bytes(keys.portrait))), Box(x, y, w, h)
 
 
 def _backend(styles: StyleEngine, catalog: CatalogResource, order) -> str:
@@ -107,7 +118,7 @@ def styled_candidates(
     """The order's variants in its style, seeded by the order id so re-runs reproduce them."""
     step = order_step(context, orders, storage)
     store, keys, order = step.store, step.keys, step.order
-    portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
+    portrait = _portrait(store, keys)
     with timed_stage(step, Stage.STYLED_CANDIDATES) as timer:
         try:
             candidates, usage = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
@@ -166,7 +177,7 @@ def validated_proofs(
     style_catalog = catalog.styles()
     style = style_catalog.get(order.style_id)
     reference = np.asarray(keys.load(store, SelfieInfo).embedding, dtype=np.float32)
-    portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
+    portrait = _portrait(store, keys)
     analyzer = faces.analyzer()
 
     regenerated: list[Usage] = []
@@ -189,6 +200,7 @@ def validated_proofs(
                 seed=p.seed,
                 strength=p.strength,
                 zoom=p.zoom,
+                take=p.take,
                 image=np.asarray(open_png(store.get_bytes(keys.candidate(0, p.variant)))),
             )
             for p in keys.load(store, CandidatesInfo).candidates
@@ -235,6 +247,8 @@ def validated_proofs(
             "best_similarity": dg.FloatMetadataValue(max((s.similarity or -1.0) for s in final.values())),
             "threshold": dg.FloatMetadataValue(style.identity_threshold),
             "proofs_passed": dg.IntMetadataValue(len(gate.proofs)),
+            # how far apart the proofs look (variety.py); -1 with fewer than two
+            "proof_variety": dg.FloatMetadataValue(round(proof_variety([c.image for c in gate.proofs.values()]) or -1.0, 4)),
             "attempts": dg.IntMetadataValue(len(gate.scores)),
             "rounds": dg.IntMetadataValue(gate.rounds),
             "rejected": dg.BoolMetadataValue(gate.rejected),

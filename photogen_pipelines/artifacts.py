@@ -58,6 +58,15 @@ class SelfieInfo(Document):
     encoder: str
 
 
+def _absent_if_none(value: object) -> bool:
+    return value is None
+
+
+# fields added after documents were first stored: left out while unset, so a document
+# written before them reads back and saves as it was
+ADDED_LATER = {"default": None, "exclude_if": _absent_if_none}
+
+
 class CandidateParams(BaseModel):
     """How one styled variant was made (its image is stored beside it)."""
 
@@ -67,15 +76,7 @@ class CandidateParams(BaseModel):
     seed: int
     strength: float
     zoom: float = 1.0
-
-
-def _absent_if_none(value: object) -> bool:
-    return value is None
-
-
-# fields added after documents were first stored: left out while unset, so a document
-# written before them reads back and saves as it was
-ADDED_LATER = {"default": None, "exclude_if": _absent_if_none}
+    take: str | None = Field(**ADDED_LATER)  # the embedded engine's take (takes.py): what sets it apart
 
 
 class UsageRecord(BaseModel):
@@ -148,9 +149,11 @@ class MasterInfo(Document):
     passes: list[int]  # the model scale of each upscaling pass
     native_size: tuple[int, int]
     pixel_size: tuple[int, int]
-    effective_dpi: float
+    effective_dpi: float  # model pixels per inch of the canvas (bleed included), not the file's DPI tag
     proof: int  # the approved proof it was made from
     upscaler: str
+    source_dpi: float | None = Field(**ADDED_LATER)  # the approved proof's pixels per inch of the canvas
+    soften_sigma: float | None = Field(**ADDED_LATER)  # proof px of blur before the model (print_detail.py)
     usage: UsageRecord | None = Field(**ADDED_LATER)  # the upscaler's (its clock, or a serverless worker's bill)
 
 
@@ -173,8 +176,8 @@ class Manifest(Document):
     format: str
     bytes: int
     pixel_size: tuple[int, int]
-    dpi: int
-    effective_dpi: float
+    dpi: int  # the file's DPI tag: the product's pixels per inch
+    effective_dpi: float  # of those, the pixels the upscaler drew per inch; Lanczos made the rest
     bleed_px: int
     trim_inches: tuple[float, float]
     color_profile: str
@@ -183,6 +186,7 @@ class Manifest(Document):
     identity_threshold: float
     seeds: list[int]
     engines: EngineVersions
+    source_dpi: float | None = Field(**ADDED_LATER)  # the approved proof's pixels per inch: the picture's own detail
 
 
 D = TypeVar("D", bound=Document)

@@ -99,7 +99,9 @@ def render_style_preview(
     for reference in reference_images:
         selfie = prepare_selfie(reference.data, frame, faces, long_side)
         # variant 0, round 0: the style exactly as catalogued (the retry decay is unused)
-        candidate = render_candidate(selfie.portrait, style, stylizer, seed, variant=0, round_no=0, retry_decay=1.0)
+        candidate = render_candidate(
+            selfie.portrait, style, stylizer, seed, variant=0, round_no=0, retry_decay=1.0, face=selfie.portrait_face.box
+        )
         score = score_candidate(candidate, selfie.embedding, style.identity_threshold, faces)
         rendered.append(FacePreview(reference.name, candidate.image, score.similarity, score.passed, score.reason))
     return StylePreview(style.id, style.identity_threshold, rendered, contact_sheet([f.image for f in rendered]))

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
+from photogen_pipelines import takes
 from photogen_pipelines.catalog import Product, Style
 from photogen_pipelines.engines.base import Face, FaceAnalyzer, SeededStylizer, Stylizer, Upscaler, cosine
 from photogen_pipelines.errors import BadInput, PhotoGenError
-from photogen_pipelines.imaging import decode_upload, fit_long_side, portrait_crop
+from photogen_pipelines.imaging import Box, decode_upload, fit_long_side, portrait_crop
+from photogen_pipelines.print_detail import SOFTEN_SIGMA, add_texture, soften
 
 SELFIE_MIN_FACE_SCORE = 0.75
 PROOF_MIN_FACE_SCORE = 0.5  # painted faces score lower than photographed ones
@@ -91,9 +93,10 @@ class Candidate:
     strength: float
     zoom: float
     image: np.ndarray = field(repr=False)
+    take: str | None = None  # the embedded engine's take (takes.py); None for a seeded engine
 
     def params(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "image"}
+        return {k: v for k, v in asdict(self).items() if k != "image" and (k != "take" or v is not None)}
 
 
 def variant_seed(order_seed: int, variant: int) -> int:
@@ -101,21 +104,53 @@ def variant_seed(order_seed: int, variant: int) -> int:
 
 
 def render_candidate(
-    portrait: np.ndarray, style: Style, stylizer: Stylizer, seed: int, variant: int, round_no: int, retry_decay: float
+    portrait: np.ndarray,
+    style: Style,
+    stylizer: Stylizer,
+    seed: int,
+    variant: int,
+    round_no: int,
+    retry_decay: float,
+    face: Box | None = None,
 ) -> Candidate:
-    """One styled variant. Variant 0 is the style as catalogued; the others vary the
-    framing and the strength a little, from the variant's seed, so proofs differ.
-    A seeded engine (diffusion) varies by its seed alone."""
+    """One styled variant. A style-transfer engine paints the variant's take (takes.py:
+    stroke size, framing, palette, backdrop), jittered a little by the variant's seed;
+    a seeded engine (diffusion) varies by its seed alone. `face` is the portrait's face
+    box (default: where `portrait_crop` puts it)."""
     params = style.engine_params(stylizer.params_section)
     if isinstance(stylizer, SeededStylizer):
         return _render_seeded(portrait, params, stylizer, [(variant, seed)], round_no, retry_decay)[0]
+    take = takes.take_for(variant)
     rng = np.random.default_rng(seed)
-    jitter = 1.0 if variant == 0 else rng.uniform(0.9, 1.1)
-    zoom = 1.0 if variant == 0 else rng.uniform(1.0, 1.08)
-    strength = _strength(params.strength * jitter, retry_decay, round_no)
-    framed = _zoom(portrait, zoom, rng.uniform(-1, 1, size=2))
-    image = stylizer.stylize(framed, params.model_dump(exclude_none=True), strength)
-    return Candidate(variant, round_no, seed, round(strength, 4), round(zoom, 4), image)
+    zoom = take.zoom * (1.0 if variant == 0 else rng.uniform(0.99, 1.02))
+    stroke_side = round(take.stroke_side * (1.0 if variant == 0 else rng.uniform(0.96, 1.04)))
+    strength = _strength(params.strength, retry_decay, round_no)
+    framed, framed_face = takes.frame(portrait, face or _default_face(portrait), zoom)
+    engine_params = params.model_dump(exclude_none=True)
+    if take.second_palette and params.second_palette is not None:
+        engine_params["second_palette_weight"] = take.second_palette
+    image = _paint(framed, framed_face, stylizer, engine_params, stroke_side, take.quiet_background)
+    image = takes.keep_face(image, framed, framed_face, strength)
+    return Candidate(variant, round_no, seed, round(strength, 4), round(zoom, 4), image, take.name)
+
+
+def _paint(framed: np.ndarray, face: Box, stylizer: Stylizer, params: dict, stroke_side: int, quiet: bool) -> np.ndarray:
+    """The whole picture in the style, at the take's stroke size: the face is shown to
+    the network lifted to a mid-tone, and the painting is brought back to the face's own
+    depth."""
+    curve = takes.lift_curve(framed, face)
+    shown = takes.apply_curve(takes.quiet(framed, face) if quiet else framed, curve, face)
+    painted = stylizer.stylize(takes.at_stroke_size(shown, stroke_side), params, 1.0)
+    height, width = framed.shape[:2]
+    if painted.shape[:2] != (height, width):
+        painted = np.asarray(Image.fromarray(painted).resize((width, height), Image.LANCZOS))
+    return takes.restore_tone(painted, framed, face) if curve is not None else painted
+
+
+def _default_face(portrait: np.ndarray) -> Box:
+    height, width = portrait.shape[:2]
+    side = 0.38 * min(width, height)
+    return Box(width / 2 - side / 2, height * 0.42 - side / 2, side, side)
 
 
 def render_candidates(
@@ -126,13 +161,14 @@ def render_candidates(
     variants: list[int],
     round_no: int,
     retry_decay: float,
+    face: Box | None = None,
 ) -> list[Candidate]:
     """The order's `variants` in one round: a seeded engine renders them in one batch."""
     seeds = [(v, variant_seed(order_seed, v)) for v in variants]
     if isinstance(stylizer, SeededStylizer):
         params = style.engine_params(stylizer.params_section)
         return _render_seeded(portrait, params, stylizer, seeds, round_no, retry_decay)
-    return [render_candidate(portrait, style, stylizer, seed, v, round_no, retry_decay) for v, seed in seeds]
+    return [render_candidate(portrait, style, stylizer, seed, v, round_no, retry_decay, face) for v, seed in seeds]
 
 
 def _render_seeded(portrait, params, stylizer, seeds: list[tuple[int, int]], round_no: int, retry_decay: float):
@@ -143,17 +179,6 @@ def _render_seeded(portrait, params, stylizer, seeds: list[tuple[int, int]], rou
 
 def _strength(base: float, retry_decay: float, round_no: int) -> float:
     return float(np.clip(base * retry_decay**round_no, 0.05, 1.0))
-
-
-def _zoom(image: np.ndarray, zoom: float, shift: np.ndarray) -> np.ndarray:
-    if zoom <= 1.0:
-        return image
-    height, width = image.shape[:2]
-    crop_w, crop_h = width / zoom, height / zoom
-    left = (width - crop_w) / 2 * (1 + shift[0] * 0.5)
-    top = (height - crop_h) / 2 * (1 + shift[1] * 0.5)
-    box = (round(left), round(top), round(left + crop_w), round(top + crop_h))
-    return np.asarray(Image.fromarray(image).crop(box).resize((width, height), Image.LANCZOS))
 
 
 # -- validation: the identity gate ----------------------------------------------------
@@ -239,7 +264,9 @@ class MasterInfo:
     passes: list[int]  # the model scale of each upscaling pass
     native_size: tuple[int, int]  # pixels the models produced, before the final resize
     pixel_size: tuple[int, int]
-    effective_dpi: float
+    effective_dpi: float  # model pixels per inch of the canvas; the file is tagged at the product's DPI
+    source_dpi: float | None = None  # the approved proof's pixels per inch: all the picture the customer saw
+    soften_sigma: float = 0.0  # proof pixels of blur before the model; the texture came by Lanczos
 
 
 def native_dpi(size: tuple[int, int], product: Product) -> float:
@@ -276,9 +303,18 @@ def _shrink_for_pass(image: np.ndarray, product: Product, scale: int, target_dpi
 
 
 def make_print_master(
-    proof: np.ndarray, product: Product, upscaler: Upscaler, target_dpi: float = 200.0, max_passes: int = 2
+    proof: np.ndarray,
+    product: Product,
+    upscaler: Upscaler,
+    target_dpi: float = 200.0,
+    max_passes: int = 2,
+    soften_sigma: float = SOFTEN_SIGMA,
 ) -> tuple[Image.Image, MasterInfo]:
-    image = proof
+    """The proof at the product's pixels: the upscaler draws the contours from a softened
+    proof and Lanczos carries the proof's own brush texture (print_detail.py says why;
+    soften_sigma=0 gives the model the whole proof, as before)."""
+    softened = soften(proof, soften_sigma)
+    image = softened
     passes = plan_passes((proof.shape[1], proof.shape[0]), product, upscaler.scales, target_dpi, max_passes)
     for scale in passes:
         image = upscaler.upscale(_shrink_for_pass(image, product, scale, target_dpi), scale)
@@ -288,5 +324,6 @@ def make_print_master(
         raise PhotoGenError(
             f"only {dpi:.0f} DPI reached for {product.name}; the provider needs {product.min_dpi}", code="dpi_below_minimum"
         )
-    master = Image.fromarray(image).resize(product.pixel_size, Image.LANCZOS)
-    return master, MasterInfo(passes, native, product.pixel_size, round(dpi, 1))
+    master = add_texture(Image.fromarray(image).resize(product.pixel_size, Image.LANCZOS), proof, softened)
+    source = round(native_dpi((proof.shape[1], proof.shape[0]), product), 1)
+    return master, MasterInfo(passes, native, product.pixel_size, round(dpi, 1), source, soften_sigma)

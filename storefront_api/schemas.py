@@ -107,6 +107,8 @@ class StageOut(BaseModel):
 
 class ProofOut(BaseModel):
     variant: int
+    take: str | None = Field(None, description="what sets this proof apart (classic, bold, close, palette, backdrop, fine)")
+    label: str | None = Field(None, description="the take's name for the customer, e.g. 'Bold strokes'")
     url: str | None = Field(description="a signed URL, valid for minutes")
     identity_score: float | None
     passed: bool

@@ -163,6 +163,9 @@ def test_the_customer_sees_progress_proofs_and_approves_one(client, auth, settin
     assert done["print_master"]["status"] == "pending"
     passed = [p for p in seen["proofs"] if p["passed"]]
     assert passed and all(p["identity_score"] >= seen["identity_threshold"] for p in passed)
+    # each proof says what sets it apart, in words a customer reads
+    assert {p["variant"]: (p["take"], p["label"]) for p in seen["proofs"]}[0] == ("classic", "As catalogued")
+    assert len({p["label"] for p in seen["proofs"]}) == len(seen["proofs"])
 
     proof = client.get(passed[0]["url"])
     assert proof.status_code == 200 and Image.open(io.BytesIO(proof.content)).format == "PNG"

@@ -222,6 +222,8 @@ def test_demo_proofs_pass_the_identity_gate_and_the_best_is_chosen(demo):
     assert len(proofs) == 2
     threshold = demo["identity_threshold"]
     assert 0.0 < threshold < 1.0
+    # each proof is a different take, named for the customer
+    assert all(p["take"] for p in proofs) and len({p["take"] for p in proofs}) == len(proofs)
     for proof in proofs:
         assert proof["identity_score"] >= threshold, proof
         with Image.open(proof["path"]) as image:

@@ -79,12 +79,16 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     assert {name: c.passed for name, c in print_checks.items()} == {
         "print_spec_met": True,
         "upscale_faithful": True,
+        "print_detail_clean": True,
         "provider_accepted": True,  # no print provider configured: the file waits for download
     }
     fulfilled = print_run.asset_materializations_for_node("fulfilment")[0].metadata
     assert fulfilled["provider"].value == "none" and fulfilled["status"].value == "not_sent"
     ssim = print_checks["upscale_faithful"].metadata["ssim"].value
     assert load_quality().upscale_faithful.min_ssim <= ssim < 1.0
+    detail = print_checks["print_detail_clean"].metadata
+    assert detail["max_pattern_score"].value == load_quality().print_detail_clean.max_pattern_score
+    assert detail["pattern_score"].value <= detail["max_pattern_score"].value
 
     # the instance remembers every materialization of this partition, as the UI shows them
     for asset in ["selfie", "styled_candidates", "validated_proofs", "print_master", "print_file"]:
@@ -202,6 +206,20 @@ def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_or
     (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "upscale_faithful"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert instance.get_latest_materialization_event(dg.AssetKey("print_file")) is None
+
+    # a pattern score over the limit, made an error: the master is held back the same way
+    run = dg.materialize(
+        ALL_ASSETS,
+        selection=[assets.print_master],
+        partition_key=order.id,
+        instance=instance,
+        resources=strict(print_detail_clean={"severity": "error", "max_pattern_score": 0.5}),
+        raise_on_error=False,
+    )
+    (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "print_detail_clean"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["pattern_score"].value > check.metadata["max_pattern_score"].value == 0.5
+    assert "a maze" in check.description
 
     # a file over the provider's size limit fails the order with the reason
     run = dg.materialize(

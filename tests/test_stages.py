@@ -57,9 +57,10 @@ def test_every_catalog_style_looks_different(astronaut_selfie, stylizer):
             assert np.abs(renders[a] - renders[b]).mean() > 8.0, (a, b)
 
 
-def _gate(selfie, style, stylizer, analyzer, max_rounds, variants=2):
+def _gate(selfie, style, stylizer, analyzer, max_rounds, variants=1):
+    # one variant, the classic take: at strength 1 no photograph is left in the face
     def render(variants, round_no):
-        return render_candidates(selfie.portrait, style, stylizer, 7, variants, round_no, 0.6)
+        return render_candidates(selfie.portrait, style, stylizer, 7, variants, round_no, 0.6, selfie.portrait_face.box)
 
     return identity_gate(
         render(list(range(variants)), 0),
@@ -148,6 +149,9 @@ def test_print_master_has_the_products_exact_pixels(upscaler, face_images):
     assert info.passes == [4] and info.native_size == (684, 1024)
     bleed_in = 2 * 2 / 25.4
     assert info.effective_dpi == pytest.approx(min(684 / (2 + bleed_in), 1024 / (3 + bleed_in)), abs=0.1)
+    # what the customer approved, per inch: the picture's own detail, whatever the file's tag says
+    assert info.source_dpi == pytest.approx(min(171 / (2 + bleed_in), 256 / (3 + bleed_in)), abs=0.1)
+    assert info.soften_sigma > 0  # the model sees the proof without its brush texture
     # the master is the proof, larger: scaled back down it matches the proof closely
     back = np.asarray(master.resize(proof.shape[1::-1], Image.LANCZOS), dtype=float)
     assert np.abs(back - proof).mean() < 12

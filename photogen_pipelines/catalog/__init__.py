@@ -22,11 +22,15 @@ class EmbeddedStyleParams(BaseModel):
     style_image: str | None = None
     strength: float = Field(0.6, gt=0.0, le=1.0)
     preserve_color: bool = False
+    # the "second palette" take blends the style with this one (the same kind of source)
+    second_palette: dict[int, float] | str | None = None
 
     @model_validator(mode="after")
     def _one_style_source(self) -> EmbeddedStyleParams:
         if (self.builtin is None) == (self.style_image is None):
             raise ValueError("give exactly one of builtin or style_image")
+        if self.second_palette is not None and isinstance(self.second_palette, str) != (self.style_image is not None):
+            raise ValueError("second_palette must be a style picture for a style_image style, a builtin blend otherwise")
         return self
 
 
@@ -261,6 +265,10 @@ class UpscaleGate(GateConfig):
     min_ssim: float = Field(ge=-1.0, le=1.0)
 
 
+class PrintDetailGate(GateConfig):
+    max_pattern_score: float = Field(gt=0)
+
+
 class PrintSpecGate(GateConfig):
     max_megabytes: float = Field(gt=0)
 
@@ -272,6 +280,8 @@ class QualityGates(BaseModel):
     one_face_per_proof: OneFaceGate
     upscale_faithful: UpscaleGate
     print_spec_met: PrintSpecGate
+    # a quality file written before this gate existed still loads, with the shipped numbers
+    print_detail_clean: PrintDetailGate = PrintDetailGate(severity="warn", max_pattern_score=1.4)
 
 
 def _read(name: str, path: str | Path | None) -> dict:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
+from photogen_pipelines import takes
+from photogen_pipelines.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.cli.common import clear_errors, home_option, local_home, output_folder, read_image_file
 from photogen_pipelines.cli.instance import use_local_instance
@@ -197,10 +198,13 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
     validation = keys.load_if_present(store, Validation)
     if validation is not None:
         final = validation.final_scores()
+        candidates = keys.load_if_present(store, CandidatesInfo)
+        take_of = {c.variant: c.take for c in candidates.candidates} if candidates else {}
         summary["identity_threshold"] = validation.threshold
         summary["proofs"] = [
             {
                 "variant": v,
+                "take": takes.label_of(take_of.get(v)),
                 "path": export(keys.proof(v)),
                 "identity_score": final[v].similarity,
                 "strength": final[v].strength,
@@ -230,7 +234,8 @@ def _print_summary(summary: dict) -> None:
     for proof in summary["proofs"]:
         chosen = "  <- approved" if proof["variant"] == summary["chosen_proof"] else ""
         score = f"identity {proof['identity_score']:.2f} (≥ {summary['identity_threshold']:.2f})"
-        click.echo(f"  proof {proof['variant']}: {score}  {proof['path']}{chosen}")
+        take = f" ({proof['take']})" if proof.get("take") else ""
+        click.echo(f"  proof {proof['variant']}{take}: {score}  {proof['path']}{chosen}")
     for variant in summary.get("rejected_variants", []):
         click.echo(f"  variant {variant['variant']} dropped: {variant['reason']}")
     if summary["print_file"]:

@@ -25,6 +25,7 @@ from photogen_pipelines.errors import ModelError
 NUM_BUILTIN = 26
 ARBITRARY_SIZE = 384  # the arbitrary transformer's fixed input
 STYLE_SIZE = 256  # ... and the predictor's
+STROKE_REFERENCE = 640  # long side at and above which the arbitrary network paints the full canvas
 
 
 @functools.cache
@@ -68,21 +69,29 @@ class MagentaStylizer:
             self._session(name)
 
     def load_style(self, params: dict) -> None:
-        """Keep the style picture's style vector (the predictor's work) for later orders."""
-        if name := params.get("style_image"):
+        """Keep the style pictures' style vectors (the predictor's work) for later orders."""
+        for name in _pictures(params):
             self._resident_vectors[name] = self._style_vector(style_picture(name))
 
     def unload_style(self, params: dict) -> None:
-        self._resident_vectors.pop(params.get("style_image"), None)
+        for name in _pictures(params):
+            self._resident_vectors.pop(name, None)
 
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
         """Paint an RGB uint8 image in a style; the output has the input's size."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {strength}")
+        second, weight = params.get("second_palette"), float(params.get("second_palette_weight", 0.0))
         if params.get("style_image"):
-            out = self._arbitrary(rgb, self._picture_vector(params["style_image"]), strength)
+            vector = self._picture_vector(params["style_image"])
+            if second and weight:
+                vector = (1.0 - weight) * vector + weight * self._picture_vector(second)
+            out = self._arbitrary(rgb, vector, strength)
         else:
-            out = self._builtin(rgb, params["builtin"], strength)
+            blend = {int(k): (1.0 - weight) * float(v) for k, v in params["builtin"].items()}
+            for index, value in (second or {}).items() if weight else ():
+                blend[int(index)] = blend.get(int(index), 0.0) + weight * float(value)
+            out = self._builtin(rgb, blend, strength)
         if params.get("preserve_color"):
             out = _keep_colour(out, rgb)
         return out
@@ -116,7 +125,10 @@ class MagentaStylizer:
     def _arbitrary(self, rgb: np.ndarray, style_vector: np.ndarray, strength: float) -> np.ndarray:
         vector = strength * style_vector + (1.0 - strength) * self._style_vector(rgb)
         height, width = rgb.shape[:2]
-        scale = ARBITRARY_SIZE / max(height, width)
+        # the transformer paints at a fixed 384 px: a picture smaller than STROKE_REFERENCE
+        # is painted smaller inside that canvas, so its strokes come out bolder, as they
+        # do with the builtin network (the "bold strokes" take)
+        scale = ARBITRARY_SIZE * min(1.0, max(height, width) / STROKE_REFERENCE) / max(height, width)
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
         small = np.asarray(Image.fromarray(rgb).resize((small_w, small_h), Image.LANCZOS), dtype=np.float32) / 255.0
         small = np.pad(small, ((0, ARBITRARY_SIZE - small_h), (0, ARBITRARY_SIZE - small_w), (0, 0)), mode="reflect")
@@ -125,6 +137,11 @@ class MagentaStylizer:
         out = session.run(None, {names[0]: small[None], names[1]: vector.astype(np.float32)})[0][0][:small_h, :small_w]
         out = Image.fromarray((np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
         return np.asarray(out.resize((width, height), Image.LANCZOS))
+
+
+def _pictures(params: dict) -> list[str]:
+    second = params.get("second_palette")
+    return [name for name in (params.get("style_image"), second if isinstance(second, str) else None) if name]
 
 
 def _keep_colour(styled: np.ndarray, original: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """How an order looks to a client: its state, progress, proofs and payment."""
 
-from photogen_pipelines.artifacts import OrderKeys, Stage, Validation
+from photogen_pipelines import takes
+from photogen_pipelines.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
 from photogen_pipelines.fulfilment import fulfilment_of, recipient_of
 from photogen_pipelines.intake import PAYMENTS_OFF_LABEL
 from photogen_pipelines.orders import IN_PROGRESS, PRINT_FILE_MADE, PROOFS_VISIBLE, Order
@@ -22,11 +23,24 @@ def _proofs(services, order: Order, base_url: str) -> tuple[list[ProofOut], floa
     validation = OrderKeys(order.id).load_if_present(services.store, Validation)
     if validation is None:
         return [], None
+    candidates = OrderKeys(order.id).load_if_present(services.store, CandidatesInfo)
+    take_of = {c.variant: c.take for c in candidates.candidates} if candidates else {}
     proofs = []
     for variant, score in sorted(validation.final_scores().items()):
         key = validation.proofs.get(variant)
         url = services.link(base_url, key) if key and order.state in PROOFS_VISIBLE else None
-        proofs.append(ProofOut(variant=variant, url=url, identity_score=score.similarity, passed=score.passed, round=score.round))
+        take = take_of.get(variant)
+        proofs.append(
+            ProofOut(
+                variant=variant,
+                take=take,
+                label=takes.label_of(take),
+                url=url,
+                identity_score=score.similarity,
+                passed=score.passed,
+                round=score.round,
+            )
+        )
     return proofs, validation.threshold
 
 
