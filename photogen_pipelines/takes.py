@@ -2,8 +2,9 @@
 
 A style-transfer network paints the same picture every time, so the variants of an
 order are different *takes* on the portrait, each named for what a customer sees:
-the style as catalogued, bolder strokes, a closer crop, the style's second palette, a
-quiet backdrop, finer strokes. Every take is still seeded (a little jitter in framing
+the style as catalogued, its second palette, a closer crop, bolder strokes, a quiet
+backdrop, finer strokes (in that order: an order of two gets the first two, which differ
+most). Every take is still seeded (a little jitter in framing
 and stroke size) so a re-run reproduces it.
 
 Three things every take does, whatever the style:
@@ -124,12 +125,17 @@ def lift_curve(rgb: np.ndarray, face: Box) -> np.ndarray | None:
     return (np.linspace(0.0, 1.0, 256) ** gamma * 255.0 + 0.5).astype(np.uint8)
 
 
+def lift_mask(shape: tuple[int, int], face: Box) -> np.ndarray:
+    """Where the face is lifted and restored: fading out inside the face, since a lift
+    reaching the backdrop is painted as a pale halo around the head."""
+    return ellipse_mask(shape, face, grow=0.85, feather=0.5)
+
+
 def apply_curve(rgb: np.ndarray, curve: np.ndarray | None, face: Box) -> np.ndarray:
     """The tone curve over the face only: the backdrop is painted from its own tones."""
     if curve is None:
         return rgb
-    # fading out inside the face: a lift reaching the backdrop is painted as a pale halo
-    where = ellipse_mask(rgb.shape[:2], face, grow=0.85, feather=0.5)[..., None]
+    where = lift_mask(rgb.shape[:2], face)[..., None]
     return (where * curve[rgb] + (1.0 - where) * rgb + 0.5).astype(np.uint8)
 
 
@@ -166,6 +172,6 @@ def restore_tone(painting: np.ndarray, photo: np.ndarray, face: Box) -> np.ndarr
     photo_tone = np.asarray(Image.fromarray((luma(photo) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius)))
     paint_tone = np.asarray(Image.fromarray((luma(painting) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius)))
     ratio = (photo_tone.astype(np.float32) + 4.0) / (paint_tone.astype(np.float32) + 4.0)
-    where = ellipse_mask(photo.shape[:2], face, grow=1.0, feather=0.35)
+    where = lift_mask(photo.shape[:2], face)
     gain = (1.0 + where * (np.minimum(ratio, 1.0) - 1.0))[..., None]  # only darkens back: never lightens skin
     return np.clip(painting.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
