@@ -140,7 +140,7 @@ def _paint(framed: np.ndarray, face: Box, stylizer: Stylizer, params: dict, stro
     depth."""
     curve = takes.lift_curve(framed, face)
     shown = takes.apply_curve(takes.quiet(framed, face) if quiet else framed, curve, face)
-    painted = stylizer.stylize(takes.at_stroke_size(shown, stroke_side), params, 1.0)
+    painted = takes.without_checkerboard(stylizer.stylize(takes.at_stroke_size(shown, stroke_side), params, 1.0))
     height, width = framed.shape[:2]
     if painted.shape[:2] != (height, width):
         painted = np.asarray(Image.fromarray(painted).resize((width, height), Image.LANCZOS))

@@ -10,9 +10,9 @@ and proofs a customer could not tell apart scored as far apart as two styles.
 
 Measured on the 4 reference faces x 8 styles (BENCHMARKS.md, "Proof variety"): the old
 variants (strength ±10 %, zoom ≤ 8 %) scored 0.18–0.35 per order of 4 (median 0.24); the
-same take rendered twice with its seed's jitter 0.10–0.25; an order of 4 takes 0.34–0.68
-(median 0.54). VARIETY_FLOOR sits above every repeated take and most old orders, below
-every order of 4 takes.
+same take rendered twice with its seed's jitter 0.09–0.24; an order of 4 takes 0.40–0.67
+(median 0.53), of 2 takes 0.31–0.58. VARIETY_FLOOR sits above every repeated take and the
+old variants' median, below every order of 2 or 4 takes.
 """
 
 from __future__ import annotations
