@@ -88,6 +88,21 @@ class Row:
     seconds: float = 0.0
 
 
+def new_row(portrait: EvalPortrait, style: Style, selfie_error: str | None = None) -> Row:
+    return Row(
+        portrait.name,
+        portrait.person,
+        portrait.lighting,
+        portrait.group,
+        portrait.ita,
+        portrait.person_ita,
+        style.id,
+        order_seed(portrait),
+        style.identity_threshold,
+        selfie_error=selfie_error,
+    )
+
+
 def _take(candidate: Candidate):
     return getattr(candidate, "take", None)
 
@@ -108,17 +123,7 @@ def run_style(
     `styled_candidates` and `validated_proofs` run them. Returns the row and, per variant,
     the candidate shown on the contact sheet (its proof, or its last failed attempt)."""
     seed = order_seed(portrait)
-    row = Row(
-        portrait.name,
-        portrait.person,
-        portrait.lighting,
-        portrait.group,
-        portrait.ita,
-        portrait.person_ita,
-        style.id,
-        seed,
-        style.identity_threshold,
-    )
+    row = new_row(portrait, style)
     started = time.perf_counter()
     last: dict[int, Candidate] = {}
     takes: dict[tuple[int, int], str | None] = {}
@@ -360,18 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         for portrait in portraits:
             selfie = selfies[portrait.name]
             if isinstance(selfie, str):
-                row = Row(
-                    portrait.name,
-                    portrait.person,
-                    portrait.lighting,
-                    portrait.group,
-                    portrait.ita,
-                    portrait.person_ita,
-                    style.id,
-                    order_seed(portrait),
-                    style.identity_threshold,
-                    selfie_error=selfie,
-                )
+                row = new_row(portrait, style, selfie_error=selfie)
                 framed, shown = np.asarray(Image.open(io.BytesIO(portrait.data)).convert("RGB")), {}
             else:
                 row, shown = run_style(portrait, selfie, style, catalog, stylizer, analyzer, args.variants)
