@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 import yaml
 from PIL import Image, ImageCms
@@ -19,6 +20,7 @@ from photogen_pipelines.catalog import load_quality, load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders import OrderState
 from photogen_pipelines.storage import get_json
+from photogen_pipelines.variety import proof_variety
 from resources import CatalogResource
 
 ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]
@@ -69,6 +71,13 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     assert sorted((c.check_name, c.passed) for c in checks) == [("identity_preserved", True), ("one_face_per_proof", True)]
     similarities = proof_run.asset_materializations_for_node("validated_proofs")[0].metadata
     assert similarities["best_similarity"].value >= similarities["threshold"].value
+    # the order's variety, as the UI plots it, is that of the proofs it stored
+    stored = [
+        Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
+        for key in get_json(store, OrderKeys(order.id).validation)["proofs"].values()
+    ]
+    variety = proof_variety([np.asarray(image) for image in stored])
+    assert similarities["proof_variety"].value == pytest.approx(variety if variety is not None else -1.0, abs=1e-3)
 
     print_run = _materialize(defs, instance, assets.print_assets, order.id)
     assert print_run.success
