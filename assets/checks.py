@@ -69,6 +69,13 @@ def one_face_per_proof(
     )
 
 
+def _approved_proof_and_master(storage: ArtifactStorage, order_id: str):
+    """The proof the master was made from and the master, read back from storage."""
+    store, keys = storage.store(), OrderKeys(order_id)
+    approved = keys.load(store, MasterInfo).proof
+    return open_png(store.get_bytes(keys.proof(approved))), open_png(store.get_bytes(keys.print_master))
+
+
 @dg.asset_check(asset=print_master, partitions_def=orders_partitions, blocking=True)
 def upscale_faithful(
     context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, catalog: CatalogResource
@@ -76,10 +83,7 @@ def upscale_faithful(
     """The print master, scaled back to the proof's size, is structurally the proof the
     customer approved (SSIM): the upscaler invented no new picture."""
     gate = catalog.quality().upscale_faithful
-    store, keys = storage.store(), OrderKeys(context.partition_key)
-    approved = keys.load(store, MasterInfo).proof
-    proof = open_png(store.get_bytes(keys.proof(approved)))
-    master = open_png(store.get_bytes(keys.print_master))
+    proof, master = _approved_proof_and_master(storage, context.partition_key)
     ssim = upscale_ssim(proof, master)
     return dg.AssetCheckResult(
         passed=ssim >= gate.min_ssim,
@@ -104,10 +108,7 @@ def print_detail_clean(
     a few styles and faces, and a flagged file is still printable; make it `error` to hold
     such prints back."""
     gate = catalog.quality().print_detail_clean
-    store, keys = storage.store(), OrderKeys(context.partition_key)
-    approved = keys.load(store, MasterInfo).proof
-    proof = open_png(store.get_bytes(keys.proof(approved)))
-    master = open_png(store.get_bytes(keys.print_master))
+    proof, master = _approved_proof_and_master(storage, context.partition_key)
     scores = print_pattern_scores(proof, master)
     worst, median = max(scores), float(np.median(scores))
     return dg.AssetCheckResult(

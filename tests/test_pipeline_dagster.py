@@ -203,29 +203,25 @@ def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_or
         path.write_text(yaml.safe_dump(quality))
         return {**defs.resources, "catalog": CatalogResource(quality_path=str(path))}
 
+    def strict_check(name: str, selection, **gate):
+        run = dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            partition_key=order.id,
+            instance=instance,
+            resources=strict(**{name: gate}),
+            raise_on_error=False,
+        )
+        (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == name]
+        return check
+
     # an upscale that is not faithful enough, made an error: print_file is never made
-    run = dg.materialize(
-        ALL_ASSETS,
-        selection=assets.print_assets,
-        partition_key=order.id,
-        instance=instance,
-        resources=strict(upscale_faithful={"severity": "error", "min_ssim": 0.9999}),
-        raise_on_error=False,
-    )
-    (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "upscale_faithful"]
+    check = strict_check("upscale_faithful", assets.print_assets, severity="error", min_ssim=0.9999)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert instance.get_latest_materialization_event(dg.AssetKey("print_file")) is None
 
     # a pattern score over the limit, made an error: the master is held back the same way
-    run = dg.materialize(
-        ALL_ASSETS,
-        selection=[assets.print_master],
-        partition_key=order.id,
-        instance=instance,
-        resources=strict(print_detail_clean={"severity": "error", "max_pattern_score": 0.5}),
-        raise_on_error=False,
-    )
-    (check,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "print_detail_clean"]
+    check = strict_check("print_detail_clean", [assets.print_master], severity="error", max_pattern_score=0.5)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["pattern_score"].value > check.metadata["max_pattern_score"].value == 0.5
     assert "a maze" in check.description

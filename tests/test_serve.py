@@ -100,12 +100,17 @@ def serving(tmp_path: Path, env: dict[str, str], api_port: int | None = None):
         process.terminate()
         assert process.wait(timeout=60) == 0, _tail(log)
     finally:
-        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
-        if process.poll() is None:
-            _kill_group(process.pid)
-            process.wait(timeout=10)
-        for pgid in child_pgids:
-            _kill_group(pgid)
+        _stop_all(process, log, child_pgids)
+
+
+def _stop_all(process: subprocess.Popen, log: Path, child_pgids: list[int]) -> None:
+    """Kill serve and every child it logged, if a test left them running: no process may outlive the test."""
+    child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
+    if process.poll() is None:
+        _kill_group(process.pid)
+        process.wait(timeout=10)
+    for pgid in child_pgids:
+        _kill_group(pgid)
 
 
 def new_api_key(home: Path) -> dict[str, str]:
@@ -132,13 +137,7 @@ def serve(tmp_path):
     try:
         yield process, api_port, ui_port, home, log, child_pgids
     finally:
-        # the test failed before stopping it: no process may outlive the test
-        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
-        if process.poll() is None:
-            _kill_group(process.pid)
-            process.wait(timeout=10)
-        for pgid in child_pgids:
-            _kill_group(pgid)
+        _stop_all(process, log, child_pgids)
 
 
 def _sensor_daemon_heartbeat(dagster_home: Path) -> bool:
