@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from photogen_pipelines import lifecycle
-from photogen_pipelines.artifacts import OrderKeys, Stage
 from photogen_pipelines.errors import BadInput, IllegalTransition, PhotoGenError
-from photogen_pipelines.orderbook import OrderBook
-from photogen_pipelines.orders import Order
-from photogen_pipelines.storage import ArtifactStore
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.book import OrderBook
+from photogen_pipelines.orders.states import Order
+from photogen_pipelines.storage.artifacts import OrderKeys, Stage
+from photogen_pipelines.storage.stores import ArtifactStore
 from resources import ArtifactStorage, OrdersDatabase
 
 

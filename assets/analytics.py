@@ -3,8 +3,8 @@ it, one partition per UTC day. Analysts read the Parquet files, not the event lo
 
 import dagster as dg
 
-from photogen_pipelines.ledger_columns import LEDGER_COLUMNS
-from photogen_pipelines.orders import SETTLED, OrderState
+from photogen_pipelines.analytics.ledger_columns import LEDGER_COLUMNS
+from photogen_pipelines.orders.states import SETTLED, OrderState
 from resources import ArtifactStorage, OrdersDatabase
 
 # pandas, pyarrow and the ledger load inside the assets: every run process imports this
@@ -62,7 +62,7 @@ def generation_ledger(
     context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage
 ) -> dg.MaterializeResult:
     """One row per order settled that day (UTC): what it was, how it scored, what it took and cost."""
-    from photogen_pipelines.ledger import build_ledger_day, write_ledger_day
+    from photogen_pipelines.analytics.ledger import build_ledger_day, write_ledger_day
 
     day, store = context.partition_key, storage.store()
     # the core builds the rows (`photogen report` builds the orders no file holds yet the same way);
@@ -86,8 +86,8 @@ def generation_ledger(
 def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
     """Per style and engine: how often the identity gate rejects, the proofs, rounds and
     seconds it takes, and what generating the orders cost (per style and per engine backend)."""
-    from photogen_pipelines.ledger import parquet_bytes, read_ledger_day
-    from photogen_pipelines.metrics import (
+    from photogen_pipelines.analytics.ledger import parquet_bytes, read_ledger_day
+    from photogen_pipelines.analytics.metrics import (
         NOT_STYLED,
         cost_markdown,
         metrics_key,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from photogen_pipelines.catalog import load_styles
-from photogen_pipelines.previews import catalog_version, reference_faces, render_style_preview, store_style_preview
+from photogen_pipelines.generation.previews import catalog_version, reference_faces, render_style_preview, store_style_preview
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
 
 GROUP = "catalog"

@@ -8,12 +8,12 @@ import numpy as np
 from assets.partitions import orders_partitions
 from assets.printing import print_file, print_master
 from assets.proofs import validated_proofs
-from photogen_pipelines import lifecycle
-from photogen_pipelines.artifacts import Manifest, MasterInfo, OrderKeys, Validation
-from photogen_pipelines.gates import print_spec_report, upscale_ssim
-from photogen_pipelines.imaging import open_png
-from photogen_pipelines.print_detail import print_pattern_scores
-from photogen_pipelines.stages import count_people
+from photogen_pipelines.generation.gates import print_spec_report, upscale_ssim
+from photogen_pipelines.generation.stages import count_people
+from photogen_pipelines.imaging.images import open_png
+from photogen_pipelines.imaging.print_detail import print_pattern_scores
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.storage.artifacts import Manifest, MasterInfo, OrderKeys, Validation
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase
 
 SEVERITY = {"warn": dg.AssetCheckSeverity.WARN, "error": dg.AssetCheckSeverity.ERROR}

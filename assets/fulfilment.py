@@ -4,8 +4,8 @@ import dagster as dg
 
 from assets.partitions import orders_partitions
 from assets.printing import delivery
-from photogen_pipelines.fulfilment import NotFulfillable, fulfilment_of
-from photogen_pipelines.providers.base import ProviderError
+from photogen_pipelines.fulfilment.providers.base import ProviderError
+from photogen_pipelines.fulfilment.submission import NotFulfillable, fulfilment_of
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 from resources.fulfilment import PrintProviderResource
 

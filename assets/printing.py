@@ -6,12 +6,13 @@ import numpy as np
 from assets._helpers import core_failure, enter, order_step, timed_stage
 from assets.partitions import orders_partitions
 from assets.proofs import validated_proofs
-from photogen_pipelines import costs, lifecycle
-from photogen_pipelines.artifacts import CandidatesInfo, EngineVersions, Manifest, MasterInfo, Stage, Validation
-from photogen_pipelines.costs import metered
+from photogen_pipelines.analytics import costs
+from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.errors import PhotoGenError
-from photogen_pipelines.imaging import EXTENSIONS, encode_print_file, open_png, png_bytes
-from photogen_pipelines.stages import make_print_master
+from photogen_pipelines.generation.stages import make_print_master
+from photogen_pipelines.imaging.images import EXTENSIONS, encode_print_file, open_png, png_bytes
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.storage.artifacts import CandidatesInfo, EngineVersions, Manifest, MasterInfo, Stage, Validation
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, UpscaleEngine
 
 GROUP = "printing"

@@ -5,14 +5,23 @@ import numpy as np
 
 from assets._helpers import enter, order_step, reject_order, timed_stage
 from assets.partitions import orders_partitions
-from photogen_pipelines import costs, lifecycle
-from photogen_pipelines.artifacts import CandidateParams, CandidatesInfo, OrderKeys, ProofScore, SelfieInfo, Stage, Validation
-from photogen_pipelines.costs import metered
+from photogen_pipelines.analytics import costs
+from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.imaging import Box, open_png, png_bytes
-from photogen_pipelines.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
-from photogen_pipelines.variety import proof_variety
+from photogen_pipelines.generation.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
+from photogen_pipelines.imaging.images import Box, open_png, png_bytes
+from photogen_pipelines.imaging.variety import proof_variety
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.storage.artifacts import (
+    CandidateParams,
+    CandidatesInfo,
+    OrderKeys,
+    ProofScore,
+    SelfieInfo,
+    Stage,
+    Validation,
+)
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
 GROUP = "proofs"

@@ -23,7 +23,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.demo_order import machine  # noqa: E402
-from photogen_pipelines.imaging import png_bytes  # noqa: E402
+from photogen_pipelines.imaging.images import png_bytes  # noqa: E402
 from tests.api_helpers import make_app, make_settings, new_key, order_body  # noqa: E402
 from tests.conftest import POSTGRES_URL, throwaway_postgres  # noqa: E402
 from tests.servers import api_server  # noqa: E402

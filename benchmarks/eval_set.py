@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from photogen_pipelines.engines.base import Face, FaceAnalyzer
-from photogen_pipelines.imaging import decode_upload, png_bytes
+from photogen_pipelines.imaging.images import decode_upload, png_bytes
 
 LIGHTINGS = ("as_shot", "dim", "warm_indoor", "side_light")
 

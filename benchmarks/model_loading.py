@@ -33,8 +33,8 @@ started = time.perf_counter()
 from skimage import data
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.stages import prepare_selfie, render_candidates
-from photogen_pipelines.imaging import png_bytes
+from photogen_pipelines.generation.stages import prepare_selfie, render_candidates
+from photogen_pipelines.imaging.images import png_bytes
 args = json.loads(sys.argv[1])
 imported = time.perf_counter()
 defs = build_defs(args["home"], **args["settings"])

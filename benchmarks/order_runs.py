@@ -254,7 +254,7 @@ def place_orders(service: Service, args: argparse.Namespace) -> tuple[list[str],
     """Upload the astronaut once, then place `args.orders` orders at once (one thread each); their ids and the key."""
     from skimage import data
 
-    from photogen_pipelines.imaging import png_bytes
+    from photogen_pipelines.imaging.images import png_bytes
 
     auth = new_api_key(service.home)
     upload = _request("POST", f"{service.api}/v1/uploads", headers=auth, files={"file": ("me.png", png_bytes(data.astronaut()))})

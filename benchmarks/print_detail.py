@@ -21,12 +21,12 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from photogen_pipelines import stages
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan
-from photogen_pipelines.print_detail import SOFTEN_SIGMA, print_pattern_scores
+from photogen_pipelines.generation import stages
+from photogen_pipelines.imaging.print_detail import SOFTEN_SIGMA, print_pattern_scores
 
 FACES = Path(__file__).resolve().parent.parent / "photogen_pipelines" / "catalog" / "reference_faces"
 CASES = [("astronaut", "starry_swirl"), ("ardern_2022", "sepia_oil"), ("obama_senate", "ink_etching")]

@@ -73,9 +73,24 @@ from sqlalchemy import insert  # noqa: E402
 
 from benchmarks.demo_order import machine  # noqa: E402
 from benchmarks.postgres import POSTGRES_URL, create_database, drop_database  # noqa: E402
-from photogen_pipelines import lifecycle  # noqa: E402
-from photogen_pipelines.api_keys import create_api_key  # noqa: E402
-from photogen_pipelines.artifacts import (  # noqa: E402
+from photogen_pipelines.access.api_keys import create_api_key  # noqa: E402
+from photogen_pipelines.catalog import load_products, load_styles  # noqa: E402
+from photogen_pipelines.db.database import Database  # noqa: E402
+from photogen_pipelines.db.tables import OrderEventRow, OrderRow, PaymentEventRow, UploadRow  # noqa: E402
+from photogen_pipelines.generation.stages import variant_seed  # noqa: E402
+from photogen_pipelines.imaging.images import EXTENSIONS  # noqa: E402
+from photogen_pipelines.orders import lifecycle  # noqa: E402
+from photogen_pipelines.orders.book import event_values, order_values  # noqa: E402
+from photogen_pipelines.orders.states import (  # noqa: E402
+    OWES_REFUND,
+    Order,
+    OrderEvent,
+    OrderState,
+    order_seed,
+)
+from photogen_pipelines.orders.uploads import Upload  # noqa: E402
+from photogen_pipelines.payments.stripe_payments import money  # noqa: E402
+from photogen_pipelines.storage.artifacts import (  # noqa: E402
     CandidateParams,
     CandidatesInfo,
     EngineVersions,
@@ -88,17 +103,8 @@ from photogen_pipelines.artifacts import (  # noqa: E402
     Stage,
     Validation,
 )
-from photogen_pipelines.catalog import load_products, load_styles  # noqa: E402
-from photogen_pipelines.db.database import Database  # noqa: E402
-from photogen_pipelines.db.tables import OrderEventRow, OrderRow, PaymentEventRow, UploadRow  # noqa: E402
-from photogen_pipelines.imaging import EXTENSIONS  # noqa: E402
-from photogen_pipelines.intake import OrderRequest, PlacementRequest  # noqa: E402
-from photogen_pipelines.orderbook import event_values, order_values  # noqa: E402
-from photogen_pipelines.orders import OWES_REFUND, Order, OrderEvent, OrderState, order_seed  # noqa: E402
-from photogen_pipelines.payments import money  # noqa: E402
-from photogen_pipelines.stages import variant_seed  # noqa: E402
-from photogen_pipelines.storage import LocalArtifactStore  # noqa: E402
-from photogen_pipelines.uploads import Upload  # noqa: E402
+from photogen_pipelines.storage.stores import LocalArtifactStore  # noqa: E402
+from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest  # noqa: E402
 
 S = OrderState
 SEED = 20261129
@@ -810,7 +816,7 @@ def measure_ledger(results: Results, instance, defs, now: datetime, store) -> No
     the days before the partitions' start_date get their ledger file from the same core
     function the asset calls (so retention can read them)."""
     from assets.analytics import generation_ledger, rejection_metrics
-    from photogen_pipelines.ledger import build_ledger_day, write_ledger_day
+    from photogen_pipelines.analytics.ledger import build_ledger_day, write_ledger_day
 
     resources = {"orders": defs.resources["orders"], "storage": defs.resources["storage"]}
     days = partition_days(now)
@@ -853,7 +859,7 @@ def _days_back(now: datetime) -> list[date]:
 
 
 def measure_retention(results: Results, defs, now: datetime, seeded: list[Seeded]) -> None:
-    from photogen_pipelines.retention import purge_expired
+    from photogen_pipelines.workflows.retention import purge_expired
 
     book, store = defs.resources["orders"].book(), defs.resources["storage"].store()
     policy = defs.resources["retention"].policy()

@@ -47,8 +47,15 @@ from photogen_pipelines.catalog import Style, StyleCatalog, load_products, load_
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer  # noqa: E402
 from photogen_pipelines.engines.stylize_magenta import MagentaStylizer  # noqa: E402
 from photogen_pipelines.errors import BadInput  # noqa: E402
-from photogen_pipelines.imaging import Box  # noqa: E402
-from photogen_pipelines.stages import Candidate, Selfie, identity_gate, prepare_selfie, render_candidates, score_candidate  # noqa: E402
+from photogen_pipelines.generation.stages import (  # noqa: E402
+    Candidate,
+    Selfie,
+    identity_gate,
+    prepare_selfie,
+    render_candidates,
+    score_candidate,
+)
+from photogen_pipelines.imaging.images import Box  # noqa: E402
 
 PRODUCT = "poster_12x18"
 GAP_LIMIT = 0.1  # the bar: no group more than 0.1 below the others

@@ -11,7 +11,7 @@ or cancel at every state; some uploads are refused. Meanwhile, `--faults` times 
 seeded order: a run worker SIGKILLed, the daemon SIGKILLed, the whole service SIGKILLed, and
 Stripe unreachable for `--outage` seconds; the service is started again after each kill, as a
 process manager would. Then the soak waits until every order has settled or waits on its
-customer, stops the service, and checks photogen_pipelines/invariants.py against Stripe's own
+customer, stops the service, and checks tests/invariants.py against Stripe's own
 records, the instance and the artifact store. Prints the invariants, the faults injected,
 p50/p95 paid → proofs_ready and paid → ready, and orders per hour. Exit 1 if an invariant fails.
 """
@@ -316,7 +316,7 @@ class Faults:
 
 
 def settled_or_waiting(orders) -> bool:
-    from photogen_pipelines.invariants import waiting_on_customer
+    from tests.invariants import waiting_on_customer
 
     return all(o.state.value in SETTLED and not o.refund_owed or waiting_on_customer(o) for o in orders)
 
@@ -342,9 +342,9 @@ def check(shop: Shop, stripe_client, orders_url: str) -> tuple[object, list]:
     import dagster as dg
 
     from photogen_pipelines.db.database import Database
-    from photogen_pipelines.invariants import StripeRecords, check_shop
-    from photogen_pipelines.orderbook import SqlOrderBook
-    from photogen_pipelines.storage import LocalArtifactStore
+    from photogen_pipelines.orders.book import SqlOrderBook
+    from photogen_pipelines.storage.stores import LocalArtifactStore
+    from tests.invariants import StripeRecords, check_shop
 
     database = Database(orders_url)
     try:
@@ -372,8 +372,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
     from skimage import data
 
     from photogen_pipelines.db.database import Database
-    from photogen_pipelines.imaging import png_bytes
-    from photogen_pipelines.orderbook import SqlOrderBook
+    from photogen_pipelines.imaging.images import png_bytes
+    from photogen_pipelines.orders.book import SqlOrderBook
 
     rng = random.Random(args.seed)
     orders_url, dagster_url = (create_database(POSTGRES_URL, f"photogen_soak_{kind}") for kind in ("orders", "dagster"))

@@ -14,9 +14,9 @@ import assets
 import sensors
 from assets.run_tags import gpu_run_tags
 from photogen_pipelines.factories import Deployment, deployment
-from photogen_pipelines.intake import OrderRequest, register_order
-from photogen_pipelines.orders import Order
+from photogen_pipelines.orders.states import Order
 from photogen_pipelines.settings import PhotoGenSettings
+from photogen_pipelines.workflows.intake import OrderRequest, register_order
 from resources import (
     ArtifactStorage,
     CatalogResource,

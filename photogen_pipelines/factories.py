@@ -22,11 +22,11 @@ from photogen_pipelines.engines.models_folder import UPSCALER_FILE
 from photogen_pipelines.engines.remote import EngineService, RemoteUpscaler, remote_stylizer
 from photogen_pipelines.errors import ModelError
 from photogen_pipelines.settings import PhotoGenSettings
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.storage.stores import LocalArtifactStore
 
 if TYPE_CHECKING:
     from photogen_pipelines.engines.predictions import PredictionJournal
-    from photogen_pipelines.storage_s3 import S3ArtifactStore
+    from photogen_pipelines.storage.s3 import S3ArtifactStore
 
 FaceBackend = Literal["embedded", "insightface"]
 # service: the warm engine service (engine_service/) at service_url does the work;
@@ -331,7 +331,7 @@ def artifact_store(settings: StoreSettings) -> LocalArtifactStore | S3ArtifactSt
     # and credentials from the environment when its client is made, so a cached one would
     # keep what the environment said the first time.
     if settings.s3_bucket:
-        from photogen_pipelines.storage_s3 import S3ArtifactStore  # boto3 loads only for S3
+        from photogen_pipelines.storage.s3 import S3ArtifactStore  # boto3 loads only for S3
 
         return S3ArtifactStore(
             settings.s3_bucket, settings.s3_prefix, endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region

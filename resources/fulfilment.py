@@ -8,16 +8,16 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from photogen_pipelines import providers
-from photogen_pipelines.approvals import ApprovalPolicy
-from photogen_pipelines.artifacts import Manifest, OrderKeys
+from photogen_pipelines.access.signing import Signer
 from photogen_pipelines.catalog import ProductCatalog
-from photogen_pipelines.fulfilment import NotFulfillable, SubmitResult, file_md5, submit
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.providers.base import PrintProvider
+from photogen_pipelines.fulfilment import providers
+from photogen_pipelines.fulfilment.providers.base import PrintProvider
+from photogen_pipelines.fulfilment.submission import NotFulfillable, SubmitResult, file_md5, submit
+from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.settings import LocalPaths
-from photogen_pipelines.signing import Signer
-from photogen_pipelines.storage import ArtifactStore
+from photogen_pipelines.storage.artifacts import Manifest, OrderKeys
+from photogen_pipelines.storage.stores import ArtifactStore
+from photogen_pipelines.workflows.approvals import ApprovalPolicy
 
 
 class PrintProviderResource(dg.ConfigurableResource):

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from photogen_pipelines.payments import StripeGateway
+from photogen_pipelines.payments.stripe_payments import StripeGateway
 
 
 class StripePayments(dg.ConfigurableResource):

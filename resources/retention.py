@@ -1,7 +1,7 @@
 import dagster as dg
 from pydantic import Field
 
-from photogen_pipelines.retention import RetentionPolicy
+from photogen_pipelines.workflows.retention import RetentionPolicy
 
 
 class RetentionSettings(dg.ConfigurableResource):

@@ -5,11 +5,11 @@ import dagster as dg
 from photogen_pipelines import factories
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.factories import StoreSettings
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.storage.stores import LocalArtifactStore
 
 if TYPE_CHECKING:
-    from photogen_pipelines.storage_s3 import S3ArtifactStore
+    from photogen_pipelines.storage.s3 import S3ArtifactStore
 
 
 class ArtifactStorage(dg.ConfigurableResource):

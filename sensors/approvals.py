@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from photogen_pipelines.approvals import run_deadlines
+from photogen_pipelines.workflows.approvals import run_deadlines
 from resources import ArtifactStorage, OrdersDatabase
 from resources.fulfilment import ApprovalDeadline
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.catalog_previews import catalog_preview_job, styles_partitions
-from photogen_pipelines.previews import catalog_version, latest_preview
+from photogen_pipelines.generation.previews import catalog_version, latest_preview
 from resources import ArtifactStorage, CatalogResource, StyleEngine
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import print_job, proof_job
-from photogen_pipelines import lifecycle
-from photogen_pipelines.payments import refund_order
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.payments.stripe_payments import refund_order
 from resources import OrdersDatabase, StripePayments
 
 WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run that run retries will re-execute

@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from photogen_pipelines.fulfilment import (
+from photogen_pipelines.fulfilment.providers.base import ProviderError
+from photogen_pipelines.fulfilment.submission import (
     RESUBMIT_AFTER,
     NotFulfillable,
     open_fulfilments,
     read_back,
     unsubmitted,
 )
-from photogen_pipelines.providers.base import ProviderError
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 from resources.fulfilment import PrintProviderResource
 

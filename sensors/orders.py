@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets import print_job, proof_job
 from assets.partitions import orders_partitions
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders.states import OrderState
 from resources import OrdersDatabase
 from sensors._cursor import EventCursor
 

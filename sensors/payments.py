@@ -6,7 +6,7 @@ import time
 
 import dagster as dg
 
-from photogen_pipelines.payments import (
+from photogen_pipelines.payments.stripe_payments import (
     EventResult,
     MalformedEvent,
     apply_stripe_event,

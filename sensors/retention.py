@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.partitions import orders_partitions
-from photogen_pipelines.retention import Retention, expired_orders
+from photogen_pipelines.workflows.retention import Retention, expired_orders
 from resources import ArtifactStorage, OrdersDatabase
 from resources.retention import RetentionSettings
 

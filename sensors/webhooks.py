@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from photogen_pipelines.webhooks import deliver_due
+from photogen_pipelines.webhooks.delivery import deliver_due
 from resources import OrdersDatabase
 
 # One tick must end well inside Dagster's 60 s sensor timeout, however slow the receivers:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from photogen_pipelines.errors import BadInput, Conflict, IllegalTransition, NotFound, PhotoGenError
-from photogen_pipelines.payments import PaymentError
+from photogen_pipelines.payments.stripe_payments import PaymentError
 
 log = logging.getLogger("storefront_api")
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from photogen_pipelines.recipients import MaskedRecipient, Recipient, ShippingMethod
+from photogen_pipelines.orders.recipients import MaskedRecipient, Recipient, ShippingMethod
 from storefront_api.examples import APPROVE_IN, ORDER_IN, ORDER_OUT
 
 

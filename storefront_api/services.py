@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from photogen_pipelines.access.signing import Signer
 from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_styles
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.factories import artifact_store, deployment, face_analyzer
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.payments import StripeGateway
-from photogen_pipelines.providers import print_provider
-from photogen_pipelines.providers.base import PrintProvider
-from photogen_pipelines.signing import Signer
-from photogen_pipelines.storage import ArtifactStore
+from photogen_pipelines.fulfilment.providers import print_provider
+from photogen_pipelines.fulfilment.providers.base import PrintProvider
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.payments.stripe_payments import StripeGateway
+from photogen_pipelines.storage.stores import ArtifactStore
 from storefront_api.config import Settings
 
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from photogen_pipelines.outbox import ALL_EVENTS, EVENT_TYPES
-from photogen_pipelines.webhook_endpoints import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
+from photogen_pipelines.orders.outbox import ALL_EVENTS, EVENT_TYPES
+from photogen_pipelines.webhooks.endpoints import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
 from storefront_api.schemas import RequestBody
 
 EVENTS_HELP = f'event types to receive ({", ".join(EVENT_TYPES)}), or ["{ALL_EVENTS}"] for all, including future ones'

@@ -7,7 +7,7 @@ import uuid
 
 from PIL import Image
 
-from photogen_pipelines.api_keys import create_api_key
+from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.database import open_database
 from storefront_api.config import Settings
 from storefront_api.main import create_app

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from photogen_pipelines.imaging import decode_upload, png_bytes
+from photogen_pipelines.imaging.images import decode_upload, png_bytes
 
 FACES_DIR = Path(__file__).parent / "data" / "faces"
 FACE_FILES = ["ardern_2022.jpg", "macron_2025.jpg", "obama_senate.jpg"]

@@ -15,8 +15,8 @@ from skimage import data
 import assets
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import OrderState
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.dagster_helpers import local_instance
 

@@ -15,11 +15,11 @@ import requests
 from PIL import Image
 from pydantic import ValidationError
 
-from photogen_pipelines.api_keys import create_api_key
-from photogen_pipelines.artifacts import EngineVersions, Manifest, OrderKeys, ProofScore, Validation
+from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.database import open_database
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.storage.artifacts import EngineVersions, Manifest, OrderKeys, ProofScore, Validation
 from storefront_api import examples
 from storefront_api.config import Settings
 from storefront_api.schemas import ApproveIn, OrderIn, OrderOut

@@ -26,10 +26,10 @@ import requests
 from limits import parse
 from urllib3 import encode_multipart_formdata
 
+from photogen_pipelines.access.signing import Signer
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.signing import Signer
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from storefront_api.api.routes import uploads
 from storefront_api.config import Settings
 from storefront_api.server import HttpProtocol

@@ -10,13 +10,13 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from photogen_pipelines.api_keys import create_api_key
-from photogen_pipelines.approvals import ApprovalPolicy, run_deadlines
-from photogen_pipelines.artifacts import OrderKeys, ProofScore, Validation
+from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.tables import WebhookEventRow
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.storage.artifacts import OrderKeys, ProofScore, Validation
+from photogen_pipelines.storage.stores import LocalArtifactStore
+from photogen_pipelines.workflows.approvals import ApprovalPolicy, run_deadlines
 from resources import ArtifactStorage, OrdersDatabase
 from resources.fulfilment import ApprovalDeadline
 from sensors.approvals import approval_deadlines

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from photogen_pipelines.artifacts import (
+from photogen_pipelines.errors import NotFound
+from photogen_pipelines.storage.artifacts import (
     CandidatesInfo,
     Manifest,
     MasterInfo,
@@ -19,8 +20,7 @@ from photogen_pipelines.artifacts import (
     Stage,
     Validation,
 )
-from photogen_pipelines.errors import NotFound
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.storage.stores import LocalArtifactStore
 
 REPO = Path(__file__).parents[1]
 V1 = Path(__file__).parent / "data" / "artifacts_v1"
@@ -99,16 +99,16 @@ def test_stage_names_are_the_asset_names_in_order():
 PRODUCTION = ["photogen_pipelines", "assets", "sensors", "resources", "storefront_api"]
 # modules that may handle stored JSON by hand, and why
 RAW_JSON_ALLOWED = {
-    "photogen_pipelines/artifacts.py": "the models' own load and save",
-    "photogen_pipelines/storage.py": "defines get_json/put_json",
-    "photogen_pipelines/previews.py": "the catalog's preview records, not an order's documents",
+    "photogen_pipelines/storage/artifacts.py": "the models' own load and save",
+    "photogen_pipelines/storage/stores.py": "defines get_json/put_json",
+    "photogen_pipelines/generation/previews.py": "the catalog's preview records, not an order's documents",
 }
 
 
 def _raw_json_uses(path: Path) -> list[str]:
     uses = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "photogen_pipelines.storage":
+        if isinstance(node, ast.ImportFrom) and node.module == "photogen_pipelines.storage.stores":
             uses += [f"imports {a.name}" for a in node.names if a.name in ("get_json", "put_json")]
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("loads", "load"):
             if any(isinstance(n, ast.Attribute) and n.attr == "get_bytes" for n in ast.walk(node)):
@@ -128,5 +128,5 @@ def test_no_production_module_reads_or_writes_an_orders_json_by_raw_key():
 
 def test_the_raw_json_finder_finds_both_kinds(tmp_path):
     path = tmp_path / "probe.py"
-    path.write_text("from photogen_pipelines.storage import get_json\nimport json\nx = json.loads(store.get_bytes(k))\n")
+    path.write_text("from photogen_pipelines.storage.stores import get_json\nimport json\nx = json.loads(store.get_bytes(k))\n")
     assert _raw_json_uses(path) == ["imports get_json", "json.loads of stored bytes (line 3)"]

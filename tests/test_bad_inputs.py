@@ -27,9 +27,9 @@ from photogen_pipelines.catalog import load_products
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.imaging import decode_upload
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.stages import MIN_FACE_PX, SELFIE_MIN_FACE_SCORE, prepare_selfie
+from photogen_pipelines.generation.stages import MIN_FACE_PX, SELFIE_MIN_FACE_SCORE, prepare_selfie
+from photogen_pipelines.imaging.images import decode_upload
+from photogen_pipelines.orders.book import SqlOrderBook
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"

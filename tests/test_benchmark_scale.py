@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from benchmarks.scale import Results, measure_sensors, scale_setup, seed, sensor_tick
-from photogen_pipelines.artifacts import OrderKeys, Validation
-from photogen_pipelines.orders import SETTLED, OrderState, can_transition
-from photogen_pipelines.uploads import get_upload
+from photogen_pipelines.orders.states import SETTLED, OrderState, can_transition
+from photogen_pipelines.orders.uploads import get_upload
+from photogen_pipelines.storage.artifacts import OrderKeys, Validation
 
 ORDERS = 50
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from assets.catalog_previews import catalog_assets, catalog_preview_job, style_previews
 from photogen_pipelines.catalog import load_styles
-from photogen_pipelines.previews import GAP, catalog_version, latest_key, latest_preview, preview_key, reference_faces
-from photogen_pipelines.storage import LocalArtifactStore, get_json
+from photogen_pipelines.generation.previews import GAP, catalog_version, latest_key, latest_preview, preview_key, reference_faces
+from photogen_pipelines.storage.stores import LocalArtifactStore, get_json
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
 from sensors.catalog import catalog_schedules_and_sensors, catalog_version_changed, weekly_catalog_previews
 from tests.api_helpers import make_app, make_settings

@@ -21,8 +21,8 @@ from PIL import Image, ImageCms, ImageOps
 from skimage import data
 
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import OrderState
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO / "tests" / "data" / "faces"

@@ -28,19 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from photogen_pipelines.artifacts import (
-    CandidateParams,
-    CandidatesInfo,
-    MasterInfo,
-    OrderKeys,
-    ProofScore,
-    UsageRecord,
-    Validation,
-)
-from photogen_pipelines.cli import main as cli_main
-from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
-from photogen_pipelines.db.database import Database
-from photogen_pipelines.ledger import (
+from photogen_pipelines.analytics.ledger import (
     DTYPES,
     SCHEMA,
     build_ledger_day,
@@ -52,10 +40,22 @@ from photogen_pipelines.ledger import (
     read_ledger_day,
     write_ledger_day,
 )
-from photogen_pipelines.metrics import NO_TIER, NOT_METERED
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderEvent, OrderState
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.analytics.metrics import NO_TIER, NOT_METERED
+from photogen_pipelines.cli import main as cli_main
+from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
+from photogen_pipelines.db.database import Database
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderEvent, OrderState
+from photogen_pipelines.storage.artifacts import (
+    CandidateParams,
+    CandidatesInfo,
+    MasterInfo,
+    OrderKeys,
+    ProofScore,
+    UsageRecord,
+    Validation,
+)
+from photogen_pipelines.storage.stores import LocalArtifactStore
 
 S = OrderState
 V1 = Path(__file__).parent / "data" / "artifacts_v1"

@@ -16,7 +16,7 @@ import requests
 from dagster_graphql import DagsterGraphQLClient
 
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders.states import OrderState
 from tests.servers import free_port, group_alive, wait_until
 
 

@@ -15,12 +15,12 @@ import dagster as dg
 import requests
 
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.invariants import check_shop
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from sensors import dead_run_workers
 from sensors.dead_runs import WORKER_TAG, fail_dead_runs, run_worker, worker_alive
 from tests.dagster_helpers import local_instance
+from tests.invariants import check_shop
 from tests.servers import free_port, group_alive
 from tests.test_serve import (
     CHILD_PID,

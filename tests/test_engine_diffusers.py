@@ -19,14 +19,14 @@ import pytest
 
 import assets
 from assets.run_tags import GPU_TAG, gpu_run_tags
-from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.engines.models_folder import INSIGHTFACE_DIR, UPSCALER_FILE, missing_model_files
 from photogen_pipelines.errors import BadInput, ModelError
-from photogen_pipelines.imaging import open_png
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.imaging.images import open_png
+from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.settings import PhotoGenSettings
-from photogen_pipelines.storage import get_json
+from photogen_pipelines.storage.artifacts import OrderKeys
+from photogen_pipelines.storage.stores import get_json
 from resources import FaceEngine
 from tests.dagster_helpers import local_instance
 
@@ -221,7 +221,7 @@ import dagster as dg
 from skimage import data
 import assets
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.imaging import png_bytes
+from photogen_pipelines.imaging.images import png_bytes
 
 home, engine_url = sys.argv[1], sys.argv[2]
 defs = build_defs(home, engine_url=engine_url)

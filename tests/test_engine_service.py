@@ -20,12 +20,12 @@ import pytest
 import requests
 
 import assets
-from photogen_pipelines.artifacts import CandidatesInfo, OrderKeys
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.engines.remote import EngineService, EngineUnavailable, RemoteUpscaler, remote_stylizer
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.factories import StyleEngineSettings, UpscaleEngineSettings, stylizer
+from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys
 from tests.dagster_helpers import local_instance
 from tests.servers import engine_service, free_port
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.eval_set import LIGHTINGS, PEOPLE, eval_portraits, ita_group, skin_tone
-from photogen_pipelines.imaging import decode_upload
+from photogen_pipelines.imaging.images import decode_upload
 
 GROUP_ORDER = {"light": 0, "medium": 1, "dark": 2}
 

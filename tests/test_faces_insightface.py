@@ -177,7 +177,7 @@ def test_embed_is_a_512_d_unit_vector_that_depends_on_the_face(faces, face_image
 
 def test_the_selfie_stage_runs_on_it(faces, astronaut_png):
     from photogen_pipelines.catalog import load_products
-    from photogen_pipelines.stages import prepare_selfie
+    from photogen_pipelines.generation.stages import prepare_selfie
 
     selfie = prepare_selfie(astronaut_png, load_products().get("poster_12x18"), faces, 512)
     assert selfie.embedding.shape == (512,)

@@ -28,7 +28,7 @@ from photogen_pipelines.factories import (
     deployment,
 )
 from photogen_pipelines.settings import PhotoGenSettings
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from resources import ArtifactStorage, FaceEngine, StyleEngine, UpscaleEngine
 from storefront_api.config import Settings
 from storefront_api.services import build_services

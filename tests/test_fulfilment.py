@@ -24,19 +24,19 @@ from PIL import Image
 from sqlalchemy import func, select
 
 import assets
-from photogen_pipelines.artifacts import EngineVersions, Manifest, OrderKeys
 from photogen_pipelines.catalog import load_products
 from photogen_pipelines.db.database import open_database
 from photogen_pipelines.db.tables import FulfilmentRow, OrderRow, RecipientRow, WebhookEventRow
 from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.fulfilment import fulfilment_of, recipient_of, submit
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.providers import print_provider
-from photogen_pipelines.providers.base import ProviderError
-from photogen_pipelines.recipients import Recipient, ShippingMethod
-from photogen_pipelines.retention import Retention, RetentionPolicy, ledger_key
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.fulfilment.providers import print_provider
+from photogen_pipelines.fulfilment.providers.base import ProviderError
+from photogen_pipelines.fulfilment.submission import fulfilment_of, recipient_of, submit
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.storage.artifacts import EngineVersions, Manifest, OrderKeys
+from photogen_pipelines.storage.stores import LocalArtifactStore
+from photogen_pipelines.workflows.retention import Retention, RetentionPolicy, ledger_key
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 from resources.fulfilment import PrintProviderResource
 from sensors.fulfilment import print_provider_orders

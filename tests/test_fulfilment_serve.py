@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from photogen_pipelines.webhooks import verify_signature
+from photogen_pipelines.webhooks.delivery import verify_signature
 from tests.fake_print_providers import FakeProdigi
 from tests.servers import free_port
 from tests.test_fulfilment import PERSONAL, RECIPIENT, _personal_data_in, _small_products

@@ -30,8 +30,8 @@ from photogen_pipelines.engines.instantid import (  # noqa: E402
 )
 from photogen_pipelines.engines.stylize_instantid import RAW_ARCFACE_NORM, InstantIdStylizer, working_size  # noqa: E402
 from photogen_pipelines.errors import ModelError  # noqa: E402
-from photogen_pipelines.imaging import Box  # noqa: E402
-from photogen_pipelines.stages import render_candidate, render_candidates  # noqa: E402
+from photogen_pipelines.generation.stages import render_candidate, render_candidates  # noqa: E402
+from photogen_pipelines.imaging.images import Box  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' Euler, numpy 2
 

@@ -1,4 +1,4 @@
-"""The shop's invariants (photogen_pipelines/invariants.py) hold of a shop where everything
+"""The shop's invariants (tests/invariants.py) hold of a shop where everything
 happened once, and name every one that is broken. Money is read back from localstripe's own
 records; files from a real artifact store on disk."""
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from photogen_pipelines.invariants import FILES, MONEY, REPORT, RUNS, SETTLED_OR_WAITING, StripeRecords, check_shop
-from photogen_pipelines.orders import Order, OrderEvent, OrderState
-from photogen_pipelines.retention import RetentionPolicy
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.states import Order, OrderEvent, OrderState
+from photogen_pipelines.storage.stores import LocalArtifactStore
+from photogen_pipelines.workflows.retention import RetentionPolicy
+from tests.invariants import FILES, MONEY, REPORT, RUNS, SETTLED_OR_WAITING, StripeRecords, check_shop
 
 S = OrderState
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -33,12 +33,7 @@ from PIL import Image
 
 import assets
 from assets.analytics import analytics_assets, analytics_job, daily_partitions, generation_ledger
-from photogen_pipelines.artifacts import CandidatesInfo, MasterInfo, OrderKeys, Validation
-from photogen_pipelines.catalog import load_styles
-from photogen_pipelines.cli import main as cli_main
-from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
-from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.ledger import (
+from photogen_pipelines.analytics.ledger import (
     DTYPES,
     SCHEMA,
     STAGES,
@@ -49,12 +44,17 @@ from photogen_pipelines.ledger import (
     read_ledger_day,
     write_ledger_day,
 )
-from photogen_pipelines.ledger_view import current_ledger, database_windows, day_ranges
-from photogen_pipelines.lifecycle import paid_without_payments, reject, start_generation
-from photogen_pipelines.metrics import metrics_key
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderEvent, OrderState
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.analytics.ledger_view import current_ledger, database_windows, day_ranges
+from photogen_pipelines.analytics.metrics import metrics_key
+from photogen_pipelines.catalog import load_styles
+from photogen_pipelines.cli import main as cli_main
+from photogen_pipelines.cli import report  # noqa: F401  (registers `photogen report`)
+from photogen_pipelines.definitions import build_defs, register_local_order
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.lifecycle import paid_without_payments, reject, start_generation
+from photogen_pipelines.orders.states import Order, OrderEvent, OrderState
+from photogen_pipelines.storage.artifacts import CandidatesInfo, MasterInfo, OrderKeys, Validation
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StyleEngine, UpscaleEngine
 from tests.dagster_helpers import local_instance
 

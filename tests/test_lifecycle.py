@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from photogen_pipelines import lifecycle
 from photogen_pipelines.db.database import open_database
 from photogen_pipelines.errors import BadInput, IllegalTransition
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.storage.stores import LocalArtifactStore
 
 REPO = Path(__file__).parents[1]
 PRODUCTION = ["photogen_pipelines", "assets", "sensors", "resources", "storefront_api"]
 # where a state change may be written: the state machine, the book's locked write, the lifecycle
-ALLOWED = {"photogen_pipelines/orders.py", "photogen_pipelines/orderbook.py", "photogen_pipelines/lifecycle.py"}
+ALLOWED = {"photogen_pipelines/orders/states.py", "photogen_pipelines/orders/book.py", "photogen_pipelines/orders/lifecycle.py"}
 S = OrderState
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from photogen_pipelines.ledger import conform, empty_ledger
-from photogen_pipelines.metrics import (
+from photogen_pipelines.analytics.ledger import conform, empty_ledger
+from photogen_pipelines.analytics.metrics import (
     METRIC_DTYPES,
     NO_TIER,
     NOT_METERED,

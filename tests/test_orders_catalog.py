@@ -4,8 +4,8 @@ import pytest
 
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.errors import IllegalTransition, NotFound
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
 
 S = OrderState
 

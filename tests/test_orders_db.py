@@ -11,15 +11,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from photogen_pipelines.api_keys import create_api_key, revoke_api_key, verify_api_key
+from photogen_pipelines.access.api_keys import create_api_key, revoke_api_key, verify_api_key
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import Base
 from photogen_pipelines.errors import Conflict, IllegalTransition
-from photogen_pipelines.intake import OrderRequest, PlacementRequest, place_order
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.uploads import Upload
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.orders.uploads import Upload
+from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest, place_order
 
 
 def test_the_migrations_make_exactly_the_mapped_schema(database_url):

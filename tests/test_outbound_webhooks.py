@@ -16,15 +16,22 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from photogen_pipelines.api_keys import create_api_key
+from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.db.tables import WebhookDeliveryRow, WebhookEventRow
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.webhook_endpoints import create_endpoint, delete_endpoint, update_endpoint, valid_url
-from photogen_pipelines.webhook_events import get_event, list_events
-from photogen_pipelines.webhooks import RETRY_JITTER, RETRY_SCHEDULE, deliver_due, redeliver, retry_delay, verify_signature
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.webhooks.delivery import (
+    RETRY_JITTER,
+    RETRY_SCHEDULE,
+    deliver_due,
+    redeliver,
+    retry_delay,
+    verify_signature,
+)
+from photogen_pipelines.webhooks.endpoints import create_endpoint, delete_endpoint, update_endpoint, valid_url
+from photogen_pipelines.webhooks.events import get_event, list_events
 from resources import OrdersDatabase
 from sensors.webhooks import webhook_deliveries
 from tests.api_helpers import make_app, make_settings

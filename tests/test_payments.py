@@ -22,10 +22,9 @@ from sqlalchemy import func, inspect, select
 from photogen_pipelines.db.database import Database, alembic_config
 from photogen_pipelines.db.tables import Base, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.invariants import MONEY, StripeRecords, check_shop
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.payments import (
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.payments.stripe_payments import (
     EventStatus,
     MalformedEvent,
     PaymentError,
@@ -40,6 +39,7 @@ from resources import OrdersDatabase, StripePayments
 from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.dagster_helpers import local_instance, run_failure_context
+from tests.invariants import MONEY, StripeRecords, check_shop
 from tests.servers import api_server, free_port, wait_until
 
 WEBHOOK_SECRET = "whsec_photogen_test"

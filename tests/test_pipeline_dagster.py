@@ -15,12 +15,12 @@ import yaml
 from PIL import Image, ImageCms
 
 import assets
-from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.catalog import load_quality, load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import get_json
-from photogen_pipelines.variety import proof_variety
+from photogen_pipelines.imaging.variety import proof_variety
+from photogen_pipelines.orders.states import OrderState
+from photogen_pipelines.storage.artifacts import OrderKeys
+from photogen_pipelines.storage.stores import get_json
 from resources import CatalogResource
 
 ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]
@@ -122,7 +122,7 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
 def test_a_selfie_of_two_people_rejects_the_order_with_the_reason(defs, instance, face_images, astronaut_png):
     import numpy as np
 
-    from photogen_pipelines.imaging import png_bytes
+    from photogen_pipelines.imaging.images import png_bytes
 
     order = _register(defs, instance, astronaut_png)
     # the upload is replaced after intake's check, as a corrupted store or a bad API client would

@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data
 
 from photogen_pipelines.catalog import load_quality
-from photogen_pipelines.print_detail import add_texture, crop_boxes, pattern_score, print_pattern_scores, soften
+from photogen_pipelines.imaging.print_detail import add_texture, crop_boxes, pattern_score, print_pattern_scores, soften
 
 STARRY_SWIRL = {"builtin": {19: 1.0}}  # the style whose brush texture made the worst maze
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from photogen_pipelines.catalog import ProviderProduct, load_products
-from photogen_pipelines.providers import print_provider
-from photogen_pipelines.providers.base import (
+from photogen_pipelines.fulfilment.providers import print_provider
+from photogen_pipelines.fulfilment.providers.base import (
     ProviderError,
     ProviderOrder,
     ProviderRefused,
@@ -22,9 +22,9 @@ from photogen_pipelines.providers.base import (
     Shipment,
     Submission,
 )
-from photogen_pipelines.providers.printful import PrintfulProvider
-from photogen_pipelines.providers.prodigi import ProdigiProvider
-from photogen_pipelines.recipients import Address, Recipient, ShippingMethod
+from photogen_pipelines.fulfilment.providers.printful import PrintfulProvider
+from photogen_pipelines.fulfilment.providers.prodigi import ProdigiProvider
+from photogen_pipelines.orders.recipients import Address, Recipient, ShippingMethod
 from tests.fake_print_providers import FakePrintful, FakeProdigi, FileHost
 
 PRODIGI_KEY = "prodigi-test-key-5f2a9c"

@@ -23,15 +23,15 @@ import requests
 import yaml
 from PIL import Image
 
-from photogen_pipelines.artifacts import OrderKeys
 from photogen_pipelines.db.database import open_database
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.factories import open_artifact_store, parse_s3_url
-from photogen_pipelines.intake import OrderRequest, register_order
-from photogen_pipelines.orders import OrderState
-from photogen_pipelines.storage import LocalArtifactStore, get_json, put_json
-from photogen_pipelines.storage_s3 import S3ArtifactStore
+from photogen_pipelines.orders.states import OrderState
+from photogen_pipelines.storage.artifacts import OrderKeys
+from photogen_pipelines.storage.s3 import S3ArtifactStore
+from photogen_pipelines.storage.stores import LocalArtifactStore, get_json, put_json
+from photogen_pipelines.workflows.intake import OrderRequest, register_order
 from resources import ArtifactStorage, OrdersDatabase
 from tests.conftest import throwaway_postgres
 from tests.servers import free_port, moto_s3_server, server_process, wait_until

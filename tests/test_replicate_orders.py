@@ -7,9 +7,9 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
-from photogen_pipelines.artifacts import CandidatesInfo, OrderKeys
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.orders.states import OrderState
+from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys
 from tests.fake_replicate import TOKEN, FakeReplicate
 
 ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import update
 
 from photogen_pipelines.db.tables import OrderEventRow
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
-from photogen_pipelines.retention import RetentionPolicy, expired_orders, ledger_key, purge_expired
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
+from photogen_pipelines.storage.stores import LocalArtifactStore
+from photogen_pipelines.workflows.retention import RetentionPolicy, expired_orders, ledger_key, purge_expired
 from resources import ArtifactStorage, OrdersDatabase
 from resources.retention import RetentionSettings
 from sensors import retention as retention_sensor

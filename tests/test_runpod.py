@@ -26,7 +26,7 @@ from photogen_pipelines.engines.predictions import MemoryPredictionJournal, Pred
 from photogen_pipelines.engines.remote import EngineUnavailable  # noqa: E402
 from photogen_pipelines.engines.runpod import RunPodStylizer, RunPodUpscaler  # noqa: E402
 from photogen_pipelines.errors import ModelError  # noqa: E402
-from photogen_pipelines.imaging import png_bytes  # noqa: E402
+from photogen_pipelines.imaging.images import png_bytes  # noqa: E402
 from tests.fake_runpod import FakeRunPod  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' Euler, numpy 2

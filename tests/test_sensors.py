@@ -11,9 +11,9 @@ from skimage import data
 
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.definitions import build_defs
-from photogen_pipelines.imaging import png_bytes
-from photogen_pipelines.orderbook import SqlOrderBook
-from photogen_pipelines.orders import Order, OrderState
+from photogen_pipelines.imaging.images import png_bytes
+from photogen_pipelines.orders.book import SqlOrderBook
+from photogen_pipelines.orders.states import Order, OrderState
 from resources import OrdersDatabase, StripePayments
 from sensors import approved_orders, order_run_failures, paid_orders, stripe_reconciliation
 from sensors.orders import MAX_ORDERS_PER_TICK

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import requests
 
-from photogen_pipelines.artifacts import CandidatesInfo, OrderKeys, Validation
-from photogen_pipelines.orders import order_seed
-from photogen_pipelines.stages import variant_seed
-from photogen_pipelines.storage import LocalArtifactStore
+from photogen_pipelines.generation.stages import variant_seed
+from photogen_pipelines.orders.states import order_seed
+from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Validation
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from tests.fake_replicate import TOKEN, FakeReplicate
 from tests.test_serve import _wait_until, new_api_key, serving
 

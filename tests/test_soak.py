@@ -1,7 +1,7 @@
 """The soak's CI variant (benchmarks/soak.py): a handful of orders through `photogen serve` on
 PostgreSQL with payments on (localstripe), while a run worker, the daemon and the whole service
 are SIGKILLed, Stripe is unreachable, and Stripe's webhooks come twice, late and out of order.
-Every invariant of photogen_pipelines/invariants.py must hold at the end, against localstripe's
+Every invariant of tests/invariants.py must hold at the end, against localstripe's
 own records. The full soak (200 orders, 10 faults of each kind) is in BENCHMARKS.md."""
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from photogen_pipelines.catalog import load_products, load_styles
-from photogen_pipelines.imaging import png_bytes
-from photogen_pipelines.stages import (
+from photogen_pipelines.generation.stages import (
     identity_gate,
     make_print_master,
     native_dpi,
@@ -16,6 +15,7 @@ from photogen_pipelines.stages import (
     score_candidate,
     variant_seed,
 )
+from photogen_pipelines.imaging.images import png_bytes
 
 PRODUCTS = load_products()
 STYLES = load_styles()
@@ -95,7 +95,7 @@ def test_without_retries_full_strength_is_rejected_with_a_reason(astronaut_selfi
 
 
 def test_a_proof_of_someone_else_fails_the_gate(astronaut_selfie, analyzer, face_images):
-    from photogen_pipelines.stages import Candidate
+    from photogen_pipelines.generation.stages import Candidate
 
     stranger = Candidate(0, 0, 1, 0.5, 1.0, face_images["obama"])
     score = score_candidate(stranger, astronaut_selfie.embedding, 0.4, analyzer)
@@ -168,7 +168,7 @@ def test_print_master_refuses_a_resolution_below_the_products_minimum(upscaler):
 
 
 def test_png_roundtrip_keeps_pixels(face_images):
-    from photogen_pipelines.imaging import open_png
+    from photogen_pipelines.imaging.images import open_png
 
     image = face_images["ardern"]
     assert np.array_equal(np.asarray(open_png(png_bytes(image))), image)
@@ -184,11 +184,11 @@ def test_the_embedded_srgb_profile_is_the_same_bytes_in_every_process():
 
     from PIL import ImageCms
 
-    from photogen_pipelines.imaging import SRGB_ICC
+    from photogen_pipelines.imaging.images import SRGB_ICC
 
     time.sleep(1.1)
     other = subprocess.run(
-        [sys.executable, "-c", "from photogen_pipelines.imaging import SRGB_ICC; print(SRGB_ICC.hex())"],
+        [sys.executable, "-c", "from photogen_pipelines.imaging.images import SRGB_ICC; print(SRGB_ICC.hex())"],
         capture_output=True,
         text=True,
         check=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from photogen_pipelines.storage import LocalArtifactStore, valid_key
+from photogen_pipelines.storage.stores import LocalArtifactStore, valid_key
 
 BAD_KEYS = {
     "empty": "",

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photogen_pipelines import stages, takes
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
-from photogen_pipelines.variety import VARIETY_FLOOR, proof_distance, proof_variety
+from photogen_pipelines.generation import stages, takes
+from photogen_pipelines.imaging.variety import VARIETY_FLOOR, proof_distance, proof_variety
 
 FACES = Path(__file__).parents[1] / "photogen_pipelines" / "catalog" / "reference_faces"
 SEED = 20261129

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 import assets
-from photogen_pipelines.artifacts import CandidatesInfo, MasterInfo, OrderKeys
 from photogen_pipelines.catalog import load_products
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.errors import NotFound
+from photogen_pipelines.storage.artifacts import CandidatesInfo, MasterInfo, OrderKeys
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.servers import api_server
 

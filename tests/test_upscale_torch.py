@@ -21,7 +21,7 @@ from photogen_pipelines.engines.upscale_torch import (
     tile_windows,
 )
 from photogen_pipelines.errors import ModelError
-from photogen_pipelines.stages import make_print_master
+from photogen_pipelines.generation.stages import make_print_master
 from tests.contracts import BAD_UPSCALE_INPUTS
 
 TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}

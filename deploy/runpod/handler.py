@@ -48,7 +48,7 @@ from PIL import Image
 from photogen_pipelines import factories
 from photogen_pipelines.engines.base import SeededStylizer, Stylizer, Upscaler
 from photogen_pipelines.errors import PhotoGenError
-from photogen_pipelines.imaging import png_bytes
+from photogen_pipelines.imaging.images import png_bytes
 
 TASKS = ("stylize", "upscale")
 MAX_INPUT_PIXELS = 40_000_000  # as many as an upload may have (imaging.MAX_UPLOAD_PIXELS)

@@ -30,7 +30,7 @@ def api_key() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def create_key(name: str, home: str | None, as_json: bool) -> None:
     """Create a key. Its secret is printed once and only its hash is kept."""
-    from photogen_pipelines.api_keys import create_api_key
+    from photogen_pipelines.access.api_keys import create_api_key
 
     if not name.strip():
         raise UsageFailure("--name must not be empty")
@@ -48,7 +48,7 @@ def create_key(name: str, home: str | None, as_json: bool) -> None:
 @home_option
 def list_keys(home: str | None) -> None:
     """The keys, without their secrets."""
-    from photogen_pipelines.api_keys import list_api_keys
+    from photogen_pipelines.access.api_keys import list_api_keys
 
     database = _database(home)
     database.migrate()
@@ -61,7 +61,7 @@ def list_keys(home: str | None) -> None:
 @home_option
 def revoke_key(key_id: str, home: str | None) -> None:
     """Revoke a key at once."""
-    from photogen_pipelines.api_keys import revoke_api_key
+    from photogen_pipelines.access.api_keys import revoke_api_key
 
     if not revoke_api_key(_database(home), key_id):
         raise UsageFailure(f"no active API key {key_id}")

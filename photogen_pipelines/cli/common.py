@@ -57,7 +57,7 @@ def read_image_file(path: str) -> bytes:
 
 
 def image_array(path: str) -> np.ndarray:
-    from photogen_pipelines.imaging import decode_upload
+    from photogen_pipelines.imaging.images import decode_upload
 
     return np.asarray(decode_upload(read_image_file(path)))
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines import takes
-from photogen_pipelines.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
 from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.cli.common import clear_errors, home_option, local_home, output_folder, read_image_file
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.errors import BadInput, PhotoGenError
-from photogen_pipelines.orders import OrderState
+from photogen_pipelines.generation import takes
+from photogen_pipelines.orders.states import OrderState
+from photogen_pipelines.storage.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
 
 
 def progress(message: str) -> None:
@@ -25,7 +25,7 @@ def progress(message: str) -> None:
 def default_selfie() -> bytes:
     from skimage import data
 
-    from photogen_pipelines.imaging import png_bytes
+    from photogen_pipelines.imaging.images import png_bytes
 
     return png_bytes(data.astronaut())
 

@@ -3,7 +3,7 @@ rejected them, their median identity score and median seconds per stage, and wha
 generating them cost per style, per engine backend and per quality tier, read from the
 generation ledger in the artifact store, and, for the settled orders the ledger does not
 hold yet (today's, days nobody materialized), directly from the orders database with the
-ledger's own row builder (photogen_pipelines/ledger_view.py). The output says which days
+ledger's own row builder (photogen_pipelines/analytics/ledger_view.py). The output says which days
 and how many orders came from where; the command never writes ledger files.
 
 No ledger yet is not an error (exit code 0): the command says, on stderr, how to build
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.artifacts import Stage
 from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.settings import PhotoGenSettings
+from photogen_pipelines.storage.artifacts import Stage
 
 STAGE_COLUMNS = {
     Stage.SELFIE: "selfie",
@@ -75,7 +75,7 @@ def _orders_book(settings: PhotoGenSettings):
     from sqlalchemy.exc import SQLAlchemyError
 
     from photogen_pipelines.db.database import normalise_url, open_database
-    from photogen_pipelines.orderbook import SqlOrderBook
+    from photogen_pipelines.orders.book import SqlOrderBook
 
     url = settings.resolved_database_url
     parsed = make_url(normalise_url(url))
@@ -94,7 +94,7 @@ def _orders_book(settings: PhotoGenSettings):
 def _sources(current) -> dict:
     """Which rows came from where: the ledger's day files, or read directly from the
     orders database (the orders the ledger does not hold yet)."""
-    from photogen_pipelines.ledger_view import LEDGER, ORDERS_DB
+    from photogen_pipelines.analytics.ledger_view import LEDGER, ORDERS_DB
 
     return {
         "ledger": {
@@ -127,8 +127,8 @@ def _rates_and_costs(row: dict) -> dict:
 
 
 def _payload(current, since: date | None) -> dict:
-    from photogen_pipelines.ledger_view import ORDERS_DB
-    from photogen_pipelines.metrics import rejection_table, summary
+    from photogen_pipelines.analytics.ledger_view import ORDERS_DB
+    from photogen_pipelines.analytics.metrics import rejection_table, summary
 
     styles = [
         {
@@ -161,7 +161,7 @@ def _plural(count: int) -> str:
 
 def _source_line(sources: dict) -> str:
     """ledger: 2026-11-01..2026-11-27 (40 orders); read directly from the orders database: …"""
-    from photogen_pipelines.ledger_view import day_ranges
+    from photogen_pipelines.analytics.ledger_view import day_ranges
 
     ledger, direct = sources["ledger"], sources["orders_db"]
     files = [date.fromisoformat(d) for d in ledger["days"]]
@@ -177,7 +177,7 @@ def _source_line(sources: dict) -> str:
 
 
 def _text(payload: dict) -> str:
-    from photogen_pipelines.metrics import rate_text
+    from photogen_pipelines.analytics.metrics import rate_text
 
     days = payload["days"]
     span = "no days" if not days else f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
@@ -211,7 +211,7 @@ def _text(payload: dict) -> str:
 def _cost_text(payload: dict) -> list[str]:
     """What generating the orders cost: in all, then per style, per engine backend and
     per quality tier, each beside its rejection rate."""
-    from photogen_pipelines.metrics import rate_text, usd_text
+    from photogen_pipelines.analytics.metrics import rate_text, usd_text
 
     costed, orders = payload["orders_costed"], payload["orders"]
     if costed:
@@ -259,9 +259,9 @@ def report(since: str | None, as_json: bool, home: str | None) -> None:
     from the orders database for the settled orders the ledger does not hold yet."""
     since_day = _day(since)
     # pandas and pyarrow load only for this command, not for every `photogen` call
+    from photogen_pipelines.analytics.ledger import LEDGER_PREFIX, ledger_days
+    from photogen_pipelines.analytics.ledger_view import current_ledger
     from photogen_pipelines.factories import open_artifact_store
-    from photogen_pipelines.ledger import LEDGER_PREFIX, ledger_days
-    from photogen_pipelines.ledger_view import current_ledger
 
     settings = PhotoGenSettings(**({"home": home} if home else {}))
     store = open_artifact_store(settings.resolved_artifacts_root)

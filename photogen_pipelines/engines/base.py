@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from photogen_pipelines.errors import ModelError
-from photogen_pipelines.imaging import Box
+from photogen_pipelines.imaging.images import Box
 
 
 @dataclass(frozen=True)

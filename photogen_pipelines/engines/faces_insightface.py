@@ -38,7 +38,7 @@ import numpy as np
 
 from photogen_pipelines.engines.base import Face
 from photogen_pipelines.errors import ModelError
-from photogen_pipelines.imaging import Box
+from photogen_pipelines.imaging.images import Box
 
 log = logging.getLogger(__name__)
 # insightface 2.1's alignment calls scikit-image's deprecated SimilarityTransform.estimate

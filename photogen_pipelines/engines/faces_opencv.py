@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from photogen_pipelines.engines.base import Face, package_dir, package_version, require_file
-from photogen_pipelines.imaging import Box
+from photogen_pipelines.imaging.images import Box
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"

@@ -65,7 +65,7 @@ from photogen_pipelines.engines.predictions import PredictionJournal, Prediction
 from photogen_pipelines.engines.remote import EngineUnavailable
 from photogen_pipelines.engines.stylize_instantid import content_seed
 from photogen_pipelines.errors import ModelError
-from photogen_pipelines.imaging import png_bytes
+from photogen_pipelines.imaging.images import png_bytes
 
 PROVIDER = "runpod"
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"

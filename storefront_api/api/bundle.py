@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orders import PRINT_FILE_MADE, PROOFS_VISIBLE, Order
-from photogen_pipelines.storage import ArtifactStore
+from photogen_pipelines.orders.states import PRINT_FILE_MADE, PROOFS_VISIBLE, Order
+from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
+from photogen_pipelines.storage.stores import ArtifactStore
 
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024
 CHUNK_BYTES = 1024 * 1024

@@ -15,9 +15,9 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from photogen_pipelines.api_keys import verify_api_key
+from photogen_pipelines.access.api_keys import verify_api_key
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orders import Order
+from photogen_pipelines.orders.states import Order
 from storefront_api.config import Settings
 from storefront_api.errors import ApiError
 from storefront_api.services import Services

@@ -1,11 +1,11 @@
 """How an order looks to a client: its state, progress, proofs and payment."""
 
-from photogen_pipelines import takes
-from photogen_pipelines.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
-from photogen_pipelines.fulfilment import fulfilment_of, recipient_of
-from photogen_pipelines.intake import PAYMENTS_OFF_LABEL
-from photogen_pipelines.orders import IN_PROGRESS, PRINT_FILE_MADE, PROOFS_VISIBLE, Order
-from photogen_pipelines.recipients import MaskedRecipient
+from photogen_pipelines.fulfilment.submission import fulfilment_of, recipient_of
+from photogen_pipelines.generation import takes
+from photogen_pipelines.orders.recipients import MaskedRecipient
+from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, PROOFS_VISIBLE, Order
+from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
+from photogen_pipelines.workflows.intake import PAYMENTS_OFF_LABEL
 from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut
 
 

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from photogen_pipelines.previews import latest_preview
+from photogen_pipelines.generation.previews import latest_preview
 from storefront_api.api.deps import BaseUrlDep, ServicesDep
 from storefront_api.schemas import ProductOut, StyleOut, TierOut
 

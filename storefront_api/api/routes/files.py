@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
-from photogen_pipelines.storage import valid_key
+from photogen_pipelines.storage.stores import valid_key
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError
 

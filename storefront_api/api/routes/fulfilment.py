@@ -3,8 +3,8 @@
 from fastapi import APIRouter, BackgroundTasks, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from photogen_pipelines.fulfilment import fulfilment_of, read_back
-from photogen_pipelines.providers.base import ProviderError
+from photogen_pipelines.fulfilment.providers.base import ProviderError
+from photogen_pipelines.fulfilment.submission import fulfilment_of, read_back
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError, log
 from storefront_api.schemas import WebhookOut

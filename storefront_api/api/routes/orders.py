@@ -5,12 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import StreamingResponse
 
-from photogen_pipelines import lifecycle
-from photogen_pipelines.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.errors import IllegalTransition
-from photogen_pipelines.intake import OrderRequest, PlacementRequest, cancel_order, place_order
-from photogen_pipelines.orders import PRINT_FILE_MADE, OrderState
-from photogen_pipelines.uploads import get_upload
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.states import PRINT_FILE_MADE, OrderState
+from photogen_pipelines.orders.uploads import get_upload
+from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
+from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest, cancel_order, place_order
 from storefront_api.api import bundle
 from storefront_api.api.deps import BaseUrlDep, OrderDep, ServicesDep, StorefrontDep
 from storefront_api.api.views import order_view

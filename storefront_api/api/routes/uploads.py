@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile, status
 
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.uploads import take_upload
+from photogen_pipelines.orders.uploads import take_upload
 from storefront_api.api.deps import ServicesDep, StorefrontDep
 from storefront_api.schemas import UploadOut
 

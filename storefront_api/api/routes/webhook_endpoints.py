@@ -12,7 +12,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from photogen_pipelines import webhook_endpoints, webhook_events, webhooks
+from photogen_pipelines.webhooks import delivery as webhooks
+from photogen_pipelines.webhooks import endpoints as webhook_endpoints
+from photogen_pipelines.webhooks import events as webhook_events
 from storefront_api.api.deps import ServicesDep, StorefrontDep
 from storefront_api.webhook_schemas import (
     WebhookEndpointCreatedOut,

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from photogen_pipelines.payments import PaymentError, apply_stripe_event, refund_order, refund_stray_payment
+from photogen_pipelines.payments.stripe_payments import PaymentError, apply_stripe_event, refund_order, refund_stray_payment
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError, log
 from storefront_api.schemas import WebhookOut

@@ -1,0 +1,1 @@
+"""Who may call us: the shops' API keys and the signed links we hand out."""

@@ -1,0 +1,3 @@
+"""Pixels in and out: decoding uploads, crops, encoding print files, and the measures taken on
+pictures (proof variety, print detail).
+"""

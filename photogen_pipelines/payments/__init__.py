@@ -1,0 +1,1 @@
+"""Money in and back: Stripe PaymentIntents, webhook events, refunds and reconciliation."""

@@ -1,0 +1,164 @@
+"""Taking an order in: checks the selfie on the spot, stores it, records the order."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+
+from photogen_pipelines.catalog import ProductCatalog, StyleCatalog
+from photogen_pipelines.engines.base import FaceAnalyzer
+from photogen_pipelines.errors import Conflict
+from photogen_pipelines.generation.stages import prepare_selfie
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.book import OrderBook, SqlOrderBook
+from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.states import Order, new_order_id
+from photogen_pipelines.orders.uploads import Upload
+from photogen_pipelines.payments.stripe_payments import StripeGateway, refund_order
+from photogen_pipelines.storage.artifacts import OrderKeys
+from photogen_pipelines.storage.stores import ArtifactStore
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """What the customer asked for."""
+
+    style_id: str
+    product_id: str
+    variants: int | None = None  # None: the tier's number of proofs
+    approval: Literal["customer", "auto"] = "customer"
+    tier: str | None = None  # None: the catalog's default tier
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """A storefront's order request: what was asked for, for which checked upload, by
+    which caller, under which Idempotency-Key (a retry with the same key and body finds
+    the same order)."""
+
+    order: OrderRequest
+    upload: Upload
+    api_key_id: str | None
+    idempotency_key: str
+    recipient: Recipient | None = None
+    shipping_method: ShippingMethod | None = None
+
+    def digest(self) -> str:
+        """A stable digest of the request body, to tell a retry from a different request."""
+        fields = {"upload_id": self.upload.id, **asdict(self.order)}
+        if self.recipient is not None:  # an order without one hashes as it always did
+            fields["recipient"] = self.recipient.model_dump(mode="json")
+            fields["shipping_method"] = self.shipping_method.value if self.shipping_method else None
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def register_order(
+    book: OrderBook,
+    store: ArtifactStore,
+    faces: FaceAnalyzer,
+    styles: StyleCatalog,
+    products: ProductCatalog,
+    upload: bytes,
+    request: OrderRequest,
+    proof_long_side: int = 1024,
+) -> Order:
+    """A new paid order (payments off) for a selfie given as bytes (the CLI, scripts), or
+    BadInput/NotFound before anything is stored."""
+    styles.get(request.style_id)
+    product = products.get(request.product_id)
+    tier = products.tier(request.tier)
+    amount = products.price(product, tier.id)
+    prepare_selfie(upload, product, faces, proof_long_side)  # the customer hears "no face" now, not after a run
+    order_id = new_order_id()
+    upload_key = OrderKeys(order_id).upload
+    store.put_bytes(upload_key, upload)
+    order = Order(
+        id=order_id,
+        style_id=request.style_id,
+        product_id=request.product_id,
+        variants=request.variants or tier.variants,
+        approval=request.approval,
+        tier=tier.id,
+        upload_key=upload_key,
+        amount_cents=amount,
+    )
+    book.add(order)
+    return lifecycle.paid_without_payments(book, order.id)
+
+
+PAYMENTS_OFF_LABEL = "payments off: this order was marked paid on creation and nobody was charged"
+
+
+@dataclass
+class PlacedOrder:
+    order: Order
+    created: bool
+    client_secret: str | None = None
+
+
+def place_order(
+    book: SqlOrderBook, styles: StyleCatalog, products: ProductCatalog, gateway: StripeGateway | None, request: PlacementRequest
+) -> PlacedOrder:
+    """An order for a checked upload: paid at once with payments off, else awaiting a
+    Stripe payment. The same idempotency key and body returns the same order; another
+    body with that key is a Conflict."""
+    asked, digest = request.order, request.digest()
+    earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
+    if earlier is None:
+        styles.get(asked.style_id)
+        product = products.get(asked.product_id)
+        tier = products.tier(asked.tier)
+        order = Order(
+            style_id=asked.style_id,
+            product_id=asked.product_id,
+            variants=asked.variants or tier.variants,
+            approval=asked.approval,
+            tier=tier.id,
+            upload_id=request.upload.id,
+            upload_key=request.upload.storage_key,
+            payments="stripe" if gateway else "off",
+            amount_cents=products.price(product, tier.id),  # the PaymentIntent asks for this
+            api_key_id=request.api_key_id,
+            shipping_method=request.shipping_method or (ShippingMethod.STANDARD if request.recipient else None),
+        )
+        try:
+            order = book.add(order, idempotency_key=request.idempotency_key, request_hash=digest, recipient=request.recipient)
+        except IntegrityError:  # the same key raced in from a parallel retry
+            earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
+        else:
+            if gateway is None:
+                return PlacedOrder(lifecycle.paid_without_payments(book, order.id), created=True)
+            return PlacedOrder(
+                _attach_payment_intent(book, gateway, order), created=True, client_secret=_secret(gateway, book, order.id)
+            )
+    order, earlier_digest = earlier
+    if earlier_digest != digest:
+        raise Conflict(
+            f"Idempotency-Key {request.idempotency_key!r} was used for a different order request ({order.id})",
+            code="idempotency_key_reused",
+        )
+    if gateway is None or order.payments != "stripe":
+        return PlacedOrder(order, created=False)
+    order = _attach_payment_intent(book, gateway, order)
+    return PlacedOrder(order, created=False, client_secret=_secret(gateway, book, order.id))
+
+
+def _attach_payment_intent(book: SqlOrderBook, gateway: StripeGateway, order: Order) -> Order:
+    if order.payment_intent_id:
+        return order
+    intent_id, _ = gateway.create_payment_intent(order)  # Stripe's idempotency key: one intent per order
+    return book.update(order.id, lambda o: setattr(o, "payment_intent_id", intent_id))
+
+
+def _secret(gateway: StripeGateway, book: SqlOrderBook, order_id: str) -> str:
+    return gateway.client_secret(book.get(order_id).payment_intent_id)
+
+
+def cancel_order(book: SqlOrderBook, gateway: StripeGateway | None, order_id: str, reason: str) -> Order:
+    """Cancel where the state allows it, then refund what was paid (once)."""
+    lifecycle.cancel(book, order_id, reason)
+    return refund_order(book, gateway, order_id)

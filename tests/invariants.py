@@ -1,0 +1,259 @@
+"""What must hold of the shop however many orders went through and whatever failed meanwhile.
+
+The soak (benchmarks/soak.py) checks these at its end, and tests check them after they kill,
+cancel and refund: every order settled or waiting on its customer; money moved once, as Stripe
+itself records it; no run left running; no file of a live order missing and none of a gone
+order left behind. Each check takes plain inputs (orders, Stripe's records, run statuses, a
+store), so the caller decides where they come from; nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from photogen_pipelines.orders.states import FULFILMENT, OWES_REFUND, PRINT_FILE_MADE, PROOFS_VISIBLE, SETTLED, Order, OrderState
+from photogen_pipelines.storage.stores import ArtifactStore
+from photogen_pipelines.workflows.retention import RetentionPolicy, is_expired, is_print_file
+
+S = OrderState
+# a Dagster run in one of these is working, or thinks it is: none may be left when all is quiet
+UNFINISHED_RUN_STATUSES = frozenset({"STARTING", "STARTED", "CANCELING"})
+
+SETTLED_OR_WAITING = "every order settled or waiting on its customer"
+MONEY = "charged once, refunds owed made once (Stripe's records)"
+RUNS = "no run left starting or started"
+FILES = "live orders' files present, expired orders' files gone"
+REPORT = "the ledger and photogen report agree with the orders database"
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    subject: str  # an order id, a PaymentIntent id, a run id, a key
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.subject}: {self.detail}"
+
+
+@dataclass
+class InvariantReport:
+    checked: dict[str, int] = field(default_factory=dict)  # invariant -> how many subjects it looked at
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        return not self.violations
+
+    def add(self, invariant: str, checked: int, violations: Iterable[Violation]) -> None:
+        self.checked[invariant] = self.checked.get(invariant, 0) + checked
+        self.violations.extend(violations)
+
+    def lines(self) -> list[str]:
+        failed: dict[str, int] = {}
+        for violation in self.violations:
+            failed[violation.invariant] = failed.get(violation.invariant, 0) + 1
+        summary = [
+            f"{'FAIL' if failed.get(name) else 'ok  '} {name}: {checked} checked"
+            + (f", {failed[name]} violated" if failed.get(name) else "")
+            for name, checked in self.checked.items()
+        ]
+        return summary + [f"     {violation}" for violation in self.violations]
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+
+def waiting_on_customer(order: Order) -> bool:
+    """Not settled, but only because the customer has not paid or not chosen a proof yet."""
+    return order.state == S.AWAITING_PAYMENT or (order.state == S.PROOFS_READY and order.approval == "customer")
+
+
+def with_print_provider(order: Order) -> bool:
+    """Delivered to the print provider, which ships it on its own time."""
+    return order.state in FULFILMENT
+
+
+def orders_settled(orders: Iterable[Order]) -> tuple[int, list[Violation]]:
+    """Every order is settled (delivered, or ended and owing nothing) or waiting on its customer."""
+    violations, count = [], 0
+    for order in orders:
+        count += 1
+        if order.refund_owed:
+            violations.append(
+                Violation(
+                    SETTLED_OR_WAITING,
+                    order.id,
+                    f"{order.state.value}, owes a refund of {order.paid_cents - order.refunded_cents}",
+                )
+            )
+        elif order.state not in SETTLED and not waiting_on_customer(order) and not with_print_provider(order):
+            violations.append(
+                Violation(SETTLED_OR_WAITING, order.id, f"left in {order.state.value} ({order.reason or 'no reason'})")
+            )
+    return count, violations
+
+
+# -- money, as Stripe records it ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StripeRecords:
+    """Stripe's own record of the money moved, per PaymentIntent: its succeeded charges and its refunds."""
+
+    charges: Mapping[str, list[int]]  # PaymentIntent id -> amounts of its succeeded charges
+    refunds: Mapping[str, list[int]]  # PaymentIntent id -> amounts of its refunds (succeeded or pending)
+
+    @classmethod
+    def read(cls, client) -> StripeRecords:
+        """Every charge and refund, page by page, through a `stripe.StripeClient`."""
+        charges: dict[str, list[int]] = {}
+        for charge in _all(client.v1.charges):
+            if charge.get("status") == "succeeded" and charge.get("payment_intent"):
+                charges.setdefault(_id(charge["payment_intent"]), []).append(int(charge["amount"]))
+        refunds: dict[str, list[int]] = {}
+        for refund in _all(client.v1.refunds):
+            if refund.get("status") in ("succeeded", "pending") and refund.get("payment_intent"):
+                refunds.setdefault(_id(refund["payment_intent"]), []).append(int(refund["amount"]))
+        return cls(charges, refunds)
+
+
+def _id(value) -> str:
+    return value if isinstance(value, str) else value["id"]
+
+
+def _all(resource) -> Iterable[dict]:
+    after = None
+    while True:
+        page = resource.list(params={"limit": 100, **({"starting_after": after} if after else {})})
+        items = [item.to_dict() for item in page.data]
+        yield from items
+        if not page.has_more or not items:
+            return
+        after = items[-1]["id"]
+
+
+def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[int, list[Violation]]:
+    """Each order that was paid was charged once, for its amount; each refund owed was made
+    once, in full; nothing delivered was refunded; every other payment (a stray one) was
+    given back once. Compared with Stripe's records, not only with ours."""
+    violations: list[Violation] = []
+    own = {order.payment_intent_id: order for order in orders if order.payment_intent_id}
+    for order in own.values():
+        charged, refunded = stripe.charges.get(order.payment_intent_id, []), stripe.refunds.get(order.payment_intent_id, [])
+        subject = f"{order.id} ({order.payment_intent_id})"
+        if len(charged) > 1:
+            violations.append(Violation(MONEY, subject, f"{len(charged)} charges: {charged}"))
+        if order.paid_cents and not charged:
+            violations.append(Violation(MONEY, subject, f"recorded as paid {order.paid_cents}, Stripe has no charge"))
+        if charged and not order.paid_cents and order.state not in (S.FAILED, S.REFUNDED):
+            violations.append(Violation(MONEY, subject, f"Stripe charged {charged} but the order is {order.state.value}, unpaid"))
+        if len(refunded) > 1:
+            violations.append(Violation(MONEY, subject, f"{len(refunded)} refunds: {refunded}"))
+        if order.state == S.REFUNDED and charged and sum(refunded) != sum(charged):
+            violations.append(Violation(MONEY, subject, f"refunded {sum(refunded)} of {sum(charged)} charged"))
+        if refunded and order.state not in (S.REFUNDED, *OWES_REFUND):
+            violations.append(Violation(MONEY, subject, f"refunded {refunded} but the order is {order.state.value}"))
+    strays = {pi: amounts for pi, amounts in stripe.charges.items() if pi not in own}
+    for intent, charged in strays.items():
+        refunded = stripe.refunds.get(intent, [])
+        if len(refunded) != 1 or refunded[0] != sum(charged):
+            violations.append(
+                Violation(MONEY, intent, f"a stray payment: charged {charged}, refunded {refunded} (once, in full, expected)")
+            )
+    return len(own) + len(strays), violations
+
+
+# -- runs and files ----------------------------------------------------------------------------
+
+
+def runs_finished(run_statuses: Mapping[str, str]) -> tuple[int, list[Violation]]:
+    """No Dagster run is left starting, started or cancelling (`run_statuses`: run id -> status name)."""
+    violations = [Violation(RUNS, run_id, status) for run_id, status in run_statuses.items() if status in UNFINISHED_RUN_STATUSES]
+    return len(run_statuses), violations
+
+
+def files_kept_and_let_go(
+    orders: Iterable[Order], store: ArtifactStore, policy: RetentionPolicy, now: datetime
+) -> tuple[int, list[Violation]]:
+    """A live order has the files its customer can reach (its proofs, its print file once
+    ready); an order past the retention policy keeps none but what the policy keeps (the
+    print file, its manifest); no order's folder belongs to an order that does not exist."""
+    violations: list[Violation] = []
+    orders = list(orders)
+    for order in orders:
+        keys = [key for key in store.list(f"orders/{order.id}/") if key.startswith(f"orders/{order.id}/")]
+        if is_expired(order, now, policy):
+            kept = [k for k in keys if not (policy.keep_print_files and is_print_file(k, order.id))]
+            if kept:
+                violations.append(Violation(FILES, order.id, f"expired, still has {kept[:3]}"))
+            continue
+        if order.state in PROOFS_VISIBLE and not any(k.startswith(f"orders/{order.id}/proofs/proof_") for k in keys):
+            violations.append(Violation(FILES, order.id, f"{order.state.value} without a proof"))
+        if order.approved_proof is not None and order.state in PROOFS_VISIBLE:
+            if f"orders/{order.id}/proofs/proof_{order.approved_proof}.png" not in keys:
+                violations.append(Violation(FILES, order.id, f"approved proof {order.approved_proof} missing"))
+        if order.state in PRINT_FILE_MADE and not any(is_print_file(k, order.id) and "/print_file." in k for k in keys):
+            violations.append(Violation(FILES, order.id, f"{order.state.value} without a print file"))
+    known = {order.id for order in orders}
+    strangers = sorted({key.split("/")[1] for key in store.list("orders/") if key.count("/") >= 2} - known)
+    violations += [Violation(FILES, order_id, "files of an order the database does not know") for order_id in strangers]
+    return len(orders), violations
+
+
+def report_agrees(orders: Iterable[Order], report: Mapping) -> tuple[int, list[Violation]]:
+    """`photogen report --json` (the ledger, and what it lacks read from the orders database)
+    counts every order that settled, once, under its style, as the orders database has them."""
+    settled = [o for o in orders if any(e.to_state in SETTLED for e in o.events)]
+    expected: dict[str, int] = {}
+    for order in settled:
+        expected[order.style_id] = expected.get(order.style_id, 0) + 1
+    reported = {style["style_id"]: style["orders"] for style in report.get("styles", [])}
+    violations = [
+        Violation(REPORT, style, f"the report has {reported.get(style, 0)} orders, the orders database {count}")
+        for style, count in sorted(expected.items())
+        if reported.get(style, 0) != count
+    ]
+    violations += [
+        Violation(REPORT, style, f"the report has {count} orders the orders database does not")
+        for style, count in sorted(reported.items())
+        if style not in expected
+    ]
+    if report.get("orders", 0) != len(settled):
+        detail = f"the report has {report.get('orders')} orders, the database {len(settled)}"
+        violations.append(Violation(REPORT, "all styles", detail))
+    return len(settled), violations
+
+
+def check_shop(
+    orders: Iterable[Order],
+    *,
+    stripe: StripeRecords | None = None,
+    run_statuses: Mapping[str, str] | None = None,
+    store: ArtifactStore | None = None,
+    policy: RetentionPolicy | None = None,
+    now: datetime | None = None,
+    report_json: Mapping | None = None,
+    pipeline_ran: bool = True,
+) -> InvariantReport:
+    """Every invariant the given inputs allow: orders settled (unless `pipeline_ran` is False:
+    without runs a paid order stays paid); money with Stripe's records; runs with their
+    statuses; files with the store (and `policy` and `now`); `photogen report --json`'s
+    counts with `report_json`."""
+    orders = list(orders)
+    report = InvariantReport()
+    if pipeline_ran:
+        report.add(SETTLED_OR_WAITING, *orders_settled(orders))
+    if stripe is not None:
+        report.add(MONEY, *money_moved_once(orders, stripe))
+    if run_statuses is not None:
+        report.add(RUNS, *runs_finished(run_statuses))
+    if store is not None:
+        if now is None:
+            raise ValueError("checking files needs `now`, the moment retention is judged at")
+        report.add(FILES, *files_kept_and_let_go(orders, store, policy or RetentionPolicy(), now))
+    if report_json is not None:
+        report.add(REPORT, *report_agrees(orders, report_json))
+    return report
