@@ -13,6 +13,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow, RecipientRow
 from photogen_pipelines.errors import NotFound
@@ -36,19 +37,14 @@ class OrderBook(Protocol):
     def record_stage(self, order_id: str, stage: str, seconds: float) -> Order: ...
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _to_order(row: OrderRow, events: Sequence[OrderEventRow]) -> Order:
     fields = {name: getattr(row, name) for name in ORDER_COLUMNS}
-    fields["created_at"], fields["updated_at"] = _aware(row.created_at), _aware(row.updated_at)
+    fields["created_at"], fields["updated_at"] = as_utc(row.created_at), as_utc(row.updated_at)
     if row.approval_reminded_at is not None:
-        fields["approval_reminded_at"] = _aware(row.approval_reminded_at)
+        fields["approval_reminded_at"] = as_utc(row.approval_reminded_at)
     fields["stage_seconds"] = dict(row.stage_seconds or {})
     fields["events"] = [
-        OrderEvent(id=e.id, at=_aware(e.at), from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in events
+        OrderEvent(id=e.id, at=as_utc(e.at), from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in events
     ]
     return Order(**fields)
 
@@ -227,7 +223,7 @@ class SqlOrderBook:
             )
             if exclude_ids:
                 query = query.where(OrderEventRow.id.not_in(list(exclude_ids)))
-            return [(i, o, _aware(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]
+            return [(i, o, as_utc(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]
 
     def settled_between(self, start: datetime, end: datetime) -> list[Order]:
         """Orders whose latest move into a final state (ready, rejected, failed, cancelled,
@@ -240,7 +236,7 @@ class SqlOrderBook:
             .where(OrderEventRow.to_state.in_(final))
             .group_by(OrderEventRow.order_id)
             # SQLite keeps UTC wall times without a zone: compare in UTC on both engines
-            .having(settled_at >= _aware(start).astimezone(UTC), settled_at < _aware(end).astimezone(UTC))
+            .having(settled_at >= as_utc(start), settled_at < as_utc(end))
             .subquery()
         )
         with self.database.session() as session:

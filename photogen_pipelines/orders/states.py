@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.errors import IllegalTransition
 from photogen_pipelines.orders.recipients import ShippingMethod
 
@@ -90,10 +91,6 @@ class OrderEvent(BaseModel):
     reason: str | None = None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def new_order_id() -> str:
     # Dagster partition keys are shown in the UI and URLs: short, lowercase, no slashes
     return "ord_" + uuid.uuid4().hex[:16]
@@ -127,8 +124,8 @@ class Order(BaseModel):
     shipping_method: ShippingMethod | None = None  # with a recipient (kept apart: recipients table)
     approval_reminded_at: datetime | None = None  # when order.approval_reminder went out
     api_key_id: str | None = None  # the storefront key that placed it (None: CLI)
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
     events: list[OrderEvent] = Field(default_factory=list)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
@@ -151,7 +148,7 @@ class Order(BaseModel):
             return False
         if not can_transition(self.state, target):
             raise IllegalTransition(f"order {self.id} cannot go from {self.state.value} to {target.value}")
-        self.events.append(OrderEvent(at=_now(), from_state=self.state, to_state=target, reason=reason))
+        self.events.append(OrderEvent(at=utc_now(), from_state=self.state, to_state=target, reason=reason))
         self.state = target
         self.updated_at = self.events[-1].at
         self.reason = reason  # why the order is where it is now; the events keep the history

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 from PIL import Image
 
+from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import UploadRow
 from photogen_pipelines.engines.base import FaceAnalyzer
@@ -43,7 +44,7 @@ def new_upload_id() -> str:
 
 
 def _to_upload(row: UploadRow) -> Upload:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    created = as_utc(row.created_at)
     return Upload(
         row.id,
         row.storage_key,

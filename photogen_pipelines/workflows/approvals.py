@@ -9,11 +9,12 @@ cancelled and the refund follows (the payments sensor refunds cancelled orders).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import func, select
 
+from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import IllegalTransition
 from photogen_pipelines.orders import lifecycle, outbox
@@ -39,10 +40,6 @@ class ApprovalPolicy:
         return since + self.deadline
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def awaiting_approval(
     book: SqlOrderBook, ready_before: datetime, limit: int, unreminded: bool = False
 ) -> list[tuple[str, datetime]]:
@@ -61,7 +58,7 @@ def awaiting_approval(
     if unreminded:
         query = query.where(OrderRow.approval_reminded_at.is_(None))
     with book.database.session() as session:
-        return [(order_id, _aware(at)) for order_id, at in session.execute(query).all()]
+        return [(order_id, as_utc(at)) for order_id, at in session.execute(query).all()]
 
 
 def waiting_since(order: Order) -> datetime | None:

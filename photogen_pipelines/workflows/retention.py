@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, func, not_, or_, select
 
+from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.fulfilment.submission import forget_recipient
@@ -71,10 +72,6 @@ class ExpiredOrder:
     final_at: datetime  # its last state change: the ledger day it is filed under
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
-
-
 def expired_orders(
     book: SqlOrderBook,
     now: datetime,
@@ -104,7 +101,7 @@ def expired_orders(
     for order_id, final_at in rows:
         order = book.get(order_id)
         if is_expired(order, now, policy):  # checked again on the full order: it may have moved since the query
-            found.append(ExpiredOrder(order, _aware(final_at)))
+            found.append(ExpiredOrder(order, as_utc(final_at)))
     return found
 
 
