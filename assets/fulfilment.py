@@ -48,7 +48,7 @@ def fulfilment(
     # ids and statuses only: the recipient never reaches Dagster's metadata, logs or event log
     metadata = {
         "provider": dg.TextMetadataValue(print_provider.provider),
-        "status": dg.TextMetadataValue(record.status if record else result.status),
+        "status": dg.TextMetadataValue(record.status.value if record else result.status),
         "order_state": dg.TextMetadataValue(book.get(order_id).state.value),
     }
     if record and record.provider_order_id:
@@ -73,13 +73,13 @@ def provider_accepted(
         return dg.AssetCheckResult(
             passed=True, metadata={"provider": print_provider.provider}, description="no recipient: shipped by the storefront"
         )
-    accepted = record.provider_order_id is not None and record.status not in ("pending", "failed", "cancelled")
+    accepted = record.provider_order_id is not None and record.status.accepted
     return dg.AssetCheckResult(
         passed=accepted,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "provider": dg.TextMetadataValue(record.provider),
-            "status": dg.TextMetadataValue(record.status),
+            "status": dg.TextMetadataValue(record.status.value),
             "provider_order_id": dg.TextMetadataValue(record.provider_order_id or ""),
             "attempts": dg.IntMetadataValue(record.attempts),
         },

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from photogen_pipelines.orders.recipients import MaskedRecipient, Recipient, ShippingMethod
+from photogen_pipelines.orders.shipments import FulfilmentStatus
 from storefront_api.examples import APPROVE_IN, ORDER_IN, ORDER_OUT
 
 
@@ -125,7 +126,7 @@ class EventOut(BaseModel):
 class FulfilmentOut(BaseModel):
     provider: str
     provider_order_id: str | None
-    status: str = Field(description="pending, submitted, in_production, shipped, delivered, cancelled or failed")
+    status: FulfilmentStatus = Field(description="pending until the provider accepts the order, then the provider's status")
     carrier: str | None
     tracking_number: str | None
     tracking_url: str | None

@@ -31,7 +31,7 @@ def _section(title: str) -> str:
 
 
 def test_every_production_module_is_named_in_the_map():
-    named = set(re.findall(r"`((?:%s)/[\w/]+\.py)`" % "|".join(PRODUCTION), _section("## 7.")))
+    named = set(re.findall(r"`((?:{})/[\w/]+\.py)`".format("|".join(PRODUCTION)), _section("## 7.")))
     assert sorted(_production_modules() - named) == [], "name the new module in docs/architecture.md §7"
     assert sorted(named - _production_modules()) == [], "the map names a module that is gone"
 

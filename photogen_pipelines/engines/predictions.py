@@ -6,10 +6,14 @@ creates a prediction it looks the key up: one that succeeded is fetched again (i
 or the provider's record of it) instead of paid for again, and one still running is
 waited on. The journal lives in the orders database (`predictions`), which every run
 worker already reaches; `MemoryPredictionJournal` is for scripts and tests.
+
+A prediction's status is a `PredictionStatus`, stored as its plain word; the journals'
+`save` is its only writer (tests/test_status_writers.py).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import threading
@@ -23,8 +27,19 @@ from sqlalchemy import select
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import PredictionRow
 
+
+class PredictionStatus(enum.StrEnum):
+    """A remote prediction's status in our words (Replicate's; each backend maps its own)."""
+
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
 # statuses after which a prediction will not change
-FINISHED = frozenset({"succeeded", "failed", "canceled"})
+FINISHED = frozenset({PredictionStatus.SUCCEEDED, PredictionStatus.FAILED, PredictionStatus.CANCELED})
 
 
 @dataclass(frozen=True)
@@ -32,11 +47,14 @@ class PredictionRecord:
     key: str  # request_key(): what was asked
     provider: str  # replicate | runpod
     prediction_id: str  # the provider's id (Replicate's prediction id, RunPod's job id)
-    status: str  # the provider's status in our words: starting, processing, succeeded, failed, canceled
+    status: PredictionStatus  # its plain word ("succeeded") is taken too, and converted
     predict_seconds: float | None = None
     cost_usd: float | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", PredictionStatus(self.status))
 
 
 class PredictionJournal(Protocol):
@@ -99,5 +117,5 @@ class SqlPredictionJournal:
             if row is None:
                 row = PredictionRow(key=record.key, created_at=now)
                 session.add(row)
-            row.provider, row.prediction_id, row.status = record.provider, record.prediction_id, record.status
+            row.provider, row.prediction_id, row.status = record.provider, record.prediction_id, record.status.value
             row.predict_seconds, row.cost_usd, row.updated_at = record.predict_seconds, record.cost_usd, now

@@ -5,6 +5,9 @@ order is submitted and deleted by retention. Submission goes through a provider 
 (`providers/`), whose idempotency makes a repeated submission find the first provider
 order. What the provider says later (callbacks, or the reconciliation sensor reading its
 open orders) is applied by `apply_provider_order`, one transaction per change.
+
+This module is the only writer of a submission's status (`FulfilmentRow.status`, a
+`FulfilmentStatus`): every change goes through `_set_status` (tests/test_status_writers.py).
 """
 
 from __future__ import annotations
@@ -32,12 +35,10 @@ from photogen_pipelines.fulfilment.providers.base import (
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.shipments import FulfilmentStatus
 from photogen_pipelines.orders.states import FULFILMENT, Order, OrderState
 
 S = OrderState
-PENDING = "pending"  # we are submitting; the provider has not accepted yet
-# provider statuses after which nothing more will happen to the provider's order
-CLOSED = frozenset({ProviderStatus.DELIVERED.value, ProviderStatus.CANCELLED.value, ProviderStatus.FAILED.value})
 # a submission stuck in pending this long is submitted again by the reconciliation sensor
 RESUBMIT_AFTER = timedelta(minutes=2)
 
@@ -75,7 +76,7 @@ class Fulfilment:
     order_id: str
     provider: str
     provider_order_id: str | None
-    status: str
+    status: FulfilmentStatus
     detail: str | None
     carrier: str | None
     tracking_number: str | None
@@ -87,7 +88,8 @@ class Fulfilment:
 
     @classmethod
     def of(cls, row: FulfilmentRow) -> Fulfilment:
-        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+        fields = {name: getattr(row, name) for name in cls.__dataclass_fields__}
+        return cls(**{**fields, "status": FulfilmentStatus(row.status)})
 
 
 def fulfilment_of(database: Database, order_id: str) -> Fulfilment | None:
@@ -96,10 +98,16 @@ def fulfilment_of(database: Database, order_id: str) -> Fulfilment | None:
         return None if row is None else Fulfilment.of(row)
 
 
+def _set_status(row: FulfilmentRow, status: FulfilmentStatus, now: datetime) -> None:
+    """The one write of a submission's status (stored as its plain word)."""
+    row.status, row.updated_at = FulfilmentStatus(status).value, now
+
+
 def _row(session: Session, order_id: str, provider: str, now: datetime) -> FulfilmentRow:
     row = session.scalars(select(FulfilmentRow).where(FulfilmentRow.order_id == order_id).with_for_update()).one_or_none()
     if row is None:
-        row = FulfilmentRow(order_id=order_id, provider=provider, status=PENDING, attempts=0, updated_at=now)
+        row = FulfilmentRow(order_id=order_id, provider=provider, attempts=0)
+        _set_status(row, FulfilmentStatus.PENDING, now)
         session.add(row)
     return row
 
@@ -163,9 +171,7 @@ def submit(
         placed = provider.submit(submission)
     except ProviderRefused as exc:
         reason = f"{exc.code}: the print provider ({provider.name}) refused the order: {exc}"
-        _note_attempt(database, order_id, provider.name, error=reason)
-        _close_refused(database, order_id)
-        lifecycle.refused_by_provider(book, order_id, reason)
+        _close_refused(book, order_id, provider.name, reason)
         return SubmitResult("refused", reason=reason)
     except ProviderError as exc:
         _note_attempt(database, order_id, provider.name, error=f"{exc.code}: {exc}")
@@ -174,10 +180,16 @@ def submit(
     return SubmitResult(placed.status.value, provider_order=placed)
 
 
-def _close_refused(database: Database, order_id: str) -> None:
-    with database.session() as session:
-        row = session.get(FulfilmentRow, order_id)
-        row.status, row.updated_at = ProviderStatus.FAILED.value, datetime.now(UTC)
+def _close_refused(book: SqlOrderBook, order_id: str, provider: str, reason: str) -> None:
+    """The provider refused the order for good: its submission fails with the reason and
+    the order fails (the refund follows), in one transaction, so neither is left half done."""
+    now = datetime.now(UTC)
+    with book.transaction() as transaction:
+        row = _row(transaction.session, order_id, provider, now)
+        row.last_error = reason
+        _set_status(row, FulfilmentStatus.FAILED, now)
+        transaction.session.flush()  # the order's events below carry the submission's status
+        transaction.update(order_id, lambda order: lifecycle.refused_by_provider(order, reason))
 
 
 # the order's state that a provider status puts it in, at least
@@ -200,8 +212,8 @@ def apply_provider_order(book: SqlOrderBook, placed: ProviderOrder, now: datetim
     with book.transaction() as transaction:
         row = _row(transaction.session, order_id, placed.provider, now)
         row.provider_order_id = placed.provider_order_id
-        row.status, row.detail, row.checked_at, row.updated_at = placed.status.value, placed.detail, now, now
-        row.last_error = None
+        _set_status(row, FulfilmentStatus.of(placed.status), now)
+        row.detail, row.checked_at, row.last_error = placed.detail, now, None
         row.submitted_at = row.submitted_at or now
         if shipment is not None:
             row.carrier, row.tracking_number, row.tracking_url = shipment.carrier, shipment.tracking_number, shipment.tracking_url
@@ -235,7 +247,7 @@ def open_fulfilments(database: Database, now: datetime, recheck_after: timedelta
         select(FulfilmentRow)
         .join(OrderRow, OrderRow.id == FulfilmentRow.order_id)
         .where(
-            FulfilmentRow.status.not_in(list(CLOSED)),
+            FulfilmentRow.status.not_in([status.value for status in FulfilmentStatus if status.closed]),
             OrderRow.state.in_([S.READY.value, S.SUBMITTED.value, S.SHIPPED.value]),
             or_(unanswered, placed),
         )

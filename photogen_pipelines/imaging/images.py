@@ -120,7 +120,9 @@ def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def png_bytes(image: Image.Image | np.ndarray, compress_level: int = 6) -> bytes:
+def png_bytes(image: Image.Image | np.ndarray, compress_level: int = 1) -> bytes:
+    # zlib level 1: a 1024-px proof encodes ~3x faster than at Pillow's default 6 for ~12 %
+    # more bytes, and an order encodes a dozen of them (BENCHMARKS.md, "Demo order")
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     buffer = io.BytesIO()

@@ -77,10 +77,11 @@ def deliver(book: OrderBook, order_id: str) -> Order:
     return _move(book, order_id, S.READY, DELIVERED_REASON)
 
 
-def refused_by_provider(book: OrderBook, order_id: str, reason: str) -> Order:
+def refused_by_provider(order: Order, reason: str) -> None:
     """The print provider refused the order for good (its file, address or product): the
-    order fails with the provider's reason, and the refund follows like any failure."""
-    return _move(book, order_id, S.FAILED, reason)
+    order fails with the provider's reason, and the refund follows like any failure. Called
+    inside the transaction that records the refused submission, on the locked order."""
+    order.transition(S.FAILED, reason)
 
 
 def fail(book: OrderBook, order_id: str, reason: str) -> Order:
