@@ -1,13 +1,15 @@
-"""What every order asset does first and around its work: find its order, time the
-stage, move the order through the lifecycle, and turn core errors into Failures."""
+"""What every order asset does first and around its work: declare itself partitioned by
+order, find its order, time the stage, move the order through the lifecycle, and turn core
+errors into Failures."""
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
+from assets.partitions import orders_partitions
 from photogen_pipelines.errors import BadInput, IllegalTransition, PhotoGenError
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.book import OrderBook
@@ -15,6 +17,21 @@ from photogen_pipelines.orders.states import Order
 from photogen_pipelines.storage.artifacts import OrderKeys, Stage
 from photogen_pipelines.storage.stores import ArtifactStore
 from resources import ArtifactStorage, OrdersDatabase
+
+# a step that failed on something passing (a model service, the store) runs again, twice at most
+STEP_RETRIES = dg.RetryPolicy(max_retries=2, delay=1.0)
+
+
+def order_asset(group: str, kinds: set[str], deps: Sequence | None = None, retried: bool = False):
+    """The decorator of an order's step: an asset with one partition per order id;
+    `retried` steps get STEP_RETRIES."""
+    return dg.asset(
+        partitions_def=orders_partitions,
+        group_name=group,
+        kinds=kinds,
+        deps=deps,
+        retry_policy=STEP_RETRIES if retried else None,
+    )
 
 
 @dataclass

@@ -9,6 +9,7 @@ import dagster as dg
 
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.generation.previews import catalog_version, reference_faces, render_style_preview, store_style_preview
+from photogen_pipelines.storage.artifacts import NO_FACE
 from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
 
 GROUP = "catalog"
@@ -60,9 +61,9 @@ def style_previews(
 def _style_metadata(style, preview, record, seconds, store) -> dict:
     scores = preview.identity_scores()
     return {
-        "preview": dg.MetadataValue.path(store.uri(record["key"])),
+        "preview": dg.MetadataValue.path(store.uri(record.key)),
         # -1 where no face was found in the styled image, as the proofs' metadata does
-        **{f"identity_{name}": dg.FloatMetadataValue(s if s is not None else -1.0) for name, s in scores.items()},
+        **{f"identity_{name}": dg.FloatMetadataValue(s if s is not None else NO_FACE) for name, s in scores.items()},
         "threshold": dg.FloatMetadataValue(style.identity_threshold),
         "faces_passed": dg.IntMetadataValue(sum(f.passed for f in preview.faces)),
         "faces": dg.IntMetadataValue(len(scores)),

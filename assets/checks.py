@@ -27,8 +27,8 @@ def identity_preserved(context: dg.AssetCheckExecutionContext, storage: Artifact
     """At least one proof is recognisably the customer: its similarity to the selfie
     reaches the style's threshold. Blocking: nothing is printed from a failed gate."""
     validation = OrderKeys(context.partition_key).load(storage.store(), Validation)
-    passing = [s.similarity for s in validation.scores if s.passed]
-    best = validation.best_similarity()
+    passing = validation.passing_similarities()
+    best = validation.best_similarity()  # as validated_proofs' own metadata reports it
     return dg.AssetCheckResult(
         passed=bool(passing),
         severity=dg.AssetCheckSeverity.ERROR,

@@ -3,10 +3,8 @@
 import dagster as dg
 import numpy as np
 
-from assets._helpers import core_failure, enter, order_step, timed_stage
-from assets.partitions import orders_partitions
+from assets._helpers import core_failure, enter, order_asset, order_step, timed_stage
 from assets.proofs import validated_proofs
-from photogen_pipelines.analytics import costs
 from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.generation.stages import make_print_master
@@ -18,7 +16,7 @@ from resources import ArtifactStorage, CatalogResource, OrdersDatabase, UpscaleE
 GROUP = "printing"
 
 
-@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"ncnn", "image"}, deps=[validated_proofs])
+@order_asset(GROUP, {"ncnn", "image"}, deps=[validated_proofs])
 def print_master(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -41,17 +39,16 @@ def print_master(
                 engine,
                 upscale.backend,
                 upscale.price_per_second,
-                lambda: make_print_master(proof, product, engine, upscale.target_dpi, upscale.max_passes),
+                lambda: make_print_master(
+                    proof, product, engine, upscale.target_dpi, upscale.max_passes, variant=order.approved_proof
+                ),
             )
         except PhotoGenError as exc:
             lifecycle.fail(step.book, order.id, reason=f"{exc.code}: {exc}")
             raise core_failure(exc) from None
         # fast PNG compression: the master is an intermediate, read back once by print_file
-        store.put_bytes(keys.print_master, png_bytes(master, compress_level=1))
-        keys.save(
-            store,
-            MasterInfo(**vars(info), proof=order.approved_proof, upscaler=engine.version, usage=costs.record(usage)),
-        )
+        store.put_bytes(keys.print_master, png_bytes(master))
+        keys.save(store, info.model_copy(update={"usage": usage.rounded()}))
     context.log.info(
         f"print_master: passes x{info.passes}, {info.pixel_size[0]}x{info.pixel_size[1]} px, {info.effective_dpi} DPI"
     )
@@ -69,13 +66,7 @@ def print_master(
     )
 
 
-@dg.asset(
-    partitions_def=orders_partitions,
-    group_name=GROUP,
-    kinds={"pillow", "image"},
-    deps=[print_master],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=1.0),
-)
+@order_asset(GROUP, {"pillow", "image"}, deps=[print_master], retried=True)
 def print_file(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -134,7 +125,7 @@ def print_file(
     )
 
 
-@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"photogen"}, deps=[print_file])
+@order_asset(GROUP, {"photogen"}, deps=[print_file])
 def delivery(context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage) -> dg.MaterializeResult:
     """The order delivered: runs only once the blocking print_spec_met check let its print file through."""
     step = order_step(context, orders, storage)

@@ -1,33 +1,28 @@
 """Proof assets: the selfie becomes a few styled proofs that keep the customer's face."""
 
 import dagster as dg
-import numpy as np
 
-from assets._helpers import enter, order_step, reject_order, timed_stage
-from assets.partitions import orders_partitions
-from photogen_pipelines.analytics import costs
+from assets._helpers import OrderStep, enter, order_asset, order_step, reject_order, timed_stage
+from photogen_pipelines import tiers
 from photogen_pipelines.analytics.costs import metered
-from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.generation.stages import Candidate, identity_gate, prepare_selfie, render_candidates, score_candidate
-from photogen_pipelines.imaging.images import Box, open_png, png_bytes
-from photogen_pipelines.imaging.variety import proof_variety
-from photogen_pipelines.orders import lifecycle
-from photogen_pipelines.storage.artifacts import (
-    CandidateParams,
-    CandidatesInfo,
-    OrderKeys,
-    ProofScore,
-    SelfieInfo,
-    Stage,
-    Validation,
+from photogen_pipelines.generation.proofs import (
+    StoredSelfie,
+    ValidatedProofs,
+    store_candidate,
+    stored_selfie,
+    validate_proofs,
 )
+from photogen_pipelines.generation.stages import Candidate, prepare_selfie, render_candidates
+from photogen_pipelines.imaging.images import png_bytes
+from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.storage.artifacts import NO_FACE, CandidateParams, CandidatesInfo, SelfieInfo, Stage, Usage
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
 GROUP = "proofs"
 
 
-@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"})
+@order_asset(GROUP, {"opencv", "image"})
 def selfie(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -76,17 +71,14 @@ def _stylizer(styles: StyleEngine, catalog: CatalogResource, order):
     return styles.stylizer_for(tier.engine, tier.steps)
 
 
-Portrait = tuple[np.ndarray, Box]  # the framed portrait and its face box
-
-
 def _render(
-    styles: StyleEngine, catalog: CatalogResource, order, portrait: Portrait, variants: list[int], round_no: int
+    styles: StyleEngine, catalog: CatalogResource, order, selfie: StoredSelfie, variants: list[int], round_no: int
 ) -> tuple[list[Candidate], Usage]:
     """The variants of one round, and what painting them used (for the order's cost)."""
     style_catalog = catalog.styles()
     stylizer = _stylizer(styles, catalog, order)
     style = style_catalog.get(order.style_id)
-    image, face = portrait
+    image, face = selfie.portrait, selfie.face
     return metered(
         stylizer,
         _backend(styles, catalog, order),
@@ -95,28 +87,22 @@ def _render(
     )
 
 
-def _portrait(store, keys: OrderKeys) -> Portrait:
-    """The framed portrait and where its face is, as `selfie` stored them."""
-    x, y, w, h = keys.load(store, SelfieInfo).portrait_face.box
-    return np.asarray(open_png(store.get_bytes(keys.portrait))), Box(x, y, w, h)
+def _render_or_reject(
+    step: OrderStep, styles: StyleEngine, catalog: CatalogResource, selfie: StoredSelfie, variants: list[int], round_no: int
+) -> tuple[list[Candidate], Usage]:
+    """`_render`; a picture a remote model's safety filter refused rejects the order: no retry helps."""
+    try:
+        return _render(styles, catalog, step.order, selfie, variants, round_no)
+    except BadInput as refused:
+        raise reject_order(step, refused) from None
 
 
 def _backend(styles: StyleEngine, catalog: CatalogResource, order) -> str:
     engine = catalog.products().tier(order.tier).engine
-    return styles.engine_settings().backend if engine == "default" else engine
+    return tiers.style_engine(styles.engine_settings(), engine).backend
 
 
-def _store_candidate(store, keys: OrderKeys, candidate: Candidate) -> None:
-    store.put_bytes(keys.candidate(candidate.round, candidate.variant), png_bytes(candidate.image))
-
-
-@dg.asset(
-    partitions_def=orders_partitions,
-    group_name=GROUP,
-    kinds={"onnx", "image"},
-    deps=[selfie],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=1.0),
-)
+@order_asset(GROUP, {"onnx", "image"}, deps=[selfie], retried=True)
 def styled_candidates(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -127,14 +113,11 @@ def styled_candidates(
     """The order's variants in its style, seeded by the order id so re-runs reproduce them."""
     step = order_step(context, orders, storage)
     store, keys, order = step.store, step.keys, step.order
-    portrait = _portrait(store, keys)
+    selfie = stored_selfie(store, keys)
     with timed_stage(step, Stage.STYLED_CANDIDATES) as timer:
-        try:
-            candidates, usage = _render(styles, catalog, order, portrait, list(range(order.variants)), 0)
-        except BadInput as refused:  # a remote model's safety filter refused the picture: no retry helps
-            raise reject_order(step, refused) from None
+        candidates, usage = _render_or_reject(step, styles, catalog, selfie, list(range(order.variants)), 0)
         for candidate in candidates:
-            _store_candidate(store, keys, candidate)
+            store_candidate(store, keys, candidate)
         keys.save(
             store,
             CandidatesInfo(
@@ -142,7 +125,7 @@ def styled_candidates(
                 engine=_stylizer(styles, catalog, order).version,
                 candidates=[CandidateParams(**c.params()) for c in candidates],
                 tier=order.tier,
-                usage=costs.record(usage),
+                usage=usage.rounded(),
             ),
         )
     context.log.info(f"styled_candidates: {len(candidates)} variants of {order.style_id}")
@@ -171,7 +154,7 @@ def _cost_metadata(usage: Usage | None) -> dict:
     }
 
 
-@dg.asset(partitions_def=orders_partitions, group_name=GROUP, kinds={"opencv", "image"}, deps=[styled_candidates])
+@order_asset(GROUP, {"opencv", "image"}, deps=[styled_candidates])
 def validated_proofs(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -182,86 +165,60 @@ def validated_proofs(
 ) -> dg.MaterializeResult:
     """Proofs that pass the identity gate; failures are regenerated at lower strength."""
     step = order_step(context, orders, storage)
-    store, keys, order = step.store, step.keys, step.order
     style_catalog = catalog.styles()
-    style = style_catalog.get(order.style_id)
-    reference = np.asarray(keys.load(store, SelfieInfo).embedding, dtype=np.float32)
-    portrait = _portrait(store, keys)
+    style = style_catalog.get(step.order.style_id)
+    selfie = stored_selfie(step.store, step.keys)
     analyzer = faces.analyzer()
-
-    regenerated: list[Usage] = []
-
-    def regenerate(variants: list[int], round_no: int) -> list[Candidate]:
-        try:
-            candidates, usage = _render(styles, catalog, order, portrait, variants, round_no)
-        except BadInput as refused:
-            raise reject_order(step, refused) from None
-        regenerated.append(usage)
-        for candidate in candidates:
-            _store_candidate(store, keys, candidate)
-        return candidates
-
     with timed_stage(step, Stage.VALIDATED_PROOFS) as timer:
-        first_round = [
-            Candidate(
-                variant=p.variant,
-                round=p.round,
-                seed=p.seed,
-                strength=p.strength,
-                zoom=p.zoom,
-                take=p.take,
-                image=np.asarray(open_png(store.get_bytes(keys.candidate(0, p.variant)))),
-            )
-            for p in keys.load(store, CandidatesInfo).candidates
-        ]
-        gate = identity_gate(
-            first_round,
-            regenerate,
-            lambda c: score_candidate(c, reference, style.identity_threshold, analyzer),
+        validated = validate_proofs(
+            step.store,
+            step.keys,
+            selfie,
+            style.identity_threshold,
+            analyzer,
             style_catalog.max_rounds,
+            lambda variants, round_no: _render_or_reject(step, styles, catalog, selfie, variants, round_no),
         )
-        for old in store.list(f"{keys.prefix}/proofs/"):
-            store.delete(old)  # a re-run must not leave an earlier run's proofs behind
-        for variant, candidate in gate.proofs.items():
-            store.put_bytes(keys.proof(variant), png_bytes(candidate.image))
-        keys.save(
-            store,
-            Validation(
-                threshold=style.identity_threshold,
-                encoder=analyzer.version,
-                rounds=gate.rounds,
-                proofs={v: keys.proof(v) for v in sorted(gate.proofs)},
-                best_variant=gate.best_variant(),
-                scores=[ProofScore(**vars(s)) for s in gate.scores],
-                rejected=gate.rejected,
-                usage=costs.record(sum(regenerated[1:], regenerated[0])) if regenerated else None,
-            ),
-        )
-    if gate.rejected:
-        lifecycle.reject(step.book, step.order_id, reason=gate.rejection_reason())
-        context.log.warning(f"validated_proofs: order rejected: {gate.rejection_reason()}")
-    else:
-        best = gate.best_variant()
-        validated = lifecycle.proofs_validated(step.book, store, step.order_id, best)
-        context.log.info(f"validated_proofs: {len(gate.proofs)} proofs passed in {gate.rounds} round(s)")
-        if validated.approved_proof is not None:
-            context.log.info(f"validated_proofs: auto-approved proof {best}; the print run follows")
-    final = {s.variant: s for s in gate.scores}  # the last attempt of each variant
+    _move_on_the_verdict(context, step, validated)
     return dg.MaterializeResult(
         metadata={
-            **{
-                f"similarity_variant_{v}": dg.FloatMetadataValue(s.similarity if s.similarity is not None else -1.0)
-                for v, s in sorted(final.items())
-            },
-            "best_similarity": dg.FloatMetadataValue(max((s.similarity or -1.0) for s in final.values())),
-            "threshold": dg.FloatMetadataValue(style.identity_threshold),
-            "proofs_passed": dg.IntMetadataValue(len(gate.proofs)),
-            # how far apart the proofs look (variety.py); -1 with fewer than two
-            "proof_variety": dg.FloatMetadataValue(round(proof_variety([c.image for c in gate.proofs.values()]) or -1.0, 4)),
-            "attempts": dg.IntMetadataValue(len(gate.scores)),
-            "rounds": dg.IntMetadataValue(gate.rounds),
-            "rejected": dg.BoolMetadataValue(gate.rejected),
+            **_validation_metadata(validated),
             "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
-            **_cost_metadata(sum(regenerated[1:], regenerated[0]) if regenerated else None),
+            **_cost_metadata(validated.validation.usage),
         }
     )
+
+
+def _move_on_the_verdict(context: dg.AssetExecutionContext, step: OrderStep, validated: ValidatedProofs) -> None:
+    """Reject the order, or make its proofs ready (approved at once with auto approval)."""
+    validation = validated.validation
+    if validation.rejected:
+        reason = validated.gate.rejection_reason()
+        lifecycle.reject(step.book, step.order_id, reason=reason)
+        context.log.warning(f"validated_proofs: order rejected: {reason}")
+        return
+    best = validation.best_variant
+    order = lifecycle.proofs_validated(step.book, step.store, step.order_id, best)
+    context.log.info(f"validated_proofs: {len(validation.proofs)} proofs passed in {validation.rounds} round(s)")
+    if order.approved_proof is not None:
+        context.log.info(f"validated_proofs: auto-approved proof {best}; the print run follows")
+
+
+def _validation_metadata(validated: ValidatedProofs) -> dict:
+    """The verdict's numbers, for the UI: each variant's last attempt (NO_FACE: -1 where no
+    face was found), the best of any attempt, the gate's effort."""
+    validation, variety = validated.validation, validated.variety()
+    return {
+        **{
+            f"similarity_variant_{v}": dg.FloatMetadataValue(s.similarity if s.similarity is not None else NO_FACE)
+            for v, s in sorted(validation.final_scores().items())
+        },
+        "best_similarity": dg.FloatMetadataValue(validation.best_similarity()),
+        "threshold": dg.FloatMetadataValue(validation.threshold),
+        "proofs_passed": dg.IntMetadataValue(len(validation.proofs)),
+        # how far apart the proofs look (variety.py); -1 with fewer than two
+        "proof_variety": dg.FloatMetadataValue(round(variety, 4) if variety is not None else -1.0),
+        "attempts": dg.IntMetadataValue(len(validation.scores)),
+        "rounds": dg.IntMetadataValue(validation.rounds),
+        "rejected": dg.BoolMetadataValue(validation.rejected),
+    }

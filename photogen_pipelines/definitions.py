@@ -21,10 +21,14 @@ from resources import (
     ArtifactStorage,
     CatalogResource,
     FaceEngine,
+    FaceEngineConfig,
     OrdersDatabase,
+    StoreConfig,
     StripePayments,
     StyleEngine,
+    StyleEngineConfig,
     UpscaleEngine,
+    UpscaleEngineConfig,
 )
 from resources.fulfilment import ApprovalDeadline, PrintProviderResource
 from resources.retention import RetentionSettings
@@ -66,7 +70,7 @@ def _approval_deadline(settings: PhotoGenSettings) -> ApprovalDeadline:
 
 
 def _storage(built: Deployment) -> ArtifactStorage:
-    return ArtifactStorage(**built.store.model_dump())
+    return ArtifactStorage(settings=StoreConfig(**built.store.model_dump()))
 
 
 # the serverless providers' keys, by backend: the resources get them as dg.EnvVar, so the
@@ -83,11 +87,12 @@ def _secret(settings) -> dict:
 
 
 def _engines(built: Deployment) -> dict[str, dg.ConfigurableResource]:
-    # the resources turn back into these settings to build, so they reach the same cached engines
+    # the resources carry these settings and turn back into them to build, so they reach the
+    # same cached engines
     return {
-        "faces": FaceEngine(**built.faces.model_dump()),
-        "styles": StyleEngine(**_secret(built.styles)),
-        "upscale": UpscaleEngine(**_secret(built.upscale)),
+        "faces": FaceEngine(settings=FaceEngineConfig(**built.faces.model_dump())),
+        "styles": StyleEngine(settings=StyleEngineConfig(**_secret(built.styles))),
+        "upscale": UpscaleEngine(settings=UpscaleEngineConfig(**_secret(built.upscale))),
     }
 
 

@@ -1,16 +1,20 @@
 """Dagster resources wrapping the core's engines, stores, catalogs and payments."""
 
 from resources.catalog import CatalogResource
-from resources.engines import FaceEngine, StyleEngine, UpscaleEngine
+from resources.engines import FaceEngine, FaceEngineConfig, StyleEngine, StyleEngineConfig, UpscaleEngine, UpscaleEngineConfig
 from resources.payments import StripePayments
-from resources.storage import ArtifactStorage, OrdersDatabase
+from resources.storage import ArtifactStorage, OrdersDatabase, StoreConfig
 
 __all__ = [
     "ArtifactStorage",
     "CatalogResource",
     "FaceEngine",
+    "FaceEngineConfig",
     "OrdersDatabase",
+    "StoreConfig",
     "StripePayments",
     "StyleEngine",
+    "StyleEngineConfig",
     "UpscaleEngine",
+    "UpscaleEngineConfig",
 ]

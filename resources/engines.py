@@ -1,20 +1,28 @@
-"""Engine resources: each converts its config to the core's settings model and builds
-through photogen_pipelines.factories, which caches the loaded models process-wide (Dagster
-builds resources anew for every run)."""
+"""Engine resources: each carries the core's engine settings as its `settings` config and
+builds through photogen_pipelines.factories, which caches the loaded models process-wide
+(Dagster builds resources anew for every run). The settings' fields, types and defaults
+are declared once, in photogen_pipelines/factories.py; the config classes here only make
+them Dagster config (a field typed as a dg.Config subclass is nested config), so they show
+and can be set in the UI, and a string field such as an api key can be a dg.EnvVar."""
 
 import dagster as dg
 
-from photogen_pipelines import factories
+from photogen_pipelines import factories, tiers
 from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
-from photogen_pipelines.errors import ModelError
-from photogen_pipelines.factories import (
-    FaceBackend,
-    FaceEngineSettings,
-    StyleBackend,
-    StyleEngineSettings,
-    UpscaleBackend,
-    UpscaleEngineSettings,
-)
+from photogen_pipelines.factories import FaceEngineSettings, StyleEngineSettings, UpscaleEngineSettings
+
+
+class FaceEngineConfig(dg.Config, FaceEngineSettings):
+    """FaceEngineSettings as Dagster config."""
+
+
+class StyleEngineConfig(dg.Config, StyleEngineSettings):
+    """StyleEngineSettings as Dagster config (replicate, runpod: the api key is an
+    environment variable, dg.EnvVar, never config in the UI)."""
+
+
+class UpscaleEngineConfig(dg.Config, UpscaleEngineSettings):
+    """UpscaleEngineSettings as Dagster config (runpod: the api key as a dg.EnvVar)."""
 
 
 class FaceEngine(dg.ConfigurableResource):
@@ -23,100 +31,68 @@ class FaceEngine(dg.ConfigurableResource):
     By default it is not the encoder the diffusers engine conditions on, so the identity
     gate does not grade the generator with the generator's own yardstick."""
 
-    backend: FaceBackend = "embedded"
-    model_dir: str | None = None
-    providers: str = "auto"  # insightface: auto (CUDA when onnxruntime-gpu has it) | cpu | cuda
+    settings: FaceEngineConfig = FaceEngineConfig()
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
 
     def engine_settings(self) -> FaceEngineSettings:
-        return FaceEngineSettings.model_validate(self, from_attributes=True)
+        # the core's own class: equal to the deployment's settings, so the same cached engine
+        return FaceEngineSettings(**self.settings.model_dump())
 
     def analyzer(self) -> FaceAnalyzer:
         return factories.face_analyzer(self.engine_settings())
 
 
-class StyleEngine(dg.ConfigurableResource):
+class _MeteredEngine(dg.ConfigurableResource):
+    """What the style and upscale resources share: the backend and the price of a second of
+    the engine their settings describe, which the assets meter and the ledger records."""
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    @property
+    def price_per_second(self) -> float:
+        return self.settings.price_per_second
+
+
+class StyleEngine(_MeteredEngine):
     """Renders styled candidates (embedded: Magenta style transfer on onnxruntime;
     diffusers: SDXL + InstantID from the models folder, on the GPU; service: the warm
     engine service at service_url)."""
 
-    backend: StyleBackend = "embedded"
-    model_dir: str | None = None  # diffusers: the models folder (engines/models_folder.py)
-    threads: int | None = None
+    settings: StyleEngineConfig = StyleEngineConfig()
     # how large the assets make the proofs, not part of the engine: it is no cache key
     proof_long_side: int = 1024
-    face_model_dir: str | None = None  # diffusers: the insightface pack (default model_dir/insightface)
-    face_providers: str = "auto"
-    device: str = "auto"  # diffusers: auto | cuda | cuda:1 | cpu
-    memory_profile: str = "auto"  # diffusers: auto | low | medium | high | high-bf16 | cpu (memory_profiles.py)
-    vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
-    steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
-    resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
-    service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
-    service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
-    # replicate, runpod: the key is an environment variable (dg.EnvVar), never config in the UI
-    api_key: str | None = None
-    api_base: str | None = None
-    endpoint_id: str | None = None  # runpod
-    sync: bool = False  # runpod: /runsync
-    journal_url: str | None = None  # replicate, runpod: the orders database, for the prediction journal
-    price_per_second: float = 0.0  # the ledger's cost of a second of this engine
-    price_per_prediction: float = 0.0  # replicate: a model priced per prediction
 
     def engine_settings(self) -> StyleEngineSettings:
-        return StyleEngineSettings.model_validate(self, from_attributes=True)
+        return StyleEngineSettings(**self.settings.model_dump())
 
     def stylizer(self) -> Stylizer:
         return factories.stylizer(self.engine_settings())
 
     def stylizer_for(self, engine: str = "default", steps: int | None = None) -> Stylizer:
-        """The stylizer a quality tier asks for: this resource's engine ("default"), or the
-        embedded one (which needs nothing configured), with the tier's steps."""
-        settings = self.engine_settings()
-        if engine not in ("default", settings.backend):
-            if engine != "embedded":
-                raise ModelError(f"the tier asks for the {engine} engine; this deployment runs {settings.backend}")
-            settings = StyleEngineSettings(threads=settings.threads, price_per_second=settings.price_per_second)
-        if steps is not None and settings.backend in ("diffusers", "replicate"):
-            settings = settings.model_copy(update={"steps": steps})
-        return factories.stylizer(settings)
+        """The stylizer a quality tier asks for (photogen_pipelines/tiers.py)."""
+        return factories.stylizer(tiers.style_engine(self.engine_settings(), engine, steps))
 
 
-class UpscaleEngine(dg.ConfigurableResource):
+class UpscaleEngine(_MeteredEngine):
     """Upscales the approved proof to print size (embedded: Real-ESRGAN on ncnn, tiled;
     torch: Real-ESRGAN x4plus in our RRDBNet, tiled, fp16 on a GPU; service: the warm
     engine service at service_url)."""
 
-    backend: UpscaleBackend = "embedded"
-    model: str = "REALESRGAN_ANIMAVIDEOV3"
-    model_dir: str | None = None
-    tile: int = 256
-    threads: int | None = None
+    settings: UpscaleEngineConfig = UpscaleEngineConfig()
     target_dpi: float = 200.0  # target_dpi and max_passes: how the print assets upscale, not the engine
     max_passes: int = 2
-    model_path: str | None = None  # torch: RealESRGAN_x4plus.pth
-    device: str = "auto"  # torch: auto | cuda | cpu
-    dtype: str = "auto"  # torch: auto (fp16 on cuda, fp32 on cpu) | fp16 | bf16 | fp32
-    tile_pad: int = 16
-    batch: int = 4  # torch: tiles per forward pass
-    service_url: str | None = None  # service: the warm engine service's URL (PHOTOGEN_ENGINE_URL)
-    service_wait_seconds: float = 120.0
-    api_key: str | None = None  # runpod: an environment variable (dg.EnvVar)
-    api_base: str | None = None
-    endpoint_id: str | None = None
-    sync: bool = False
-    journal_url: str | None = None
-    price_per_second: float = 0.0
 
     def engine_settings(self) -> UpscaleEngineSettings:
-        return UpscaleEngineSettings.model_validate(self, from_attributes=True)
+        return UpscaleEngineSettings(**self.settings.model_dump())
 
     def upscaler(self) -> Upscaler:
         return factories.upscaler(self.engine_settings())
 
     def upscaler_for(self, model: str | None = None) -> Upscaler:
-        """The upscaler a quality tier asks for: another of the embedded engine's models;
-        the other backends have one model each and keep it."""
-        settings = self.engine_settings()
-        if model and settings.backend == "embedded":
-            settings = settings.model_copy(update={"model": model})
-        return factories.upscaler(settings)
+        """The upscaler a quality tier asks for (photogen_pipelines/tiers.py)."""
+        return factories.upscaler(tiers.upscale_engine(self.engine_settings(), model))

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from photogen_pipelines.storage.s3 import S3ArtifactStore
 
 
+class StoreConfig(dg.Config, StoreSettings):
+    """StoreSettings as Dagster config: its fields are declared once, in
+    photogen_pipelines/factories.py."""
+
+
 class ArtifactStorage(dg.ConfigurableResource):
     """Where uploads, proofs and print files are written: a local directory (`root`) by
     default, an S3 bucket (`s3_bucket`, on AWS or any S3 endpoint) in production.
@@ -21,14 +26,10 @@ class ArtifactStorage(dg.ConfigurableResource):
     `s3_endpoint_url` unset means boto3's AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS.
     """
 
-    root: str | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = ""
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
+    settings: StoreConfig
 
     def store_settings(self) -> StoreSettings:
-        return StoreSettings.model_validate(self, from_attributes=True)
+        return StoreSettings(**self.settings.model_dump())
 
     def store(self) -> "LocalArtifactStore | S3ArtifactStore":
         return factories.artifact_store(self.store_settings())

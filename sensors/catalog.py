@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.catalog_previews import catalog_preview_job, styles_partitions
 from photogen_pipelines.generation.previews import catalog_version, latest_preview
+from photogen_pipelines.storage.stores import ArtifactStore
 from resources import ArtifactStorage, CatalogResource, StyleEngine
 
 
@@ -20,6 +21,12 @@ def _style_ids(catalog: CatalogResource, log) -> list[str]:
     if missing:
         log.warning(f"styles without a partition (reload the code location to preview them): {missing}")
     return [style_id for style_id in partitions if style_id in current]
+
+
+def _rendered_version(store: ArtifactStore, style_id: str) -> str | None:
+    """The catalog version the style's newest preview was rendered at (None: none yet)."""
+    record = latest_preview(store, style_id)
+    return record.version if record is not None else None
 
 
 # by name: the code location defines the job with its engine's run tags (assets.define_jobs)
@@ -53,7 +60,7 @@ def catalog_version_changed(
     store = storage.store()
     # a preview already rendered at this version (by the weekly schedule, or before the
     # sensor's cursor was reset) would come out the same: only the others are rendered
-    stale = [s for s in _style_ids(catalog, context.log) if (latest_preview(store, s) or {}).get("version") != version]
+    stale = [s for s in _style_ids(catalog, context.log) if _rendered_version(store, s) != version]
     context.log.info(f"catalog version {context.cursor or 'none'} -> {version}: rendering {len(stale)} preview(s): {stale}")
     return dg.SensorResult(
         run_requests=[

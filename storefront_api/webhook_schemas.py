@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from photogen_pipelines.orders.outbox import ALL_EVENTS, EVENT_TYPES
+from photogen_pipelines.orders.outbox import ALL_EVENTS, EVENT_TYPES, DeliveryStatus
 from photogen_pipelines.webhooks.endpoints import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
 from storefront_api.schemas import RequestBody
 
@@ -67,7 +66,7 @@ class WebhookDeliveryOut(BaseModel):
     id: int
     endpoint_id: str
     url: str
-    status: Literal["pending", "delivered", "failed"]
+    status: DeliveryStatus = Field(description="pending (due at next_attempt_at), delivered, or failed (given up)")
     attempts: int = Field(description="attempts in the current retry schedule (a redelivery starts a new one)")
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None

@@ -19,7 +19,7 @@ from assets.catalog_previews import catalog_assets, catalog_preview_job, style_p
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.generation.previews import GAP, catalog_version, latest_key, latest_preview, preview_key, reference_faces
 from photogen_pipelines.storage.stores import LocalArtifactStore, get_json
-from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
+from resources import ArtifactStorage, CatalogResource, FaceEngine, StoreConfig, StyleEngine
 from sensors.catalog import catalog_schedules_and_sensors, catalog_version_changed, weekly_catalog_previews
 from tests.api_helpers import make_app, make_settings
 from tests.dagster_helpers import local_instance
@@ -29,7 +29,7 @@ RENDERED = ["sepia_oil", "pastel_cubist"]
 
 def _resources(root) -> dict:
     return {
-        "storage": ArtifactStorage(root=str(root)),
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(root))),
         "catalog": CatalogResource(),
         "faces": FaceEngine(),
         "styles": StyleEngine(),
@@ -108,7 +108,7 @@ def test_a_catalog_backfill_renders_many_styles_in_one_run(tmp_path, version):
         materialized = instance.get_materialized_partitions(style_previews.key)
         assert materialized == {first, second} and len(instance.get_runs()) == 1
     store = LocalArtifactStore(tmp_path / "artifacts")
-    assert [latest_preview(store, s)["version"] for s in (first, second)] == [version, version]
+    assert [latest_preview(store, s).version for s in (first, second)] == [version, version]
     metadata = result.asset_materializations_for_node("style_previews")[0].metadata
     assert metadata["styles"].value == 2 and metadata["version"].value == version
     table = metadata["per_style"].value

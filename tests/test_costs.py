@@ -52,7 +52,7 @@ from photogen_pipelines.storage.artifacts import (
     MasterInfo,
     OrderKeys,
     ProofScore,
-    UsageRecord,
+    Usage,
     Validation,
 )
 from photogen_pipelines.storage.stores import LocalArtifactStore
@@ -72,10 +72,8 @@ COST_COLUMNS = [
 DELIVERED = [S.PAID, S.GENERATING, S.PROOFS_READY, S.APPROVED, S.RENDERING, S.READY]
 
 
-def _usage(backend: str, seconds: float, cost: float, predict=None, predictions=0, reused=0) -> UsageRecord:
-    return UsageRecord(
-        backend=backend, seconds=seconds, predict_seconds=predict, predictions=predictions, reused=reused, cost_usd=cost
-    )
+def _usage(backend: str, seconds: float, cost: float, predict=None, predictions=0, reused=0) -> Usage:
+    return Usage(backend=backend, seconds=seconds, predict_seconds=predict, predictions=predictions, reused=reused, cost_usd=cost)
 
 
 # order id -> the order's columns, its path through the states, and the usage its stages
@@ -394,9 +392,12 @@ def test_rejection_metrics_records_the_cost_and_the_cost_per_engine(shop):
     import dagster as dg
 
     from assets.analytics import analytics_assets
-    from resources import ArtifactStorage, OrdersDatabase
+    from resources import ArtifactStorage, OrdersDatabase, StoreConfig
 
-    resources = {"orders": OrdersDatabase(url=shop["url"]), "storage": ArtifactStorage(root=str(shop["store"].root))}
+    resources = {
+        "orders": OrdersDatabase(url=shop["url"]),
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(shop["store"].root))),
+    }
     result = dg.materialize(analytics_assets, partition_key=DAY.date().isoformat(), resources=resources)
     assert result.success
     metadata = result.asset_materializations_for_node("rejection_metrics")[0].metadata

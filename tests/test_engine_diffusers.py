@@ -27,7 +27,7 @@ from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage.artifacts import OrderKeys
 from photogen_pipelines.storage.stores import get_json
-from resources import FaceEngine
+from resources import FaceEngine, FaceEngineConfig
 from tests.dagster_helpers import local_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' Euler, numpy 2
@@ -159,10 +159,12 @@ def test_a_diffusers_code_location_without_a_models_folder_says_so(tmp_path):
 
 
 def test_the_validator_can_be_insightface_and_needs_its_folder(tiny_models):
-    analyzer = FaceEngine(backend="insightface", model_dir=str(tiny_models / INSIGHTFACE_DIR)).analyzer()
+    analyzer = FaceEngine(
+        settings=FaceEngineConfig(backend="insightface", model_dir=str(tiny_models / INSIGHTFACE_DIR))
+    ).analyzer()
     assert analyzer.name == "insightface" and "rec_tiny.onnx" in analyzer.version
     with pytest.raises(ModelError, match="needs model_dir"):
-        FaceEngine(backend="insightface").analyzer()
+        FaceEngine(settings=FaceEngineConfig(backend="insightface")).analyzer()
 
 
 def test_demo_on_the_diffusers_engine_ends_cleanly_with_the_outcome_stated(tiny_models, tmp_path):

@@ -29,17 +29,26 @@ from photogen_pipelines.factories import (
 )
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage.stores import LocalArtifactStore
-from resources import ArtifactStorage, FaceEngine, StyleEngine, UpscaleEngine
+from resources import (
+    FaceEngine,
+    FaceEngineConfig,
+    StoreConfig,
+    StyleEngine,
+    StyleEngineConfig,
+    UpscaleEngine,
+    UpscaleEngineConfig,
+)
 from storefront_api.config import Settings
 from storefront_api.services import build_services
 
 GPU_JOBS = ("proof_job", "print_job", "catalog_preview_job")
 ALL_JOBS = (*GPU_JOBS, "analytics_job")
+# the resources carry the settings as nested Dagster config (their `settings` field)
 RESOURCE_SETTINGS = [
-    (FaceEngine, FaceEngineSettings),
-    (StyleEngine, StyleEngineSettings),
-    (UpscaleEngine, UpscaleEngineSettings),
-    (ArtifactStorage, StoreSettings),
+    (FaceEngineConfig, FaceEngineSettings),
+    (StyleEngineConfig, StyleEngineSettings),
+    (UpscaleEngineConfig, UpscaleEngineSettings),
+    (StoreConfig, StoreSettings),
 ]
 
 
@@ -62,9 +71,9 @@ def _gpu_tags(defs: dg.Definitions) -> dict[str, str | None]:
         lambda: FaceEngineSettings(backend="diffusers"),
         lambda: StyleEngineSettings(backend="torch"),
         lambda: UpscaleEngineSettings(backend="insightface"),
-        lambda: FaceEngine(backend="gpu"),
-        lambda: StyleEngine(backend="sdxl"),
-        lambda: UpscaleEngine(backend="ncnn"),
+        lambda: FaceEngine(settings=FaceEngineConfig(backend="gpu")),
+        lambda: StyleEngine(settings=StyleEngineConfig(backend="sdxl")),
+        lambda: UpscaleEngine(settings=UpscaleEngineConfig(backend="ncnn")),
     ],
 )
 def test_an_unknown_backend_is_refused_naming_the_field_and_the_choices(make):

@@ -37,7 +37,7 @@ from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.storage.artifacts import EngineVersions, Manifest, OrderKeys
 from photogen_pipelines.storage.stores import LocalArtifactStore
 from photogen_pipelines.workflows.retention import Retention, RetentionPolicy, ledger_key
-from resources import ArtifactStorage, CatalogResource, OrdersDatabase
+from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StoreConfig
 from resources.fulfilment import PrintProviderResource
 from sensors.fulfilment import print_provider_orders
 from storefront_api.main import create_app
@@ -356,7 +356,7 @@ def test_the_reconciliation_sensor_follows_the_provider_and_submits_what_never_r
             instance=dg.DagsterInstance.ephemeral(),
             resources={
                 "orders": OrdersDatabase(url=orders_db.url),
-                "storage": ArtifactStorage(root=str(store.root)),
+                "storage": ArtifactStorage(settings=StoreConfig(root=str(store.root))),
                 "catalog": CatalogResource(),
                 "print_provider": resource,
             },

@@ -17,7 +17,8 @@ FLOORS = [
     {"errors", "settings", "clock"},  # ground: imports nothing of ours
     {"db", "imaging", "catalog", "storage", "http", "run_tags"},
     {"access", "engines"},
-    {"factories", "tiers"},  # engines and stores from settings
+    {"factories"},  # engines and stores from settings
+    {"tiers"},  # which engines a quality tier gets
     {"generation"},
     {"orders"},
     {"payments", "fulfilment", "webhooks", "analytics"},

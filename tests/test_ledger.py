@@ -55,7 +55,16 @@ from photogen_pipelines.orders.lifecycle import paid_without_payments, reject, s
 from photogen_pipelines.orders.states import Order, OrderEvent, OrderState
 from photogen_pipelines.storage.artifacts import CandidatesInfo, MasterInfo, OrderKeys, Validation
 from photogen_pipelines.storage.stores import LocalArtifactStore
-from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StyleEngine, UpscaleEngine
+from resources import (
+    ArtifactStorage,
+    CatalogResource,
+    OrdersDatabase,
+    StoreConfig,
+    StyleEngine,
+    StyleEngineConfig,
+    UpscaleEngine,
+    UpscaleEngineConfig,
+)
 from tests.dagster_helpers import local_instance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,8 +173,8 @@ def world(tmp_path_factory, astronaut_png):
         # not how fine its print is, and this halves the cost of the printed order
         quick = {
             **defs.resources,
-            "styles": StyleEngine(proof_long_side=768, price_per_second=STYLE_PRICE),
-            "upscale": UpscaleEngine(target_dpi=150, price_per_second=UPSCALE_PRICE),
+            "styles": StyleEngine(proof_long_side=768, settings=StyleEngineConfig(price_per_second=STYLE_PRICE)),
+            "upscale": UpscaleEngine(target_dpi=150, settings=UpscaleEngineConfig(price_per_second=UPSCALE_PRICE)),
         }
         book, store = defs.resources["orders"].book(), defs.resources["storage"].store()
 
@@ -389,7 +398,10 @@ def test_the_analytics_job_runs_daily_partitions_of_both_assets():
     defs = dg.Definitions(
         assets=analytics_assets,
         jobs=[analytics_job],
-        resources={"orders": OrdersDatabase(url="sqlite://"), "storage": ArtifactStorage(root="/nonexistent")},
+        resources={
+            "orders": OrdersDatabase(url="sqlite://"),
+            "storage": ArtifactStorage(settings=StoreConfig(root="/nonexistent")),
+        },
     )
     job = defs.resolve_job_def("analytics_job")
     assert job.partitions_def == daily_partitions
@@ -405,7 +417,10 @@ def test_a_rebuild_after_retention_deleted_the_files_keeps_the_history(world, tm
     day, instance = world["day"], world["instance"]
     pruned = LocalArtifactStore(tmp_path / "artifacts")  # the same orders, every order file gone
     pruned.put_bytes(ledger_key(day), world["store"].get_bytes(ledger_key(day)))
-    resources = {"orders": world["defs"].resources["orders"], "storage": ArtifactStorage(root=str(pruned.root))}
+    resources = {
+        "orders": world["defs"].resources["orders"],
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(pruned.root))),
+    }
     assert dg.materialize([generation_ledger], partition_key=day, instance=instance, resources=resources).success
     before, after = (read_ledger_day(s, day).sort_values("order_id", ignore_index=True) for s in (world["store"], pruned))
     pd.testing.assert_frame_equal(after, before)
@@ -418,7 +433,7 @@ def test_a_rebuild_after_retention_deleted_the_files_keeps_the_history(world, tm
 
 
 def test_a_day_without_orders_has_an_empty_ledger_and_says_so(world, tmp_path):
-    storage = ArtifactStorage(root=str(tmp_path / "artifacts"))
+    storage = ArtifactStorage(settings=StoreConfig(root=str(tmp_path / "artifacts")))
     resources = {"orders": world["defs"].resources["orders"], "storage": storage}
     result = dg.materialize(analytics_assets, partition_key="2026-11-02", instance=world["instance"], resources=resources)
     assert result.success
@@ -562,7 +577,10 @@ def test_report_shows_orders_that_settled_without_a_ledger_and_says_where_it_rea
     read_directly = current_ledger(store, book).rows
 
     # the generation_ledger asset builds DAY's file: the same rows the report read directly
-    resources = {"orders": OrdersDatabase(url=database_url), "storage": ArtifactStorage(root=str(artifacts))}
+    resources = {
+        "orders": OrdersDatabase(url=database_url),
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(artifacts))),
+    }
     assert dg.materialize([generation_ledger], partition_key=day.isoformat(), resources=resources).success
     built = read_ledger_day(store, day)
     pd.testing.assert_frame_equal(built, read_directly[read_directly["day"] == day.isoformat()].reset_index(drop=True))
@@ -626,7 +644,10 @@ def test_report_reads_real_orders_directly_as_the_ledger_asset_would_write_them(
     read_directly = current_ledger(store, world["book"]).rows.sort_values("order_id", ignore_index=True)
     pd.testing.assert_frame_equal(read_directly, read_ledger_day(world["store"], day).sort_values("order_id", ignore_index=True))
 
-    resources = {"orders": world["defs"].resources["orders"], "storage": ArtifactStorage(root=str(artifacts))}
+    resources = {
+        "orders": world["defs"].resources["orders"],
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(artifacts))),
+    }
     assert dg.materialize([generation_ledger], partition_key=day, instance=world["instance"], resources=resources).success
     pd.testing.assert_frame_equal(read_ledger_day(store, day).sort_values("order_id", ignore_index=True), read_directly)
     after = json.loads(_report("--json", *home, env=env).stdout)

@@ -32,7 +32,7 @@ from photogen_pipelines.storage.artifacts import OrderKeys
 from photogen_pipelines.storage.s3 import S3ArtifactStore
 from photogen_pipelines.storage.stores import LocalArtifactStore, get_json, put_json
 from photogen_pipelines.workflows.intake import OrderRequest, register_order
-from resources import ArtifactStorage, OrdersDatabase
+from resources import ArtifactStorage, OrdersDatabase, StoreConfig
 from tests.conftest import throwaway_postgres
 from tests.servers import free_port, moto_s3_server, server_process, wait_until
 
@@ -171,20 +171,23 @@ def test_a_presigned_url_downloads_the_bytes_without_credentials(s3, aws_env, as
 
 
 def test_the_storage_resource_is_local_or_s3_and_s3_settings_come_from_boto3s_environment(s3, aws_env, tmp_path, monkeypatch):
-    assert isinstance(ArtifactStorage(root=str(tmp_path)).store(), LocalArtifactStore)
+    assert isinstance(ArtifactStorage(settings=StoreConfig(root=str(tmp_path))).store(), LocalArtifactStore)
     bucket = new_bucket(s3)
-    explicit = ArtifactStorage(s3_bucket=bucket, s3_prefix="p", s3_endpoint_url=aws_env, s3_region="us-east-1").store()
+    explicit = ArtifactStorage(
+        settings=StoreConfig(s3_bucket=bucket, s3_prefix="p", s3_endpoint_url=aws_env, s3_region="us-east-1")
+    ).store()
     assert isinstance(explicit, S3ArtifactStore) and explicit.uri("a/b") == f"s3://{bucket}/p/a/b"
     explicit.put_bytes("a/b", b"1")
     # no endpoint in the resource config: boto3 takes AWS_ENDPOINT_URL_S3, as in deploy/compose.yaml
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_env)
-    from_env = ArtifactStorage(s3_bucket=bucket, s3_prefix="p").store()
+    from_env = ArtifactStorage(settings=StoreConfig(s3_bucket=bucket, s3_prefix="p")).store()
     assert from_env.client.meta.endpoint_url == aws_env and from_env.get_bytes("a/b") == b"1"
-    assert ArtifactStorage(root=str(tmp_path), s3_bucket=bucket, s3_prefix="p").store().get_bytes("a/b") == b"1"
+    both = StoreConfig(root=str(tmp_path), s3_bucket=bucket, s3_prefix="p")
+    assert ArtifactStorage(settings=both).store().get_bytes("a/b") == b"1"
     with pytest.raises(ValueError, match="root.*s3_bucket"):
-        ArtifactStorage().store()
+        ArtifactStorage(settings=StoreConfig()).store()
     # credentials are never resource config (they would show in the UI)
-    assert not {f for f in ArtifactStorage.model_fields if re.search("key|secret|password|token", f)}
+    assert not {f for f in StoreConfig.model_fields if re.search("key|secret|password|token", f)}
     # s3://bucket/prefix, the form the settings take
     assert parse_s3_url("s3://b/some/prefix/") == ("b", "some/prefix") and parse_s3_url("s3://b") == ("b", "")
     assert open_artifact_store(f"s3://{bucket}/p").get_bytes("a/b") == b"1"
@@ -237,7 +240,8 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
         defs = build_defs(str(photogen_home))
         resources = {
             **defs.resources,
-            "storage": ArtifactStorage(s3_bucket=artifacts, s3_prefix="prod"),  # endpoint: AWS_ENDPOINT_URL_S3
+            # endpoint: AWS_ENDPOINT_URL_S3
+            "storage": ArtifactStorage(settings=StoreConfig(s3_bucket=artifacts, s3_prefix="prod")),
             "orders": OrdersDatabase(url=orders_url),
         }
         production = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources)

@@ -16,7 +16,7 @@ from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.storage.stores import LocalArtifactStore
 from photogen_pipelines.workflows.retention import RetentionPolicy, expired_orders, ledger_key, purge_expired
-from resources import ArtifactStorage, OrdersDatabase
+from resources import ArtifactStorage, OrdersDatabase, StoreConfig
 from resources.retention import RetentionSettings
 from sensors import retention as retention_sensor
 from sensors.retention import RetentionCursor, order_retention
@@ -188,7 +188,7 @@ def test_the_sensor_purges_a_bounded_batch_per_tick_and_removes_exactly_their_pa
     monkeypatch.setattr(retention_sensor, "MAX_ORDERS_PER_TICK", 4)
     resources = {
         "orders": OrdersDatabase(url=orders_db.url),
-        "storage": ArtifactStorage(root=str(store.root)),
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(store.root))),
         "retention": RetentionSettings(days=30, keep_print_files=True),
     }
     partitioned = sorted(set(ORDERS) - {"ord_cancelled_old"})
@@ -226,7 +226,7 @@ def test_the_sensor_purges_a_bounded_batch_per_tick_and_removes_exactly_their_pa
 def test_an_order_that_moved_on_since_it_waited_is_dropped_not_purged(tmp_path, book, orders_db, store, world):
     resources = {
         "orders": OrdersDatabase(url=orders_db.url),
-        "storage": ArtifactStorage(root=str(store.root)),
+        "storage": ArtifactStorage(settings=StoreConfig(root=str(store.root))),
         "retention": RetentionSettings(),
     }
     book.transition("ord_no_ledger_row", S.RENDERING, reason="re-rendered for a reprint")  # active again
@@ -264,7 +264,7 @@ def test_the_sensor_loads_in_definitions_with_its_resources(tmp_path):
         sensors=retention_sensors,
         resources={
             "orders": OrdersDatabase(url=f"sqlite:///{tmp_path / 'orders.db'}"),
-            "storage": ArtifactStorage(root=str(tmp_path / "artifacts")),
+            "storage": ArtifactStorage(settings=StoreConfig(root=str(tmp_path / "artifacts"))),
             "retention": RetentionSettings(days=60, keep_print_files=False),
         },
     )

@@ -1,8 +1,9 @@
 """Every stored status is an enum with one writer: a print submission's status
 (`FulfilmentRow.status`, a `FulfilmentStatus`) is written only by
 `fulfilment/submission.py`, a remote prediction's (`PredictionRow.status`, a
-`PredictionStatus`) only by the journals in `engines/predictions.py`; both keep the words
-stored before they were enums. A refused submission records the refusal and fails the
+`PredictionStatus`) only by the journals in `engines/predictions.py`, a webhook delivery's
+(`WebhookDeliveryRow.status`, a `DeliveryStatus`) only by `orders/outbox.py`; all keep the
+words stored before they were enums. A refused submission records the refusal and fails the
 order in one transaction."""
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ S = OrderState
 # (the row class, its table, the one module that may write its status)
 FULFILMENT = ("FulfilmentRow", "fulfilments", "photogen_pipelines/fulfilment/submission.py")
 PREDICTION = ("PredictionRow", "predictions", "photogen_pipelines/engines/predictions.py")
+DELIVERY = ("WebhookDeliveryRow", "webhook_deliveries", "photogen_pipelines/orders/outbox.py")
 
 
 def _names(node: ast.AST, name: str) -> bool:
@@ -58,6 +60,28 @@ def _targets(node: ast.Assign | ast.AugAssign | ast.AnnAssign) -> list[ast.expr]
     return found
 
 
+def _bound_to_other_rows(tree: ast.AST, row_class: str) -> set[str]:
+    """Names that plainly hold a row of another table: a parameter annotated with another
+    `…Row` class, or a name assigned a new one (`delivery = WebhookDeliveryRow(…)`)."""
+
+    def other(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Name) and node.id.endswith("Row") and node.id != row_class
+
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and other(node.annotation):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and other(node.value.func):
+            bound.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return bound
+
+
+def _writes_status(target: ast.expr, other_rows: set[str]) -> bool:
+    if not (isinstance(target, ast.Attribute) and target.attr == "status"):
+        return False
+    return not (isinstance(target.value, ast.Name) and target.value.id in other_rows)
+
+
 def _status_writes(path: Path, row_class: str, table: str) -> list[str]:
     """Where a module may write the status of `row_class`'s rows, with their lines: making a
     row or an UPDATE/INSERT of the class anywhere; in a module that names the class, any
@@ -65,6 +89,7 @@ def _status_writes(path: Path, row_class: str, table: str) -> list[str]:
     the table."""
     tree = ast.parse(path.read_text())
     names_it = _names(tree, row_class)
+    other_rows = _bound_to_other_rows(tree, row_class)
     sql = re.compile(rf"\b(update|insert\s+into)\s+\"?{table}\b", re.I)
     found = []
     for node in ast.walk(tree):
@@ -79,7 +104,7 @@ def _status_writes(path: Path, row_class: str, table: str) -> list[str]:
                 if isinstance(node.args[1], ast.Constant) and node.args[1].value == "status":
                     found.append(f"line {node.lineno}: setattr(…, 'status')")
         if names_it and isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-            if any(isinstance(t, ast.Attribute) and t.attr == "status" for t in _targets(node)):
+            if any(_writes_status(target, other_rows) for target in _targets(node)):
                 found.append(f"line {node.lineno}: .status =")
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.search(node.value):
             found.append(f"line {node.lineno}: SQL writing {table}")
@@ -104,8 +129,12 @@ def test_no_module_but_the_journal_writes_a_prediction_status():
     assert _offenders(*PREDICTION) == {}
 
 
+def test_no_module_but_the_outbox_writes_a_webhook_delivery_status():
+    assert _offenders(*DELIVERY) == {}
+
+
 def test_the_writers_are_where_the_finder_looks():
-    for row_class, table, writer in (FULFILMENT, PREDICTION):
+    for row_class, table, writer in (FULFILMENT, PREDICTION, DELIVERY):
         assert _status_writes(REPO / writer, row_class, table), f"{writer} no longer writes {row_class}.status"
 
 

@@ -369,10 +369,11 @@ def test_make_print_master_runs_on_the_torch_engine(identity_pth):
 
 
 def test_the_upscale_resource_selects_the_torch_backend(tiny_pth):
-    from resources import UpscaleEngine
+    from resources import UpscaleEngine, UpscaleEngineConfig
 
-    engine = UpscaleEngine(backend="torch", model_path=str(tiny_pth), tile=32, batch=2).upscaler()
+    options = {"backend": "torch", "model_path": str(tiny_pth), "tile": 32, "batch": 2}
+    engine = UpscaleEngine(settings=UpscaleEngineConfig(**options)).upscaler()
     assert isinstance(engine, TorchRealEsrgan) and engine.scales == (4,)
-    assert engine is UpscaleEngine(backend="torch", model_path=str(tiny_pth), tile=32, batch=2).upscaler()  # cached
+    assert engine is UpscaleEngine(settings=UpscaleEngineConfig(**options)).upscaler()  # cached
     with pytest.raises(ModelError, match="needs model_path"):
-        UpscaleEngine(backend="torch").upscaler()
+        UpscaleEngine(settings=UpscaleEngineConfig(backend="torch")).upscaler()

@@ -3,7 +3,7 @@
 A serverless backend knows what it was billed for (MeteredStylizer.take_usage: the
 provider's predict time, the predictions paid for and those reused on a retry); a local
 engine is metered by the clock at the shop's price of a second of it. The stages record
-the usage beside their artifacts, and the ledger adds them up per order.
+the usage beside their artifacts (`Usage.rounded()`), and the ledger adds them up per order.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from photogen_pipelines.engines.base import MeteredStylizer, Usage
-from photogen_pipelines.storage.artifacts import UsageRecord
+from photogen_pipelines.engines.base import MeteredStylizer
+from photogen_pipelines.storage.artifacts import Usage
 
 T = TypeVar("T")
 
@@ -28,27 +28,3 @@ def metered(engine: object, backend: str, price_per_second: float, call: Callabl
     result = call()
     seconds = time.perf_counter() - start
     return result, Usage(backend=backend, seconds=seconds, cost_usd=seconds * price_per_second)
-
-
-def record(usage: Usage | None) -> UsageRecord | None:
-    if usage is None:
-        return None
-    return UsageRecord(
-        backend=usage.backend,
-        seconds=round(usage.seconds, 3),
-        predict_seconds=None if usage.predict_seconds is None else round(usage.predict_seconds, 3),
-        predictions=usage.predictions,
-        reused=usage.reused,
-        cost_usd=round(usage.cost_usd, 6),
-    )
-
-
-def total(*records: UsageRecord | None) -> UsageRecord | None:
-    """The sum of a generation's stage records (None when no stage recorded any)."""
-    usages = [Usage(**r.model_dump(include=set(Usage.__dataclass_fields__))) for r in records if r is not None]
-    if not usages:
-        return None
-    combined = usages[0]
-    for usage in usages[1:]:
-        combined = combined + usage
-    return record(combined)

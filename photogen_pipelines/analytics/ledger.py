@@ -18,12 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from photogen_pipelines.analytics import costs
 from photogen_pipelines.analytics.ledger_columns import LEDGER_COLUMNS, STAGES
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders.book import OrderBook, SqlOrderBook
 from photogen_pipelines.orders.states import EXITS, SETTLED, Order, OrderEvent, OrderState
-from photogen_pipelines.storage.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Validation
+from photogen_pipelines.storage.artifacts import CandidatesInfo, Document, MasterInfo, OrderKeys, Usage, Validation
 from photogen_pipelines.storage.stores import ArtifactStore
 
 LEDGER_PREFIX = "analytics/ledger/"
@@ -122,7 +121,7 @@ def ledger_row(order: Order, store: ArtifactStore) -> dict[str, Any]:
     # order's cost is unknown, not the later stages' part of it
     first = candidates.usage if candidates else None
     stages = (first, validation.usage if validation else None, master.usage if master else None)
-    usage = costs.total(*stages) if first is not None else None
+    usage = Usage.total(*stages) if first is not None else None
     settled, exit_event = _last(order, SETTLED), _last(order, EXITS)
     final = {v: s.similarity for v, s in validation.final_scores().items()} if validation else {}
     known = [v for v in final.values() if v is not None]

@@ -11,6 +11,7 @@ import numpy as np
 
 from photogen_pipelines.errors import ModelError
 from photogen_pipelines.imaging.images import Box
+from photogen_pipelines.storage.artifacts import Usage  # what a metered engine reports, stored as is
 
 
 @dataclass(frozen=True)
@@ -63,38 +64,12 @@ class ResidentStyles(Protocol):
     def unload_style(self, params: dict) -> None: ...
 
 
-@dataclass(frozen=True)
-class Usage:
-    """What a generation used, for the order's cost: compute seconds billed (a remote
-    provider's GPU seconds, or the seconds a local engine ran), the provider's own
-    predict/execution time where it reports one, the remote jobs paid for, those found
-    already done on a retried step (not paid again), and the cost at the configured price."""
-
-    backend: str
-    seconds: float = 0.0
-    predict_seconds: float | None = None
-    predictions: int = 0
-    reused: int = 0
-    cost_usd: float = 0.0
-
-    def __add__(self, other: Usage) -> Usage:
-        predict = None
-        if self.predict_seconds is not None or other.predict_seconds is not None:
-            predict = (self.predict_seconds or 0.0) + (other.predict_seconds or 0.0)
-        return Usage(
-            backend=self.backend if self.backend == other.backend else f"{self.backend}+{other.backend}",
-            seconds=self.seconds + other.seconds,
-            predict_seconds=predict,
-            predictions=self.predictions + other.predictions,
-            reused=self.reused + other.reused,
-            cost_usd=self.cost_usd + other.cost_usd,
-        )
-
-
 @runtime_checkable
 class MeteredStylizer(Protocol):
     """A stylizer that knows what its calls cost (the serverless backends): the assets take
-    the usage after each round, so a local engine is metered by the asset's own clock."""
+    the usage after each round, so a local engine is metered by the asset's own clock.
+    `Usage` is the documents' own model (storage/artifacts.py, a floor below the engines),
+    so what an engine reports is what the stages store."""
 
     def take_usage(self) -> Usage:
         """What was used since the last take; resets it."""

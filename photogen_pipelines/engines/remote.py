@@ -8,26 +8,31 @@ worker that can reach the URL can use it, and the same URL serves a laptop and a
 While the service is starting or scaling up it refuses connections or answers 502/503/504;
 a call waits for it, up to `wait_seconds`, then fails with EngineUnavailable, which the
 assets' RetryPolicy and the instance's run retries treat like any other transient failure.
+The calls go through the outbound layer (photogen_pipelines/http.py), which loads its
+HTTP library only when a call is made: importing this module (the serverless engines do,
+for EngineUnavailable) stays light.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from photogen_pipelines.engines import wire
 from photogen_pipelines.engines.base import check_upscale_input
 from photogen_pipelines.errors import BadInput, ModelError
+from photogen_pipelines.http import RETRY_STATUSES, HttpClient, NoAnswer, RetryPolicy, Timeout
 
-RETRY_STATUSES = {502, 503, 504}
+if TYPE_CHECKING:
+    import requests
+
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 5.0
+CONNECT_SECONDS = 10.0  # a connection the service has not accepted by then is tried again
 
 
 class EngineUnavailable(ModelError):
@@ -51,32 +56,34 @@ class EngineService:
     def post(self, path: str, fields: dict, images: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
         return wire.unpack(self._call("POST", path, wire.pack(fields, images), wire.MEDIA_TYPE))
 
+    @functools.cached_property
+    def _http(self) -> HttpClient:
+        """One client (and pool of connections) per service: refused connections and
+        502/503/504 are tried again until `wait_seconds` have passed, for every call (a
+        picture rendered twice is the same picture)."""
+        retry = RetryPolicy(
+            attempts=None, deadline=self.wait_seconds, backoff=FIRST_BACKOFF_SECONDS, max_backoff=MAX_BACKOFF_SECONDS
+        )
+        timeout = Timeout(min(CONNECT_SECONDS, self.timeout_seconds), self.timeout_seconds)
+        return HttpClient(self.url, timeout=timeout, retry=retry)
+
     def _call(self, method: str, path: str, body: bytes | None, content_type: str) -> bytes:
-        deadline = time.monotonic() + self.wait_seconds
-        backoff = FIRST_BACKOFF_SECONDS
-        while True:
-            request = urllib.request.Request(
-                self.url.rstrip("/") + path, data=body, method=method, headers={"Content-Type": content_type}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                    return response.read()
-            except urllib.error.HTTPError as error:
-                code, detail = _error_body(error)
-                if error.code not in RETRY_STATUSES:
-                    kind = BadInput if error.code == 400 else ModelError
-                    raise kind(f"engine service {path}: {error.code} {detail}", code=code) from None
-                why = f"{error.code} {detail}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                why = str(getattr(error, "reason", error))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise EngineUnavailable(
-                    f"the engine service at {self.url} is not answering after {self.wait_seconds:.0f} s "
-                    f"(starting or scaling up?): {why}"
-                ) from None
-            time.sleep(min(backoff, remaining))
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        try:
+            response = self._http.request(method, path, data=body, headers={"Content-Type": content_type}, idempotent=True)
+        except NoAnswer as failure:
+            raise self._unavailable(str(failure)) from None
+        if 200 <= response.status_code < 300:
+            return response.content
+        code, detail = _error_body(response)
+        if response.status_code in RETRY_STATUSES:  # still starting when the wait ran out
+            raise self._unavailable(f"{response.status_code} {detail}")
+        kind = BadInput if response.status_code == 400 else ModelError
+        raise kind(f"engine service {path}: {response.status_code} {detail}", code=code)
+
+    def _unavailable(self, why: str) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"the engine service at {self.url} is not answering after {self.wait_seconds:.0f} s (starting or scaling up?): {why}"
+        )
 
     @functools.cached_property
     def engines(self) -> dict:
@@ -84,14 +91,14 @@ class EngineService:
         return self.get_json("/v1/engines")
 
 
-def _error_body(error: urllib.error.HTTPError) -> tuple[str, str]:
+def _error_body(response: requests.Response) -> tuple[str, str]:
     """The service's own error code and message (the gateway answers `{"code", "detail"}`)."""
-    fallback = "bad_engine_request" if error.code == 400 else "engine_failed"
+    fallback = "bad_engine_request" if response.status_code == 400 else "engine_failed"
     try:
-        body = json.loads(error.read() or b"{}")
+        body = json.loads(response.content or b"{}")
         return str(body.get("code") or fallback), str(body.get("detail") or body)
-    except (ValueError, OSError, AttributeError):
-        return fallback, error.reason or ""
+    except (ValueError, AttributeError):
+        return fallback, response.reason or ""
 
 
 class RemoteStylizer:

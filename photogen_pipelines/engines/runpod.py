@@ -1,8 +1,8 @@
 """Our own engines on RunPod Serverless: a RunPod endpoint runs deploy/runpod/handler.py
 (SDXL + InstantID and Real-ESRGAN, the code `PHOTOGEN_ENGINE=diffusers` runs locally) and
-these engines send it jobs over RunPod's queue API. No `runpod` package: plain HTTP with
-`requests`, as RunPod documents it (https://docs.runpod.io/serverless/endpoints/send-requests,
-…/operation-reference, …/job-states):
+these engines send it jobs over RunPod's queue API. No `runpod` package: plain HTTP through
+the outbound layer (photogen_pipelines/http.py), as RunPod documents it
+(https://docs.runpod.io/serverless/endpoints/send-requests, …/operation-reference, …/job-states):
 
     POST {api_base}/{endpoint}/run        {"input": {...}}  → {"id", "status": "IN_QUEUE"}
     POST {api_base}/{endpoint}/runsync    the same, answered when done (or still running)
@@ -55,9 +55,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import requests
 from PIL import Image, UnidentifiedImageError
 
 from photogen_pipelines.engines.base import Usage, check_upscale_input
@@ -65,7 +65,11 @@ from photogen_pipelines.engines.predictions import PredictionJournal, Prediction
 from photogen_pipelines.engines.remote import EngineUnavailable
 from photogen_pipelines.engines.stylize_instantid import content_seed
 from photogen_pipelines.errors import ModelError
+from photogen_pipelines.http import HttpClient, NoAnswer, RetryPolicy, Timeout
 from photogen_pipelines.imaging.images import png_bytes
+
+if TYPE_CHECKING:
+    import requests
 
 PROVIDER = "runpod"
 DEFAULT_API_BASE = "https://api.runpod.ai/v2"
@@ -76,8 +80,9 @@ RUNSYNC_MAX_WAIT_MS = 300_000  # ?wait= takes 1000-300000 ms
 # the job states RunPod reports, and the journal's words for them
 WAITING = {"IN_QUEUE": "starting", "IN_PROGRESS": "processing", "RUNNING": "processing"}
 ENDED = {"COMPLETED": "succeeded", "FAILED": "failed", "CANCELLED": "canceled", "TIMED_OUT": "failed"}
-REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds of one API call
-MAX_RETRY_AFTER = 60.0
+REQUEST_TIMEOUT = Timeout(10.0, 60.0)  # (connect, read) seconds of one API call
+CANCEL_TIMEOUT = Timeout(5.0, 10.0)
+MAX_RETRY_AFTER = 60.0  # seconds: the longest wait after a 429, Retry-After or backoff
 MAX_ERROR_TEXT = 300
 
 
@@ -128,7 +133,21 @@ class RunPodClient:
         self.poll_seconds = max(poll_seconds, 0.001)
         self.timeout_seconds = timeout_seconds
         self.max_rate_limit_waits = max_rate_limit_waits
-        self.session = session or requests.Session()
+        # A 429 is waited out whatever the call (RunPod refuses it before queueing anything):
+        # Retry-After, else a backoff from poll_seconds, at most `max_rate_limit_waits` times.
+        # Other answers are not tried again here, and a call that got no answer only once:
+        # a lost /status answer fails the call, and the step's retry resumes the job from
+        # the journal.
+        retry = RetryPolicy(
+            attempts=max_rate_limit_waits + 1,
+            no_answer_attempts=2,
+            statuses=frozenset({429}),
+            any_method=frozenset({429}),
+            backoff=self.poll_seconds,
+            max_backoff=MAX_RETRY_AFTER,
+            max_retry_after=MAX_RETRY_AFTER,
+        )
+        self.session = HttpClient(self.base, timeout=REQUEST_TIMEOUT, retry=retry, session=session)
         self._auth = {"Authorization": f"Bearer {api_key}"}  # per request: never sent to the S3 links
         self._lock = threading.Lock()
         self._usage = Usage(backend=PROVIDER)
@@ -198,7 +217,7 @@ class RunPodClient:
         body = json.dumps({"input": job_input}, separators=(",", ":")).encode()
         if self.sync:
             wait_ms = int(min(max(self.timeout_seconds, 1.0) * 1000, RUNSYNC_MAX_WAIT_MS))
-            path, limit, timeout = f"/runsync?wait={wait_ms}", RUNSYNC_PAYLOAD_LIMIT, (10.0, wait_ms / 1000 + 30.0)
+            path, limit, timeout = f"/runsync?wait={wait_ms}", RUNSYNC_PAYLOAD_LIMIT, Timeout(10.0, wait_ms / 1000 + 30.0)
         else:
             path, limit, timeout = "/run", RUN_PAYLOAD_LIMIT, REQUEST_TIMEOUT
         if len(body) > limit:
@@ -305,65 +324,57 @@ class RunPodClient:
 
     def _cancel(self, job_id: str) -> None:
         try:
-            self._call("POST", f"/cancel/{job_id}", timeout=(5.0, 10.0))
+            self._call("POST", f"/cancel/{job_id}", timeout=CANCEL_TIMEOUT)
         except (ModelError, _Gone):
             pass  # best effort: RunPod's own execution timeout ends it anyway
 
-    def _call(self, method: str, path: str, body: bytes | None = None, timeout=REQUEST_TIMEOUT) -> dict:
+    def _call(self, method: str, path: str, body: bytes | None = None, timeout: Timeout = REQUEST_TIMEOUT) -> dict:
         headers = {**self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         route = path.split("?", 1)[0]
-        for waits in range(self.max_rate_limit_waits + 1):
-            try:
-                response = self.session.request(
-                    method, self.base + path, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                )
-            except requests.Timeout:
+        try:
+            response = self.session.request(method, path, data=body, headers=headers, timeout=timeout)
+        except NoAnswer as failure:
+            if failure.timed_out:
                 raise EngineUnavailable(f"runpod: {method} {route} timed out", code="runpod_unavailable") from None
-            except requests.RequestException as exc:
-                raise EngineUnavailable(
-                    f"runpod: {method} {route} failed to connect ({type(exc).__name__})", code="runpod_unavailable"
-                ) from None
-            code = response.status_code
-            if code == 429:
-                if waits == self.max_rate_limit_waits:
-                    break
-                time.sleep(_retry_after(response.headers.get("Retry-After"), self.poll_seconds * 2**waits))
-                continue
-            if code in (401, 403):
-                raise ModelError(
-                    f"runpod: {method} {route} was refused with HTTP {code}: the API key is not accepted "
-                    "(PHOTOGEN_RUNPOD_API_KEY)",
-                    code="runpod_auth_failed",
-                )
-            if code == 404:
-                raise _Gone(route)
-            if code >= 500:
-                raise EngineUnavailable(
-                    f"runpod: {method} {route} failed on RunPod's side (HTTP {code}): {_trim(response.text)}",
-                    code="runpod_unavailable",
-                )
-            if code >= 300:
-                raise ModelError(f"runpod: {method} {route} answered HTTP {code}: {_trim(response.text)}", code="runpod_refused")
-            try:
-                answer = response.json()
-            except ValueError:
-                raise ModelError(f"runpod: {method} {route} answered no JSON", code="runpod_bad_answer") from None
-            if not isinstance(answer, dict):
-                raise ModelError(f"runpod: {method} {route} answered {_trim(answer)}", code="runpod_bad_answer")
-            return answer
-        raise EngineUnavailable(
-            f"runpod: {method} {route} still rate limited (HTTP 429) after {self.max_rate_limit_waits} waits",
-            code="runpod_rate_limited",
-        )
+            raise EngineUnavailable(
+                f"runpod: {method} {route} failed to connect ({type(failure.error).__name__})", code="runpod_unavailable"
+            ) from None
+        code = response.status_code
+        if code == 429:
+            raise EngineUnavailable(
+                f"runpod: {method} {route} still rate limited (HTTP 429) after {self.max_rate_limit_waits} waits",
+                code="runpod_rate_limited",
+            )
+        if code in (401, 403):
+            raise ModelError(
+                f"runpod: {method} {route} was refused with HTTP {code}: the API key is not accepted (PHOTOGEN_RUNPOD_API_KEY)",
+                code="runpod_auth_failed",
+            )
+        if code == 404:
+            raise _Gone(route)
+        if code >= 500:
+            raise EngineUnavailable(
+                f"runpod: {method} {route} failed on RunPod's side (HTTP {code}): {_trim(response.text)}",
+                code="runpod_unavailable",
+            )
+        if code >= 300:
+            raise ModelError(f"runpod: {method} {route} answered HTTP {code}: {_trim(response.text)}", code="runpod_refused")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ModelError(f"runpod: {method} {route} answered no JSON", code="runpod_bad_answer") from None
+        if not isinstance(answer, dict):
+            raise ModelError(f"runpod: {method} {route} answered {_trim(answer)}", code="runpod_bad_answer")
+        return answer
 
     def _download(self, url: str) -> np.ndarray:
         """A picture the worker left in its bucket (a presigned link: no RunPod key sent)."""
         try:
-            response = self.session.get(url, timeout=REQUEST_TIMEOUT)
-        except requests.RequestException as exc:
-            raise EngineUnavailable(f"runpod: could not fetch an output picture ({type(exc).__name__})") from None
+            response = self.session.get(url, follow_redirects=True)
+        except NoAnswer as failure:
+            raise EngineUnavailable(f"runpod: could not fetch an output picture ({type(failure.error).__name__})") from None
         if response.status_code != 200:
             raise EngineUnavailable(f"runpod: an output picture's link answered HTTP {response.status_code}")
         return _open_png(response.content)
@@ -449,16 +460,6 @@ def _seconds(milliseconds: object) -> float | None:
     if isinstance(milliseconds, int | float) and not isinstance(milliseconds, bool) and milliseconds >= 0:
         return milliseconds / 1000.0
     return None
-
-
-def _retry_after(header: str | None, fallback: float) -> float:
-    """Seconds to wait after a 429: RunPod's Retry-After when it sends one (seconds), else
-    an exponential backoff; never more than a minute."""
-    try:
-        wait = float(header) if header is not None else fallback
-    except ValueError:
-        wait = fallback  # an HTTP date: rare enough to back off instead of parsing it
-    return min(max(wait, 0.0), MAX_RETRY_AFTER)
 
 
 def _worker_error(error: object) -> str:

@@ -51,7 +51,6 @@ resumed after a crash), `reused` the succeeded ones fetched again for free.
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import io
 import json
@@ -60,11 +59,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import requests
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
@@ -73,10 +70,14 @@ from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.engines.predictions import PredictionJournal, PredictionRecord, request_key
 from photogen_pipelines.engines.remote import EngineUnavailable
 from photogen_pipelines.errors import BadInput, ModelError
+from photogen_pipelines.http import HttpClient, NoAnswer, RetryPolicy, Timeout
+
+if TYPE_CHECKING:
+    import requests
 
 PROVIDER = "replicate"
 DATA_URI_MAX_BYTES = 1_000_000  # Replicate's guide: data URIs for files below about 1 MB
-REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for one HTTP call
+REQUEST_TIMEOUT = Timeout(10.0, 60.0)  # (connect, read) seconds for one HTTP call
 MAX_RATE_LIMIT_WAIT = 60.0  # seconds: a longer Retry-After is cut to this
 FIRST_BACKOFF_SECONDS = 1.0  # a 429 without Retry-After waits 1, 2, 4... seconds
 RUNNING = frozenset({"starting", "processing"})
@@ -143,9 +144,25 @@ class ReplicateStylizer:
         self.steps = steps
         self.poll_seconds, self.timeout_seconds = poll_seconds, timeout_seconds
         self.max_rate_limit_waits = max_rate_limit_waits
-        self.session = session or requests.Session()
+        # Replicate's rate limiter refuses before doing anything, so a 429 is waited out
+        # whatever the call (a create too), at most `max_rate_limit_waits` times; without
+        # jitter: its waits have always been exactly 1, 2, 4... s. An API that cannot be
+        # reached is tried once more, then left to the step's retry. The waits go through
+        # `_sleep`, looked up at each wait (the tests count them).
+        retry = RetryPolicy(
+            attempts=max_rate_limit_waits + 1,
+            no_answer_attempts=2,
+            any_method=frozenset({429}),
+            backoff=FIRST_BACKOFF_SECONDS,
+            max_backoff=MAX_RATE_LIMIT_WAIT,
+            jitter=0.0,
+            max_retry_after=MAX_RATE_LIMIT_WAIT,
+        )
+        self.session = HttpClient(
+            self.api_base, timeout=REQUEST_TIMEOUT, retry=retry, session=session, sleep=lambda seconds: _sleep(seconds)
+        )
         self.data_uri_max_bytes = DATA_URI_MAX_BYTES
-        self._usage = Usage(PROVIDER)
+        self._usage = Usage(backend=PROVIDER)
         self._usage_lock = threading.Lock()
 
     # -- the stylizer -------------------------------------------------------------------
@@ -174,7 +191,7 @@ class ReplicateStylizer:
 
     def take_usage(self) -> Usage:
         with self._usage_lock:
-            usage, self._usage = self._usage, Usage(PROVIDER)
+            usage, self._usage = self._usage, Usage(backend=PROVIDER)
         return usage
 
     # -- plan: which predictions, with which inputs --------------------------------------
@@ -265,7 +282,9 @@ class ReplicateStylizer:
         cost = seconds * self.price_per_second + self.price_per_prediction
         self._save(job, predict_seconds=seconds, cost=cost)
         with self._usage_lock:
-            self._usage = self._usage + Usage(PROVIDER, seconds=seconds, predict_seconds=seconds, predictions=1, cost_usd=cost)
+            self._usage = self._usage + Usage(
+                backend=PROVIDER, seconds=seconds, predict_seconds=seconds, predictions=1, cost_usd=cost
+            )
 
     def _cancel_running(self, jobs: list[_Job]) -> None:
         """Cancel what this call no longer waits for; a cancel that fails leaves the
@@ -293,7 +312,7 @@ class ReplicateStylizer:
         pictures = [_fit(self._download(job, url), size) for url in urls[: job.expect]]
         if job.reused:
             with self._usage_lock:
-                self._usage = self._usage + Usage(PROVIDER, reused=1)
+                self._usage = self._usage + Usage(backend=PROVIDER, reused=1)
         return pictures
 
     def _download(self, job: _Job, url: str) -> Image.Image:
@@ -301,9 +320,9 @@ class ReplicateStylizer:
             data = _data_uri_bytes(url)
         else:
             try:
-                response = self.session.get(url, timeout=REQUEST_TIMEOUT)
-            except requests.RequestException as exc:
-                raise ReplicateRetryable(f"could not download a Replicate output ({type(exc).__name__})") from None
+                response = self.session.get(url, follow_redirects=True)  # without our token
+            except NoAnswer as failure:
+                raise ReplicateRetryable(f"could not download a Replicate output ({type(failure.error).__name__})") from None
             if response.status_code in (404, 410):
                 self._discard(job)  # the outputs are gone (deleted an hour after the run): run it again
                 raise ReplicateRetryable(
@@ -365,30 +384,25 @@ class ReplicateStylizer:
             raise ReplicateRetryable("Replicate: the file upload answered without the file's URL") from None
 
     def _call(self, method: str, path: str, action: str, **kwargs: Any) -> requests.Response:
-        """One API call with our token, waiting out rate limits (Retry-After, else 1, 2,
-        4... s, at most `max_rate_limit_waits` times); any other failure becomes our error."""
+        """One API call with our token, through the outbound layer: rate limits waited out
+        (Retry-After, else 1, 2, 4... s, at most `max_rate_limit_waits` times), a read
+        answered 502/503/504 tried again; any other failure becomes our error."""
         if not self._token:
             raise ModelError("no Replicate API token is configured", code="replicate_auth_failed")
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        waits, backoff = 0, FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                response = self.session.request(
-                    method, self.api_base + path, headers=headers, timeout=REQUEST_TIMEOUT, allow_redirects=False, **kwargs
-                )
-            except requests.RequestException as exc:
-                raise ReplicateRetryable(f"Replicate: {action} failed: could not reach the API ({type(exc).__name__})") from None
-            if response.status_code != 429:
-                _raise_for_status(response, action)
-                return response
-            if waits >= self.max_rate_limit_waits:
-                raise ReplicateRetryable(
-                    f"Replicate: {action} is still rate limited after {waits} waits: {_problem(response)}",
-                    code="replicate_rate_limited",
-                )
-            waits += 1
-            _sleep(_retry_after(response, backoff))
-            backoff *= 2
+        try:
+            response = self.session.request(method, path, headers=headers, **kwargs)
+        except NoAnswer as failure:
+            raise ReplicateRetryable(
+                f"Replicate: {action} failed: could not reach the API ({type(failure.error).__name__})"
+            ) from None
+        if response.status_code == 429:
+            raise ReplicateRetryable(
+                f"Replicate: {action} is still rate limited after {self.max_rate_limit_waits} waits: {_problem(response)}",
+                code="replicate_rate_limited",
+            )
+        _raise_for_status(response, action)
+        return response
 
 
 class _TimedOut(ReplicateRetryable):
@@ -507,22 +521,6 @@ def _problem(response: requests.Response) -> str:
         if parts:
             return _trim(": ".join(parts))
     return _trim(json.dumps(body))
-
-
-def _retry_after(response: requests.Response, fallback: float) -> float:
-    """Seconds to wait before asking again: Retry-After (seconds or an HTTP date), else `fallback`."""
-    value = (response.headers.get("Retry-After") or "").strip()
-    seconds = fallback
-    if value:
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-                seconds = (when - datetime.now(UTC)).total_seconds()
-            except (TypeError, ValueError):
-                pass
-    return min(max(seconds, 0.0), MAX_RATE_LIMIT_WAIT)
 
 
 def _data_uri_bytes(uri: str) -> bytes:

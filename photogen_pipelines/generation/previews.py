@@ -7,7 +7,7 @@ scores tell merchandising how hard a style is on faces before a customer finds o
 
 Store layout: `catalog/previews/<style>/<version>.png` (one contact sheet per catalog
 version, never overwritten) and `catalog/previews/<style>/latest.json`, the pointer the
-API reads.
+API and the catalog sensor read (`LatestPreview`, typed like an order's documents).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.generation.stages import prepare_selfie, render_candidate, score_candidate
 from photogen_pipelines.imaging.images import png_bytes
-from photogen_pipelines.storage.stores import ArtifactStore, get_json, put_json
+from photogen_pipelines.storage.artifacts import LatestPreview, PreviewFace, load_json, save_json
+from photogen_pipelines.storage.stores import ArtifactStore
 
 PREFIX = "catalog/previews"
 # Part of the version: bump it when the faces, the framing or the layout change, and
@@ -129,27 +130,27 @@ def latest_key(style_id: str) -> str:
     return f"{PREFIX}/{style_id}/latest.json"
 
 
-def store_style_preview(store: ArtifactStore, preview: StylePreview, version: str, rendered_at: datetime) -> dict:
+def store_style_preview(store: ArtifactStore, preview: StylePreview, version: str, rendered_at: datetime) -> LatestPreview:
     """Write the sheet, then point `latest.json` at it: a reader never sees a pointer to a
     file that is not there yet."""
     key = preview_key(preview.style_id, version)
     store.put_bytes(key, png_bytes(preview.sheet))
-    record = {
-        "style_id": preview.style_id,
-        "version": version,
-        "key": key,
-        "rendered_at": rendered_at.isoformat(),
-        "identity_scores": preview.identity_scores(),
-        "threshold": preview.threshold,
-        "faces": [{"name": f.name, "similarity": f.similarity, "passed": f.passed, "reason": f.reason} for f in preview.faces],
-    }
-    put_json(store, latest_key(preview.style_id), record)
+    record = LatestPreview(
+        style_id=preview.style_id,
+        version=version,
+        key=key,
+        rendered_at=rendered_at,
+        identity_scores=preview.identity_scores(),
+        threshold=preview.threshold,
+        faces=[PreviewFace(name=f.name, similarity=f.similarity, passed=f.passed, reason=f.reason) for f in preview.faces],
+    )
+    save_json(store, latest_key(preview.style_id), record)
     return record
 
 
-def latest_preview(store: ArtifactStore, style_id: str) -> dict | None:
+def latest_preview(store: ArtifactStore, style_id: str) -> LatestPreview | None:
     """The newest preview's record, or None if the style has none (yet)."""
     try:
-        return get_json(store, latest_key(style_id))
+        return load_json(store, latest_key(style_id), LatestPreview)
     except NotFound:
         return None

@@ -1,8 +1,10 @@
 """The imaging stages of one order, free of any orchestration.
 
-Each function is one stage of docs/architecture.md §1; the Dagster assets call them and do
-the bookkeeping (storage, metadata, order state). Everything here is deterministic for
-a given order seed, so re-running a stage reproduces its output.
+Each function is one stage of docs/architecture.md §1; what they conclude comes back as the
+documents the stages store (storage/artifacts.py: `ProofScore`, `Validation`, `MasterInfo`),
+and proofs.py and the Dagster assets do the bookkeeping (storage, metadata, order state).
+Everything here is deterministic for a given order seed, so re-running a stage reproduces
+its output.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
 from photogen_pipelines.imaging.images import Box, decode_upload, fit_long_side, portrait_crop
 from photogen_pipelines.imaging.print_detail import SOFTEN_SIGMA, add_texture, soften
+from photogen_pipelines.storage.artifacts import MasterInfo, ProofScore, Usage, Validation
 
 SELFIE_MIN_FACE_SCORE = 0.75
 PROOF_MIN_FACE_SCORE = 0.5  # painted faces score lower than photographed ones
@@ -184,18 +187,9 @@ def _strength(base: float, retry_decay: float, round_no: int) -> float:
 # -- validation: the identity gate ----------------------------------------------------
 
 
-@dataclass
-class Score:
-    variant: int
-    round: int
-    strength: float
-    similarity: float | None  # None when no face was found to compare
-    faces: int
-    passed: bool
-    reason: str | None
-
-
-def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer) -> Score:
+def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer) -> ProofScore:
+    """The candidate's attempt, scored as `Validation` stores it: its similarity to the
+    selfie's embedding (None when no face was found) and why it fails, if it does."""
     found = faces.detect(candidate.image, min_score=PROOF_MIN_FACE_SCORE)
     similarity, reason = None, None
     if found:
@@ -208,13 +202,24 @@ def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: floa
         reason = "the proof is nearly blank"
     if reason is None and similarity < threshold:
         reason = f"identity similarity {similarity:.2f} is below the style's threshold {threshold:.2f}"
-    return Score(candidate.variant, candidate.round, candidate.strength, similarity, len(found), reason is None, reason)
+    return ProofScore(
+        variant=candidate.variant,
+        round=candidate.round,
+        strength=candidate.strength,
+        similarity=similarity,
+        faces=len(found),
+        passed=reason is None,
+        reason=reason,
+    )
 
 
 @dataclass
 class GateResult:
+    """What the identity gate concluded, with the passing candidates' pictures;
+    `validation()` is the document it leaves."""
+
     proofs: dict[int, Candidate]  # variant -> the candidate that passed
-    scores: list[Score]  # every attempt, in order
+    scores: list[ProofScore]  # every attempt, in order
     rounds: int
 
     @property
@@ -230,17 +235,31 @@ class GateResult:
         reasons = sorted({s.reason for s in last if s.reason})
         return f"no proof kept the customer's likeness after {self.rounds} rounds: " + "; ".join(reasons)
 
+    def validation(self, threshold: float, encoder: str, proof_key: Callable[[int], str], usage: Usage | None) -> Validation:
+        """The verdict as `validated_proofs` stores it: `proof_key` names where each passing
+        variant's proof is stored, `usage` is what the regeneration rounds used."""
+        return Validation(
+            threshold=threshold,
+            encoder=encoder,
+            rounds=self.rounds,
+            proofs={v: proof_key(v) for v in sorted(self.proofs)},
+            best_variant=self.best_variant(),
+            scores=self.scores,
+            rejected=self.rejected,
+            usage=usage,
+        )
+
 
 def identity_gate(
     first_round: list[Candidate],
     regenerate: Callable[[list[int], int], list[Candidate]],
-    score: Callable[[Candidate], Score],
+    score: Callable[[Candidate], ProofScore],
     max_rounds: int,
 ) -> GateResult:
     """Score every candidate; regenerate the failed variants together (the caller lowers
     the strength) until each variant passes or `max_rounds` rounds are spent."""
     proofs: dict[int, Candidate] = {}
-    scores: list[Score] = []
+    scores: list[ProofScore] = []
     pending = first_round
     round_no = 0
     while True:
@@ -257,16 +276,6 @@ def identity_gate(
 
 
 # -- print master ---------------------------------------------------------------------
-
-
-@dataclass
-class MasterInfo:
-    passes: list[int]  # the model scale of each upscaling pass
-    native_size: tuple[int, int]  # pixels the models produced, before the final resize
-    pixel_size: tuple[int, int]
-    effective_dpi: float  # model pixels per inch of the canvas; the file is tagged at the product's DPI
-    source_dpi: float | None = None  # the approved proof's pixels per inch: all the picture the customer saw
-    soften_sigma: float = 0.0  # proof pixels of blur before the model; the texture came by Lanczos
 
 
 def native_dpi(size: tuple[int, int], product: Product) -> float:
@@ -309,10 +318,12 @@ def make_print_master(
     target_dpi: float = 200.0,
     max_passes: int = 2,
     soften_sigma: float = SOFTEN_SIGMA,
+    variant: int = 0,
 ) -> tuple[Image.Image, MasterInfo]:
     """The proof at the product's pixels: the upscaler draws the contours from a softened
     proof and Lanczos carries the proof's own brush texture (print_detail.py says why;
-    soften_sigma=0 gives the model the whole proof, as before)."""
+    soften_sigma=0 gives the model the whole proof, as before). The document says how, for
+    the proof `variant` (the order's approved one); the caller adds what the upscaler used."""
     softened = soften(proof, soften_sigma)
     image = softened
     passes = plan_passes((proof.shape[1], proof.shape[0]), product, upscaler.scales, target_dpi, max_passes)
@@ -326,4 +337,14 @@ def make_print_master(
         )
     master = add_texture(Image.fromarray(image).resize(product.pixel_size, Image.LANCZOS), proof, softened)
     source = round(native_dpi((proof.shape[1], proof.shape[0]), product), 1)
-    return master, MasterInfo(passes, native, product.pixel_size, round(dpi, 1), source, soften_sigma)
+    info = MasterInfo(
+        passes=passes,
+        native_size=native,
+        pixel_size=product.pixel_size,
+        effective_dpi=round(dpi, 1),
+        proof=variant,
+        upscaler=upscaler.version,
+        source_dpi=source,
+        soften_sigma=soften_sigma,
+    )
+    return master, info

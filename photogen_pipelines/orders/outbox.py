@@ -3,16 +3,21 @@
 Every state change an order makes is written to the orders database by the book; in the
 same transaction this module records the storefront's event for it (`order.paid`,
 `order.shipped`, ...) and one pending delivery per endpoint that asked for it. A change
-that commits has its event; a change that rolls back has none. `webhooks.py` delivers
-what is pending, signed, with retries.
+that commits has its event; a change that rolls back has none. `webhooks/delivery.py`
+delivers what is pending, signed, with retries.
 
 An event carries the order as it was at that moment, without links: signed file links
 expire in minutes while a delivery may be retried for a day, so a storefront that wants
 the proofs or the print file reads the order (`GET /v1/orders/{id}`) when the event arrives.
+
+A delivery's status is a `DeliveryStatus`, stored as its plain word, and this module is its
+only writer: `add_delivery` makes one pending, `send_again` (redelivery) and the outcomes
+`delivered` and `given_up` change it; `webhooks/delivery.py` calls them.
 """
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -40,6 +45,14 @@ STATE_EVENTS: Mapping[OrderState, str] = {
 APPROVAL_REMINDER = "order.approval_reminder"
 EVENT_TYPES: tuple[str, ...] = (*STATE_EVENTS.values(), APPROVAL_REMINDER)
 ALL_EVENTS = "*"  # an endpoint subscribed to every event type, today's and tomorrow's
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one event's delivery to one endpoint stands (`webhook_deliveries.status`)."""
+
+    PENDING = "pending"  # due at its next_attempt_at (a worker sending it holds it until then)
+    DELIVERED = "delivered"  # an attempt was answered 2xx
+    FAILED = "failed"  # given up: its retry schedule ran out, or its endpoint was disabled
 
 
 def new_event_id() -> str:
@@ -105,12 +118,35 @@ def record_event(
     endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.api_key_id == api_key_id)).all()
     for endpoint in endpoints:
         if subscribed(endpoint, event_type):
-            session.add(
-                WebhookDeliveryRow(
-                    event_id=event_id, endpoint_id=endpoint.id, status="pending", attempts=0, next_attempt_at=at, created_at=at
-                )
-            )
+            add_delivery(session, event_id, endpoint.id, at)
     return event_id
+
+
+# -- a delivery's status: written here only ------------------------------------------------
+
+
+def add_delivery(session: Session, event_id: str, endpoint_id: str, at: datetime) -> WebhookDeliveryRow:
+    """A new delivery of the event to the endpoint, pending and due at `at`."""
+    delivery = WebhookDeliveryRow(event_id=event_id, endpoint_id=endpoint_id, created_at=at)
+    send_again(delivery, at)
+    session.add(delivery)
+    return delivery
+
+
+def send_again(delivery: WebhookDeliveryRow, at: datetime) -> None:
+    """Pending again, due at `at`, with a fresh retry schedule (its log keeps the earlier attempts)."""
+    delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.delivered_at = DeliveryStatus.PENDING, 0, at, None
+
+
+def delivered(delivery: WebhookDeliveryRow, at: datetime) -> None:
+    delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, at, None
+
+
+def given_up(delivery: WebhookDeliveryRow, reason: str | None = None) -> None:
+    """Failed for good (until a redelivery); `reason` replaces the last attempt's error."""
+    delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+    if reason is not None:
+        delivery.last_error = reason
 
 
 def record_order_events(session: Session, order: Order, new_events: Iterable[OrderEvent]) -> list[str]:

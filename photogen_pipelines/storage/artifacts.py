@@ -5,16 +5,18 @@ The documents are a contract between the stage that writes one and everyone who 
 (the next stage, the checks, the API, the ledger, the CLI), so they are read and written
 only through these models: `keys.save(store, doc)` and `keys.load(store, Validation)`.
 Documents already in a shop's storage keep loading: fields added later get defaults, and
-keys a newer writer adds are kept (`extra="allow"`).
+keys a newer writer adds are kept (`extra="allow"`). The catalog's preview pointers
+(`LatestPreview`) are typed the same way and go through the same `save_json`/`load_json`.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from datetime import datetime
 from typing import ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from photogen_pipelines.storage.stores import ArtifactStore
 
@@ -79,16 +81,51 @@ class CandidateParams(BaseModel):
     take: str | None = Field(**ADDED_LATER)  # the embedded engine's take (takes.py): what sets it apart
 
 
-class UsageRecord(BaseModel):
-    """What a stage's engine used (engines.base.Usage), as the ledger reads it."""
+class Usage(BaseModel):
+    """What a generation used, for the order's cost: compute seconds billed (a remote
+    provider's GPU seconds, or the seconds a local engine ran), the provider's own
+    predict/execution time where it reports one, the remote jobs paid for, those found
+    already done on a retried step (not paid again), and the cost at the configured price.
 
-    model_config = ConfigDict(extra="allow")
+    The engines report it (`engines.base.MeteredStylizer.take_usage`, `analytics.costs.metered`),
+    the stages store it `rounded()` beside their documents, and the ledger adds it up."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
     backend: str
     seconds: float = 0.0
     predict_seconds: float | None = None
     predictions: int = 0
     reused: int = 0
     cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        predict = None
+        if self.predict_seconds is not None or other.predict_seconds is not None:
+            predict = (self.predict_seconds or 0.0) + (other.predict_seconds or 0.0)
+        return Usage(
+            backend=self.backend if self.backend == other.backend else f"{self.backend}+{other.backend}",
+            seconds=self.seconds + other.seconds,
+            predict_seconds=predict,
+            predictions=self.predictions + other.predictions,
+            reused=self.reused + other.reused,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+    @staticmethod
+    def total(*usages: Usage | None) -> Usage | None:
+        """The sum of the usages present, rounded as a document stores it (None when none is)."""
+        present = [u for u in usages if u is not None]
+        return sum(present[1:], present[0]).rounded() if present else None
+
+    def rounded(self) -> Usage:
+        """As a document stores it: seconds to the millisecond, dollars to the millionth."""
+        return self.model_copy(
+            update={
+                "seconds": round(self.seconds, 3),
+                "predict_seconds": None if self.predict_seconds is None else round(self.predict_seconds, 3),
+                "cost_usd": round(self.cost_usd, 6),
+            }
+        )
 
 
 class CandidatesInfo(Document):
@@ -97,11 +134,15 @@ class CandidatesInfo(Document):
     engine: str
     candidates: list[CandidateParams]
     tier: str | None = Field(**ADDED_LATER)  # the quality tier that chose the engine (None: before tiers)
-    usage: UsageRecord | None = Field(**ADDED_LATER)  # the first round's generation
+    usage: Usage | None = Field(**ADDED_LATER)  # the first round's generation
+
+
+# the similarity reported (in metadata, never stored) where no face was found to compare
+NO_FACE = -1.0
 
 
 class ProofScore(BaseModel):
-    """One attempt at one variant, scored by the identity gate."""
+    """One attempt at one variant, scored by the identity gate (`stages.score_candidate`)."""
 
     model_config = ConfigDict(extra="allow")
     variant: int
@@ -124,7 +165,7 @@ class Validation(Document):
     best_variant: int | None
     scores: list[ProofScore]  # every attempt, in order
     rejected: bool
-    usage: UsageRecord | None = Field(**ADDED_LATER)  # the regeneration rounds' (None: none ran, or before metering)
+    usage: Usage | None = Field(**ADDED_LATER)  # the regeneration rounds' (None: none ran, or before metering)
 
     def final_scores(self) -> dict[int, ProofScore]:
         """The last attempt of each variant: what the customer is shown."""
@@ -134,8 +175,9 @@ class Validation(Document):
         return [s.similarity for s in self.scores if s.passed and s.similarity is not None]
 
     def best_similarity(self) -> float:
-        """The best similarity of any attempt, -1 when no attempt found a face."""
-        return max((s.similarity if s.similarity is not None else -1.0 for s in self.scores), default=-1.0)
+        """The best similarity of any attempt, NO_FACE (-1) when no attempt found a face; a
+        face scored 0.0 is 0.0. What the asset's metadata and the identity check report."""
+        return max((s.similarity if s.similarity is not None else NO_FACE for s in self.scores), default=NO_FACE)
 
     def approved_score(self, variant: int) -> ProofScore:
         """The passing attempt behind the proof the customer approved."""
@@ -143,18 +185,20 @@ class Validation(Document):
 
 
 class MasterInfo(Document):
-    """How `print_master` reached the product's pixels."""
+    """How `print_master` reached the product's pixels (`stages.make_print_master`)."""
 
     key_name: ClassVar[str] = "master_info"
     passes: list[int]  # the model scale of each upscaling pass
-    native_size: tuple[int, int]
+    native_size: tuple[int, int]  # pixels the models produced, before the final resize
     pixel_size: tuple[int, int]
     effective_dpi: float  # model pixels per inch of the canvas (bleed included), not the file's DPI tag
     proof: int  # the approved proof it was made from
-    upscaler: str
-    source_dpi: float | None = Field(**ADDED_LATER)  # the approved proof's pixels per inch of the canvas
-    soften_sigma: float | None = Field(**ADDED_LATER)  # proof px of blur before the model (print_detail.py)
-    usage: UsageRecord | None = Field(**ADDED_LATER)  # the upscaler's (its clock, or a serverless worker's bill)
+    upscaler: str  # the upscaler's version
+    # the approved proof's pixels per inch of the canvas: all the picture the customer saw
+    source_dpi: float | None = Field(**ADDED_LATER)
+    # proof px of blur before the model; the texture came by Lanczos (print_detail.py)
+    soften_sigma: float | None = Field(**ADDED_LATER)
+    usage: Usage | None = Field(**ADDED_LATER)  # the upscaler's (its clock, or a serverless worker's bill)
 
 
 class EngineVersions(BaseModel):
@@ -189,7 +233,48 @@ class Manifest(Document):
     source_dpi: float | None = Field(**ADDED_LATER)  # the approved proof's pixels per inch: the picture's own detail
 
 
+class PreviewFace(BaseModel):
+    """One reference face in a style's preview, scored like an order's proof."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    similarity: float | None  # None: no face found in the styled picture
+    passed: bool  # would it have passed the style's identity gate as a proof
+    reason: str | None
+
+
+class LatestPreview(BaseModel):
+    """A style's `catalog/previews/<style>/latest.json`: the newest contact sheet of the
+    style on the reference faces (generation/previews.py), which the API links and the
+    catalog sensor compares versions with. Not an order's: it lives at `previews.latest_key`."""
+
+    model_config = ConfigDict(extra="allow")
+    style_id: str
+    version: str  # the catalog version it was rendered at (previews.catalog_version)
+    key: str  # the contact sheet's key in the store
+    rendered_at: datetime
+    identity_scores: dict[str, float | None]  # reference face -> its similarity
+    threshold: float
+    faces: list[PreviewFace]
+
+    @field_serializer("rendered_at", when_used="json")
+    def _isoformat(self, rendered_at: datetime) -> str:
+        return rendered_at.isoformat()  # "+00:00", as the records were always written
+
+
+M = TypeVar("M", bound=BaseModel)
 D = TypeVar("D", bound=Document)
+
+
+def save_json(store: ArtifactStore, key: str, document: BaseModel) -> str:
+    """Store a typed JSON document at `key` (an order's: `OrderKeys.save`)."""
+    store.put_bytes(key, json.dumps(document.model_dump(mode="json"), indent=2).encode())
+    return key
+
+
+def load_json(store: ArtifactStore, key: str, kind: type[M]) -> M:
+    """The typed JSON document at `key` (NotFound if there is none)."""
+    return kind.model_validate_json(store.get_bytes(key))
 
 
 class OrderKeys:
@@ -221,14 +306,12 @@ class OrderKeys:
         return getattr(self, kind.key_name)
 
     def save(self, store: ArtifactStore, document: Document) -> str:
-        key = self.key_of(type(document))
-        store.put_bytes(key, json.dumps(document.model_dump(mode="json"), indent=2).encode())
-        return key
+        return save_json(store, self.key_of(type(document)), document)
 
     def load(self, store: ArtifactStore, kind: type[D]) -> D:
         """The stored document (NotFound if the stage has not written it)."""
-        return kind.model_validate_json(store.get_bytes(self.key_of(kind)))
+        return load_json(store, self.key_of(kind), kind)
 
     def load_if_present(self, store: ArtifactStore, kind: type[D]) -> D | None:
         key = self.key_of(kind)
-        return kind.model_validate_json(store.get_bytes(key)) if store.exists(key) else None
+        return load_json(store, key, kind) if store.exists(key) else None

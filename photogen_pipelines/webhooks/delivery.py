@@ -1,10 +1,9 @@
 """Outbound webhooks: signed deliveries with retries, and redelivery.
 
-`outbox.py` writes each event and one pending delivery per subscribed endpoint in the
-transaction of the change. This module sends them: `deliver_due` claims what is due,
+`orders/outbox.py` writes each event and one pending delivery per subscribed endpoint in
+the transaction of the change. This module sends them: `deliver_due` claims what is due,
 POSTs it outside any transaction, and records how it went. The endpoints themselves are
-in `webhook_endpoints.py`; the events and their delivery log, as the API reads them, in
-`webhook_events.py`.
+in `endpoints.py`; the events and their delivery log, as the API reads them, in `events.py`.
 
 Every delivery is a POST of the event's JSON, signed over the exact bytes sent:
 
@@ -19,28 +18,34 @@ event id as the key that makes a repeat harmless: delivery is at least once.
 
 A 2xx answer delivers. Anything else (another status, a redirect, a timeout, a refused
 connection) is retried on `RETRY_SCHEDULE`, over more than a day, before the delivery is
-marked failed; every attempt is in the log (`webhook_attempts`).
+marked failed; every attempt is in the log (`webhook_attempts`). So each attempt is one
+request: the outbound layer (photogen_pipelines/http.py) sends it with no retries of its
+own and no redirects followed. The delivery's status changes through `orders/outbox.py`,
+its one writer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.cookiejar
 import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import requests
 from sqlalchemy import select
 
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
-from photogen_pipelines.orders.outbox import subscribed
+from photogen_pipelines.http import NO_RETRIES, HttpClient, NoAnswer, Timeout
+from photogen_pipelines.orders.outbox import DeliveryStatus, add_delivery, delivered, given_up, send_again, subscribed
 from photogen_pipelines.webhooks.events import event_row
+
+if TYPE_CHECKING:
+    import requests
 
 SIGNATURE_HEADER = "PhotoGen-Signature"
 EVENT_ID_HEADER = "PhotoGen-Event-Id"
@@ -190,14 +195,14 @@ def _claim(database: Database, now: datetime, limit: int, report: DeliveryReport
             select(WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow)
             .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
             .join(WebhookEventRow, WebhookEventRow.id == WebhookDeliveryRow.event_id)
-            .where(WebhookDeliveryRow.status == "pending", WebhookDeliveryRow.next_attempt_at <= now)
+            .where(WebhookDeliveryRow.status == DeliveryStatus.PENDING, WebhookDeliveryRow.next_attempt_at <= now)
             .order_by(WebhookDeliveryRow.next_attempt_at, WebhookDeliveryRow.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=WebhookDeliveryRow)
         ).all()
         for delivery, endpoint, event in rows:
             if endpoint.disabled_at is not None:
-                delivery.status, delivery.next_attempt_at, delivery.last_error = "failed", None, ENDPOINT_DISABLED
+                given_up(delivery, ENDPOINT_DISABLED)
                 report.disabled += 1
                 continue
             due_at = _utc(delivery.next_attempt_at)
@@ -211,7 +216,7 @@ def _trimmed(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
 
 
-def _send(client: requests.Session, claim: _Claim, timeout: float, deadline: float) -> _Outcome:
+def _send(client: HttpClient, claim: _Claim, timeout: float, deadline: float) -> _Outcome:
     if time.monotonic() >= deadline:
         return _Outcome(claim, sent=False)
     headers = {
@@ -223,17 +228,20 @@ def _send(client: requests.Session, claim: _Claim, timeout: float, deadline: flo
     }
     started = time.monotonic()
     try:
-        # no redirects: a 3xx is a failure, never a POST of order data somewhere else.
-        # stream: the answer's body is not read (nor kept: only its status matters)
+        # no redirects (the client's default): a 3xx is a failure, never a POST of order data
+        # somewhere else. stream: the answer's body is not read (nor kept: only its status matters)
         with client.post(
-            claim.url, data=claim.body, headers=headers, timeout=(min(timeout, 5.0), timeout), allow_redirects=False, stream=True
+            claim.url, data=claim.body, headers=headers, timeout=Timeout(min(timeout, 5.0), timeout), stream=True
         ) as response:
             status, reason = response.status_code, response.reason
         error = None if 200 <= status < 300 else _trimmed(f"HTTP {status} {reason or ''}".strip())
-    except requests.Timeout:
-        status, error = None, f"timed out after {timeout:g} s"
-    except requests.RequestException as exc:
-        status, error = None, _trimmed(f"{type(exc).__name__}: {exc}")
+    except NoAnswer as failure:
+        status = None
+        error = (
+            f"timed out after {timeout:g} s"
+            if failure.timed_out
+            else _trimmed(f"{type(failure.error).__name__}: {failure.error}")
+        )
     return _Outcome(claim, True, status, error, round((time.monotonic() - started) * 1000))
 
 
@@ -247,7 +255,7 @@ def _record(database: Database, outcomes: list[_Outcome], now: datetime, report:
             delivery = session.scalars(
                 select(WebhookDeliveryRow).where(WebhookDeliveryRow.id == claim.delivery_id).with_for_update()
             ).one()
-            still_ours = delivery.status == "pending" and _utc(delivery.next_attempt_at) == claim.lease_until
+            still_ours = delivery.status == DeliveryStatus.PENDING and _utc(delivery.next_attempt_at) == claim.lease_until
             if not outcome.sent:
                 if still_ours:
                     delivery.next_attempt_at = claim.due_at
@@ -269,23 +277,15 @@ def _record(database: Database, outcomes: list[_Outcome], now: datetime, report:
             delivery.attempts += 1
             delivery.last_attempt_at, delivery.last_status_code, delivery.last_error = now, outcome.status_code, outcome.error
             if outcome.ok:
-                delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", now, None
+                delivered(delivery, now)
                 report.delivered += 1
             elif (delay := retry_delay(delivery.attempts)) is None:
-                delivery.status, delivery.next_attempt_at = "failed", None
+                given_up(delivery)
                 report.failed += 1
                 report.gave_up.append(delivery.id)
             else:
                 delivery.next_attempt_at = now + delay
                 report.retrying += 1
-
-
-def _http_session() -> requests.Session:
-    client = requests.Session()
-    # a receiver's cookies must not ride along on later deliveries
-    client.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    client.trust_env = False  # no proxy or .netrc from the worker's environment
-    return client
 
 
 def deliver_due(
@@ -310,16 +310,14 @@ def deliver_due(
     if not claims:
         return report
     deadline = time.monotonic() + (time_budget if time_budget is not None else float("inf"))
-    client = session or _http_session()
-    try:
+    # one request an attempt (the retries are RETRY_SCHEDULE's); a session of our own takes
+    # no proxy from the environment and keeps no receiver's cookies for the next delivery
+    with HttpClient(session=session, retry=NO_RETRIES, isolated=True) as client:
         if workers <= 1 or len(claims) == 1:
             outcomes = [_send(client, claim, timeout, deadline) for claim in claims]
         else:
             with ThreadPoolExecutor(max_workers=min(workers, len(claims)), thread_name_prefix="webhooks") as pool:
                 outcomes = list(pool.map(lambda claim: _send(client, claim, timeout, deadline), claims))
-    finally:
-        if session is None:
-            client.close()
     _record(database, outcomes, now, report)
     return report
 
@@ -344,9 +342,9 @@ def redeliver(database: Database, api_key_id: str, event_id: str, now: datetime 
                 continue
             delivery = existing.get(endpoint.id)
             if delivery is None:
-                delivery = WebhookDeliveryRow(event_id=event.id, endpoint_id=endpoint.id, created_at=now)
-                session.add(delivery)
-            delivery.status, delivery.attempts, delivery.next_attempt_at, delivery.delivered_at = "pending", 0, now, None
+                delivery = add_delivery(session, event.id, endpoint.id, now)
+            else:
+                send_again(delivery, now)
             deliveries.append(delivery)
         session.flush()
         return [d.id for d in deliveries]

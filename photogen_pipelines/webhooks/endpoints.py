@@ -6,8 +6,8 @@ URL must be https:// (http:// only on this machine, or with `allow_http`), and i
 `whsec_…` signing secret, shown to the storefront once at creation. Deleting one disables
 it, so its delivery log stays readable.
 
-Kept apart from `webhooks.py`, which signs and sends the deliveries `outbox.py` queues for
-these endpoints, and `webhook_events.py`, which reads the events and their delivery log.
+Kept apart from `delivery.py`, which signs and sends the deliveries `orders/outbox.py`
+queues for these endpoints, and `events.py`, which reads the events and their delivery log.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Outbound webhooks: the storefront's events and their delivery log, as the API reads them.
 
-`outbox.py` writes each event and its deliveries; `webhooks.py` sends them and logs every
-attempt. This module only reads: a key's events newest first, a page at a time, and one
-event with each delivery's state and attempts. Another key's event is NotFound, as if it
-did not exist.
+`orders/outbox.py` writes each event and its deliveries; `delivery.py` sends them and logs
+every attempt. This module only reads: a key's events newest first, a page at a time, and
+one event with each delivery's state and attempts. Another key's event is NotFound, as if
+it did not exist.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from photogen_pipelines.errors import BadInput, NotFound
+from photogen_pipelines.orders.outbox import DeliveryStatus
 
 MAX_EVENTS_PAGE = 100
 
@@ -62,7 +63,7 @@ class WebhookDelivery:
     id: int
     endpoint_id: str
     url: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
@@ -142,7 +143,7 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 id=d.id,
                 endpoint_id=d.endpoint_id,
                 url=url,
-                status=d.status,
+                status=DeliveryStatus(d.status),
                 attempts=d.attempts,
                 next_attempt_at=_utc(d.next_attempt_at),
                 last_attempt_at=_utc(d.last_attempt_at),

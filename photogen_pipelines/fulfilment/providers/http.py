@@ -1,5 +1,6 @@
-"""What both print-provider adapters share: one HTTP session per provider, explicit
-timeouts, and the provider's failures turned into our errors.
+"""What both print-provider adapters share: one HTTP client per provider on the outbound
+layer (photogen_pipelines/http.py: timeouts, retries), and the provider's failures turned
+into our errors.
 
 Messages built here end up in Dagster logs and in the order's failure reason, so they name
 the provider and what happened, never the API key (it only travels in a header) and never
@@ -8,20 +9,24 @@ the recipient: provider text that may echo the request goes through `redact` fir
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from photogen_pipelines.fulfilment.providers.base import ProviderError
+from photogen_pipelines.http import HttpClient, NoAnswer, Timeout
 from photogen_pipelines.orders.recipients import Recipient
 
+if TYPE_CHECKING:
+    import requests
+
 # (connect, read) seconds: a provider that does not answer within them is "unavailable"
-# and the submission is retried, rather than holding a Dagster step for minutes
-DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+# and the submission is retried, rather than holding a Dagster step for minutes. Within a
+# call the layer's default policy applies: a connection that never opened, and a read
+# answered 429/502/503/504, are tried twice more; a POST that reached the provider is not
+# (the submission's own retry finds the order it may have made).
+DEFAULT_TIMEOUT = Timeout(5.0, 30.0)
 
 # answers worth trying again later: rate limited, timed out at their end, or broken there
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -54,8 +59,8 @@ class Answer:
 
 
 class ProviderHttp:
-    """One provider's API: a `requests.Session` carrying its auth headers, with timeouts on
-    every call; transport failures become ProviderError, every HTTP answer is returned."""
+    """One provider's API: an HttpClient carrying its auth headers, with timeouts on every
+    call; a call that gets no answer becomes ProviderError, every HTTP answer is returned."""
 
     def __init__(
         self,
@@ -65,28 +70,18 @@ class ProviderHttp:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ):
         self.provider = provider
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.session = requests.Session()
-        self.session.headers.update({"Accept": "application/json", **headers})
+        self.http = HttpClient(base_url, headers={"Accept": "application/json", **headers}, timeout=timeout)
 
     def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> Answer:
         try:
-            response = self.session.request(
-                method, self.base_url + path, params=params, json=body, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            # which phase timed out helps an operator; the exception text itself carries the URL
-            phase = "connecting" if isinstance(exc, requests.ConnectTimeout) else "waiting for an answer"
-            raise ProviderError(f"{self.provider}: timed out {phase} ({method} {_route(path)})") from None
-        except requests.ConnectionError:
-            raise ProviderError(f"{self.provider}: could not connect to its API ({method} {_route(path)})") from None
-        except requests.RequestException as exc:
-            raise ProviderError(f"{self.provider}: the request failed ({type(exc).__name__})") from None
+            response = self.http.request(method, path, params=params, json=body)
+        except NoAnswer as failure:
+            # our own words: requests' exception text carries the URL
+            raise ProviderError(f"{self.provider}: {_no_answer(failure)} ({method} {_route(path)})") from None
         return Answer(response.status_code, _json_or_none(response))
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
 
 def raise_if_unusable(provider: str, answer: Answer, action: str) -> None:
@@ -151,8 +146,17 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def _json_or_none(response: requests.Response) -> Any:
     try:
         return response.json()
-    except (ValueError, json.JSONDecodeError):
+    except ValueError:  # requests' JSONDecodeError is one
         return None
+
+
+def _no_answer(failure: NoAnswer) -> str:
+    if failure.timed_out:
+        # which phase timed out helps an operator
+        return f"timed out {'connecting' if failure.phase == 'connecting' else 'waiting for an answer'}"
+    if failure.phase == "request":
+        return f"the request failed ({type(failure.error).__name__})"
+    return "could not connect to its API"
 
 
 def _route(path: str) -> str:

@@ -12,7 +12,7 @@ router = APIRouter(tags=["catalog"])
 def _preview_url(services, style_id: str, base_url: str) -> str | None:
     record = latest_preview(services.store, style_id)
     # not rendered yet: the storefront shows its own placeholder
-    return services.link(base_url, record["key"]) if record else None
+    return services.link(base_url, record.key) if record is not None else None
 
 
 @router.get("/styles", response_model=list[StyleOut])

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Response, status
 from fastapi.responses import StreamingResponse
 
-from photogen_pipelines.errors import IllegalTransition
+from photogen_pipelines import tiers
+from photogen_pipelines.errors import IllegalTransition, ModelError
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.states import PRINT_FILE_MADE, OrderState
 from photogen_pipelines.orders.uploads import get_upload
@@ -40,9 +41,15 @@ IDEMPOTENCY_KEY_DOC = {
 def _check_tier(services, tier_id: str | None) -> None:
     """A tier whose engine this shop does not run is refused before anyone pays for it."""
     tier = services.products.tier(tier_id)  # unknown_tier: a 422
+    # the stylizer backend this shop runs, read from its settings alone: the API process
+    # need not hold the engine's secrets to answer this
     running = "service" if services.settings.engine_url else services.settings.engine
-    if tier.engine not in ("default", "embedded", running):
-        raise ApiError(422, "tier_unavailable", f"tier {tier.id} needs the {tier.engine} engine; this shop runs {running}")
+    try:
+        tiers.check_engine(tier.engine, running)
+    except ModelError:
+        raise ApiError(
+            422, "tier_unavailable", f"tier {tier.id} needs the {tier.engine} engine; this shop runs {running}"
+        ) from None
 
 
 @router.post(

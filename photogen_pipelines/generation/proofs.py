@@ -1,0 +1,109 @@
+"""The proof stages' work on an order's stored artifacts, free of Dagster: what `selfie`
+stored that the proofs are made from, the candidates `styled_candidates` stored, and
+`validated_proofs`' identity gate over them, which leaves the proofs and the `Validation`
+document (docs/architecture.md §5). The assets add the order's lifecycle moves and their
+metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from photogen_pipelines.engines.base import FaceAnalyzer
+from photogen_pipelines.generation.stages import Candidate, GateResult, identity_gate, score_candidate
+from photogen_pipelines.imaging.images import Box, open_png, png_bytes
+from photogen_pipelines.imaging.variety import proof_variety
+from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, SelfieInfo, Usage, Validation
+from photogen_pipelines.storage.stores import ArtifactStore
+
+# one round of the order's variants (their numbers, the round), and what painting them used
+Render = Callable[[list[int], int], tuple[list[Candidate], Usage]]
+
+
+@dataclass(frozen=True)
+class StoredSelfie:
+    """What `selfie` stored that the proofs are made from."""
+
+    portrait: np.ndarray  # framed for the product
+    face: Box  # the portrait's face
+    embedding: np.ndarray  # the portrait's face's identity: what every proof is compared with
+
+
+def stored_selfie(store: ArtifactStore, keys: OrderKeys) -> StoredSelfie:
+    info = keys.load(store, SelfieInfo)
+    x, y, w, h = info.portrait_face.box
+    portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
+    return StoredSelfie(portrait, Box(x, y, w, h), np.asarray(info.embedding, dtype=np.float32))
+
+
+def store_candidate(store: ArtifactStore, keys: OrderKeys, candidate: Candidate) -> None:
+    store.put_bytes(keys.candidate(candidate.round, candidate.variant), png_bytes(candidate.image))
+
+
+def stored_first_round(store: ArtifactStore, keys: OrderKeys) -> list[Candidate]:
+    """The candidates `styled_candidates` stored: the identity gate's first round."""
+    return [
+        Candidate(
+            variant=p.variant,
+            round=p.round,
+            seed=p.seed,
+            strength=p.strength,
+            zoom=p.zoom,
+            take=p.take,
+            image=np.asarray(open_png(store.get_bytes(keys.candidate(0, p.variant)))),
+        )
+        for p in keys.load(store, CandidatesInfo).candidates
+    ]
+
+
+@dataclass
+class ValidatedProofs:
+    """What `validated_proofs` stored: the `Validation` document, and the gate's result
+    with the passing candidates' pictures."""
+
+    validation: Validation
+    gate: GateResult
+
+    def variety(self) -> float | None:
+        """How far apart the stored proofs look (variety.py); None with fewer than two."""
+        return proof_variety([c.image for c in self.gate.proofs.values()])
+
+
+def validate_proofs(
+    store: ArtifactStore,
+    keys: OrderKeys,
+    selfie: StoredSelfie,
+    threshold: float,
+    analyzer: FaceAnalyzer,
+    max_rounds: int,
+    render: Render,
+) -> ValidatedProofs:
+    """The identity gate over the stored first round, at the style's `threshold`: `render`
+    regenerates the failed variants (at the round's lower strength), whose candidates are
+    stored beside the first round's. The passing proofs replace any earlier run's, and the
+    `Validation` is saved."""
+    regenerated: list[Usage] = []
+
+    def regenerate(variants: list[int], round_no: int) -> list[Candidate]:
+        candidates, usage = render(variants, round_no)
+        regenerated.append(usage)
+        for candidate in candidates:
+            store_candidate(store, keys, candidate)
+        return candidates
+
+    gate = identity_gate(
+        stored_first_round(store, keys),
+        regenerate,
+        lambda c: score_candidate(c, selfie.embedding, threshold, analyzer),
+        max_rounds,
+    )
+    for old in store.list(f"{keys.prefix}/proofs/"):
+        store.delete(old)  # a re-run must not leave an earlier run's proofs behind
+    for variant, candidate in gate.proofs.items():
+        store.put_bytes(keys.proof(variant), png_bytes(candidate.image))
+    validation = gate.validation(threshold, analyzer.version, keys.proof, Usage.total(*regenerated))
+    keys.save(store, validation)
+    return ValidatedProofs(validation, gate)
