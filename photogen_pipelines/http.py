@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.errors import PhotoGenError
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def retry_after(value: str | None, cap: float, now: datetime | None = None) -> f
             return None
         if when.tzinfo is None:  # "-0000": a date in GMT, as HTTP dates are
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (now or utc_now())).total_seconds()
     if not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), cap)

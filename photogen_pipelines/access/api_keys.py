@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import ApiKeyRow
 
@@ -31,7 +31,7 @@ def create_api_key(database: Database, name: str) -> tuple[ApiKey, str]:
     key_id = "key_" + secrets.token_hex(6)
     secret = PREFIX + secrets.token_urlsafe(32)
     with database.session() as session:
-        session.add(ApiKeyRow(id=key_id, name=name, secret_hash=_hash(secret), created_at=datetime.now(UTC)))
+        session.add(ApiKeyRow(id=key_id, name=name, secret_hash=_hash(secret), created_at=utc_now()))
     return ApiKey(key_id, name), secret
 
 
@@ -50,7 +50,7 @@ def revoke_api_key(database: Database, key_id: str) -> bool:
         row = session.get(ApiKeyRow, key_id)
         if row is None or row.revoked_at is not None:
             return False
-        row.revoked_at = datetime.now(UTC)
+        row.revoked_at = utc_now()
         return True
 
 

@@ -18,12 +18,13 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
 from sqlalchemy import select
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import PredictionRow
 
@@ -81,7 +82,7 @@ class MemoryPredictionJournal:
             return self._records.get(key)
 
     def save(self, record: PredictionRecord) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         with self._lock:
             earlier = self._records.get(record.key)
             created = earlier.created_at if earlier else now
@@ -111,7 +112,7 @@ class SqlPredictionJournal:
             )
 
     def save(self, record: PredictionRecord) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         with self.database.session() as session:
             row = session.scalars(select(PredictionRow).where(PredictionRow.key == record.key).with_for_update()).one_or_none()
             if row is None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from photogen_pipelines.catalog import Product
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import FulfilmentRow, OrderRow, RecipientRow
 from photogen_pipelines.errors import PhotoGenError
@@ -113,7 +114,7 @@ def _row(session: Session, order_id: str, provider: str, now: datetime) -> Fulfi
 
 
 def _note_attempt(database: Database, order_id: str, provider: str, error: str | None = None) -> None:
-    now = datetime.now(UTC)
+    now = utc_now()
     with database.session() as session:
         row = _row(session, order_id, provider, now)
         if error is None:
@@ -183,7 +184,7 @@ def submit(
 def _close_refused(book: SqlOrderBook, order_id: str, provider: str, reason: str) -> None:
     """The provider refused the order for good: its submission fails with the reason and
     the order fails (the refund follows), in one transaction, so neither is left half done."""
-    now = datetime.now(UTC)
+    now = utc_now()
     with book.transaction() as transaction:
         row = _row(transaction.session, order_id, provider, now)
         row.last_error = reason
@@ -206,7 +207,7 @@ def apply_provider_order(book: SqlOrderBook, placed: ProviderOrder, now: datetim
     a callback as it stands) and move the order forward to match: submitted, shipped
     (with carrier and tracking), delivered; a provider that cancelled or failed the order
     fails ours (the refund follows). Repeats and stale reads change nothing."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     order_id = placed.merchant_reference
     shipment = next((s for s in reversed(placed.shipments) if s.tracking_number or s.carrier), None)
     with book.transaction() as transaction:
@@ -227,7 +228,7 @@ def apply_provider_order(book: SqlOrderBook, placed: ProviderOrder, now: datetim
 
 def note_checked(database: Database, order_id: str, error: str | None = None) -> None:
     """The provider was asked about the order (and could not answer, with `error`)."""
-    now = datetime.now(UTC)
+    now = utc_now()
     with database.session() as session:
         row = session.get(FulfilmentRow, order_id)
         if row is not None:

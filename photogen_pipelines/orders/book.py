@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from photogen_pipelines.clock import as_utc
+from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow, RecipientRow
 from photogen_pipelines.errors import NotFound
@@ -150,7 +150,7 @@ class SqlOrderBook:
             raise NotFound(f"order {order_id} not found", code="order_not_found")
         order = _to_order(row, _events(session, order_id))
         change(order)
-        order.updated_at = datetime.now(UTC)
+        order.updated_at = utc_now()
         _write(session, order, row)
         return order
 

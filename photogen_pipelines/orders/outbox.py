@@ -20,11 +20,12 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.tables import FulfilmentRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from photogen_pipelines.orders.states import Order, OrderEvent, OrderState
 
@@ -102,7 +103,7 @@ def record_event(
     session: Session, api_key_id: str, event_type: str, order: Order, *, data: Mapping | None = None, at: datetime | None = None
 ) -> str:
     """Write one event and its pending deliveries in the caller's transaction; its id."""
-    at = at or datetime.now(UTC)
+    at = at or utc_now()
     event_id = new_event_id()
     fulfilment = session.get(FulfilmentRow, order.id)
     payload = {

@@ -11,12 +11,12 @@ import hashlib
 import io
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from PIL import Image
 
-from photogen_pipelines.clock import as_utc
+from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import UploadRow
 from photogen_pipelines.engines.base import FaceAnalyzer
@@ -78,7 +78,7 @@ def take_upload(
         source_bytes=len(data),
         face_score=round(float(face.score), 4),
         api_key_id=api_key_id,
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
     )
     with database.session() as session:
         session.add(row)

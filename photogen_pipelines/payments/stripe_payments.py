@@ -26,6 +26,7 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.tables import OrderRow, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders import lifecycle
@@ -291,7 +292,7 @@ def _keep_stray(tx: OrderTransaction, order_id: str, stray: _Stray) -> bool:
     """Record (or settle) a stray payment; True when it is now owed a refund.
     Runs under the order's row lock, so two events of one intent cannot race here."""
     row = tx.session.get(StrayPaymentRow, stray.payment_intent_id, with_for_update=True)
-    now = datetime.now(UTC)
+    now = utc_now()
     if row is None:
         if stray.known_only:
             return False
@@ -331,7 +332,7 @@ def apply_stripe_event(book: SqlOrderBook, event: dict, source: str) -> EventRes
                 source=source,
                 outcome=outcome,
                 stripe_created=datetime.fromtimestamp(event["created"], UTC),
-                received_at=datetime.now(UTC),
+                received_at=utc_now(),
             )
             tx.add(row)  # a repeated event stops here, before it touches the order
             if order is not None:
@@ -412,7 +413,7 @@ def refund_stray_payment(book: SqlOrderBook, gateway: StripeGateway | None, paym
         except PaymentError as exc:
             row.last_error, error = str(exc)[:2000], exc
         else:
-            row.refunded_at, row.last_error = datetime.now(UTC), None
+            row.refunded_at, row.last_error = utc_now(), None
             _settle_own_mismatch(tx, row)
     if error is not None:
         raise error

@@ -33,11 +33,12 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from photogen_pipelines.http import NO_RETRIES, HttpClient, NoAnswer, Timeout
@@ -69,17 +70,6 @@ RETRY_JITTER = 0.2
 CLAIM_LEASE = timedelta(minutes=5)
 MAX_ERROR_LENGTH = 500
 ENDPOINT_DISABLED = "endpoint disabled"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _now(now: datetime | None) -> datetime:
-    return _utc(now) if now is not None else datetime.now(UTC)
 
 
 # -- signing -------------------------------------------------------------------------------
@@ -205,7 +195,7 @@ def _claim(database: Database, now: datetime, limit: int, report: DeliveryReport
                 given_up(delivery, ENDPOINT_DISABLED)
                 report.disabled += 1
                 continue
-            due_at = _utc(delivery.next_attempt_at)
+            due_at = as_utc(delivery.next_attempt_at)
             delivery.next_attempt_at = lease_until
             body = _body(event.payload)
             claims.append(_Claim(delivery.id, event.id, event.type, endpoint.url, endpoint.secret, body, due_at, lease_until))
@@ -255,7 +245,7 @@ def _record(database: Database, outcomes: list[_Outcome], now: datetime, report:
             delivery = session.scalars(
                 select(WebhookDeliveryRow).where(WebhookDeliveryRow.id == claim.delivery_id).with_for_update()
             ).one()
-            still_ours = delivery.status == DeliveryStatus.PENDING and _utc(delivery.next_attempt_at) == claim.lease_until
+            still_ours = delivery.status == DeliveryStatus.PENDING and as_utc(delivery.next_attempt_at) == claim.lease_until
             if not outcome.sent:
                 if still_ours:
                     delivery.next_attempt_at = claim.due_at
@@ -304,7 +294,7 @@ def deliver_due(
     `timeout` bounds each request's connect (at most 5 s) and each wait for the answer; a
     delivery not started within `time_budget` seconds is given back, due at once, so the
     whole call stays bounded. `now` is the clock for what is due and for the backoff."""
-    now = _now(now)
+    now = as_utc(now) if now is not None else utc_now()
     report = DeliveryReport()
     claims = _claim(database, now, limit, report)
     if not claims:
@@ -329,7 +319,7 @@ def redeliver(database: Database, api_key_id: str, event_id: str, now: datetime 
     """Send the event again to the key's enabled endpoints that subscribe to it now (those
     added since get a new delivery): pending, due now, with a fresh retry schedule; the log
     keeps the earlier attempts. Returns the delivery ids."""
-    now = _now(now)
+    now = as_utc(now) if now is not None else utc_now()
     with database.session() as session:
         event = event_row(session, api_key_id, event_id)
         endpoints = session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.api_key_id == api_key_id)).all()

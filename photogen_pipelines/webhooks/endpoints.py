@@ -16,12 +16,13 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookEndpointRow
 from photogen_pipelines.errors import BadInput, NotFound
@@ -33,13 +34,6 @@ ENDPOINT_PREFIX = "we_"
 MAX_ENDPOINTS_PER_KEY = 16
 MAX_URL_LENGTH = 2000
 MAX_DESCRIPTION_LENGTH = 200
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ class WebhookEndpoint:
 
     @classmethod
     def of(cls, row: WebhookEndpointRow) -> WebhookEndpoint:
-        return cls(row.id, row.url, list(row.events), row.description, _utc(row.created_at), _utc(row.disabled_at))
+        return cls(row.id, row.url, list(row.events), row.description, as_utc(row.created_at), as_utc(row.disabled_at))
 
 
 def _is_loopback(host: str) -> bool:
@@ -144,7 +138,7 @@ def create_endpoint(
         events=valid_events(events),
         secret=SECRET_PREFIX + secrets.token_urlsafe(32),
         description=_valid_description(description),
-        created_at=datetime.now(UTC),
+        created_at=utc_now(),
         disabled_at=None,
     )
     with database.session() as session:
@@ -193,7 +187,7 @@ def update_endpoint(
         if description is not UNCHANGED:
             row.description = _valid_description(description)
         if disabled is True and row.disabled_at is None:
-            row.disabled_at = datetime.now(UTC)
+            row.disabled_at = utc_now()
         elif disabled is False and row.disabled_at is not None:
             _check_room(session, api_key_id)
             row.disabled_at = None

@@ -9,24 +9,18 @@ it did not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from photogen_pipelines.errors import BadInput, NotFound
 from photogen_pipelines.orders.outbox import DeliveryStatus
 
 MAX_EVENTS_PAGE = 100
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def event_row(session: Session, api_key_id: str, event_id: str) -> WebhookEventRow:
@@ -47,7 +41,7 @@ class WebhookEvent:
 
     @classmethod
     def of(cls, row: WebhookEventRow) -> WebhookEvent:
-        return cls(row.id, row.type, row.order_id, _utc(row.created_at), dict(row.payload))
+        return cls(row.id, row.type, row.order_id, as_utc(row.created_at), dict(row.payload))
 
 
 @dataclass(frozen=True)
@@ -136,7 +130,7 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 .order_by(WebhookAttemptRow.at, WebhookAttemptRow.id)
             ):
                 attempts[attempt.delivery_id].append(
-                    WebhookAttempt(_utc(attempt.at), attempt.status_code, attempt.error, attempt.duration_ms)
+                    WebhookAttempt(as_utc(attempt.at), attempt.status_code, attempt.error, attempt.duration_ms)
                 )
         deliveries = [
             WebhookDelivery(
@@ -145,11 +139,11 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 url=url,
                 status=DeliveryStatus(d.status),
                 attempts=d.attempts,
-                next_attempt_at=_utc(d.next_attempt_at),
-                last_attempt_at=_utc(d.last_attempt_at),
+                next_attempt_at=as_utc(d.next_attempt_at),
+                last_attempt_at=as_utc(d.last_attempt_at),
                 last_status_code=d.last_status_code,
                 last_error=d.last_error,
-                delivered_at=_utc(d.delivered_at),
+                delivered_at=as_utc(d.delivered_at),
                 log=attempts[d.id],
             )
             for d, url in rows
