@@ -24,22 +24,17 @@ order_checks = [
 ]
 
 
+def _order_job(name: str, order_assets: list, description: str, tags: Mapping[str, str] | None):
+    return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*order_assets), description=description, tags=tags)
+
+
 def define_proof_job(tags: Mapping[str, str] | None = None):
-    return dg.define_asset_job(
-        "proof_job",
-        selection=dg.AssetSelection.assets(*proof_assets),
-        description="Selfie to validated proofs for one order.",
-        tags=tags,
-    )
+    return _order_job("proof_job", proof_assets, "Selfie to validated proofs for one order.", tags)
 
 
 def define_print_job(tags: Mapping[str, str] | None = None):
-    return dg.define_asset_job(
-        "print_job",
-        selection=dg.AssetSelection.assets(*print_assets),
-        description="Approved proof to the print-ready file for one order, and on to the print provider.",
-        tags=tags,
-    )
+    description = "Approved proof to the print-ready file for one order, and on to the print provider."
+    return _order_job("print_job", print_assets, description, tags)
 
 
 def define_jobs(gpu_tags: Mapping[str, str]) -> list:

@@ -41,12 +41,20 @@ def _order_runs(order_ids: list[str], run: str, priority: int) -> list[dg.RunReq
     ]
 
 
-# by name: the code location defines the jobs with its engine's run tags (assets.define_jobs)
-@dg.sensor(
-    job_name=proof_job.name,
-    minimum_interval_seconds=ORDER_SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Paid orders become proof runs: the order id joins the `orders` partitions and one run is requested.",
+def _order_sensor(job_name: str, description: str):
+    """The decorator of an order sensor: it requests runs of the job named `job_name`,
+    ticks on every pass of the daemon, and runs from the start. By name: the code location
+    defines the jobs with its engine's run tags (assets.define_jobs)."""
+    return dg.sensor(
+        job_name=job_name,
+        minimum_interval_seconds=ORDER_SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+
+
+@_order_sensor(
+    proof_job.name, "Paid orders become proof runs: the order id joins the `orders` partitions and one run is requested."
 )
 def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
     ready, cursor, moved_on = _ready_orders(context, orders, OrderState.PAID)
@@ -59,12 +67,7 @@ def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> 
     )
 
 
-@dg.sensor(
-    job_name=print_job.name,
-    minimum_interval_seconds=ORDER_SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Approved orders (by the customer, or auto-approved by the proof run) become print runs.",
-)
+@_order_sensor(print_job.name, "Approved orders (by the customer, or auto-approved by the proof run) become print runs.")
 def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
     ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
     return dg.SensorResult(

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -100,16 +100,8 @@ class SqlPredictionJournal:
             row = session.get(PredictionRow, key)
             if row is None:
                 return None
-            return PredictionRecord(
-                key=row.key,
-                provider=row.provider,
-                prediction_id=row.prediction_id,
-                status=row.status,
-                predict_seconds=row.predict_seconds,
-                cost_usd=row.cost_usd,
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-            )
+            # the record is the row: every field under its column's name
+            return PredictionRecord(**{f.name: getattr(row, f.name) for f in fields(PredictionRecord)})
 
     def save(self, record: PredictionRecord) -> None:
         now = utc_now()

@@ -8,7 +8,7 @@ metadata.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -18,6 +18,10 @@ from photogen_pipelines.imaging.images import Box, open_png, png_bytes
 from photogen_pipelines.imaging.variety import proof_variety
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, SelfieInfo, Usage, Validation
 from photogen_pipelines.storage.stores import ArtifactStore
+
+# what a stored CandidateParams gives back to its Candidate: everything but the picture
+# (the inverse of `Candidate.params()`)
+_CANDIDATE_PARAMS = frozenset(f.name for f in fields(Candidate)) - {"image"}
 
 # one round of the order's variants (their numbers, the round), and what painting them used
 Render = Callable[[list[int], int], tuple[list[Candidate], Usage]]
@@ -47,13 +51,8 @@ def stored_first_round(store: ArtifactStore, keys: OrderKeys) -> list[Candidate]
     """The candidates `styled_candidates` stored: the identity gate's first round."""
     return [
         Candidate(
-            variant=p.variant,
-            round=p.round,
-            seed=p.seed,
-            strength=p.strength,
-            zoom=p.zoom,
-            take=p.take,
             image=np.asarray(open_png(store.get_bytes(keys.candidate(0, p.variant)))),
+            **{name: getattr(p, name) for name in _CANDIDATE_PARAMS},
         )
         for p in keys.load(store, CandidatesInfo).candidates
     ]
