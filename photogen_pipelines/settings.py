@@ -9,12 +9,14 @@ orders and runs. Every setting can come from a `PHOTOGEN_*` environment variable
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,31 @@ class PhotoGenSettings(BaseSettings):
     print_file_url_ttl_seconds: int = 7 * 24 * 3600
     # outbound webhooks: plain http:// endpoints only on loopback unless this is on (a test shop)
     webhook_allow_http: bool = False
+    # outbound webhooks go to public addresses only (checked at registration and at every
+    # connection). PHOTOGEN_WEBHOOK_ALLOW_PRIVATE=1 also allows loopback and private ones: for
+    # development and tests only (a receiver on this machine), never in a deploy
+    webhook_allow_private: bool = False
+    # internal receivers the operator allows by name although they resolve to private
+    # addresses: comma-separated host names, ".corp.example" for every name under it
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
     # approval deadline: proofs the customer has not chosen from by then are auto-approved
     # (the best identity score) or the order is cancelled and refunded; a reminder goes first
     approval_deadline_hours: float = 48.0
     approval_reminder_hours: float = 12.0  # before the deadline
     approval_deadline_action: Literal["auto_approve", "cancel"] = "auto_approve"
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            names = [str(name).strip().strip("[]").rstrip(".").lower() for name in value]
+            for name in names:
+                if name and not re.fullmatch(r"\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]+", name):
+                    raise ValueError(f"{name!r} is not a host name such as hooks.corp.example (or .corp.example)")
+            return [name for name in names if name]
+        return value
 
     @property
     def paths(self) -> LocalPaths:

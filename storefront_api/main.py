@@ -8,12 +8,12 @@ import logging
 
 from fastapi import Depends, FastAPI
 
-from storefront_api.api.deps import RateLimits, limit_request
+from storefront_api.api.deps import RateLimits, limit_request, order_caller, storefront_caller
 from storefront_api.api.routes import catalog, files, fulfilment, health, orders, uploads, webhook_endpoints, webhooks
 from storefront_api.api.routes.docs import install_docs
 from storefront_api.config import Settings, get_settings
 from storefront_api.cors import allow_storefront_pages
-from storefront_api.errors import install_error_handlers
+from storefront_api.errors import RequestIds, install_error_docs, install_error_handlers
 from storefront_api.limits import RequestLimits
 from storefront_api.services import build_services
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(RequestIds)  # around the limits: their refusals carry the request id too
     allow_storefront_pages(app, settings)  # CORS, outside the request limits: their refusals carry it too
     install_docs(app)
     app.include_router(health.router)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (uploads.router, catalog.router, orders.router, files.router, fulfilment.router, webhook_endpoints.router):
         app.include_router(router, prefix=prefix, dependencies=limited)
     app.include_router(webhooks.router, prefix=prefix)  # Stripe retries on 429: never rate-limit it
+    install_error_docs(app, authenticated=[storefront_caller, order_caller], limited=[limit_request])
     return app
 
 

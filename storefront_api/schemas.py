@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from photogen_pipelines.orders.recipients import MaskedRecipient, Recipient, ShippingMethod
+from photogen_pipelines.orders.recipients import MaskedRecipient, Recipient, ShippingMethod, refuse_control_characters
 from photogen_pipelines.orders.shipments import FulfilmentStatus
 from storefront_api.examples import APPROVE_IN, ORDER_IN, ORDER_OUT
 
@@ -47,13 +47,19 @@ class TierOut(BaseModel):
     id: str
     name: str
     description: str
-    variants: int = Field(description="proofs the customer chooses from")
+    variants: int = Field(description="the proofs the tier's price buys; an order may ask for fewer, never more")
     default: bool
 
 
 class RequestBody(BaseModel):
-    # no coercion: "2", true and 2.0 are not the integer 2 (a storefront sending them has a bug to hear about)
-    model_config = ConfigDict(strict=True)
+    """Every request body: no coercion ("2", true and 2.0 are not the integer 2: a storefront
+    sending them has a bug to hear about), no unknown field (a typo such as "teir" is refused,
+    not dropped for a default), and no control character in any string (ids and free text
+    alike; a recipient checks its own): each a 422 invalid_request naming the field."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    _plain = field_validator("*")(refuse_control_characters)
 
 
 class OrderIn(RequestBody):
@@ -62,7 +68,9 @@ class OrderIn(RequestBody):
     upload_id: str = Field(max_length=32)
     style_id: str = Field(max_length=64)
     product_id: str = Field(max_length=64)
-    variants: int | None = Field(None, ge=1, le=8, description="proofs to render; default the tier's")
+    variants: int | None = Field(
+        None, ge=1, le=8, description="proofs to render, default the tier's; fewer at its price, more: 422 too_many_variants"
+    )
     approval: Literal["customer", "auto"] = "customer"
     tier: str | None = Field(None, max_length=32, description="a quality tier from GET /v1/tiers; default the catalog's")
     recipient: Recipient | None = Field(
@@ -96,6 +104,9 @@ class PaymentOut(BaseModel):
     paid_cents: int
     refunded_cents: int
     refund_id: str | None
+    cancellation_fee_cents: int = Field(
+        0, description="what a cancel keeps of the payment: set when a proof is first downloaded (the shop's cancellation policy)"
+    )
     payment_intent_id: str | None
     client_secret: str | None = Field(None, description="for Stripe.js; only in the response that created the order")
 
@@ -110,7 +121,10 @@ class ProofOut(BaseModel):
     variant: int
     take: str | None = Field(None, description="what sets this proof apart (classic, bold, close, palette, backdrop, fine)")
     label: str | None = Field(None, description="the take's name for the customer, e.g. 'Bold strokes'")
-    url: str | None = Field(description="a signed URL, valid for minutes")
+    url: str | None = Field(description="a signed URL, valid for minutes, and only while the order allows the file")
+    preview: bool = Field(
+        False, description="true: `url` is a watermarked preview at proof size; the approved proof comes clean once approved"
+    )
     identity_score: float | None
     passed: bool
     round: int
@@ -150,6 +164,9 @@ class OrderOut(BaseModel):
     identity_threshold: float | None
     proofs: list[ProofOut]
     approved_proof: int | None
+    proofs_downloaded_at: datetime | None = Field(
+        None, description="when the customer first downloaded a proof (a preview or the bundle); a cancel after it keeps a fee"
+    )
     print_file_ready: bool
     shipping_method: str | None
     recipient: MaskedRecipient | None = Field(description="masked: the full details stay in the orders database")

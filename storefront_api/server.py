@@ -6,11 +6,17 @@ what it refuses itself (a URL over 64 KiB, which httptools cannot parse, or byte
 not HTTP) gets a plain-text 400. This one stops reading a head that is already over the
 API's limits and answers every refusal with the API's JSON errors. A head within reach
 of the limits goes on to the app, whose middleware (limits.py) applies them exactly.
+
+Its access log never holds a credential: the values of query parameters that carry one
+(a signed file link's `signature`, which the print provider's link keeps valid for days;
+any token, key, secret or presigned-URL signature) are written as `REDACTED`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import logging
+import re
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -25,6 +31,42 @@ LINGER_SECONDS = 5.0
 
 NOT_HTTP = Refusal(400, "bad_request", "the request is not valid HTTP")
 
+# query parameters whose values are credentials: our signed links' `signature`, and by name
+# anything of the kind (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token, token, api_key, …)
+SECRET_WORDS = ("signature", "token", "secret", "password", "passwd", "credential", "apikey")  # anywhere in the name
+SECRET_PARTS = frozenset({"sig", "key", "auth", "code", "session"})  # a whole part of it (x-amz-…, api_key)
+REDACTED = "REDACTED"
+_PARAMETER = re.compile(r"(^|[&;])([^&;=]*)=([^&;]*)")
+
+
+def redacted(target: str) -> str:
+    """A request's path and query string with every credential's value replaced."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+
+    def hide(match: re.Match[str]) -> str:
+        name = match[2]
+        plain = re.sub(r"%[0-9a-fA-F]{2}", lambda m: chr(int(m[0][1:], 16)), name).replace("+", " ")
+        return f"{match[1]}{name}={REDACTED}" if _secret(plain) else match[0]
+
+    return f"{path}?{_PARAMETER.sub(hide, query)}"
+
+
+def _secret(name: str) -> bool:
+    name = name.strip().lower()
+    return any(word in name for word in SECRET_WORDS) or bool(SECRET_PARTS & set(re.split(r"[-_. ]+", name)))
+
+
+class _RedactingAccessLog(logging.LoggerAdapter):
+    """uvicorn's access logger, with the URL of each line `redacted`."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        # uvicorn: '%s - "%s %s HTTP/%s" %d' % (client, method, path with query, version, status)
+        if len(args) == 5 and isinstance(args[2], str):
+            args = (*args[:2], redacted(args[2]), *args[3:])
+        super().log(level, msg, *args, **kwargs)
+
 
 class HttpProtocol(HttpToolsProtocol):
     settings: ClassVar[Settings | None] = None  # None: this process's PHOTOGEN_* settings, as storefront_api.main:app
@@ -36,6 +78,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.access_logger = _RedactingAccessLog(self.access_logger, {})  # handed to each request's cycle
         self.limits = self.settings or get_settings()
         self.url = b""
         self.head_open = False  # between the first byte of a request and the end of its headers

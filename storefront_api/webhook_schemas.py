@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -11,19 +12,22 @@ from photogen_pipelines.webhooks.endpoints import MAX_DESCRIPTION_LENGTH, MAX_UR
 from storefront_api.schemas import RequestBody
 
 EVENTS_HELP = f'event types to receive ({", ".join(EVENT_TYPES)}), or ["{ALL_EVENTS}"] for all, including future ones'
+# the enum is the document's; the core checks the names, with its own code (unknown_webhook_event)
+EventType = Annotated[str, Field(max_length=64, json_schema_extra={"enum": list(EVENT_TYPES)})]
+Subscription = Annotated[str, Field(max_length=64, json_schema_extra={"enum": [*EVENT_TYPES, ALL_EVENTS]})]
 
 
 class WebhookEndpointIn(RequestBody):
-    url: str = Field(max_length=MAX_URL_LENGTH, description="https:// (http:// only for localhost)")
-    events: list[str] = Field([ALL_EVENTS], min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
+    url: str = Field(min_length=1, max_length=MAX_URL_LENGTH, description="https:// to a public internet address")
+    events: list[Subscription] = Field([ALL_EVENTS], min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
 
 
 class WebhookEndpointPatch(RequestBody):
     """Only the fields sent change."""
 
-    url: str = Field(None, max_length=MAX_URL_LENGTH)
-    events: list[str] = Field(None, min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
+    url: str = Field(None, min_length=1, max_length=MAX_URL_LENGTH)
+    events: list[Subscription] = Field(None, min_length=1, max_length=len(EVENT_TYPES) + 1, description=EVENTS_HELP)
     description: str | None = Field(None, max_length=MAX_DESCRIPTION_LENGTH)
     disabled: bool = Field(None, description="true: no more deliveries; false: deliveries again from now on")
 
@@ -58,7 +62,10 @@ class WebhookEventListOut(BaseModel):
 class WebhookAttemptOut(BaseModel):
     at: datetime
     status_code: int | None = Field(description="the receiver's HTTP status; null when none came (timeout, refused)")
-    error: str | None
+    error: str | None = Field(
+        description="how it failed, coarsely: HTTP <status>, timed out after <n> s, connection refused, host not found, "
+        "destination not allowed, TLS failed, could not connect, connection closed without an answer, or not sent: …"
+    )
     duration_ms: int
 
 

@@ -88,9 +88,10 @@ def throwaway_postgres(server_url: str):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stripe_base(tmp_path_factory) -> Iterator[str]:
-    """localstripe on loopback, one per test module; `stripe_client` empties it for each test."""
+    """localstripe on loopback, one per test session: every test that uses it asks for
+    `stripe_client` too (directly or through its shop), which empties it for that test."""
     from tests.servers import localstripe_server
 
     with localstripe_server(tmp_path_factory.mktemp("localstripe")) as base:
@@ -99,16 +100,22 @@ def stripe_base(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture
 def stripe_client(stripe_base):
+    """A client of localstripe, emptied for this test: no object and no webhook of an earlier
+    test (localstripe keeps webhooks through a flush: the tests' one id is pointed at a port
+    nothing listens on, as on a fresh server, where no webhook is registered)."""
     import requests
     import stripe
 
     requests.delete(stripe_base + "/_config/data", timeout=10).raise_for_status()
+    nowhere = {"url": "http://127.0.0.1:9/", "secret": "whsec_unset"}  # the discard port: refused
+    requests.post(stripe_base + "/_config/webhooks/photogen", data=nowhere, timeout=10).raise_for_status()
     return stripe.StripeClient("sk_test_photogen", base_addresses={"api": stripe_base})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, unmigrated orders database URL, on SQLite and on PostgreSQL."""
+    """A fresh, unmigrated orders database URL, on SQLite and on PostgreSQL (the PostgreSQL
+    half is marked slow: the quick loop, -m "not slow", runs each of these tests on SQLite)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'orders.db'}"
         return

@@ -86,7 +86,7 @@ def orders_settled(orders: Iterable[Order]) -> tuple[int, list[Violation]]:
                 Violation(
                     SETTLED_OR_WAITING,
                     order.id,
-                    f"{order.state.value}, owes a refund of {order.paid_cents - order.refunded_cents}",
+                    f"{order.state.value}, owes a refund of {order.refund_due_cents - order.refunded_cents}",
                 )
             )
         elif order.state not in SETTLED and not waiting_on_customer(order) and not with_print_provider(order):
@@ -137,7 +137,7 @@ def _all(resource) -> Iterable[dict]:
 
 def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[int, list[Violation]]:
     """Each order that was paid was charged once, for its amount; each refund owed was made
-    once, in full; nothing delivered was refunded; every other payment (a stray one) was
+    once, in full (less a fee the cancellation policy kept); nothing delivered was refunded; every other payment (a stray one) was
     given back once. Compared with Stripe's records, not only with ours."""
     violations: list[Violation] = []
     own = {order.payment_intent_id: order for order in orders if order.payment_intent_id}
@@ -152,8 +152,10 @@ def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[in
             violations.append(Violation(MONEY, subject, f"Stripe charged {charged} but the order is {order.state.value}, unpaid"))
         if len(refunded) > 1:
             violations.append(Violation(MONEY, subject, f"{len(refunded)} refunds: {refunded}"))
-        if order.state == S.REFUNDED and charged and sum(refunded) != sum(charged):
-            violations.append(Violation(MONEY, subject, f"refunded {sum(refunded)} of {sum(charged)} charged"))
+        # all of it, less the fee the shop's cancellation policy kept (Order.kept_cents)
+        if order.state == S.REFUNDED and charged and sum(refunded) != sum(charged) - order.kept_cents:
+            kept = f", {order.kept_cents} kept" if order.kept_cents else ""
+            violations.append(Violation(MONEY, subject, f"refunded {sum(refunded)} of {sum(charged)} charged{kept}"))
         if refunded and order.state not in (S.REFUNDED, *OWES_REFUND):
             violations.append(Violation(MONEY, subject, f"refunded {refunded} but the order is {order.state.value}"))
     strays = {pi: amounts for pi, amounts in stripe.charges.items() if pi not in own}

@@ -74,7 +74,7 @@ def server_process(command: list[str], log_path: Path, env: dict[str, str] | Non
 def _answering_server(name: str, command: list[str], base: str, probe_path: str, workdir: Path):
     log_path = workdir / f"{name}.log"
     with server_process(command, log_path) as process:
-        wait_until(lambda: process.poll() is not None or _answers(base + probe_path), 60, name)
+        wait_until(lambda: process.poll() is not None or _answers(base + probe_path), 60, name, interval=0.1)
         assert process.poll() is None, log_path.read_text()
         yield base
 
@@ -98,7 +98,7 @@ def api_server(app, **config):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started, 30, "the API server")
+        wait_until(lambda: server.started, 30, "the API server", interval=0.02)  # it starts in a fraction of a second
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -129,11 +129,32 @@ def ray_cluster(workdir: Path, num_cpus: int = 2):
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
     command += ["--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false"]
     command += ["--disable-usage-stats"]
-    with server_process(command, workdir / "ray.log", env=env) as process:
+    # Stopping: SIGTERM to `ray start` alone, which stops the processes it started (the GCS,
+    # the raylet and its workers) and exits; then server_process's SIGTERM to the group finds
+    # at most a straggler. A SIGTERM to the whole group at once leaves `ray start` asking
+    # the GCS (stopped by that same signal) to drain the node, and it waited out the drain
+    # timeout (30 s) and was SIGKILLed; nor is a drain of any use to a test cluster: 0
+    # skips it. Not `ray stop`: it stops every Ray process of the machine, by name.
+    stop_at_once = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    log = workdir / "ray.log"
+    with server_process(command, log, env=stop_at_once) as process:
         address = f"127.0.0.1:{port}"
-        wait_until(lambda: process.poll() is not None or _ray_answers(address), 120, "the Ray cluster")
-        assert process.poll() is None, (workdir / "ray.log").read_text()
-        yield {**env, "RAY_ADDRESS": address}
+
+        def started() -> bool:  # a SIGTERM while it still starts is lost (Ray's handler exits inside logging)
+            return _ray_answers(address) and "will now block forever" in log.read_text()
+
+        wait_until(lambda: process.poll() is not None or started(), 120, "the Ray cluster")
+        assert process.poll() is None, log.read_text()
+        try:
+            yield {**env, "RAY_ADDRESS": address}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+            deadline = time.monotonic() + 10  # its workers end with the raylet
+            while group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def _ray_answers(address: str) -> bool:

@@ -167,8 +167,12 @@ def test_the_customer_sees_progress_proofs_and_approves_one(client, auth, settin
     assert {p["variant"]: (p["take"], p["label"]) for p in seen["proofs"]}[0] == ("classic", "As catalogued")
     assert len({p["label"] for p in seen["proofs"]}) == len(seen["proofs"])
 
+    # before approval a proof is shown as a watermarked preview, at proof size
+    assert all(p["preview"] for p in passed)
     proof = client.get(passed[0]["url"])
-    assert proof.status_code == 200 and Image.open(io.BytesIO(proof.content)).format == "PNG"
+    assert proof.status_code == 200 and Image.open(io.BytesIO(proof.content)).format == "JPEG"
+    stored = (settings.paths.artifacts / "orders" / order["id"] / "proofs" / f"proof_{passed[0]['variant']}.png").read_bytes()
+    assert Image.open(io.BytesIO(proof.content)).size == Image.open(io.BytesIO(stored)).size and proof.content != stored
     _assert_error(client.get(passed[0]["url"].replace("signature=", "signature=x")), 403, "link_expired_or_invalid")
 
     failed = [p["variant"] for p in seen["proofs"] if not p["passed"]] or [7]
@@ -178,6 +182,9 @@ def test_the_customer_sees_progress_proofs_and_approves_one(client, auth, settin
     approved = client.post(f"/v1/orders/{order['id']}/approve", headers=token, json={"proof": passed[0]["variant"]})
     assert approved.status_code == 200 and approved.json()["state"] == OrderState.APPROVED
     assert approved.json()["approved_proof"] == passed[0]["variant"]
+    # approved: the approved proof itself, clean, the one the print is made from
+    clean = next(p for p in approved.json()["proofs"] if p["variant"] == passed[0]["variant"])
+    assert not clean["preview"] and client.get(clean["url"]).content == stored
     _assert_error(
         client.post(f"/v1/orders/{order['id']}/approve", headers=token, json={"proof": 0}), 409, "not_awaiting_approval"
     )
@@ -242,6 +249,7 @@ def test_readiness_fails_when_the_database_is_unreachable(tmp_path):
         assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unreachable")
 
 
+@pytest.mark.slow
 def test_stripe_unreachable_is_a_503_and_a_retry_with_the_key_keeps_one_order(tmp_path, database_url, astronaut_png):
     from tests.servers import free_port
 
@@ -265,6 +273,7 @@ def test_an_upload_retired_by_retention_cannot_be_ordered(client, auth, settings
     _assert_error(_place(client, auth, upload_id), 422, "upload_expired")
 
 
+@pytest.mark.slow
 def test_the_api_keeps_uploads_in_s3_and_links_are_presigned(tmp_path, database_url, astronaut_png, monkeypatch):
     import boto3
     import requests

@@ -70,7 +70,7 @@ class Shop:
         return self.base + path
 
     def order(self, upto: OrderState, recipient: dict | None = None) -> Order:
-        """An order moved to `upto` (paid, proofs_ready, ready or rejected) with its files."""
+        """An order moved to `upto` (paid, proofs_ready, approved, ready or rejected) with its files."""
         book, store = self.services.book, self.services.store
         order = Order(style_id="ink_etching", product_id="poster_a3", upload_key="k", variants=3, api_key_id=self.key_id)
         order = book.add(order, recipient=Recipient.model_validate(recipient, strict=False) if recipient else None)
@@ -104,6 +104,8 @@ class Shop:
         if upto == S.PROOFS_READY:
             return book.get(order.id)
         book.update(order.id, lambda o: (setattr(o, "approved_proof", 2), o.transition(S.APPROVED, "proof 2 approved")))
+        if upto == S.APPROVED:
+            return book.get(order.id)
         book.transition(order.id, S.RENDERING)
         print_file = _jpeg()
         store.put_bytes(keys.print_file("jpg"), print_file)
@@ -327,7 +329,8 @@ def test_the_bundle_has_what_the_customer_may_see_and_no_personal_data(shop):
     rejected = shop.order(S.REJECTED)
     _error(_bundle(shop, rejected.id, shop.key), 409, "nothing_to_bundle")
 
-    # proofs_ready: the proofs that passed the gate (not variant 1), from the customer's page
+    # proofs_ready: watermarked previews of the proofs that passed the gate (not variant 1), never
+    # the proofs themselves; from the customer's page
     waiting = shop.order(S.PROOFS_READY, recipient=RECIPIENT)
     response = _bundle(shop, waiting.id, {"Origin": SHOP, **shop.token(waiting.id)})
     assert response.headers["Content-Disposition"] == f'attachment; filename="{waiting.id}.zip"'
@@ -335,17 +338,24 @@ def test_the_bundle_has_what_the_customer_may_see_and_no_personal_data(shop):
     assert "Content-Disposition" in response.headers["Access-Control-Expose-Headers"]
     assert "no-store" in response.headers["Cache-Control"]
     archive = _zip(response)
-    assert sorted(archive.namelist()) == ["order.json", "proofs/proof_0.png", "proofs/proof_2.png"]
-    assert archive.read("proofs/proof_2.png") == _png(2)
+    assert sorted(archive.namelist()) == ["order.json", "previews/proof_0.jpg", "previews/proof_2.jpg"]
+    _assert_watermarked(archive.read("previews/proof_2.jpg"), _png(2))
     summary = json.loads(archive.read("order.json"))
     assert summary["order_id"] == waiting.id and summary["state"] == "proofs_ready"
     assert summary["style_id"] == "ink_etching" and summary["product_id"] == "poster_a3" and summary["approved_proof"] is None
+    assert shop.services.book.get(waiting.id).proofs_downloaded_at is not None  # the cancellation policy counts it
+
+    # approved: the approved proof itself, clean, and nothing of the proofs not chosen
+    approved = shop.order(S.APPROVED)
+    archive = _zip(_bundle(shop, approved.id, shop.token(approved.id)))
+    assert sorted(archive.namelist()) == ["order.json", "proofs/proof_2.png"]
+    assert archive.read("proofs/proof_2.png") == _png(2)
 
     # ready: the print file and its manifest too, for the storefront's key as well
     ready = shop.order(S.READY, recipient=RECIPIENT)
     archive = _zip(_bundle(shop, ready.id, shop.key))
     names = sorted(archive.namelist())
-    assert names == ["manifest.json", "order.json", "print_file.jpg", "proofs/proof_0.png", "proofs/proof_2.png"]
+    assert names == ["manifest.json", "order.json", "print_file.jpg", "proofs/proof_2.png"]
     stored = shop.services.store
     assert archive.read("print_file.jpg") == stored.get_bytes(OrderKeys(ready.id).print_file("jpg"))
     for info in archive.infolist():
@@ -367,6 +377,72 @@ def test_the_bundle_has_what_the_customer_may_see_and_no_personal_data(shop):
 
     # someone else's order is a 404, as everywhere
     _error(_bundle(shop, ready.id, shop.token(waiting.id)), 404, "order_not_found")
+
+    # a cancelled order has nothing to bundle, downloaded before or not
+    cancelled = requests.post(shop.url(f"/v1/orders/{waiting.id}/cancel"), headers=shop.token(waiting.id), timeout=30)
+    assert cancelled.json()["state"] == "cancelled", cancelled.text
+    _error(_bundle(shop, waiting.id, shop.token(waiting.id)), 409, "nothing_to_bundle")
+
+
+def _assert_watermarked(preview: bytes, proof: bytes) -> None:
+    """A JPEG the proof's size, visibly not the proof (these proofs are tiny: the mark's
+    coverage at proof size is tests/test_deliverables.py's)."""
+    shown, clean = Image.open(io.BytesIO(preview)), Image.open(io.BytesIO(proof)).convert("RGB")
+    assert shown.format == "JPEG" and shown.size == clean.size
+    moved = np.abs(np.asarray(shown.convert("RGB"), np.int16) - np.asarray(clean, np.int16)).max(axis=2) > 40
+    assert moved.mean() > 0.02, moved.mean()
+
+
+# -- file links -------------------------------------------------------------------------------
+
+
+def _proof_urls(shop: Shop, order_id: str) -> dict[int, dict]:
+    seen = requests.get(shop.url(f"/v1/orders/{order_id}"), headers=shop.token(order_id), timeout=30)
+    assert seen.status_code == 200, seen.text
+    return {p["variant"]: p for p in seen.json()["proofs"]}
+
+
+def _signed(shop: Shop, key: str) -> str:
+    return shop.services.signer.file_url(shop.base, key, 900)
+
+
+def test_proof_links_are_previews_until_approval_and_die_with_the_order(shop):
+    waiting = shop.order(S.PROOFS_READY)
+    proofs = _proof_urls(shop, waiting.id)
+    assert proofs[1]["url"] is None  # failed the gate: never shown
+    assert proofs[0]["preview"] and proofs[2]["preview"] and "/previews/proof_2.jpg?" in proofs[2]["url"]
+    assert shop.services.book.get(waiting.id).proofs_downloaded_at is None  # a link handed out is not a download
+    preview = requests.get(proofs[2]["url"], timeout=30)
+    assert preview.status_code == 200 and preview.headers["Content-Type"] == "image/jpeg"
+    _assert_watermarked(preview.content, _png(2))
+    downloaded = shop.services.book.get(waiting.id)
+    assert downloaded.proofs_downloaded_at is not None and downloaded.cancellation_fee_cents == 0  # payments off: 0 paid
+    assert _proof_urls(shop, waiting.id)[2]["url"] and downloaded.cancellation_fee_cents == 0
+
+    # the clean proof is not served before approval, even on a link signed for it; nor is any other file
+    keys = OrderKeys(waiting.id)
+    _error(requests.get(_signed(shop, keys.proof(2)), timeout=30), 410, "file_withdrawn")
+    for key in (keys.selfie, keys.candidate(0, 2), keys.validation, keys.proof(1).replace(".png", ".jpg")):
+        _error(requests.get(_signed(shop, key), timeout=30), 404, "file_not_found")
+    _error(requests.get(_signed(shop, "orders/ord_nobody/previews/proof_0.jpg"), timeout=30), 404, "file_not_found")
+
+    # approved: the approved proof comes clean, the others stay previews
+    approved = requests.post(shop.url(f"/v1/orders/{waiting.id}/approve"), headers=shop.token(waiting.id), json={"proof": 2})
+    assert approved.status_code == 200, approved.text
+    proofs = _proof_urls(shop, waiting.id)
+    assert not proofs[2]["preview"] and "/proofs/proof_2.png?" in proofs[2]["url"] and proofs[0]["preview"]
+    assert requests.get(proofs[2]["url"], timeout=30).content == _png(2)
+    _error(requests.get(_signed(shop, keys.proof(0)), timeout=30), 410, "file_withdrawn")  # not the approved one
+
+    # cancelled: every link handed out before is refused, and the order shows none
+    other = shop.order(S.PROOFS_READY)
+    handed = _proof_urls(shop, other.id)[0]["url"]
+    assert requests.get(handed, timeout=30).status_code == 200
+    cancelled = requests.post(shop.url(f"/v1/orders/{other.id}/cancel"), headers=shop.token(other.id), timeout=30)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert all(p["url"] is None for p in cancelled.json()["proofs"])
+    body = _error(requests.get(handed, timeout=30), 410, "file_withdrawn")
+    assert "cancelled" in body["message"]
 
 
 # -- /docs with no internet, and the OpenAPI document ----------------------------------------

@@ -25,10 +25,11 @@ from skimage import data
 
 from photogen_pipelines.catalog import load_products
 from photogen_pipelines.db.database import Database
+from photogen_pipelines.engines.base import Face
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.generation.stages import MIN_FACE_PX, SELFIE_MIN_FACE_SCORE, prepare_selfie
-from photogen_pipelines.imaging.images import decode_upload
+from photogen_pipelines.generation.stages import MIN_FACE_PX, SELFIE_MIN_FACE_SCORE, prepare_selfie, selfie_face
+from photogen_pipelines.imaging.images import MAX_ASPECT_RATIO, MIN_UPLOAD_SIDE, Box, decode_upload
 from photogen_pipelines.orders.book import SqlOrderBook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,6 +192,63 @@ def test_the_same_face_large_enough_is_accepted(analyzer, product):
     assert selfie.embedding.shape == (128,)
 
 
+# -- slivers and strips: refused before anything detects -------------------------------
+
+# (width, height) -> code; a 4000x1 strip crashed cv2.resize (a side rounded to 0 px) and a
+# 1x2000 one was "a face of infx0 px"
+SHAPES = {
+    (4000, 1): "image_too_small",
+    (1, 2000): "image_too_small",
+    (MIN_UPLOAD_SIDE - 1, 640): "image_too_small",
+    (4000, 900): "image_too_narrow",
+    (600, MAX_ASPECT_RATIO * 600 + 1): "image_too_narrow",
+}
+
+
+@pytest.mark.parametrize("size, code", SHAPES.items(), ids=[f"{w}x{h}" for w, h in SHAPES])
+def test_a_sliver_or_a_strip_is_refused_before_detection(analyzer, product, size, code):
+    payload = _png(Image.new("RGB", size, (190, 190, 190)))
+    for refuse in (lambda: decode_upload(payload), lambda: prepare_selfie(payload, product, analyzer, proof_long_side=512)):
+        with pytest.raises(BadInput) as caught:
+            refuse()
+        assert caught.value.code == code, str(caught.value)
+        assert f"{size[0]}x{size[1]}" in str(caught.value)
+
+
+def test_the_smallest_and_the_narrowest_image_allowed_decode():
+    for size in ((MIN_UPLOAD_SIDE, MIN_UPLOAD_SIDE), (MIN_UPLOAD_SIDE, MAX_ASPECT_RATIO * MIN_UPLOAD_SIDE), (2000, 500)):
+        assert decode_upload(_png(Image.new("RGB", size, (190, 190, 190)))).size == size
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (2000, 1), (3, 900), (10, 10), (1, 1)])
+def test_the_detector_finds_no_face_in_a_sliver_and_never_fails(analyzer, shape):
+    # YuNet on a picture a few pixels across reported faces of 0x0 px at 1e35, scored 1.0
+    assert analyzer.detect(np.full((*shape, 3), 128, np.uint8), min_score=0.0) == []
+
+
+class _StubFaces:
+    """A detector that reports what it is given, as a backend with YuNet's habits would."""
+
+    def __init__(self, *boxes: Box):
+        self.boxes = boxes
+
+    def detect(self, rgb, min_score=0.75):
+        return [Face(box, 1.0, ((0.0, 0.0),) * 5, np.zeros(15, np.float32)) for box in self.boxes]
+
+
+DEGENERATE = [Box(1.8e34, -3.3e35, 0.0, 0.0), Box(float("inf"), 0.0, float("inf"), float("inf")), Box(-500.0, 10.0, 80.0, 80.0)]
+
+
+def test_a_degenerate_detection_is_not_a_face():
+    image = np.full((640, 480, 3), 128, np.uint8)
+    with pytest.raises(BadInput) as caught:
+        selfie_face(image, _StubFaces(*DEGENERATE))
+    assert caught.value.code == "no_face", str(caught.value)
+    # nor is it the largest of the faces, nor a second person
+    real = Box(100.0, 100.0, 120.0, 150.0)
+    assert selfie_face(image, _StubFaces(DEGENERATE[1], real, DEGENERATE[0])).box == real
+
+
 # -- EXIF orientation, metadata, alpha ------------------------------------------------
 
 
@@ -320,6 +378,7 @@ def _assert_no_order_left(home: Path) -> None:
     assert stored == [], f"a refused upload was stored: {stored}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EXPECTED_CLI))
 def test_cli_bad_input_is_one_clear_line(cli_runs, case):
     result, home = cli_runs[case]
@@ -331,6 +390,7 @@ def test_cli_bad_input_is_one_clear_line(cli_runs, case):
         _assert_no_order_left(home)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, code", [("--style", "unknown_style"), ("--product", "unknown_product")])
 def test_demo_unknown_catalog_id_is_named(cli_runs, option, code):
     result, home = cli_runs[f"demo:unknown{option}"]

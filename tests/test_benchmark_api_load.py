@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.api_load import MIX, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +24,7 @@ def test_the_mix_holds_every_kind_in_its_share_in_any_20_requests():
         assert {kind: window.count(kind) for kind, _ in MIX} == dict(MIX)
 
 
+@pytest.mark.slow
 def test_api_load_runs_every_request_kind_without_errors(postgres_server):
     env = {**os.environ, "PHOTOGEN_TEST_POSTGRES_URL": postgres_server}
     command = [sys.executable, str(ROOT / "benchmarks" / "api_load.py"), "--rate", "5", "--seconds", "4", "--json"]

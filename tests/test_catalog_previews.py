@@ -93,6 +93,7 @@ def test_a_style_preview_is_stored_with_its_pointer_and_numeric_metadata(rendere
     assert not store.exists(latest_key("fauve"))
 
 
+@pytest.mark.slow
 def test_a_catalog_backfill_renders_many_styles_in_one_run(tmp_path, version):
     """The backfill policy is single-run: one process, the style engine loaded once."""
     first, second = load_styles().ids()[:2]

@@ -119,6 +119,7 @@ def test_faces_finds_the_one_face(faces_json, face_files, name):
 # -- identity -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PEOPLE)
 def test_identity_same_person_survives_reencode_resize_and_mirror(identity_json, name):
     payload = identity_json[(name, "altered")]
@@ -128,6 +129,7 @@ def test_identity_same_person_survives_reencode_resize_and_mirror(identity_json,
     assert "sface" in payload["encoder"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("a, b", list(itertools.combinations(PEOPLE, 2)))
 def test_identity_different_people(identity_json, a, b):
     payload = identity_json[(a, b)]
@@ -135,6 +137,7 @@ def test_identity_different_people(identity_json, a, b):
     assert payload["similarity"] < SFACE_THRESHOLD, payload
 
 
+@pytest.mark.slow
 def test_identity_human_output_is_one_verdict_line(env, workdir, face_files, altered_copies, identity_json):
     same = photogen(env, workdir, "identity", str(face_files["obama_senate"]), str(altered_copies["obama_senate"]))
     different = photogen(env, workdir, "identity", str(face_files["obama_senate"]), str(face_files["ardern_2022"]))
@@ -192,6 +195,7 @@ def demo(env, workdir) -> dict:
     return summary
 
 
+@pytest.mark.slow
 def test_demo_order_is_ready_with_every_file(demo):
     assert demo["outcome"] == "ready", demo.get("reason")
     paths = [demo["print_file"], demo["manifest"], demo["dagster_home"]] + [p["path"] for p in demo["proofs"]]
@@ -205,6 +209,7 @@ def test_demo_order_is_ready_with_every_file(demo):
     assert manifest["pixel_size"] == demo["pixel_size"]
 
 
+@pytest.mark.slow
 def test_demo_print_file_is_print_ready(demo):
     with Image.open(demo["print_file"]) as printed:
         assert list(printed.size) == demo["pixel_size"]
@@ -217,6 +222,7 @@ def test_demo_print_file_is_print_ready(demo):
     assert demo["effective_dpi"] >= 150
 
 
+@pytest.mark.slow
 def test_demo_proofs_pass_the_identity_gate_and_the_best_is_chosen(demo):
     proofs = demo["proofs"]
     assert len(proofs) == 2
@@ -232,6 +238,7 @@ def test_demo_proofs_pass_the_identity_gate_and_the_best_is_chosen(demo):
     assert demo["chosen_proof"] == best["variant"]
 
 
+@pytest.mark.slow
 def test_demo_reports_time_per_stage(demo):
     stages = demo["seconds_per_stage"]
     assert set(stages) == STAGES

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import free_port, wait_until
 
 PROBE = """
@@ -72,6 +74,7 @@ def test_a_warm_run_process_is_forked_with_the_definitions_already_imported(tmp_
     assert seen["parent"] != seen["server"] and seen["pid"] not in (seen["server"], seen["parent"])
 
 
+@pytest.mark.slow
 def test_definitions_that_fail_to_import_leave_the_error_to_each_run_not_the_forkserver(tmp_path):
     # a setting that does not parse makes importing the definitions raise a ValidationError,
     # not an ImportError: the forkserver must still fork runs, and each run meets the error itself
@@ -88,6 +91,7 @@ def test_a_cold_run_process_starts_a_new_interpreter_as_dagster_does(tmp_path):
     assert seen["parent"] == seen["server"]
 
 
+@pytest.mark.slow
 def test_importing_the_definitions_starts_no_thread_so_forking_after_it_is_safe():
     """The forkserver forks every run from a process that imported the definitions: a thread
     started at import (a pool, a client, a watcher) would be copied half-way through whatever it
@@ -101,6 +105,7 @@ def test_importing_the_definitions_starts_no_thread_so_forking_after_it_is_safe(
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_photogen_code_server_serves_the_definitions_and_stops_on_sigterm(tmp_path):
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._serdes import deserialize_value

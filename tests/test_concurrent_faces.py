@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import requests
 
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
@@ -21,6 +22,7 @@ def _look(analyzer: OpenCvFaceAnalyzer, image: np.ndarray) -> tuple[tuple[float,
     return tuple(round(v, 3) for v in (box.x, box.y, box.w, box.h)), analyzer.embed(image, face)
 
 
+@pytest.mark.slow
 def test_many_threads_at_once_see_what_one_thread_sees(face_images):
     analyzer = OpenCvFaceAnalyzer()
     images = list(face_images.values())

@@ -19,6 +19,8 @@ from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders.states import OrderState
 from tests.servers import free_port, group_alive, wait_until
 
+pytestmark = pytest.mark.slow  # photogen ui: the Dagster webserver, daemon and code server, two runs
+
 
 def _finished(instance, run_id: str):
     run = instance.get_run_by_id(run_id)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import requests
 
 from photogen_pipelines.db.database import Database
@@ -153,6 +154,7 @@ def _settled(api: str, auth: dict, order_ids: list[str]):
     return check
 
 
+@pytest.mark.slow
 def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_gets_its_proofs(tmp_path, astronaut_png):
     home, log = tmp_path / "home", tmp_path / "serve.log"
     api_port, ui_port = free_port(), free_port()

@@ -67,6 +67,7 @@ def test_the_tiny_models_folder_has_the_production_layout(tiny_models):
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "not empty" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_proof_run_on_the_diffusers_engine_ends_with_a_clear_rejection(tiny_models, tmp_path, instance, astronaut_png):
     defs = build_defs(str(tmp_path / "home"), engine="diffusers", models_dir=str(tiny_models))
     assert defs.resources["styles"].backend == "diffusers" and defs.resources["upscale"].backend == "torch"
@@ -97,6 +98,7 @@ def test_a_proof_run_on_the_diffusers_engine_ends_with_a_clear_rejection(tiny_mo
     assert failed_steps == ["validated_proofs_identity_preserved"]
 
 
+@pytest.mark.slow
 def test_a_print_run_on_the_diffusers_engine_upscales_with_torch(tiny_models, tmp_path, instance, astronaut_png):
     """Noise never passes the identity gate, so the order's proofs come from the embedded
     engine on the same home; the print run then uses the diffusers deployment's upscaler."""
@@ -133,6 +135,7 @@ def test_gpu_runs_carry_the_gpu_tag_and_the_deployments_tags(tmp_path):
         gpu_run_tags(PhotoGenSettings(engine="diffusers", models_dir="/m", gpu_run_tags=str(tags_file)))
 
 
+@pytest.mark.slow
 def test_the_jobs_of_a_diffusers_code_location_carry_the_gpu_tag(tiny_models, tmp_path):
     """Job tags are fixed when the code location loads: load it as the daemon does."""
     env = {**os.environ, "PHOTOGEN_ENGINE": "diffusers", "PHOTOGEN_MODELS_DIR": str(tiny_models)}
@@ -167,6 +170,7 @@ def test_the_validator_can_be_insightface_and_needs_its_folder(tiny_models):
         FaceEngine(settings=FaceEngineConfig(backend="insightface")).analyzer()
 
 
+@pytest.mark.slow
 def test_demo_on_the_diffusers_engine_ends_cleanly_with_the_outcome_stated(tiny_models, tmp_path):
     done = subprocess.run(
         [*PHOTOGEN, "demo", "--engine", "diffusers", "--models", str(tiny_models), "--variants", "2", "--json"]
@@ -193,6 +197,7 @@ def test_demo_on_the_diffusers_engine_ends_cleanly_with_the_outcome_stated(tiny_
         (["--engine", "replicate", "--models", "{empty}"], "--models is for --engine diffusers; replicate runs its own"),
     ],
 )
+@pytest.mark.slow
 def test_demo_engine_mistakes_are_one_line_and_exit_2(arguments, expected, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -239,6 +244,7 @@ print(json.dumps({"states": states, "imported": sorted(m for m in ("torch", "dif
 """
 
 
+@pytest.mark.slow
 def test_three_orders_on_the_diffusers_service_load_its_models_once_and_no_torch_in_the_run(tiny_models, ray_env, tmp_path):
     from tests.servers import engine_service
 

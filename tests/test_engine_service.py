@@ -61,6 +61,7 @@ def test_the_service_paints_and_upscales_what_the_in_run_engines_do(service_url,
     assert np.array_equal(remote_upscaler.upscale(small, 4), upscaler(UpscaleEngineSettings()).upscale(small, 4))
 
 
+@pytest.mark.slow
 def test_concurrent_orders_are_batched_by_replicas_that_load_their_models_once(service_url, face_images):
     portrait = np.ascontiguousarray(face_images["macron"][:256, :256])
     remote = remote_stylizer(EngineService(service_url))
@@ -85,6 +86,7 @@ def test_concurrent_orders_are_batched_by_replicas_that_load_their_models_once(s
     assert status["gateway"]["in_flight"] == 0 and status["gateway"]["queued"] == 0
 
 
+@pytest.mark.slow
 def test_engines_status_prints_replicas_loads_and_batches(service_url):
     photogen = [str(Path(sys.executable).with_name("photogen"))]
     shown = subprocess.run([*photogen, "engines", "status", "--url", service_url], capture_output=True, text=True, check=True)
@@ -102,6 +104,7 @@ def test_engines_status_prints_replicas_loads_and_batches(service_url):
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "not answering" in down.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_message_is_a_400_with_a_code_and_the_client_says_bad_input(service_url):
     answer = requests.post(f"{service_url}/v1/stylize", data=b"not an npz", timeout=10)
     assert answer.status_code == 400 and answer.json()["code"] == "bad_engine_message"
@@ -162,6 +165,7 @@ class _ScalingUp:
         self.server.server_close()
 
 
+@pytest.mark.slow
 def test_an_order_runs_through_the_service_and_a_step_that_finds_it_scaling_up_is_retried(service_url, tmp_path, astronaut_png):
     # the first call waits up to 0.1 s, meets only 503s, and fails styled_candidates with
     # EngineUnavailable; the asset's RetryPolicy runs it again in the same process
@@ -183,6 +187,7 @@ def test_an_order_runs_through_the_service_and_a_step_that_finds_it_scaling_up_i
         assert defs.resources["orders"].book().get(order.id).state in ("approved", "proofs_ready")
 
 
+@pytest.mark.slow
 def test_a_second_engine_service_on_the_same_cluster_is_refused_and_the_first_keeps_serving(service_url, ray_env):
     photogen = str(Path(sys.executable).with_name("photogen"))
     second = subprocess.run(
@@ -205,6 +210,7 @@ def test_a_second_engine_service_on_the_same_cluster_is_refused_and_the_first_ke
         (["serve", "--engine-service", "--engine-port", "3000"], "are the same port"),
     ],
 )
+@pytest.mark.slow
 def test_engine_service_mistakes_are_one_line_and_exit_2(arguments, expected, tmp_path):
     photogen = str(Path(sys.executable).with_name("photogen"))
     done = subprocess.run(

@@ -14,6 +14,8 @@ import requests
 from tests.servers import free_port, group_alive
 from tests.test_serve import _read, _wait_until, new_api_key, start_serve
 
+pytestmark = pytest.mark.slow  # photogen serve with the engine service on the session's Ray cluster
+
 
 def _status(url: str) -> dict:
     return requests.get(f"{url}/v1/status", timeout=10).json()

@@ -17,6 +17,7 @@ def portraits(analyzer):
     return {p.name: p for p in eval_portraits(analyzer)}
 
 
+@pytest.mark.slow
 def test_sixteen_credited_portraits(portraits, analyzer):
     assert len(portraits) == 16
     assert {(p.person, p.lighting) for p in portraits.values()} == {(who, how) for who in PEOPLE for how in LIGHTINGS}
@@ -29,6 +30,7 @@ def test_sixteen_credited_portraits(portraits, analyzer):
     assert [p.data for p in again] == [p.data for p in portraits.values()]
 
 
+@pytest.mark.slow
 def test_each_portrait_has_exactly_one_face(portraits, analyzer):
     for p in portraits.values():
         image = np.asarray(decode_upload(p.data))
@@ -36,6 +38,7 @@ def test_each_portrait_has_exactly_one_face(portraits, analyzer):
         assert len(faces) == 1, f"{p.name}: {len(faces)} faces"
 
 
+@pytest.mark.slow
 def test_skin_tone_orders_people_and_sees_the_light(portraits, analyzer):
     obama, ardern = portraits["obama-as_shot"], portraits["ardern-as_shot"]
     assert GROUP_ORDER[obama.group] > GROUP_ORDER[ardern.group]

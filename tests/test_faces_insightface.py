@@ -10,22 +10,15 @@ import logging
 import shutil
 import socket
 
+import insightface  # the gpu extra's (in dev): these tests always run
 import numpy as np
 import pytest
+from PIL import Image
 
-# insightface is not in the project's extras yet: it requires opencv-python, which shares
-# the cv2 folder with our opencv-python-headless<5 and pulls OpenCV 5 (SFace breaks there,
-# docs/architecture.md §8). Until that is settled (issue 4), these run where insightface is installed.
-insightface = pytest.importorskip(
-    "insightface", reason="insightface not installed: its opencv-python dependency clashes with opencv-python-headless<5"
-)
-
-from PIL import Image  # noqa: E402
-
-from photogen_pipelines.devtools.tiny_insightface import DETECTOR_FILE, RECOGNIZER_FILE, write_tiny_insightface_pack  # noqa: E402
-from photogen_pipelines.engines.base import FaceAnalyzer, cosine  # noqa: E402
-from photogen_pipelines.engines.faces_insightface import CPU, CUDA, InsightFaceAnalyzer, keypoints, select_providers  # noqa: E402
-from photogen_pipelines.errors import ModelError  # noqa: E402
+from photogen_pipelines.devtools.tiny_insightface import DETECTOR_FILE, RECOGNIZER_FILE, write_tiny_insightface_pack
+from photogen_pipelines.engines.base import FaceAnalyzer, cosine
+from photogen_pipelines.engines.faces_insightface import CPU, CUDA, InsightFaceAnalyzer, keypoints, select_providers
+from photogen_pipelines.errors import ModelError
 
 # insightface 2.1's alignment calls scikit-image's deprecated SimilarityTransform.estimate
 # (the engine module filters it too, but pytest resets filters for every test)

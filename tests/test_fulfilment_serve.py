@@ -21,6 +21,8 @@ from tests.servers import free_port
 from tests.test_fulfilment import PERSONAL, RECIPIENT, _personal_data_in, _small_products
 from tests.test_serve import _read, _tail, _wait_until, new_api_key, serving
 
+pytestmark = pytest.mark.slow  # photogen serve, an order end to end to the print provider
+
 API_KEY = "prodigi-serve-key"
 EXPECTED = ["order.paid", "order.proofs_ready", "order.ready", "order.submitted", "order.shipped"]
 
@@ -92,6 +94,7 @@ def shop(tmp_path):
             "PHOTOGEN_PRINT_PROVIDER_API_KEY": API_KEY,
             "PHOTOGEN_PRINT_PROVIDER_API_BASE": prodigi.url,
             "PHOTOGEN_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+            "PHOTOGEN_WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on this machine
         }
         with serving(tmp_path, env, api_port) as (process, api, home, log):
             yield process, api, home, log, prodigi, receiver

@@ -234,6 +234,7 @@ def rows(world) -> dict[str, dict]:
     return {name: by_id[order_id] for name, order_id in world["ids"].items()}
 
 
+@pytest.mark.slow
 def test_the_ledger_has_one_row_per_settled_order_with_what_it_was_and_how_it_scored(world, rows):
     store, ids, day = world["store"], world["ids"], world["day"]
     assert len(read_ledger_day(store, day)) == 4
@@ -274,6 +275,7 @@ def test_the_ledger_has_one_row_per_settled_order_with_what_it_was_and_how_it_sc
         assert pd.isna(unstarted[column]), column
 
 
+@pytest.mark.slow
 def test_the_ledger_adds_up_what_every_stage_metered(world, rows):
     """The printed order metered its first round, any regeneration round and its upscaler:
     its row is their sum, at the engines' prices; its margin is what was paid (nothing,
@@ -307,6 +309,7 @@ def test_the_ledger_adds_up_what_every_stage_metered(world, rows):
     assert rejected["generation_seconds"] == pytest.approx(only.seconds, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_the_ledger_is_parquet_at_the_contract_key_and_reads_back_unchanged(world):
     store, day, book = world["store"], world["day"], world["book"]
     key = f"analytics/ledger/day={day}.parquet"  # the key layout retention relies on
@@ -331,6 +334,7 @@ def _window(day: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+@pytest.mark.slow
 def test_an_empty_day_has_the_same_schema(world, tmp_path):
     store = LocalArtifactStore(tmp_path)
     empty = ledger_rows(world["book"], store, [])
@@ -358,6 +362,7 @@ def test_gaps_inside_a_row_survive_the_round_trip(tmp_path):
     assert back.loc[0, "identity_scores"] == [0.5, None] and back.loc[1, "seeds"] is None and pd.isna(back.loc[1, "attempts"])
 
 
+@pytest.mark.slow
 def test_rejection_metrics_stores_the_table_and_a_chart_and_reports_the_rates(world):
     store, day, result = world["store"], world["day"], world["result"]
     table = pd.read_parquet(io.BytesIO(store.get_bytes(metrics_key(day, "parquet"))))
@@ -411,6 +416,7 @@ def test_the_analytics_job_runs_daily_partitions_of_both_assets():
     assert [c.name for c in specs["generation_ledger"].metadata["dagster/column_schema"].columns] == SCHEMA.names
 
 
+@pytest.mark.slow
 def test_a_rebuild_after_retention_deleted_the_files_keeps_the_history(world, tmp_path):
     """Retention deletes an order's files once the ledger has its row; rebuilding that day
     later (a backfill) must not turn the row's scores into nulls."""
@@ -432,6 +438,7 @@ def test_a_rebuild_after_retention_deleted_the_files_keeps_the_history(world, tm
     assert not pruned.exists(OrderKeys(world["ids"]["ready"]).validation)
 
 
+@pytest.mark.slow
 def test_a_day_without_orders_has_an_empty_ledger_and_says_so(world, tmp_path):
     storage = ArtifactStorage(settings=StoreConfig(root=str(tmp_path / "artifacts")))
     resources = {"orders": world["defs"].resources["orders"], "storage": storage}
@@ -459,6 +466,7 @@ def _numbers(payload: dict) -> dict:
     return {k: v for k, v in payload.items() if k not in ("days", "sources", "by_day")}
 
 
+@pytest.mark.slow
 def test_report_json_gives_the_numbers_per_style(world):
     result = _report("--json", "--home", str(world["home"]))
     assert result.exit_code == 0, result.output
@@ -625,6 +633,7 @@ def test_report_shows_orders_that_settled_without_a_ledger_and_says_where_it_rea
     assert since["sources"]["orders_db"]["order_ids"] == ["ord_now", "ord_ready"] and since["sources"]["ledger"]["days"] == []
 
 
+@pytest.mark.slow
 def test_report_reads_real_orders_directly_as_the_ledger_asset_would_write_them(world, tmp_path):
     """The four orders run through the real pipeline: read directly from the orders
     database (their artifacts, no ledger file), then from the file the asset builds."""
@@ -654,6 +663,7 @@ def test_report_reads_real_orders_directly_as_the_ledger_asset_would_write_them(
     assert _numbers(after) == _numbers(direct) and after["sources"] == from_ledger["sources"]
 
 
+@pytest.mark.slow
 def test_report_runs_as_a_real_process(world):
     command = [str(PHOTOGEN)]
     done = subprocess.run(
@@ -685,18 +695,21 @@ def _exec(code: str) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_the_pandas_snippet_prints_the_rejection_rate_per_style(world, monkeypatch):
     monkeypatch.chdir(world["root"])  # where .photogen/ is
     lines = dict(line.split() for line in _exec(_snippet("ledger-pandas")).strip().splitlines()[1:])
     assert lines == {"sepia_oil": "0%", "starry_swirl": "50%"}  # fauve has no verdict yet
 
 
+@pytest.mark.slow
 def test_the_fetch_materializations_snippet_prints_each_days_metrics(world, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(world["home"] / "dagster"))
     output = _exec(_snippet("fetch-materializations"))
     assert f"{world['day']} 4 orders 33% rejected" in output.splitlines()
 
 
+@pytest.mark.slow
 def test_the_costs_snippet_prints_margin_per_order_and_cost_per_style(world, tmp_path, monkeypatch):
     """Run on a copy of the ledger folder with an older day file written before the cost
     columns existed (the oldest file: a plain read of the folder would drop them)."""

@@ -9,6 +9,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.servers import free_port
 from tests.test_serve import PHOTOGEN, REPO, _kill_group, _read, _serve_env, _tail, _wait_until, start_serve
 
@@ -41,6 +43,7 @@ def test_a_home_an_older_version_left_readable_is_closed_and_new_files_are_priva
     assert _mode(home / "orders.db") == 0o600  # made by this command
 
 
+@pytest.mark.slow
 def test_serve_keeps_the_ui_on_loopback_when_the_api_listens_everywhere_and_writes_private_files(tmp_path):
     home, log = tmp_path / "home", tmp_path / "serve.log"
     api_port, ui_port = free_port(), free_port()

@@ -1,5 +1,8 @@
 """Outbound webhooks to storefronts: the outbox, signed deliveries to real HTTP receivers on
-loopback, retries with backoff, redelivery, the API and the sensor; SQLite and PostgreSQL."""
+loopback, retries with backoff, redelivery, the API and the sensor; SQLite and PostgreSQL.
+
+The receivers are on this machine, so every test here runs with PHOTOGEN_WEBHOOK_ALLOW_PRIVATE
+on, as a storefront's development setup does (tests/test_webhook_destinations.py: without it)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.db.tables import WebhookDeliveryRow, WebhookEventRow
 from photogen_pipelines.errors import BadInput
+from photogen_pipelines.http import Destinations
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.webhooks.delivery import (
@@ -36,6 +40,13 @@ from resources import OrdersDatabase
 from sensors.webhooks import webhook_deliveries
 from tests.api_helpers import make_app, make_settings
 from tests.servers import api_server, free_port
+
+
+@pytest.fixture(autouse=True)
+def receivers_on_this_machine(monkeypatch):
+    """Loopback receivers: the development setting that allows them (registration and delivery)."""
+    monkeypatch.setenv("PHOTOGEN_WEBHOOK_ALLOW_PRIVATE", "1")
+
 
 # -- a storefront's receiver: real HTTP on loopback ----------------------------------------
 
@@ -231,7 +242,7 @@ def test_a_failing_receiver_loses_nothing_and_gets_the_event_once_it_recovers(or
     (delivery,) = get_event(orders_db, key, receiver.received[-1].event["id"]).deliveries
     assert delivery.status == "delivered" and delivery.attempts == 3
     assert [a.status_code for a in delivery.log] == {"answers_500": [500, 500, 200]}.get(failure, [None, None, 200])
-    expected_error = {"down": "ConnectionError", "answers_500": "HTTP 500", "too_slow": "timed out after 0.5 s"}[failure]
+    expected_error = {"down": "connection refused", "answers_500": "HTTP 500", "too_slow": "timed out after 0.5 s"}[failure]
     assert all(expected_error in a.error for a in delivery.log[:2]) and delivery.log[2].error is None
     if failure == "too_slow":
         assert all(400 <= a.duration_ms < 1500 for a in delivery.log[:2])  # bounded by the timeout, not the receiver
@@ -330,7 +341,7 @@ def test_an_endpoint_url_must_be_https_except_on_this_machine(url, code):
     assert refused.value.code == code
     for fine in ("https://shop.example/hook", "http://localhost:8000/hook", "http://127.0.0.1/h", "http://[::1]:9/h"):
         assert valid_url(fine) == fine
-    assert valid_url("http://shop.internal/hook", allow_http=True)
+    assert valid_url("http://shop.internal/hook", destinations=Destinations(allow_http=True))
 
 
 # -- the API, over real HTTP -----------------------------------------------------------------
@@ -351,7 +362,7 @@ class Api:
 
 @pytest.fixture
 def api(tmp_path, database_url):
-    settings = make_settings(tmp_path, database_url)
+    settings = make_settings(tmp_path, database_url, webhook_allow_private=True)
     with api_server(make_app(settings)) as base:
         yield Api(base, open_database(settings.resolved_database_url))
 

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import dagster as dg
+import numpy as np
 import pytest
 import requests
 from alembic import command
@@ -19,9 +20,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
+from photogen_pipelines.catalog import load_products
 from photogen_pipelines.db.database import Database, alembic_config
 from photogen_pipelines.db.tables import Base, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.definitions import build_defs
+from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.payments.stripe_payments import (
@@ -35,6 +38,8 @@ from photogen_pipelines.payments.stripe_payments import (
     refund_order,
     refund_stray_payment,
 )
+from photogen_pipelines.storage.artifacts import OrderKeys, ProofScore, Validation
+from photogen_pipelines.storage.stores import LocalArtifactStore
 from resources import OrdersDatabase, StripePayments
 from sensors import order_run_failures, stripe_reconciliation
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
@@ -175,6 +180,58 @@ def test_cancelling_a_paid_order_refunds_it_exactly_once(shop, stripe_base, stri
     database = Database(settings.resolved_database_url)
     refund_order(SqlOrderBook(database), StripeGateway(API_KEY, api_base=stripe_base), order["id"])
     assert len(_refunds(stripe_client, order["payment"]["payment_intent_id"])) == 1
+    _shop_holds(shop, stripe_client)
+
+
+def _proofs_ready(shop, order_id: str) -> None:
+    """The proof run's outcome as the pipeline leaves it: one proof that passed the gate, stored."""
+    settings = shop[0]
+    book, store = SqlOrderBook(Database(settings.resolved_database_url)), LocalArtifactStore(settings.paths.artifacts)
+    keys = OrderKeys(order_id)
+    store.put_bytes(keys.proof(0), png_bytes(np.full((96, 64, 3), 90, np.uint8)))
+    score = ProofScore(variant=0, round=0, strength=0.5, similarity=0.6, faces=1, passed=True)
+    validation = Validation(
+        threshold=0.4, encoder="sface", rounds=1, proofs={0: keys.proof(0)}, best_variant=0, scores=[score], rejected=False
+    )
+    keys.save(store, validation)
+    book.transition(order_id, OrderState.GENERATING)
+    book.transition(order_id, OrderState.PROOFS_READY)
+
+
+def test_a_cancel_after_a_proof_download_refunds_the_price_less_the_shops_fee(shop, stripe_base, stripe_client, face_images):
+    settings, url, auth = shop
+    downloaded = _paid_through_the_webhook(shop, stripe_base, stripe_client, face_images)
+    looked_away = _paid_through_the_webhook(shop, stripe_base, stripe_client, face_images)
+    for order in (downloaded, looked_away):
+        _proofs_ready(shop, order["id"])
+    amount = downloaded["payment"]["amount_cents"]
+    fee = load_products().cancellation.fee(amount)
+    assert 0 < fee < amount
+
+    # the customer's page shows the proofs (a link handed out is no download), then fetches one
+    (proof,) = _get(shop, downloaded["id"])["proofs"]
+    assert proof["preview"] and _get(shop, downloaded["id"])["payment"]["cancellation_fee_cents"] == 0
+    assert requests.get(proof["url"], timeout=10).status_code == 200
+    seen = _get(shop, downloaded["id"])
+    assert seen["proofs_downloaded_at"] and seen["payment"]["cancellation_fee_cents"] == fee
+
+    cancelled = requests.post(f"{url}/v1/orders/{downloaded['id']}/cancel", headers=auth, json={"reason": "kept the preview"})
+    body = cancelled.json()
+    assert body["state"] == "refunded" and body["payment"]["refunded_cents"] == amount - fee, body
+    intent = downloaded["payment"]["payment_intent_id"]
+    assert [int(r.amount) for r in _refunds(stripe_client, intent)] == [amount - fee]  # what Stripe was asked for
+    assert "cancellation fee" in body["events"][-1]["reason"] and money(fee, "usd") in body["events"][-1]["reason"]
+    dead = requests.get(proof["url"], timeout=10)  # the link handed out before the cancel died with it
+    assert dead.status_code == 410 and dead.json()["code"] == "file_withdrawn"
+
+    # proofs ready but never downloaded: everything back
+    whole = requests.post(f"{url}/v1/orders/{looked_away['id']}/cancel", headers=auth).json()
+    assert whole["state"] == "refunded" and whole["payment"]["refunded_cents"] == amount
+    assert [int(r.amount) for r in _refunds(stripe_client, looked_away["payment"]["payment_intent_id"])] == [amount]
+
+    # Stripe's charge.refunded webhooks arrive after: the partial refund stays what it was
+    time.sleep(1)
+    assert _get(shop, downloaded["id"])["payment"]["refunded_cents"] == amount - fee
     _shop_holds(shop, stripe_client)
 
 
@@ -412,6 +469,7 @@ def _sensor_resources(shop, stripe_base: str) -> dict:
 # -- stray payments through the webhook ----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stray_comes", ["before", "after"])
 def test_a_stray_payment_is_refunded_and_the_customer_pays_the_order_once(
     shop, stripe_base, stripe_client, face_images, stray_comes
@@ -465,6 +523,7 @@ def test_stray_refunds_asked_for_at_the_same_moment_happen_once(shop, stripe_bas
     ("field", "value", "expected"),
     [("amount_cents", 4000, "35.00 USD) does not match the order (40.00 USD)"), ("currency", "eur", "(35.00 EUR)")],
 )
+@pytest.mark.slow
 def test_the_orders_own_payment_short_or_in_another_currency_fails_the_order_and_is_refunded(
     shop, stripe_base, stripe_client, face_images, field, value, expected
 ):
@@ -724,7 +783,7 @@ def test_reconciliation_applies_the_same_rules_and_retries_an_owed_stray_refund(
 def test_the_stray_payments_migration_makes_the_mapped_table_and_can_be_undone(database_url):
     database = Database(database_url)
     database.migrate()
-    assert database.revision() == "0004"
+    assert database.revision() == "0005"
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with database.engine.begin() as connection:

@@ -55,6 +55,7 @@ def _materialize(defs, instance, selection, order_id, raise_on_error=True):
     )
 
 
+@pytest.mark.slow
 def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astronaut_png):
     book, store = defs.resources["orders"].book(), defs.resources["storage"].store()
     order = _register(defs, instance, astronaut_png)
@@ -136,6 +137,7 @@ def test_a_selfie_of_two_people_rejects_the_order_with_the_reason(defs, instance
     assert instance.get_latest_materialization_event(dg.AssetKey("validated_proofs")) is None
 
 
+@pytest.mark.slow
 def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, instance, astronaut_png):
     styles = tmp_path / "styles.yaml"
     catalog = load_styles().model_dump(mode="json")
@@ -189,6 +191,7 @@ def test_the_code_location_defines_both_jobs_over_the_order_partitions():
     assert schedules == {"weekly_catalog_previews", "nightly_analytics"}
 
 
+@pytest.mark.slow
 def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_order(tmp_path, defs, instance, astronaut_png):
     book = defs.resources["orders"].book()
     order = _register(defs, instance, astronaut_png, variants=1)

@@ -219,6 +219,7 @@ def test_prodigi_rate_limits_and_server_errors_are_retryable(prodigi_api, file_h
     assert placed.status is ProviderStatus.SUBMITTED and len(prodigi_api.orders) == 1
 
 
+@pytest.mark.slow
 def test_prodigi_timeouts_and_unreachable_api_are_retryable(prodigi_api, file_host):
     prodigi_api.fault(delay=TIMEOUT[1] + 1.5)  # stalls past the read timeout
     with pytest.raises(ProviderError, match="prodigi: timed out waiting for an answer"):
@@ -431,6 +432,7 @@ def test_printful_rate_limits_and_server_errors_are_retryable(printful_api, file
     assert len(printful_api.orders) == 1
 
 
+@pytest.mark.slow
 def test_printful_timeouts_and_unreachable_api_are_retryable(printful_api, file_host):
     printful_api.fault(delay=TIMEOUT[1] + 1.5)
     with pytest.raises(ProviderError, match="printful: timed out waiting for an answer"):

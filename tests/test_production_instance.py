@@ -214,6 +214,7 @@ def _files_under(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
+@pytest.mark.slow
 def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
     tmp_path, monkeypatch, s3, aws_env, postgres_server, astronaut_png
 ):
@@ -483,6 +484,14 @@ DAEMONS_QUERY = """{
 }"""
 
 
+STORAGE_QUERY = """{
+  workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { ... on RepositoryLocation {
+    repositories { allTopLevelResourceDetails { name configuredValues { key value } } }
+  } } } } }
+}"""
+
+
+@pytest.mark.slow
 def test_the_compose_stack_runs_on_the_production_instance_without_containers(
     tmp_path, monkeypatch, s3, aws_env, postgres_server
 ):
@@ -508,7 +517,7 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
     image_env = _dockerfile_env(_dockerfile("dagster"))
     assert image_env["DAGSTER_DISABLE_TELEMETRY"] == _dockerfile_env(_dockerfile("code"))["DAGSTER_DISABLE_TELEMETRY"] == "1"
-    logs = new_bucket(s3)
+    artifacts, logs = new_bucket(s3), new_bucket(s3)  # compose's two buckets, on moto's S3
     with throwaway_postgres(postgres_server) as dagster_db, throwaway_postgres(postgres_server) as orders_url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTOGEN_", "DAGSTER_"))}
         env.update(_pg_env(dagster_db))
@@ -520,7 +529,7 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
             AWS_ENDPOINT_URL_S3=aws_env,
             PHOTOGEN_HOME=str(photogen_home),
             PHOTOGEN_DATABASE_URL=orders_url,
-            PHOTOGEN_ARTIFACTS_ROOT=str(tmp_path / "artifacts"),  # until the Definitions take s3:// here
+            PHOTOGEN_ARTIFACTS_ROOT=f"s3://{artifacts}",  # as compose.yaml sets it: s3://${PHOTOGEN_ARTIFACTS_BUCKET}
         )
         migrate = _compose()["services"]["migrate"]["command"]
         done = subprocess.run([str(bin_dir / migrate[0]), *migrate[1:]], env=env, cwd=tmp_path, capture_output=True, text=True)
@@ -558,6 +567,13 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
                 assert sensors["paid_orders"] == sensors["approved_orders"] == "RUNNING"
                 daemons = {d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
                 assert {"SENSOR", "QUEUED_RUN_COORDINATOR", "MONITORING"} <= daemons
+                # the code server's artifact store is the S3 bucket, as in compose
+                answer = requests.post(f"http://127.0.0.1:{web_port}/graphql", json={"query": STORAGE_QUERY}, timeout=10)
+                [entry] = answer.json()["data"]["workspaceOrError"]["locationEntries"]
+                [repository] = entry["locationOrLoadError"]["repositories"]
+                [storage] = [r for r in repository["allTopLevelResourceDetails"] if r["name"] == "storage"]
+                [settings] = [json.loads(v["value"]) for v in storage["configuredValues"] if v["key"] == "settings"]
+                assert (settings["s3_bucket"], settings["root"]) == (artifacts, None), settings
                 # the sensors tick in the code server and their ticks land in PostgreSQL
                 with psycopg.connect(dagster_db) as connection:
                     beats = {r[0] for r in connection.execute("SELECT daemon_type FROM daemon_heartbeats").fetchall()}
@@ -570,6 +586,7 @@ def test_the_compose_stack_runs_on_the_production_instance_without_containers(
     # nothing on local disk: DAGSTER_HOME holds only the file the image puts there
     assert _files_under(dagster_home) == ["dagster.yaml"]
     assert _files_under(photogen_home) == []
+    assert not (tmp_path / "artifacts").exists()
 
 
 # -- deploy/compose.yaml, deploy/.env.example and the Dockerfiles ---------------------------

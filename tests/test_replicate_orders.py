@@ -5,12 +5,15 @@ order with its reason at once, and a retried step pays for nothing twice."""
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 import assets
 from photogen_pipelines.definitions import build_defs, register_local_order
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys
 from tests.fake_replicate import TOKEN, FakeReplicate
+
+pytestmark = pytest.mark.slow  # whole proof runs through Dagster on the Replicate backend
 
 ALL_ASSETS = [*assets.proof_assets, *assets.print_assets, *assets.order_checks]
 

@@ -14,20 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import torch  # the dev extra installs the gpu extra: these tests always run
+from PIL import Image
+from skimage import data
 
-torch = pytest.importorskip("torch")  # the dev extra installs the gpu extra: these tests always run
-
-from PIL import Image  # noqa: E402
-from skimage import data  # noqa: E402
-
-from photogen_pipelines.devtools.tiny_models import write_tiny_models  # noqa: E402
-from photogen_pipelines.engines.base import MeteredStylizer, SeededStylizer  # noqa: E402
-from photogen_pipelines.engines.predictions import MemoryPredictionJournal, PredictionRecord, request_key  # noqa: E402
-from photogen_pipelines.engines.remote import EngineUnavailable  # noqa: E402
-from photogen_pipelines.engines.runpod import RunPodStylizer, RunPodUpscaler  # noqa: E402
-from photogen_pipelines.errors import ModelError  # noqa: E402
-from photogen_pipelines.imaging.images import png_bytes  # noqa: E402
-from tests.fake_runpod import FakeRunPod  # noqa: E402
+from photogen_pipelines.devtools.tiny_models import write_tiny_models
+from photogen_pipelines.engines.base import MeteredStylizer, SeededStylizer
+from photogen_pipelines.engines.predictions import MemoryPredictionJournal, PredictionRecord, request_key
+from photogen_pipelines.engines.remote import EngineUnavailable
+from photogen_pipelines.engines.runpod import RunPodStylizer, RunPodUpscaler
+from photogen_pipelines.errors import ModelError
+from photogen_pipelines.imaging.images import png_bytes
+from tests.fake_runpod import FakeRunPod
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers' Euler, numpy 2
 HANDLER = Path(__file__).resolve().parents[1] / "deploy" / "runpod" / "handler.py"

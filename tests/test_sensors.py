@@ -155,8 +155,25 @@ def test_a_rejected_order_stays_rejected_when_its_run_fails(tmp_path, monkeypatc
     instance.dispose()
 
 
+def _failed_print_run(tmp_path, monkeypatch, orders_db):
+    """A real print_job run on a real instance for an approved order whose proof is missing."""
+    monkeypatch.setenv("PHOTOGEN_DATABASE_URL", orders_db.url)
+    defs = build_defs(str(tmp_path / "home"))
+    book = defs.resources["orders"].book()
+    order = book.add(Order(style_id="ink_etching", product_id="poster_a3", upload_key="uploads/test.png", variants=1))
+    for state in (OrderState.PAID, OrderState.GENERATING, OrderState.PROOFS_READY):
+        book.transition(order.id, state)
+    book.update(order.id, lambda o: (setattr(o, "approved_proof", 0), o.transition(OrderState.APPROVED)))
+    instance = local_instance(tmp_path / "dagster")
+    instance.add_dynamic_partitions("orders", [order.id])
+    result = defs.resolve_job_def("print_job").execute_in_process(partition_key=order.id, instance=instance, raise_on_error=False)
+    assert not result.success
+    context = run_failure_context(instance, result.run_id, {"orders": defs.resources["orders"], "payments": StripePayments()})
+    return order.id, book, context, instance
+
+
 def test_a_failed_rerender_of_a_delivered_order_keeps_it_delivered(tmp_path, monkeypatch, orders_db):
-    order_id, book, context, instance = _failed_proof_run(tmp_path, monkeypatch, orders_db, upload=None)
+    order_id, book, context, instance = _failed_print_run(tmp_path, monkeypatch, orders_db)
     # as if the order had been delivered and an operator's re-render has just failed
     with orders_db.session() as session:
         session.get(OrderRow, order_id).state = OrderState.RENDERING.value

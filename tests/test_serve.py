@@ -159,6 +159,7 @@ def _wait_ready(process, log: Path, child_pgids: list[int]) -> dict[str, int]:
     return children
 
 
+@pytest.mark.slow
 def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
     process, api_port, ui_port, home, log, child_pgids = serve
     _wait_ready(process, log, child_pgids)
@@ -194,6 +195,7 @@ def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
     assert _get(f"http://127.0.0.1:{ui_port}/server_info") is None
 
 
+@pytest.mark.slow
 def test_a_child_that_dies_stops_the_others_and_serve_exits_1(serve):
     process, api_port, ui_port, home, log, child_pgids = serve
     children = _wait_ready(process, log, child_pgids)
@@ -261,6 +263,7 @@ def test_supervisor_reports_the_child_that_exits_and_stops_the_rest_with_their_c
         assert sleeper.process.returncode == -signal.SIGTERM
 
 
+@pytest.mark.slow
 def test_supervisor_kills_a_child_that_ignores_sigterm_after_the_grace_period():
     from photogen_pipelines.cli.processes import Supervisor
 
@@ -293,6 +296,7 @@ def test_supervisor_children_get_default_sigint_and_leaving_the_block_kills_them
 # a real order through the running service: HTTP in, sensors and daemon runs, print file out
 
 
+@pytest.mark.slow
 def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_png):
     process, api_port, ui_port, home, log, child_pgids = serve
     _wait_ready(process, log, child_pgids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from photogen_pipelines.generation.stages import variant_seed
@@ -19,6 +20,8 @@ from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Vali
 from photogen_pipelines.storage.stores import LocalArtifactStore
 from tests.fake_replicate import TOKEN, FakeReplicate
 from tests.test_serve import _wait_until, new_api_key, serving
+
+pytestmark = pytest.mark.slow  # photogen serve, an order end to end on each serverless engine
 
 
 def _order_until_ready(api: str, home: Path, process, log: Path, selfie: bytes) -> dict:

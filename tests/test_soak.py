@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from benchmarks.soak import FAULTS, soak
+
+pytestmark = pytest.mark.slow  # the soak: photogen serve on PostgreSQL with localstripe, killed and restarted
 
 
 def test_a_small_soak_with_every_kind_of_fault_keeps_every_invariant(tmp_path, postgres_server):

@@ -36,6 +36,7 @@ def render(selfie, style, stylizer, variants):
     return stages.render_candidates(selfie.portrait, style, stylizer, SEED, variants, 0, 0.6, selfie.portrait_face.box)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_id", load_styles().ids())
 def test_the_proofs_of_an_order_are_different_takes_above_the_variety_floor(engines, portraits, style_id):
     _, stylizer = engines

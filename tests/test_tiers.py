@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -12,7 +15,7 @@ import requests
 import assets
 from photogen_pipelines.catalog import load_products
 from photogen_pipelines.definitions import build_defs, register_local_order
-from photogen_pipelines.errors import NotFound
+from photogen_pipelines.errors import BadInput, NotFound
 from photogen_pipelines.storage.artifacts import CandidatesInfo, MasterInfo, OrderKeys
 from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key, order_body
 from tests.servers import api_server
@@ -32,6 +35,31 @@ def test_the_catalog_prices_each_tier_and_refuses_a_tier_a_product_is_not_offere
     limited = poster.model_copy(update={"tier_prices": {}})
     with pytest.raises(NotFound):
         catalog.price(limited, "premium")
+
+
+def test_a_tier_gives_its_proofs_or_fewer_never_more():
+    catalog = load_products()
+    fast, standard, premium = (catalog.tier(t) for t in ("fast", "standard", "premium"))
+    assert (fast.proofs(), standard.proofs(), premium.proofs()) == (2, 4, 6)
+    assert fast.proofs(1) == 1 and premium.proofs(6) == 6
+    for tier in (fast, standard):
+        with pytest.raises(BadInput) as refused:
+            tier.proofs(8)
+        assert refused.value.code == "too_many_variants" and f"at most {tier.variants}" in str(refused.value)
+
+
+def test_the_readme_orders_what_its_tier_sells():
+    """The README's curl example is billed as its tier and gets the tier's proofs (it asked
+    for 2 at the standard price, which buys 4); its words on tiers are the catalog's."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (body,) = re.findall(r'-d "(\{\\"upload_id\\".*?\})"', readme)
+    asked = json.loads(body.replace('\\"', '"').replace("$UPLOAD", "upl_x"))
+    catalog = load_products()
+    tier = catalog.tier(asked.get("tier"))
+    assert asked.get("variants", tier.variants) == tier.proofs(asked.get("variants")) == tier.variants
+    sold = ", ".join(f"{t.id} {t.variants}" for t in catalog.tiers)
+    assert f"proofs each tier gives ({sold}" in " ".join(readme.split())
+    assert "too_many_variants" in readme
 
 
 def test_an_order_in_a_tier_is_charged_its_price_through_stripe(tmp_path, database_url, stripe_base, stripe_client, face_images):
@@ -64,10 +92,20 @@ def test_an_order_in_a_tier_is_charged_its_price_through_stripe(tmp_path, databa
         default = place(variants=None).json()
         assert default["tier"] == "standard" and default["payment"]["amount_cents"] == 3500 and default["variants"] == 4
         chosen = place(tier="premium", variants=3).json()
-        assert chosen["payment"]["amount_cents"] == 5500 and chosen["variants"] == 3  # the storefront's own count wins
+        assert chosen["payment"]["amount_cents"] == 5500 and chosen["variants"] == 3  # fewer than the tier's: its price
 
         unknown = place(tier="platinum")
         assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_tier"
+
+        # a tier's price buys its proofs, never more: 8 proofs at the fast (or standard) price is refused
+        intents = len(stripe_client.v1.payment_intents.list(params={"limit": 100}).data)
+        for fields in ({"tier": "fast", "variants": 8}, {"tier": "standard", "variants": 8}, {"variants": 5}):
+            refused = place(**fields)
+            assert refused.status_code == 422 and refused.json()["code"] == "too_many_variants", (fields, refused.text)
+            assert "at most" in refused.json()["message"]
+        assert len(stripe_client.v1.payment_intents.list(params={"limit": 100}).data) == intents  # nobody was asked to pay
+        premium = place(tier="premium", variants=6).json()
+        assert (premium["variants"], premium["payment"]["amount_cents"]) == (6, 5500)
 
 
 def test_a_tier_needing_an_engine_the_shop_does_not_run_is_refused(tmp_path, face_images):
@@ -86,6 +124,7 @@ def test_a_tier_needing_an_engine_the_shop_does_not_run_is_refused(tmp_path, fac
         assert refused.status_code == 422 and refused.json()["code"] == "tier_unavailable"
 
 
+@pytest.mark.slow
 def test_the_tier_picks_the_proofs_and_the_upscale_model_of_a_run(tmp_path, astronaut_png):
     """`fast` on the packaged catalog: two proofs from the embedded engine, metered; the
     tier's upscale model is the one the print master records."""

@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from photogen_pipelines.errors import NotFound
+from photogen_pipelines.errors import BadInput, NotFound
 
 MM_PER_INCH = 25.4
 
@@ -148,16 +148,45 @@ class ProviderProduct(BaseModel):
 
 class Tier(BaseModel):
     """A quality tier: which engine paints the proofs, how many, how carefully, and which
-    model upscales the print. Each product prices its tiers (Product.tier_prices)."""
+    model upscales the print. Each product prices its tiers (Product.tier_prices).
+
+    A tier's price buys its `variants` proofs: an order may ask for fewer, at the same
+    price, never for more (`proofs`); more proofs is a higher tier."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     description: str
     # default: the shop's engine (PHOTOGEN_ENGINE); embedded: the CPU engine, whatever the shop runs
     engine: Literal["default", "embedded", "diffusers", "replicate", "runpod", "service"] = "default"
-    variants: int = Field(4, ge=1, le=8)
+    variants: int = Field(4, ge=1, le=8)  # the proofs the tier's price buys, and the most an order may ask for
     steps: int | None = Field(None, ge=1, le=150)  # diffusion engines' denoising steps
     upscale_model: str | None = None  # the embedded upscaler's model (upscale_ncnn.MODEL_SCALES)
+
+    def proofs(self, asked: int | None = None) -> int:
+        """How many proofs an order in this tier gets: the tier's own number, or fewer when
+        the order asks for fewer; more than the tier gives is BadInput(too_many_variants)."""
+        if asked is None:
+            return self.variants
+        if asked > self.variants:
+            raise BadInput(
+                f"the {self.id} tier gives at most {self.variants} proofs, and {asked} were asked for; "
+                "ask for fewer, or order a tier that gives more (GET /v1/tiers)",
+                code="too_many_variants",
+            )
+        return asked
+
+
+class CancellationPolicy(BaseModel):
+    """What a cancel refunds (products.yaml `cancellation:`). Until the customer has
+    downloaded a proof, everything paid; after, the price less `proof_fee_percent` of it,
+    which the shop keeps for the proofs it made and delivered. A catalog without the
+    section keeps no fee."""
+
+    proof_fee_percent: int = Field(0, ge=0, lt=100)  # below 100: a cancelled order always gets something back
+
+    def fee(self, amount_cents: int) -> int:
+        """The fee a cancel keeps of an order of `amount_cents` once its proofs were downloaded."""
+        return amount_cents * self.proof_fee_percent // 100
 
 
 class Product(BaseModel):
@@ -213,6 +242,7 @@ class ProductCatalog(BaseModel):
     version: int
     tiers: list[Tier] = Field(default_factory=lambda: [Tier(id="standard", name="Standard", description="")])
     default_tier: str = "standard"
+    cancellation: CancellationPolicy = Field(default_factory=CancellationPolicy)
     products: list[Product]
 
     @model_validator(mode="after")

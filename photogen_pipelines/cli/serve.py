@@ -254,6 +254,9 @@ def _serve(
             "(set PHOTOGEN_STRIPE_API_KEY and PHOTOGEN_STRIPE_WEBHOOK_SECRET to turn them on)"
         )
 
+    if settings.webhook_allow_private:
+        # the API, the code server and the daemon inherit it: registration and delivery alike
+        say("warning: PHOTOGEN_WEBHOOK_ALLOW_PRIVATE is on: webhooks may go to this machine and its private network")
     if ui_host not in LOOPBACK_HOSTS:
         say(f"warning: the Dagster UI listens on {ui_host} and has no login: keep it behind your own access control")
     probe, ui_probe = _probe_host(host), _probe_host(ui_host)

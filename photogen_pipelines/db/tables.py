@@ -73,6 +73,8 @@ class OrderRow(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    proofs_downloaded_at: Mapped[datetime | None]  # the customer's first download of a proof
+    cancellation_fee_cents: Mapped[int] = mapped_column(Integer, default=0)  # what a cancel keeps from then on
 
 
 class OrderEventRow(Base):

@@ -48,14 +48,15 @@ class OpenCvFaceAnalyzer:
         height, width = rgb.shape[:2]
         scale = min(1.0, DETECT_LONG_SIDE / max(height, width))
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        if scale < 1.0:  # a side never rounds to 0 px (cv2.resize refuses that)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         with self._lock:
             self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, rows = self._detector.detect(bgr)
         faces = []
         for row in rows if rows is not None else []:
-            if row[14] < min_score:
+            if row[14] < min_score or not _is_a_face(row, bgr.shape[1], bgr.shape[0]):
                 continue
             full = row.copy()
             full[:14] /= scale
@@ -77,3 +78,12 @@ class OpenCvFaceAnalyzer:
             aligned = self._recognizer.alignCrop(bgr, face.detector_row[None, :])
             feature = self._recognizer.feature(aligned).ravel().astype(np.float32)
         return feature / (np.linalg.norm(feature) + 1e-12)
+
+
+def _is_a_face(row: np.ndarray, width: int, height: int) -> bool:
+    """YuNet on a picture a few pixels across reports "faces" of 0x0 px at 1e35, scored 1.0: a
+    detection is a face only with finite numbers and a box of at least 1 px inside the picture."""
+    if not np.isfinite(row[:15]).all():
+        return False
+    x, y, w, h = (float(v) for v in row[:4])
+    return w >= 1 and h >= 1 and x < width and y < height and x + w > 0 and y + h > 0

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.database import Database
@@ -104,11 +105,31 @@ class SqlPredictionJournal:
             return PredictionRecord(**{f.name: getattr(row, f.name) for f in fields(PredictionRecord)})
 
     def save(self, record: PredictionRecord) -> None:
+        """Insert the record, or update the one saved under its key before.
+
+        Atomic on both dialects: the row is created with INSERT … ON CONFLICT DO NOTHING
+        (a concurrent save of the same new key waits for the other's insert and then finds
+        its row, where a SELECT … FOR UPDATE of a row that does not exist yet locks nothing
+        on PostgreSQL), then read back under a row lock and updated.
+        """
         now = utc_now()
+        values = {
+            "provider": record.provider,
+            "prediction_id": record.prediction_id,
+            "status": record.status.value,
+            "predict_seconds": record.predict_seconds,
+            "cost_usd": record.cost_usd,
+        }
+        dialect = postgresql if self.database.dialect == "postgresql" else sqlite
+        insert = (
+            dialect.insert(PredictionRow)
+            .values(key=record.key, created_at=now, updated_at=now, **values)
+            .on_conflict_do_nothing(index_elements=[PredictionRow.key])
+        )
         with self.database.session() as session:
-            row = session.scalars(select(PredictionRow).where(PredictionRow.key == record.key).with_for_update()).one_or_none()
-            if row is None:
-                row = PredictionRow(key=record.key, created_at=now)
-                session.add(row)
-            row.provider, row.prediction_id, row.status = record.provider, record.prediction_id, record.status.value
-            row.predict_seconds, row.cost_usd, row.updated_at = record.predict_seconds, record.cost_usd, now
+            if session.execute(insert).rowcount == 1:
+                return  # a new key: the row is what was asked for
+            row = session.scalars(select(PredictionRow).where(PredictionRow.key == record.key).with_for_update()).one()
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = utc_now()  # under the lock: never before a racing saver's insert

@@ -44,6 +44,21 @@ class Selfie:
     embedding: np.ndarray  # of the portrait's face: what proofs are compared with
 
 
+def detect_faces(image: np.ndarray, faces: FaceAnalyzer, min_score: float) -> list[Face]:
+    """The analyzer's faces that are faces: a detection with a box that is not finite, under
+    1 px a side, or outside the picture (what a detector reports for a picture a few pixels
+    across) is none, whichever backend made it."""
+    height, width = image.shape[:2]
+    return [face for face in faces.detect(image, min_score=min_score) if _is_a_face(face.box, width, height)]
+
+
+def _is_a_face(box: Box, width: int, height: int) -> bool:
+    x, y, w, h = box.x, box.y, box.w, box.h
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return False
+    return w >= 1 and h >= 1 and x < width and y < height and x + w > 0 and y + h > 0
+
+
 def count_people(faces: list[Face]) -> int:
     """Faces that belong to a person in the picture: a face much smaller than the largest
     is a poster in the background or a detector's stray hit, not a second customer."""
@@ -65,7 +80,7 @@ def single_face(faces: list[Face], what: str) -> Face:
 
 def selfie_face(image: np.ndarray, faces: FaceAnalyzer) -> Face:
     """The selfie's one face, large enough to keep; the check an upload gets on the spot."""
-    face = single_face(faces.detect(image, min_score=SELFIE_MIN_FACE_SCORE), "selfie")
+    face = single_face(detect_faces(image, faces, SELFIE_MIN_FACE_SCORE), "selfie")
     if min(face.box.w, face.box.h) < MIN_FACE_PX:
         raise BadInput(
             f"the face is only {face.box.w:.0f}x{face.box.h:.0f} px; at least {MIN_FACE_PX} px are needed",
@@ -81,7 +96,7 @@ def prepare_selfie(upload: bytes, product: Product, faces: FaceAnalyzer, proof_l
     crop = portrait_crop((image.shape[1], image.shape[0]), face.box, width / height)
     crop_size = (crop[2] - crop[0], crop[3] - crop[1])
     portrait = np.asarray(Image.fromarray(image).crop(crop).resize(fit_long_side(crop_size, proof_long_side), Image.LANCZOS))
-    portrait_face = single_face(faces.detect(portrait, min_score=SELFIE_MIN_FACE_SCORE), "framed portrait")
+    portrait_face = single_face(detect_faces(portrait, faces, SELFIE_MIN_FACE_SCORE), "framed portrait")
     return Selfie(image, face, portrait, portrait_face, faces.embed(portrait, portrait_face))
 
 
@@ -190,7 +205,7 @@ def _strength(base: float, retry_decay: float, round_no: int) -> float:
 def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer) -> ProofScore:
     """The candidate's attempt, scored as `Validation` stores it: its similarity to the
     selfie's embedding (None when no face was found) and why it fails, if it does."""
-    found = faces.detect(candidate.image, min_score=PROOF_MIN_FACE_SCORE)
+    found = detect_faces(candidate.image, faces, PROOF_MIN_FACE_SCORE)
     similarity, reason = None, None
     if found:
         similarity = round(cosine(reference, faces.embed(candidate.image, found[0])), 4)

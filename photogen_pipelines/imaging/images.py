@@ -20,6 +20,11 @@ from photogen_pipelines.errors import BadInput
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP phone photo; more is a bomb, not a selfie
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+# A selfie's shortest side holds at least the smallest face kept (generation/stages.py's
+# MIN_FACE_PX), and its long side at most MAX_ASPECT_RATIO times that: a 4000x1 strip is no
+# photo of a person, and scaled for the face detector a side of it would round to 0 px.
+MIN_UPLOAD_SIDE = 64
+MAX_ASPECT_RATIO = 4
 
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # LittleCMS stamps the creation time into the header (bytes 24-35); zeroed, every process
@@ -53,11 +58,26 @@ def decode_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS, max_bytes
             f"the image is {width}x{height} pixels ({width * height / 1e6:.0f} MP); the limit is {max_pixels / 1e6:.0f} MP",
             code="image_too_large",
         )
+    _check_shape(width, height)
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadInput(f"the image is damaged or truncated ({exc})", code="truncated_image") from None
     return _normalise(image)
+
+
+def _check_shape(width: int, height: int) -> None:
+    """Before anything decodes or detects: a side too short for a face, or a strip."""
+    short, long = sorted((width, height))
+    if short < MIN_UPLOAD_SIDE:
+        raise BadInput(
+            f"the image is {width}x{height} pixels; each side must be at least {MIN_UPLOAD_SIDE} px", code="image_too_small"
+        )
+    if long > MAX_ASPECT_RATIO * short:
+        raise BadInput(
+            f"the image is {width}x{height} pixels; its long side may be at most {MAX_ASPECT_RATIO} times its short side",
+            code="image_too_narrow",
+        )
 
 
 def _normalise(image: Image.Image) -> Image.Image:

@@ -24,7 +24,7 @@ from photogen_pipelines.orders.states import OWES_REFUND, SETTLED, Order, OrderE
 ORDER_COLUMNS = (
     "id upload_id upload_key style_id product_id variants approval tier payments state reason approved_proof amount_cents "
     "currency payment_intent_id paid_cents refund_id refunded_cents stage shipping_method approval_reminded_at stage_seconds "
-    "api_key_id created_at updated_at"
+    "api_key_id created_at updated_at proofs_downloaded_at cancellation_fee_cents"
 ).split()
 
 
@@ -40,8 +40,9 @@ class OrderBook(Protocol):
 def _to_order(row: OrderRow, events: Sequence[OrderEventRow]) -> Order:
     fields = {name: getattr(row, name) for name in ORDER_COLUMNS}
     fields["created_at"], fields["updated_at"] = as_utc(row.created_at), as_utc(row.updated_at)
-    if row.approval_reminded_at is not None:
-        fields["approval_reminded_at"] = as_utc(row.approval_reminded_at)
+    for name in ("approval_reminded_at", "proofs_downloaded_at"):
+        if fields[name] is not None:
+            fields[name] = as_utc(fields[name])
     fields["stage_seconds"] = dict(row.stage_seconds or {})
     fields["events"] = [
         OrderEvent(id=e.id, at=as_utc(e.at), from_state=e.from_state, to_state=e.to_state, reason=e.reason) for e in events

@@ -11,6 +11,7 @@ import enum
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 # ISO 3166-1 alpha-2; providers check the country against what they ship to
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -18,6 +19,30 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 # digits with the usual separators and an optional leading +, 6 to 20 digits in all
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,24}$")
+# Control characters (C0, DEL, C1: NUL, line breaks, escapes) and lone surrogates. No id and
+# no text a person types holds one; PostgreSQL cannot store a NUL (a 500 instead of a 422),
+# a line break forges log lines, and a surrogate cannot even be encoded. The one rule for
+# every id and free text from outside: the API's request bodies, URLs and callbacks too.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def control_character(text: str) -> str | None:
+    """Where `text` has a control character, e.g. "U+0000 at position 3"; None if it has none."""
+    found = _CONTROL.search(text)
+    return f"U+{ord(found.group()):04X} at position {found.start()}" if found else None
+
+
+def refuse_control_characters(value: object) -> object:
+    """A pydantic validator: the value (a string, or strings in a list or a dict) unchanged,
+    or a `control_character` error."""
+    if isinstance(value, dict):
+        texts = [*value.keys(), *value.values()]
+    else:
+        texts = value if isinstance(value, list | tuple) else [value]
+    for text in texts:
+        if isinstance(text, str) and (where := control_character(text)):
+            raise PydanticCustomError("control_character", "must not contain control characters ({where})", {"where": where})
+    return value
 
 
 class ShippingMethod(enum.StrEnum):
@@ -39,6 +64,8 @@ class Address(BaseModel):
     postal_code: str = Field(min_length=1, max_length=20)
     country_code: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2, e.g. US, GB, DE")
 
+    _plain = field_validator("*")(refuse_control_characters)
+
     @field_validator("country_code", mode="before")
     @classmethod
     def _country(cls, value: object) -> object:
@@ -56,6 +83,8 @@ class Recipient(BaseModel):
     email: str | None = Field(None, max_length=254)
     phone: str | None = Field(None, max_length=30)
     address: Address
+
+    _plain = field_validator("*")(refuse_control_characters)
 
     @field_validator("email")
     @classmethod

@@ -123,6 +123,10 @@ class Order(BaseModel):
     stage: str | None = None  # the stage running now, or the last one that ran
     shipping_method: ShippingMethod | None = None  # with a recipient (kept apart: recipients table)
     approval_reminded_at: datetime | None = None  # when order.approval_reminder went out
+    # the first time the customer was handed a proof's pixels (a preview through its link, the
+    # bundle), and the fee a cancel keeps from then on (the catalog's cancellation policy, pinned)
+    proofs_downloaded_at: datetime | None = None
+    cancellation_fee_cents: int = Field(0, ge=0)
     api_key_id: str | None = None  # the storefront key that placed it (None: CLI)
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
@@ -138,9 +142,23 @@ class Order(BaseModel):
         return self.state in TERMINAL
 
     @property
+    def kept_cents(self) -> int:
+        """What the shop keeps of the payment: the cancellation fee of an order cancelled
+        after its proofs were downloaded; nothing for any other order (failed, rejected)."""
+        if not self.cancellation_fee_cents:
+            return 0
+        cancelled = self.state == S.CANCELLED or any(e.to_state == S.CANCELLED for e in self.events)
+        return min(self.cancellation_fee_cents, self.paid_cents) if cancelled else 0
+
+    @property
+    def refund_due_cents(self) -> int:
+        """What goes back to the customer in all, once the order will not be delivered."""
+        return self.paid_cents - self.kept_cents
+
+    @property
     def refund_owed(self) -> bool:
         """The order will not be delivered and the customer's money is not back yet."""
-        return self.state in OWES_REFUND and self.paid_cents > self.refunded_cents
+        return self.state in OWES_REFUND and self.refund_due_cents > self.refunded_cents
 
     def transition(self, target: OrderState, reason: str | None = None) -> bool:
         """Move to `target`; returns False when already there (a harmless repeat)."""

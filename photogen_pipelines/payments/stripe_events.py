@@ -10,6 +10,10 @@ import time
 from photogen_pipelines.errors import PhotoGenError
 
 HANDLED_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded")
+# a Stripe event nests about 6 levels (a charge's refunds' data); one much deeper is not one
+# (the API refuses it before parsing, storefront_api/limits.py; a parser recursing into
+# ~1000 levels raises RecursionError, which the webhook route answers as malformed too)
+MAX_EVENT_DEPTH = 32
 
 
 class PaymentError(PhotoGenError):
@@ -46,9 +50,22 @@ def _id_problem(name: str, value: object, longest: int) -> str | None:
     return None
 
 
+def _depth_problem(event: object) -> str | None:
+    pending = [(event, 1)]
+    while pending:  # not recursive: the point is not to recurse
+        value, depth = pending.pop()
+        if depth > MAX_EVENT_DEPTH:
+            return f"it nests deeper than {MAX_EVENT_DEPTH} levels"
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return None
+
+
 def _envelope_problem(event: object) -> str | None:
     if not isinstance(event, dict):
         return "it is not a JSON object"
+    if problem := _depth_problem(event):
+        return problem
     if problem := _id_problem("id", event.get("id"), 255) or _id_problem("type", event.get("type"), 100):
         return problem
     created = event.get("created")
@@ -78,8 +95,12 @@ def _fields_problem(obj: dict, amounts: tuple[str, ...]) -> str | None:
     metadata = obj.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         return "data.object.metadata is not an object"
-    if not isinstance((metadata or {}).get("order_id", ""), str):
+    order_id = (metadata or {}).get("order_id", "")
+    if not isinstance(order_id, str):
         return "data.object.metadata.order_id is not a string"
+    if order_id and _id_problem("data.object.metadata.order_id", order_id, 64):
+        # looked up in the orders database: a NUL there is a 500 on PostgreSQL, not a refusal
+        return "data.object.metadata.order_id is not an order id"
     return None
 
 

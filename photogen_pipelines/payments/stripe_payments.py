@@ -113,11 +113,13 @@ class StripeGateway:
         return self.client.v1.payment_intents.retrieve(payment_intent_id).client_secret
 
     @_stripe_call("refund the payment")
-    def refund(self, order: Order) -> tuple[str, int]:
-        refund = self.client.v1.refunds.create(
-            params={"payment_intent": order.payment_intent_id, "metadata": {"order_id": order.id}},
-            options={"idempotency_key": f"photogen-refund-{order.id}"},
-        )
+    def refund(self, order: Order, amount: int | None = None) -> tuple[str, int]:
+        """Refund `amount` of the order's payment (None: everything still refundable)."""
+        params: dict[str, Any] = {"payment_intent": order.payment_intent_id, "metadata": {"order_id": order.id}}
+        if amount is not None:
+            params["amount"] = amount
+            params["metadata"]["cancellation_fee_cents"] = str(order.kept_cents)
+        refund = self.client.v1.refunds.create(params=params, options={"idempotency_key": f"photogen-refund-{order.id}"})
         return refund.id, int(refund.amount)
 
     @_stripe_call("refund the stray payment")
@@ -356,23 +358,35 @@ def _apply_to_order(tx: OrderTransaction, order_id: str, effect) -> EventResult:
 
 
 def refund_order(book: SqlOrderBook, gateway: StripeGateway | None, order_id: str) -> Order:
-    """Refund what the customer paid if the order will not be delivered; at most once."""
+    """Refund what the customer is owed if the order will not be delivered; at most once.
+    That is what they paid, less the cancellation fee of an order cancelled after its
+    proofs were downloaded (`Order.refund_due_cents`, the catalog's cancellation policy)."""
     with book.transaction() as tx:
         order = tx.update(order_id, lambda o: None)  # takes the row lock
         if not order.refund_owed:
             return order
         if gateway is None:
             raise PaymentError(f"order {order_id} is owed a refund but Stripe is not configured", code="payments_not_configured")
-        refund_id, amount = gateway.refund(order)  # inside the lock; Stripe's idempotency key covers a crash
+        # with a fee, the amount is said; without one Stripe refunds all that is left, as it always did
+        partial = order.refund_due_cents - order.refunded_cents if order.kept_cents else None
+        refund_id, amount = gateway.refund(order, partial)  # inside the lock; Stripe's idempotency key covers a crash
 
         def record(o: Order) -> None:
             # added: a part refunded in Stripe before stays counted; Stripe refunds the rest
             o.refund_id, o.refunded_cents = refund_id, o.refunded_cents + amount
-            lifecycle.refund_recorded(o, f"refund {refund_id} of {money(amount, o.currency)}")
+            lifecycle.refund_recorded(o, _refund_reason(o, refund_id, amount))
 
         tx.update(order_id, record)
     log.info("order %s refunded (%s)", order_id, refund_id)
     return book.get(order_id)
+
+
+def _refund_reason(order: Order, refund_id: str, amount: int) -> str:
+    reason = f"refund {refund_id} of {money(amount, order.currency)}"
+    if not order.kept_cents:
+        return reason
+    paid, kept = money(order.paid_cents, order.currency), money(order.kept_cents, order.currency)
+    return f"{reason}: {paid} paid, less the {kept} cancellation fee (cancelled after the proofs were downloaded)"
 
 
 def owed_stray_payments(book: SqlOrderBook, limit: int = 20) -> list[str]:

@@ -2,9 +2,13 @@
 
 Each API key registers its own endpoints (at most `MAX_ENDPOINTS_PER_KEY` enabled ones) and
 sees only those: another key's endpoint is NotFound, as if it did not exist. An endpoint's
-URL must be https:// (http:// only on this machine, or with `allow_http`), and it gets a
-`whsec_…` signing secret, shown to the storefront once at creation. Deleting one disables
-it, so its delivery log stays readable.
+URL must be https:// (http:// only on this machine, or with `allow_http`) to a public
+address: its host is resolved at registration and refused when any address it has is
+loopback, private, link-local or a cloud metadata service (`webhook_destinations`: the
+settings PHOTOGEN_WEBHOOK_ALLOW_PRIVATE and PHOTOGEN_WEBHOOK_ALLOWED_HOSTS open the first
+two). Every delivery checks again, at connect time (`delivery.py`, through http.py's
+`Destinations`). It gets a `whsec_…` signing secret, shown to the storefront once at
+creation. Deleting one disables it, so its delivery log stays readable.
 
 Kept apart from `delivery.py`, which signs and sends the deliveries `orders/outbox.py`
 queues for these endpoints, and `events.py`, which reads the events and their delivery log.
@@ -12,7 +16,6 @@ queues for these endpoints, and `events.py`, which reads the events and their de
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +29,9 @@ from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import WebhookEndpointRow
 from photogen_pipelines.errors import BadInput, NotFound
+from photogen_pipelines.http import Destinations, address_kind, resolve
 from photogen_pipelines.orders.outbox import ALL_EVENTS, EVENT_TYPES
+from photogen_pipelines.settings import PhotoGenSettings
 
 SECRET_PREFIX = "whsec_"
 ENDPOINT_PREFIX = "we_"
@@ -34,6 +39,9 @@ ENDPOINT_PREFIX = "we_"
 MAX_ENDPOINTS_PER_KEY = 16
 MAX_URL_LENGTH = 2000
 MAX_DESCRIPTION_LENGTH = 200
+# how long registration waits for the host's addresses; a host that does not resolve in time
+# is registered, and checked when a delivery connects
+LOOKUP_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -54,18 +62,25 @@ class WebhookEndpoint:
         return cls(row.id, row.url, list(row.events), row.description, as_utc(row.created_at), as_utc(row.disabled_at))
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def webhook_destinations(settings: PhotoGenSettings | None = None) -> Destinations:
+    """Where webhooks may go, from the settings (default: this process's PHOTOGEN_*
+    variables): public addresses; loopback and private ones too with
+    PHOTOGEN_WEBHOOK_ALLOW_PRIVATE (development, tests) or for the hosts
+    PHOTOGEN_WEBHOOK_ALLOWED_HOSTS names; plain http:// beyond loopback with
+    PHOTOGEN_WEBHOOK_ALLOW_HTTP."""
+    settings = settings if settings is not None else PhotoGenSettings()
+    return Destinations(
+        allow_private=settings.webhook_allow_private,
+        allowed_hosts=frozenset(settings.webhook_allowed_hosts),
+        allow_http=settings.webhook_allow_http,
+    )
 
 
-def valid_url(url: str, *, allow_http: bool = False) -> str:
-    """The endpoint URL, or BadInput: http(s) with a host; https unless the host is this
-    machine (a storefront's development server) or `allow_http`."""
+def valid_url(url: str, *, destinations: Destinations | None = None) -> str:
+    """The endpoint URL, or BadInput: http(s) with a host and no credentials; https unless
+    the host is this machine (a storefront's development server) or `allow_http`; and a
+    host `destinations` allow (default: `webhook_destinations()`) at every address it
+    resolves to now. A host that does not resolve is left to the check at connect time."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise BadInput(f"the URL must be 1 to {MAX_URL_LENGTH} characters", code="invalid_webhook_url")
     try:
@@ -78,9 +93,16 @@ def valid_url(url: str, *, allow_http: bool = False) -> str:
     if parts.username or parts.password:
         # the URL is shown in every listing and log: credentials do not belong in it; the signature authenticates us
         raise BadInput("the URL must not contain a user name or password", code="invalid_webhook_url")
-    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
+    destinations = destinations if destinations is not None else webhook_destinations()
+    addresses = resolve(parts.hostname, timeout=LOOKUP_SECONDS)
+    loopback = bool(addresses) and all(address_kind(a) == "loopback" for a in addresses)
+    if parts.scheme == "http" and not (destinations.allow_http or loopback):
         message = "events carry order data: the URL must be https:// (http:// only on localhost)"
         raise BadInput(message, code="webhook_url_not_https")
+    if destinations.problem(parts.hostname, addresses):
+        # which kind of address it is stays unsaid: registration is no probe of the shop's network
+        message = "webhooks go only to public internet addresses: the URL's host is not one"
+        raise BadInput(message, code="webhook_url_not_public")
     return parts.geturl()
 
 
@@ -128,13 +150,13 @@ def create_endpoint(
     events: Sequence[str] = (ALL_EVENTS,),
     description: str | None = None,
     *,
-    allow_http: bool = False,
+    destinations: Destinations | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (shown to the storefront once; kept to sign)."""
     row = WebhookEndpointRow(
         id=ENDPOINT_PREFIX + secrets.token_hex(8),
         api_key_id=api_key_id,
-        url=valid_url(url, allow_http=allow_http),
+        url=valid_url(url, destinations=destinations),
         events=valid_events(events),
         secret=SECRET_PREFIX + secrets.token_urlsafe(32),
         description=_valid_description(description),
@@ -174,14 +196,15 @@ def update_endpoint(
     events: Sequence[str] | object = UNCHANGED,
     description: str | None | object = UNCHANGED,
     disabled: bool | object = UNCHANGED,
-    allow_http: bool = False,
+    destinations: Destinations | None = None,
 ) -> WebhookEndpoint:
     """Change what is given. Disabling stops deliveries at once (pending ones fail with
     "endpoint disabled" when next due); enabling again delivers events from then on."""
+    checked_url = valid_url(url, destinations=destinations) if url is not UNCHANGED else None  # resolved outside the transaction
     with database.session() as session:
         row = _endpoint_row(session, api_key_id, endpoint_id)
-        if url is not UNCHANGED:
-            row.url = valid_url(url, allow_http=allow_http)
+        if checked_url is not None:
+            row.url = checked_url
         if events is not UNCHANGED:
             row.events = valid_events(events)
         if description is not UNCHANGED:

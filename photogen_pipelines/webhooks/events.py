@@ -8,6 +8,7 @@ it did not exist.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +22,24 @@ from photogen_pipelines.errors import BadInput, NotFound
 from photogen_pipelines.orders.outbox import DeliveryStatus
 
 MAX_EVENTS_PAGE = 100
+# what a delivery's log may say (delivery.py writes nothing else); a row an older version
+# wrote with the HTTP library's own words (addresses, "connection aborted") is shown coarsely
+_SHOWN = re.compile(
+    r"HTTP \d{3}|timed out after [\d.]+ s|connection refused|host not found|destination not allowed|TLS failed"
+    r"|could not connect|connection closed without an answer|request not sent|endpoint disabled|not sent: .*",
+    re.DOTALL,
+)
+
+
+def shown_error(error: str | None) -> str | None:
+    """A delivery log's error as the storefront sees it: one of the coarse outcomes."""
+    if error is None or _SHOWN.fullmatch(error):
+        return error
+    if status := re.match(r"HTTP (\d{3})\b", error):
+        return f"HTTP {status[1]}"
+    if "timed out" in error.lower():
+        return "timed out"
+    return "could not connect"
 
 
 def event_row(session: Session, api_key_id: str, event_id: str) -> WebhookEventRow:
@@ -130,7 +149,7 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 .order_by(WebhookAttemptRow.at, WebhookAttemptRow.id)
             ):
                 attempts[attempt.delivery_id].append(
-                    WebhookAttempt(as_utc(attempt.at), attempt.status_code, attempt.error, attempt.duration_ms)
+                    WebhookAttempt(as_utc(attempt.at), attempt.status_code, shown_error(attempt.error), attempt.duration_ms)
                 )
         deliveries = [
             WebhookDelivery(
@@ -142,7 +161,7 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 next_attempt_at=as_utc(d.next_attempt_at),
                 last_attempt_at=as_utc(d.last_attempt_at),
                 last_status_code=d.last_status_code,
-                last_error=d.last_error,
+                last_error=shown_error(d.last_error),
                 delivered_at=as_utc(d.delivered_at),
                 log=attempts[d.id],
             )

@@ -29,7 +29,7 @@ class OrderRequest:
 
     style_id: str
     product_id: str
-    variants: int | None = None  # None: the tier's number of proofs
+    variants: int | None = None  # None: the tier's number of proofs; a sold order may ask fewer, never more
     approval: Literal["customer", "auto"] = "customer"
     tier: str | None = None  # None: the catalog's default tier
 
@@ -67,7 +67,8 @@ def register_order(
     proof_long_side: int = 1024,
 ) -> Order:
     """A new paid order (payments off) for a selfie given as bytes (the CLI, scripts), or
-    BadInput/NotFound before anything is stored."""
+    BadInput/NotFound before anything is stored. Nobody is charged for it, so it may ask
+    for more proofs than its tier sells (`photogen demo --variants 8`)."""
     styles.get(request.style_id)
     product = products.get(request.product_id)
     tier = products.tier(request.tier)
@@ -105,7 +106,8 @@ def place_order(
 ) -> PlacedOrder:
     """An order for a checked upload: paid at once with payments off, else awaiting a
     Stripe payment. The same idempotency key and body returns the same order; another
-    body with that key is a Conflict."""
+    body with that key is a Conflict. The tier's price buys its proofs: asking for more
+    than the tier gives is BadInput(too_many_variants)."""
     asked, digest = request.order, request.digest()
     earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
     if earlier is None:
@@ -115,7 +117,7 @@ def place_order(
         order = Order(
             style_id=asked.style_id,
             product_id=asked.product_id,
-            variants=asked.variants or tier.variants,
+            variants=tier.proofs(asked.variants),
             approval=asked.approval,
             tier=tier.id,
             upload_id=request.upload.id,

@@ -1,8 +1,11 @@
 """An order's files in one ZIP for the customer (`GET /v1/orders/{id}/bundle.zip`).
 
-What the customer may see, as the order view shows it: the proofs that passed the identity
-gate once they are visible, the print file and its manifest once it is made, and a small
-`order.json`: the order's ids, state and choices, never the recipient or payment details.
+What the customer may take away, by the rules of `orders/deliverables.py`: before approval,
+the watermarked previews of the proofs that passed the identity gate (`previews/proof_<n>.jpg`);
+after it, the approved proof itself (`proofs/proof_<n>.png`), and the print file and its
+manifest once they are made; always a small `order.json`: the order's ids, state and
+choices, never the recipient or payment details. A cancelled, failed or refunded order has
+nothing to bundle.
 
 The ZIP is written to a spooled temporary file (the first MiB in memory, the rest on local
 disk) and sent from there in chunks. A print file is 10-60 MB: memory stays bounded per
@@ -26,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.orders.states import PRINT_FILE_MADE, PROOFS_VISIBLE, Order
+from photogen_pipelines.orders import deliverables
+from photogen_pipelines.orders.deliverables import SERVED_IN, Deliverable, Purpose
+from photogen_pipelines.orders.states import Order
 from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.storage.stores import ArtifactStore
 
@@ -53,14 +58,21 @@ def _json(document: dict) -> bytes:
 
 
 def members(store: ArtifactStore, order: Order) -> list[Member]:
-    """What the customer may take away now; empty before the proofs are visible."""
+    """What the customer may take away now; empty before the proofs are visible and once
+    the order has ended without a print."""
     keys = OrderKeys(order.id)
     files: list[Member] = []
-    if order.state in PROOFS_VISIBLE:
+    approved = deliverables.proof_for(order, order.approved_proof) if order.approved_proof is not None else None
+    if approved is not None and approved.purpose == Purpose.PROOF:  # approved: the proof itself, clean
+        if store.exists(approved.source):
+            files.append(Member(f"proofs/proof_{approved.variant}.png", approved.source))
+    elif order.state in SERVED_IN[Purpose.PREVIEW]:  # before approval: the watermarked previews
         validation = keys.load_if_present(store, Validation)
-        passed = validation.proofs if validation else {}  # only proofs that passed the gate
-        files += [Member(f"proofs/proof_{variant}.png", key) for variant, key in sorted(passed.items()) if store.exists(key)]
-    manifest = keys.load_if_present(store, Manifest) if order.state in PRINT_FILE_MADE else None
+        for variant in sorted(validation.proofs if validation else {}):  # only proofs that passed the gate
+            preview = Deliverable(order.id, Purpose.PREVIEW, variant)
+            if store.exists(preview.source):
+                files.append(Member(f"previews/proof_{variant}.jpg", data=deliverables.render_preview(store, preview)))
+    manifest = keys.load_if_present(store, Manifest) if order.state in SERVED_IN[Purpose.PRINT] else None
     if manifest is not None and store.exists(manifest.file):
         files.append(Member("print_file" + PurePosixPath(manifest.file).suffix.lower(), manifest.file))
         # the declared fields only: keys a newer writer adds are not vetted for the customer
@@ -79,6 +91,11 @@ def members(store: ArtifactStore, order: Order) -> list[Member]:
         "files": [member.name for member in files],
     }
     return [Member("order.json", data=_json(summary)), *files]
+
+
+def hands_out_proofs(files: list[Member]) -> bool:
+    """Does the bundle give the customer a proof's pixels (a preview or the approved proof)?"""
+    return any(member.name.startswith(("previews/", "proofs/")) for member in files)
 
 
 def write_zip(store: ArtifactStore, order: Order, files: list[Member]) -> tuple[tempfile.SpooledTemporaryFile, int]:

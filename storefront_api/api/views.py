@@ -2,8 +2,10 @@
 
 from photogen_pipelines.fulfilment.submission import fulfilment_of, recipient_of
 from photogen_pipelines.generation import takes
+from photogen_pipelines.orders import deliverables
+from photogen_pipelines.orders.deliverables import Purpose
 from photogen_pipelines.orders.recipients import MaskedRecipient
-from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, PROOFS_VISIBLE, Order
+from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, Order
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
 from photogen_pipelines.workflows.intake import PAYMENTS_OFF_LABEL
 from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut
@@ -27,21 +29,29 @@ def _proofs(services, order: Order, base_url: str) -> tuple[list[ProofOut], floa
     take_of = {c.variant: c.take for c in candidates.candidates} if candidates else {}
     proofs = []
     for variant, score in sorted(validation.final_scores().items()):
-        key = validation.proofs.get(variant)
-        url = services.link(base_url, key) if key and order.state in PROOFS_VISIBLE else None
+        shown = deliverables.proof_for(order, variant) if variant in validation.proofs else None
+        if shown is not None and not shown.served_to(order):
+            shown = None  # before proofs_ready, and once the order is cancelled, failed or refunded
         take = take_of.get(variant)
         proofs.append(
             ProofOut(
                 variant=variant,
                 take=take,
                 label=takes.label_of(take),
-                url=url,
+                url=_order_link(services, base_url, shown.key) if shown else None,
+                preview=shown is not None and shown.purpose == Purpose.PREVIEW,
                 identity_score=score.similarity,
                 passed=score.passed,
                 round=score.round,
             )
         )
     return proofs, validation.threshold
+
+
+def _order_link(services, base_url: str, key: str) -> str:
+    # always the API's own link, never S3's presigned one: /v1/files checks the order's state
+    # on every fetch, so a link dies with the order (and a preview is made, not stored)
+    return services.signer.file_url(base_url, key, services.settings.file_url_ttl_seconds)
 
 
 def _payment(order: Order, client_secret: str | None) -> PaymentOut:
@@ -54,6 +64,7 @@ def _payment(order: Order, client_secret: str | None) -> PaymentOut:
         paid_cents=order.paid_cents,
         refunded_cents=order.refunded_cents,
         refund_id=order.refund_id,
+        cancellation_fee_cents=order.cancellation_fee_cents,
         payment_intent_id=order.payment_intent_id,
         client_secret=client_secret,
     )
@@ -91,6 +102,7 @@ def order_view(
         identity_threshold=threshold,
         proofs=proofs,
         approved_proof=order.approved_proof,
+        proofs_downloaded_at=order.proofs_downloaded_at,
         print_file_ready=order.state in PRINT_FILE_MADE,
         shipping_method=order.shipping_method.value if order.shipping_method else None,
         recipient=_recipient(services, order),

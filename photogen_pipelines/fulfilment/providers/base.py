@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from photogen_pipelines.catalog import ProviderProduct
 from photogen_pipelines.errors import PhotoGenError
-from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
+from photogen_pipelines.orders.recipients import Recipient, ShippingMethod, control_character
 from photogen_pipelines.orders.shipments import ProviderStatus, Shipment
 
 __all__ = ["ProviderStatus", "Shipment"]  # defined with the order, whose lifecycle follows them
@@ -57,6 +57,24 @@ class ProviderRefused(PhotoGenError):
     refunded. `code` says which (e.g. provider_refused_file, provider_refused_address)."""
 
     code = "provider_refused"
+
+
+# what a callback body that is not JSON raises: a parse error, bytes that are not UTF-8, or
+# brackets nested past the parser's recursion (the API refuses those sooner, by depth)
+NOT_JSON = (ValueError, UnicodeDecodeError, RecursionError)
+
+
+def callback_text(provider: str, name: str, value: Any) -> str | None:
+    """An id a callback names, as text (None when absent). ProviderError when it has a control
+    character: no order id of ours or the provider's has one, and the database could not
+    even look a NUL up (a 500 for an unauthenticated request)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if where := control_character(text):
+        message = f"{provider}: the callback's {name} has a control character ({where})"
+        raise ProviderError(message, code="provider_callback_invalid")
+    return text
 
 
 class PrintProvider(Protocol):

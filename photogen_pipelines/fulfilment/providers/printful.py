@@ -23,12 +23,14 @@ from urllib.parse import quote
 
 from photogen_pipelines.catalog import ProviderProduct
 from photogen_pipelines.fulfilment.providers.base import (
+    NOT_JSON,
     ProviderError,
     ProviderOrder,
     ProviderRefused,
     ProviderStatus,
     Shipment,
     Submission,
+    callback_text,
 )
 from photogen_pipelines.fulfilment.providers.http import (
     DEFAULT_TIMEOUT,
@@ -111,14 +113,15 @@ class PrintfulProvider:
     def callback_reference(self, headers: Mapping[str, str], body: bytes) -> tuple[str | None, str | None]:
         try:
             event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except NOT_JSON:
             raise ProviderError("printful: the webhook body is not JSON", code="provider_callback_invalid") from None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
             raise ProviderError("printful: the webhook is not a Printful event", code="provider_callback_invalid")
         order = event["data"].get("order")
         if not isinstance(order, dict):  # product and stock events name no order
             return None, None
-        return _text(order.get("external_id")), _text(order.get("id"))
+        reference = callback_text(self.name, "external_id", order.get("external_id"))
+        return reference, callback_text(self.name, "order id", order.get("id"))
 
     def _read(self, reference: str, order_id: str) -> dict[str, Any] | None:
         """The order at `reference` (Printful's id, or "@" + our id), None if there is none."""

@@ -21,12 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 from photogen_pipelines.fulfilment.providers.base import (
+    NOT_JSON,
     ProviderError,
     ProviderOrder,
     ProviderRefused,
     ProviderStatus,
     Shipment,
     Submission,
+    callback_text,
 )
 from photogen_pipelines.fulfilment.providers.http import (
     DEFAULT_TIMEOUT,
@@ -94,14 +96,17 @@ class ProdigiProvider:
     def callback_reference(self, headers: Mapping[str, str], body: bytes) -> tuple[str | None, str | None]:
         try:
             event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except NOT_JSON:
             raise ProviderError("prodigi: the callback body is not JSON", code="provider_callback_invalid") from None
         if not isinstance(event, dict) or not str(event.get("type", "")).startswith("com.prodigi."):
             raise ProviderError("prodigi: the callback is not a Prodigi event", code="provider_callback_invalid")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         # the reference shows the order under data.order; a bare order under data is read too
         order = data.get("order") if isinstance(data.get("order"), dict) else data
-        return _text(order.get("merchantReference")), _text(order.get("id") or event.get("subject"))
+        return (
+            callback_text(self.name, "merchantReference", order.get("merchantReference")),
+            callback_text(self.name, "order id", order.get("id") or event.get("subject")),
+        )
 
     def _find_by_reference(self, order_id: str) -> ProviderOrder | None:
         action = f"looking up order {order_id}"

@@ -1,5 +1,10 @@
-"""Signed, short-lived links to proofs, print files and style previews in the local artifact store.
-(An S3 store hands out presigned S3 URLs instead.)"""
+"""Signed, short-lived links to proofs, print files and style previews in the artifact store.
+
+A link to an order's file is served only while the order allows it
+(`photogen_pipelines/orders/deliverables.py`): a watermarked preview from `proofs_ready` on,
+the approved proof once approved, the print file once made; a link signed before the order
+was cancelled (or failed, or refunded) is a 410 `file_withdrawn`. (An S3 store hands out
+presigned S3 URLs for the print file and the style previews instead.)"""
 
 import mimetypes
 from typing import Annotated
@@ -7,6 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from photogen_pipelines.errors import NotFound
+from photogen_pipelines.orders import deliverables
+from photogen_pipelines.orders.deliverables import PROOF_PIXELS, Deliverable, Purpose
 from photogen_pipelines.storage.stores import valid_key
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError
@@ -15,6 +23,11 @@ router = APIRouter(prefix="/files", tags=["files"], include_in_schema=False)
 
 # only what customers are shown: their order's files and the catalog's style previews
 SERVED_PREFIXES = ("orders/", "catalog/previews/")
+HEADERS = {"Cache-Control": "private, max-age=60"}
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "file_not_found", "the file does not exist (any more)")
 
 
 @router.get("/{key:path}")
@@ -22,11 +35,47 @@ def get_file(key: str, expires: Annotated[int, Query()], signature: Annotated[st
     if not services.signer.file_signature_valid(key, expires, signature):
         raise ApiError(403, "link_expired_or_invalid", "this link has expired or is not valid; ask for the order again")
     # a signed key is still checked: the store must never be asked for `orders/../../secret_key`
-    if not valid_key(key) or not key.startswith(SERVED_PREFIXES) or not services.store.exists(key):
-        raise ApiError(404, "file_not_found", "the file does not exist (any more)")
-    headers = {"Cache-Control": "private, max-age=60"}
+    if not valid_key(key) or not key.startswith(SERVED_PREFIXES):
+        raise _not_found()
+    if key.startswith("orders/"):
+        wanted = deliverables.parse(key)
+        if wanted is None:  # the selfie, the candidates, the documents: never handed out
+            raise _not_found()
+        return _order_file(services, wanted)
+    if not services.store.exists(key):
+        raise _not_found()
+    return _stored(services, key)
+
+
+def _order_file(services, wanted: Deliverable) -> Response:
+    """One of an order's files, if the order allows it now; the first proof handed out is
+    recorded on the order (the cancellation policy counts it)."""
+    try:
+        order = services.book.get(wanted.order_id)
+    except NotFound:
+        raise _not_found() from None
+    if wanted.served_to(order) and not services.store.exists(wanted.source):
+        raise _not_found()
+    if wanted.served_to(order) and wanted.purpose in PROOF_PIXELS and order.proofs_downloaded_at is None:
+        order = deliverables.record_proofs_download(services.book, order.id, services.products.cancellation)
+    if not wanted.served_to(order):
+        raise ApiError(
+            410,
+            "file_withdrawn",
+            f"order {order.id} is {order.state.value}: this {wanted.purpose.value} file is not served to it (any more)",
+        )
+    if wanted.purpose == Purpose.PREVIEW:
+        try:
+            data = deliverables.render_preview(services.store, wanted)
+        except NotFound:
+            raise _not_found() from None
+        return Response(data, media_type=wanted.media_type, headers=HEADERS)
+    return _stored(services, wanted.source)
+
+
+def _stored(services, key: str) -> Response:
     local_path = getattr(services.store, "path", None)
     if local_path is None:  # an S3 store presigns its links; a link signed by this API still works
         media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        return Response(services.store.get_bytes(key), media_type=media_type, headers=headers)
-    return FileResponse(local_path(key), headers=headers)
+        return Response(services.store.get_bytes(key), media_type=media_type, headers=HEADERS)
+    return FileResponse(local_path(key), headers=HEADERS)

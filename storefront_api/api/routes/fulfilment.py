@@ -22,7 +22,15 @@ def _read_back(services, order_id: str) -> None:
         log.info("order %s is %s after the print provider's callback", order_id, order.state.value)
 
 
-@router.post("/{provider}/callbacks", status_code=status.HTTP_202_ACCEPTED, response_model=WebhookOut)
+@router.post(
+    "/{provider}/callbacks",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebhookOut,
+    responses={
+        400: {"description": "malformed_callback: not one of the provider's callbacks"},
+        404: {"description": "unknown_provider: this shop does not fulfil through that provider"},
+    },
+)
 async def provider_callback(provider: str, request: Request, services: ServicesDep, background: BackgroundTasks) -> WebhookOut:
     """Prodigi's or Printful's status callback. Callbacks are not signed (or not in a way
     every provider shares), so one only names an order: PhotoGen reads that order back

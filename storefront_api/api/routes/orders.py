@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 
 from photogen_pipelines import tiers
 from photogen_pipelines.errors import IllegalTransition, ModelError
-from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders import deliverables, lifecycle
 from photogen_pipelines.orders.states import PRINT_FILE_MADE, OrderState
 from photogen_pipelines.orders.uploads import get_upload
 from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
@@ -57,6 +57,11 @@ def _check_tier(services, tier_id: str | None) -> None:
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
     openapi_extra={"parameters": [IDEMPOTENCY_KEY_DOC]},
+    responses={
+        200: {"model": OrderOut, "description": "a replay: the order this Idempotency-Key placed with the same body"},
+        400: {"description": "idempotency_key_required: no Idempotency-Key header"},
+        409: {"description": "idempotency_key_reused: the Idempotency-Key placed an order with another body"},
+    },
 )
 def create_order(
     body: Annotated[OrderIn, Body(openapi_examples=ORDER_IN_EXAMPLES)],
@@ -101,7 +106,11 @@ def read_order(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> 
     return order_view(services, order, base_url)
 
 
-@router.post("/{order_id}/approve", response_model=OrderOut)
+@router.post(
+    "/{order_id}/approve",
+    response_model=OrderOut,
+    responses={409: {"description": "not_awaiting_approval: the order is not proofs_ready (any more)"}},
+)
 def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: BaseUrlDep) -> OrderOut:
     """Approve one proof; only while the order is `proofs_ready`. The print run follows."""
     if order.state != OrderState.PROOFS_READY:
@@ -112,14 +121,23 @@ def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: B
     if body.proof not in validation.proofs:
         passed = ", ".join(str(v) for v in sorted(validation.proofs)) or "none"
         raise ApiError(422, "unknown_proof", f"proof {body.proof} did not pass the identity gate (passed: {passed})")
-    updated = lifecycle.approve(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
+    try:
+        updated = lifecycle.approve(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
+    except IllegalTransition:  # a concurrent approve or cancel came first: the same answer as if it had come before
+        now = services.book.get(order.id).state.value
+        raise ApiError(409, "not_awaiting_approval", f"order {order.id} is {now}; proofs are approved in proofs_ready") from None
     return order_view(services, updated, base_url)
 
 
-@router.post("/{order_id}/cancel", response_model=OrderOut)
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    responses={409: {"description": "cannot_cancel: the order is past the point where it can be cancelled"}},
+)
 def cancel(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, body: CancelIn | None = None) -> OrderOut:
     """Cancel an order that is awaiting payment, paid but not started, or awaiting
-    approval; what was paid is refunded once."""
+    approval; what was paid is refunded once, less the shop's cancellation fee
+    (`payment.cancellation_fee_cents`) once a proof was downloaded. Its file links die."""
     try:
         updated = cancel_order(services.book, services.gateway, order.id, (body and body.reason) or "cancelled by request")
     except IllegalTransition:
@@ -127,7 +145,11 @@ def cancel(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, body: C
     return order_view(services, updated, base_url)
 
 
-@router.get("/{order_id}/print-file", response_model=PrintFileOut)
+@router.get(
+    "/{order_id}/print-file",
+    response_model=PrintFileOut,
+    responses={409: {"description": "print_file_not_ready: the print file comes at ready"}},
+)
 def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> PrintFileOut:
     """A signed URL to the print-ready file, once the order is `ready`."""
     keys = OrderKeys(order.id)
@@ -151,18 +173,28 @@ def print_file(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> 
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}, "description": "a ZIP"},
-        409: {"description": "nothing_to_bundle: no proofs to show yet (or the order ended without any)"},
+        409: {"description": "nothing_to_bundle: no proofs to show yet (or the order was cancelled or ended without a print)"},
     },
 )
 def bundle_zip(order: OrderDep, services: ServicesDep) -> StreamingResponse:
-    """The order's files in one ZIP, for the customer to keep: `proofs/proof_<n>.png` (the
-    proofs that passed the identity gate, from `proofs_ready`), `print_file.<ext>` and
-    `manifest.json` (from `ready`), and `order.json` (ids, state, style, product, approved
-    proof; no personal data)."""
+    """The order's files in one ZIP, for the customer to keep: before approval the
+    watermarked previews of the proofs that passed the identity gate
+    (`previews/proof_<n>.jpg`, from `proofs_ready`); once approved the approved proof itself
+    (`proofs/proof_<n>.png`), then `print_file.<ext>` and `manifest.json` (from `ready`); and
+    `order.json` (ids, state, style, product, approved proof; no personal data). The first
+    download of a proof is recorded on the order: a cancel after it keeps the shop's
+    cancellation fee. A cancelled, failed or refunded order has nothing to bundle."""
     files = bundle.members(services.store, order)
+    if files and order.proofs_downloaded_at is None and bundle.hands_out_proofs(files):
+        # recorded under the order's lock first, then bundled as the order allows now (a
+        # cancel that came first leaves nothing to bundle)
+        order = deliverables.record_proofs_download(services.book, order.id, services.products.cancellation)
+        files = bundle.members(services.store, order)
     if not files:
         raise ApiError(
-            409, "nothing_to_bundle", f"order {order.id} is {order.state.value}; its bundle has files from proofs_ready on"
+            409,
+            "nothing_to_bundle",
+            f"order {order.id} is {order.state.value}; its bundle has files from proofs_ready on, none once it is cancelled",
         )
     spool, size = bundle.write_zip(services.store, order, files)
     headers = {

@@ -24,7 +24,18 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UploadOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadOut,
+    responses={
+        413: {"description": "file_too_large (over the upload limit) or image_too_large (too many pixels)"},
+        422: {
+            "description": "the file: empty_file, not_an_image, unsupported_format, truncated_image, image_too_small "
+            "(a side under 64 px), image_too_narrow (a strip); the face: no_face, several_faces, face_too_small"
+        },
+    },
+)
 def create_upload(
     file: Annotated[UploadFile, File(description="a photo of one person: JPEG, PNG, WebP, TIFF or BMP")],
     caller: StorefrontDep,

@@ -17,6 +17,7 @@ from photogen_pipelines.webhooks import endpoints as webhook_endpoints
 from photogen_pipelines.webhooks import events as webhook_events
 from storefront_api.api.deps import ServicesDep, StorefrontDep
 from storefront_api.webhook_schemas import (
+    EventType,
     WebhookEndpointCreatedOut,
     WebhookEndpointIn,
     WebhookEndpointOut,
@@ -33,8 +34,9 @@ EndpointId = Annotated[str, Path(max_length=64)]
 EventId = Annotated[str, Path(max_length=64)]
 
 
-def _allow_http(services) -> bool:
-    return services.settings.webhook_allow_http  # PHOTOGEN_WEBHOOK_ALLOW_HTTP: a private network without TLS
+def _destinations(services) -> webhook_endpoints.Destinations:
+    # public addresses only, unless PHOTOGEN_WEBHOOK_ALLOW_PRIVATE / _ALLOWED_HOSTS / _ALLOW_HTTP say more
+    return webhook_endpoints.webhook_destinations(services.settings)
 
 
 def _endpoint_out(endpoint: webhook_endpoints.WebhookEndpoint) -> WebhookEndpointOut:
@@ -50,7 +52,7 @@ def create_webhook_endpoint(body: WebhookEndpointIn, caller: StorefrontDep, serv
     """Register a URL for the key's order events. The response holds the signing secret:
     it is never shown again."""
     endpoint, secret = webhook_endpoints.create_endpoint(
-        services.database, caller.api_key_id, body.url, body.events, body.description, allow_http=_allow_http(services)
+        services.database, caller.api_key_id, body.url, body.events, body.description, destinations=_destinations(services)
     )
     return WebhookEndpointCreatedOut(**_endpoint_out(endpoint).model_dump(), secret=secret)
 
@@ -73,7 +75,7 @@ def update_webhook_endpoint(
     """Change the URL, the events, the description, or turn deliveries off and on."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     endpoint = webhook_endpoints.update_endpoint(
-        services.database, caller.api_key_id, endpoint_id, allow_http=_allow_http(services), **changes
+        services.database, caller.api_key_id, endpoint_id, destinations=_destinations(services), **changes
     )
     return _endpoint_out(endpoint)
 
@@ -92,7 +94,7 @@ def list_webhook_events(
     limit: Annotated[int, Query(ge=1, le=webhook_events.MAX_EVENTS_PAGE)] = 20,
     starting_after: Annotated[str | None, Query(max_length=64, description="the last id of the previous page")] = None,
     order_id: Annotated[str | None, Query(max_length=64)] = None,
-    event_type: Annotated[str | None, Query(alias="type", max_length=64, description="an event type, e.g. order.shipped")] = None,
+    event_type: Annotated[EventType | None, Query(alias="type", description="an event type, e.g. order.shipped")] = None,
 ) -> WebhookEventListOut:
     """The key's events, newest first."""
     page = webhook_events.list_events(

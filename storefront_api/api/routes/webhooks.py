@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Header, Request
 from starlette.concurrency import run_in_threadpool
 
+from photogen_pipelines.payments.stripe_events import MalformedEvent
 from photogen_pipelines.payments.stripe_payments import PaymentError, apply_stripe_event, refund_order, refund_stray_payment
 from storefront_api.api.deps import ServicesDep
 from storefront_api.errors import ApiError, log
@@ -28,7 +29,14 @@ def _refund_stray(services, payment_intent_id: str) -> None:
         log.warning("refund of stray payment %s deferred to reconciliation: %s", payment_intent_id, exc)
 
 
-@router.post("/stripe", response_model=WebhookOut)
+@router.post(
+    "/stripe",
+    response_model=WebhookOut,
+    responses={
+        400: {"description": "missing_signature, bad_signature, or malformed_event (signed, without the fields PhotoGen reads)"},
+        404: {"description": "payments_off: this server takes no payments"},
+    },
+)
 async def stripe_webhook(
     request: Request,
     services: ServicesDep,
@@ -47,6 +55,8 @@ async def stripe_webhook(
         result = await run_in_threadpool(apply_stripe_event, services.book, event, "webhook")
     except PaymentError as exc:
         raise ApiError(400, exc.code, str(exc)) from None
+    except RecursionError:  # nested too deep for the parser (the request limits refuse it before, limits.py)
+        raise ApiError(400, MalformedEvent.code, "the Stripe event is malformed: it nests too deep") from None
     if result.order_id is not None:
         background.add_task(_refund_if_owed, services, result.order_id)
     if result.stray_payment is not None:
