@@ -1,5 +1,10 @@
 """A run that has failed for good settles its order: `failed` (unless already rejected)
-and refunded. Runs the daemon will retry are left alone until their last attempt."""
+and refunded. Runs the daemon will retry are left alone until their last attempt.
+
+The failure event the sensor is handed can be stale: a run recorded failed from outside
+(a code server that stopped while the run's worker went on) may have succeeded since, and
+its order moved on. So the sensor acts on the run as the instance has it now, and only on an
+order still in a state that run moves it through."""
 
 from __future__ import annotations
 
@@ -7,10 +12,19 @@ import dagster as dg
 
 from assets import print_job, proof_job
 from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.payments.stripe_payments import refund_order
 from resources import OrdersDatabase, StripePayments
 
 WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run that run retries will re-execute
+
+# the states each job moves an order through: a failure of its run settles only these
+# (orders/states.py: the proof run takes a paid order to proofs_ready, the print run an
+# approved one to ready)
+SETTLES_FROM: dict[str, frozenset[OrderState]] = {
+    proof_job.name: frozenset({OrderState.PAID, OrderState.GENERATING}),
+    print_job.name: frozenset({OrderState.APPROVED, OrderState.RENDERING}),
+}
 
 
 def will_be_retried(run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
@@ -36,9 +50,14 @@ def _root_message(event: dg.DagsterEvent) -> str:
     description="Marks an order failed once its run's retries are spent, and refunds it.",
 )
 def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase, payments: StripePayments) -> None:
-    run = context.dagster_run
-    order_id = run.tags.get("dagster/partition")
+    order_id = context.dagster_run.tags.get("dagster/partition")
     if not order_id:
+        return
+    run_id = context.dagster_run.run_id
+    run = context.instance.get_run_by_id(run_id)  # as it is now, not as it was when the event was written
+    if run is None or run.status != dg.DagsterRunStatus.FAILURE:
+        status = run.status.value if run else "deleted"
+        context.log.warning(f"run {run_id} was recorded failed but is {status} now; order {order_id} left alone")
         return
     if will_be_retried(run, context.instance):
         context.log.info(f"run {run.run_id} of order {order_id} failed; Dagster will retry it")
@@ -50,7 +69,7 @@ def order_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDataba
         context.log.warning(f"order {order_id}: step {event.step_key} failed: {_root_message(event)}")
     # the reason is shown to the customer: what failed and where an operator looks, no internals
     where = f"run {run.run_id}" + (f" at {', '.join(steps)}" if steps else "")
-    settled = lifecycle.settle_failed_run(book, order_id, run.job_name, where, attempts)
+    settled = lifecycle.settle_failed_run(book, order_id, run.job_name, where, attempts, SETTLES_FROM.get(run.job_name))
     if settled is None or not settled.terminal:  # e.g. a failed re-render: the delivered file stands
         state = book.get(order_id).state.value
         context.log.warning(f"run {run.run_id} failed; order {order_id} stays {state}")

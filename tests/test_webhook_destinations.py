@@ -216,6 +216,7 @@ def test_every_delivery_checks_again_when_it_connects(orders_db, monkeypatch):
     ]
 
 
+@pytest.mark.slow
 def test_the_delivery_log_is_no_port_scanner(orders_db, monkeypatch):
     """A closed port, an open one that is not HTTP, and a live service: with the shipped
     settings nothing is even connected to and every log reads the same; with the development

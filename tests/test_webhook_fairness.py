@@ -48,6 +48,7 @@ class StampedReceiver(Receiver):
         return self
 
 
+@pytest.mark.slow
 def test_a_slow_shop_holds_neither_the_tick_nor_another_shops_webhook(orders_db, database_url):
     """Shop B: 16 endpoints on a receiver that answers after 11 s, and 6 events redelivered
     (96 deliveries, all due before shop A's). Shop A's event still arrives within seconds of

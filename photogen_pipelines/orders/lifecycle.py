@@ -10,6 +10,8 @@ effect commit together) take the `Order` being changed; the others take the book
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from photogen_pipelines.errors import BadInput, IllegalTransition
 from photogen_pipelines.orders.book import OrderBook
 from photogen_pipelines.orders.shipments import ProviderStatus, Shipment
@@ -93,19 +95,30 @@ def cancel(book: OrderBook, order_id: str, reason: str) -> Order:
     return _move(book, order_id, S.CANCELLED, reason)
 
 
-def settle_failed_run(book: OrderBook, order_id: str, job_name: str, where: str, attempts: int) -> Order | None:
+def settle_failed_run(
+    book: OrderBook,
+    order_id: str,
+    job_name: str,
+    where: str,
+    attempts: int,
+    settles_from: Collection[OrderState] | None = None,
+) -> Order | None:
     """A run of the order failed for good. A failed re-render of a delivered order keeps
-    it delivered; anything else not yet settled fails (the caller refunds). None: the
-    order was already past failing (e.g. rejected), nothing moved."""
+    it delivered; anything else not yet settled fails (the caller refunds). With
+    `settles_from` (the states the run moves the order through) an order found in another
+    state has moved on without that run (a crash's stale failure, a newer run) and stays
+    where it is. None: the order was already past failing (e.g. rejected), nothing moved."""
     order = book.get(order_id)
     if order.state in PRINT_FILE_MADE:
         # the file was delivered; only its submission to the printer failed, and the
         # reconciliation sensor submits it again: the customer's order stands
         return order
-    if order.state == S.RENDERING and S.READY in {e.to_state for e in order.events}:
-        return _move(book, order_id, S.READY, f"re-render failed ({where}); the delivered file stands")
     if order.terminal:
         return order
+    if settles_from is not None and order.state not in settles_from:
+        return order
+    if order.state == S.RENDERING and S.READY in {e.to_state for e in order.events}:
+        return _move(book, order_id, S.READY, f"re-render failed ({where}); the delivered file stands")
     try:
         return fail(book, order_id, f"{job_name} failed after {attempts} attempt(s): {where}")
     except IllegalTransition:
