@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import dagster as dg
+import pytest
 
 from benchmarks.order_runs import run_timing, summarize
 
@@ -42,6 +43,7 @@ def flaky_asset() -> None:
         raise RuntimeError("first attempt fails")
 
 
+@pytest.mark.slow
 def test_run_timing_sums_steps_and_checks_and_leaves_out_the_retry_wait():
     BODIES.clear()
     with dg.instance_for_test() as instance:

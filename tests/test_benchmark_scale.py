@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 
 from benchmarks.scale import TARGETS, Results, measure_sensors, missed, scale_setup, seed, sensor_tick, table
 from photogen_pipelines.orders.states import SETTLED, OrderState, can_transition
@@ -17,6 +18,7 @@ from photogen_pipelines.storage.artifacts import OrderKeys, Validation
 ORDERS = 50
 
 
+@pytest.mark.slow
 def test_scale_seeding_is_what_the_application_reads_back(postgres_server):
     now = datetime.now(UTC)
     with scale_setup(keep=False) as setup:

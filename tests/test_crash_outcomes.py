@@ -278,6 +278,7 @@ def test_a_warm_run_worker_dies_with_its_forkserver(tmp_path):
     assert seen["after_forkserver_died"] == {"worker_running": False, "server_sees_it_alive": False}
 
 
+@pytest.mark.slow
 def test_a_worker_that_outlives_its_forkserver_counts_as_running_until_it_ends(tmp_path):
     """Where the kernel cannot tie the worker to its parent, the server must not mark its
     run failed while it runs: the forkserver's closed pipe is no exit."""
@@ -286,6 +287,7 @@ def test_a_worker_that_outlives_its_forkserver_counts_as_running_until_it_ends(t
     assert seen["after_worker_died"] == {"worker_running": False, "server_sees_it_alive": False}
 
 
+@pytest.mark.slow
 def test_a_code_server_told_to_stop_kills_its_run_workers_first(tmp_path):
     seen = _a_warm_worker(tmp_path, "stop")
     assert seen["after_stop"] == {"worker_running": False, "server_sees_it_alive": False}

@@ -283,6 +283,7 @@ def test_tile_windows_cover_the_axis_with_equal_windows_and_enough_context(n, ti
         assert w1 == n or w1 - c1 >= pad
 
 
+@pytest.mark.slow
 def test_tiled_output_equals_the_untiled_output(tiny_pth, photo):
     h, w = photo.shape[:2]  # 61 x 83: divisible by no tile size used here
     whole = TorchRealEsrgan(tiny_pth, device="cpu", tile=1024).upscale_float(photo, 4)
