@@ -92,3 +92,8 @@ class PrintProvider(Protocol):
         """(our order id, provider order id) named by a callback, either may be None;
         raises ProviderError on a body that is not one of the provider's callbacks."""
         ...
+
+
+def optional_text(value: object) -> str | None:
+    """A provider's field as text, or None where it sent nothing (null or an empty string)."""
+    return None if value is None or value == "" else str(value)

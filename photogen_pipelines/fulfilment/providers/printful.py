@@ -31,6 +31,7 @@ from photogen_pipelines.fulfilment.providers.base import (
     Shipment,
     Submission,
     callback_text,
+    optional_text,
 )
 from photogen_pipelines.fulfilment.providers.http import (
     DEFAULT_TIMEOUT,
@@ -183,7 +184,7 @@ def to_provider_order(order: Mapping[str, Any], order_id: str) -> ProviderOrder:
     return ProviderOrder(
         provider="printful",
         provider_order_id=str(order["id"]),
-        merchant_reference=_text(order.get("external_id")) or order_id,
+        merchant_reference=optional_text(order.get("external_id")) or order_id,
         status=ours,
         detail=status,
         shipments=shipments,
@@ -202,9 +203,9 @@ def _variant_id(product: ProviderProduct, order_id: str) -> int:
 
 def _shipment(shipment: Mapping[str, Any]) -> Shipment:
     return Shipment(
-        carrier=_text(shipment.get("carrier")),
-        tracking_number=_text(shipment.get("tracking_number")),
-        tracking_url=_text(shipment.get("tracking_url")),
+        carrier=optional_text(shipment.get("carrier")),
+        tracking_number=optional_text(shipment.get("tracking_number")),
+        tracking_url=optional_text(shipment.get("tracking_url")),
         status="reshipped" if shipment.get("reshipment") else "shipped",
     )
 
@@ -253,7 +254,3 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
         "email": recipient.email,
     }
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)

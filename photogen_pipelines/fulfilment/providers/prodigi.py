@@ -29,6 +29,7 @@ from photogen_pipelines.fulfilment.providers.base import (
     Shipment,
     Submission,
     callback_text,
+    optional_text,
 )
 from photogen_pipelines.fulfilment.providers.http import (
     DEFAULT_TIMEOUT,
@@ -162,7 +163,7 @@ def to_provider_order(order: Mapping[str, Any], order_id: str) -> ProviderOrder:
     return ProviderOrder(
         provider="prodigi",
         provider_order_id=str(order["id"]),
-        merchant_reference=_text(order.get("merchantReference")) or order_id,
+        merchant_reference=optional_text(order.get("merchantReference")) or order_id,
         status=_our_status(stage, details, issues, shipped),
         detail=_detail(stage, details, issues),
         shipments=shipped,
@@ -198,10 +199,10 @@ def _shipment(shipment: Mapping[str, Any]) -> Shipment:
     carrier = shipment.get("carrier") if isinstance(shipment.get("carrier"), dict) else {}
     tracking = shipment.get("tracking") if isinstance(shipment.get("tracking"), dict) else {}
     return Shipment(
-        carrier=_text(carrier.get("name")),
-        tracking_number=_text(tracking.get("number")),
-        tracking_url=_text(tracking.get("url")),
-        status=_text(shipment.get("status")),
+        carrier=optional_text(carrier.get("name")),
+        tracking_number=optional_text(tracking.get("number")),
+        tracking_url=optional_text(tracking.get("url")),
+        status=optional_text(shipment.get("status")),
     )
 
 
@@ -260,7 +261,3 @@ def _recipient(recipient: Recipient) -> dict[str, Any]:
             "stateOrCounty": address.state,
         },
     }
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
