@@ -8,7 +8,7 @@ from assets.analytics import analytics_assets, analytics_job, generation_ledger,
 from assets.catalog_previews import catalog_assets, catalog_preview_job, define_catalog_preview_job, style_previews
 from assets.checks import identity_preserved, one_face_per_proof, print_detail_clean, print_spec_met, upscale_faithful
 from assets.fulfilment import fulfilment, provider_accepted
-from assets.partitions import orders_partitions
+from assets.partitions import approved_orders_partitions, orders_partitions
 from assets.printing import delivery, print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
 
@@ -50,6 +50,7 @@ proof_job = define_proof_job()
 print_job = define_print_job()
 
 __all__ = [
+    "approved_orders_partitions",
     "delivery",
     "fulfilment",
     "provider_accepted",

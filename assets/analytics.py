@@ -6,6 +6,7 @@ import dagster as dg
 from photogen_pipelines.analytics.ledger_columns import LEDGER_COLUMNS
 from photogen_pipelines.orders.states import SETTLED, OrderState
 from resources import ArtifactStorage, OrdersDatabase
+from resources.links import OperatorLinks
 
 # pandas, pyarrow and the ledger load inside the assets: every run process imports this
 # module with the code location, and only the analytics runs need them (~0.6 s a run)
@@ -82,15 +83,38 @@ def generation_ledger(
     )
 
 
+# Dagster's Plots tab draws every int and float entry across the partitions, one plot per
+# label, labels sorted (the first 100 labels found): `rejection_rate/<style>` sits beside
+# `rejection_rate`. A style without orders that day, or without a verdict (None), is a gap.
+STYLE_RATE = "rejection_rate/"
+
+
+def _chart(links: OperatorLinks, day: str, chart_key: str) -> dg.MetadataValue:
+    """The chart's link, served by the storefront API over http(s), or why there is none;
+    never the image itself (it would go into the event log) nor a file:// or s3:// path
+    that a browser on the UI's page cannot open."""
+    url = links.rejection_chart_url(day)
+    if url is not None:
+        return dg.MetadataValue.url(url)
+    return dg.MetadataValue.md(
+        f"No link: set `PHOTOGEN_PUBLIC_BASE_URL` (where operators reach the storefront API) and "
+        f"materialize this day again. The chart is stored as `{chart_key}` in the artifact store; "
+        "the per-style rates are plotted under Plots (`rejection_rate/<style>`)."
+    )
+
+
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas", "matplotlib"}, deps=[generation_ledger])
-def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorage) -> dg.MaterializeResult:
+def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorage, links: OperatorLinks) -> dg.MaterializeResult:
     """Per style and engine: how often the identity gate rejects, the proofs, rounds and
-    seconds it takes, and what generating the orders cost (per style and per engine backend)."""
+    seconds it takes, and what generating the orders cost (per style and per engine backend).
+    The chart opens from the `chart` link (the storefront API serves it); each style's rate
+    is plotted across days as `rejection_rate/<style>`."""
     from photogen_pipelines.analytics.ledger import parquet_bytes, read_ledger_day
     from photogen_pipelines.analytics.metrics import (
         NOT_STYLED,
         cost_markdown,
         metrics_key,
+        rates_by_style,
         rejection_chart_png,
         rejection_markdown,
         rejection_table,
@@ -104,7 +128,7 @@ def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorag
     table = rejection_table(ledger)  # per style and engine version
     table_key, chart_key = metrics_key(day, "parquet"), metrics_key(day, "png")
     store.put_bytes(table_key, parquet_bytes(table))
-    # the chart is stored and linked: images never go into the event log
+    # the chart is stored and linked (served by the storefront API): images never go into the event log
     store.put_bytes(chart_key, rejection_chart_png(table, title=f"Rejection rate per style · {day}"))
     engines = {e for e in table["engine"] if e != NOT_STYLED}
     shown = table if len(engines) > 1 else rejection_table(ledger, by=("style_id",))
@@ -125,9 +149,10 @@ def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorag
             "predictions_reused": dg.IntMetadataValue(overall["predictions_reused"]),
             "rejection_rate_by_style": dg.MetadataValue.md(rejection_markdown(shown)),
             "cost_by_engine": dg.MetadataValue.md(cost_markdown(rejection_table(ledger, by=("engine_backend",)))),
-            "chart": dg.MetadataValue.path(store.uri(chart_key)),
+            "chart": _chart(links, day, chart_key),
             "table": dg.MetadataValue.path(store.uri(table_key)),
             "engines": dg.JsonMetadataValue(sorted(engines)),
+            **{f"{STYLE_RATE}{style}": dg.FloatMetadataValue(rate) for style, rate in sorted(rates_by_style(ledger).items())},
         }
     )
 

@@ -5,7 +5,7 @@ import warnings
 import dagster as dg
 import numpy as np
 
-from assets.partitions import orders_partitions
+from assets.partitions import approved_orders_partitions, orders_partitions
 from assets.printing import print_file, print_master
 from assets.proofs import validated_proofs
 from photogen_pipelines.generation.gates import print_spec_report, upscale_ssim
@@ -76,7 +76,7 @@ def _approved_proof_and_master(storage: ArtifactStorage, order_id: str):
     return open_png(store.get_bytes(keys.proof(approved))), open_png(store.get_bytes(keys.print_master))
 
 
-@dg.asset_check(asset=print_master, partitions_def=orders_partitions, blocking=True)
+@dg.asset_check(asset=print_master, partitions_def=approved_orders_partitions, blocking=True)
 def upscale_faithful(
     context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, catalog: CatalogResource
 ) -> dg.AssetCheckResult:
@@ -97,23 +97,32 @@ def upscale_faithful(
     )
 
 
-@dg.asset_check(asset=print_master, partitions_def=orders_partitions, blocking=True)
+@dg.asset_check(asset=print_master, partitions_def=approved_orders_partitions, blocking=True)
 def print_detail_clean(
-    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, catalog: CatalogResource
+    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrdersDatabase, catalog: CatalogResource
 ) -> dg.AssetCheckResult:
     """At 100 % the print master shows no pattern the proof does not hold: on crops spread
     over the master, its band-pass energy stays within max_pattern_score of the proof
     upscaled by Lanczos. A Real-ESRGAN pass over the style's brush texture draws a maze
     over the whole print, face included. `warn` by default: the score is a measurement of
-    a few styles and faces, and a flagged file is still printable; make it `error` to hold
-    such prints back."""
+    a few styles and faces, and a flagged file is still printable. A tier that promises a
+    better print makes it `error` (quality.yaml tier_severity): the file is held back and
+    the order fails with the score, and the failure sensor refunds."""
     gate = catalog.quality().print_detail_clean
+    book = orders.book()
+    severity = gate.severity_for(book.get(context.partition_key).tier)
     proof, master = _approved_proof_and_master(storage, context.partition_key)
     scores = print_pattern_scores(proof, master)
     worst, median = max(scores), float(np.median(scores))
+    if worst > gate.max_pattern_score and severity == "error":
+        lifecycle.fail(
+            book,
+            context.partition_key,
+            reason=f"print_detail_failed: a 100 % crop scores {worst:.2f} (limit {gate.max_pattern_score})",
+        )
     return dg.AssetCheckResult(
         passed=worst <= gate.max_pattern_score,
-        severity=SEVERITY[gate.severity],
+        severity=SEVERITY[severity],
         metadata={
             "pattern_score": dg.FloatMetadataValue(round(worst, 3)),
             "median_pattern_score": dg.FloatMetadataValue(round(median, 3)),
@@ -126,7 +135,7 @@ def print_detail_clean(
     )
 
 
-@dg.asset_check(asset=print_file, partitions_def=orders_partitions, blocking=True)
+@dg.asset_check(asset=print_file, partitions_def=approved_orders_partitions, blocking=True)
 def print_spec_met(
     context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, orders: OrdersDatabase, catalog: CatalogResource
 ) -> dg.AssetCheckResult:

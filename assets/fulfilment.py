@@ -2,20 +2,24 @@
 
 import dagster as dg
 
-from assets.partitions import orders_partitions
+from assets._helpers import OrderGroup, order_asset
+from assets.partitions import approved_orders_partitions
 from assets.printing import delivery
 from photogen_pipelines.fulfilment.providers.base import ProviderError
 from photogen_pipelines.fulfilment.submission import NotFulfillable, fulfilment_of
+from photogen_pipelines.orders.states import FULFILMENT, OrderState
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase
 from resources.fulfilment import PrintProviderResource
 
-GROUP = "printing"
+# In the `printing` group: a ready order goes to the provider; one the provider has already
+# is read back from the orders database (the submission is idempotent: never a second
+# provider order). Any other order is not for the printer.
+SUBMITTING = OrderGroup("printing", approved_orders_partitions, runs_in=frozenset({OrderState.READY, *FULFILMENT}))
 
 
-@dg.asset(
-    partitions_def=orders_partitions,
-    group_name=GROUP,
-    kinds={"photogen"},
+@order_asset(
+    SUBMITTING,
+    {"photogen"},
     deps=[delivery],
     # a provider that is down for a while: the run retries, then the reconciliation sensor does
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10.0, backoff=dg.Backoff.EXPONENTIAL),
@@ -60,7 +64,7 @@ def fulfilment(
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=fulfilment, partitions_def=orders_partitions)
+@dg.asset_check(asset=fulfilment, partitions_def=approved_orders_partitions)
 def provider_accepted(
     context: dg.AssetCheckExecutionContext, orders: OrdersDatabase, print_provider: PrintProviderResource
 ) -> dg.AssetCheckResult:

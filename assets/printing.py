@@ -3,20 +3,30 @@
 import dagster as dg
 import numpy as np
 
-from assets._helpers import core_failure, enter, order_asset, order_step, timed_stage
+from assets._helpers import STEP_RETRIES, OrderGroup, core_failure, enter, order_asset, order_step, timed_stage
+from assets.partitions import approved_orders_partitions
 from assets.proofs import validated_proofs
 from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.generation.stages import make_print_master
 from photogen_pipelines.imaging.images import EXTENSIONS, encode_print_file, open_png, png_bytes
 from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import CandidatesInfo, EngineVersions, Manifest, MasterInfo, Stage, Validation
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, UpscaleEngine
 
-GROUP = "printing"
+# A print step works for an approved order (or one its run is rendering); an operator may
+# re-render a ready order's file before the provider has it, in a run tagged photogen/rerun=true.
+PRINTING = OrderGroup(
+    "printing",
+    approved_orders_partitions,
+    runs_in=frozenset({OrderState.APPROVED, OrderState.RENDERING}),
+    rerun_from=frozenset({OrderState.READY}),
+)
 
 
-@order_asset(GROUP, {"ncnn", "image"}, deps=[validated_proofs])
+# the order's key in `approved_orders` depends on the same key in `orders`
+@order_asset(PRINTING, {"ncnn", "image"}, deps=[dg.AssetDep(validated_proofs, partition_mapping=dg.IdentityPartitionMapping())])
 def print_master(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -32,7 +42,8 @@ def print_master(
     enter(lifecycle.start_rendering, step)
     product = catalog.products().get(order.product_id)
     proof = np.asarray(open_png(store.get_bytes(keys.proof(order.approved_proof))))
-    engine = upscale.upscaler_for(catalog.products().tier(order.tier).upscale_model)
+    tier = catalog.products().tier(order.tier)
+    engine = upscale.upscaler_for(tier.upscale_model)
     with timed_stage(step, Stage.PRINT_MASTER) as timer:
         try:
             (master, info), usage = metered(
@@ -40,7 +51,13 @@ def print_master(
                 upscale.backend,
                 upscale.price_per_second,
                 lambda: make_print_master(
-                    proof, product, engine, upscale.target_dpi, upscale.max_passes, variant=order.approved_proof
+                    proof,
+                    product,
+                    engine,
+                    upscale.target_dpi,
+                    upscale.max_passes,
+                    variant=order.approved_proof,
+                    ensemble=tier.print_ensemble,
                 ),
             )
         except PhotoGenError as exc:
@@ -57,6 +74,7 @@ def print_master(
             "effective_dpi": dg.FloatMetadataValue(info.effective_dpi),
             "source_dpi": dg.FloatMetadataValue(info.source_dpi),
             "soften_sigma": dg.FloatMetadataValue(info.soften_sigma),
+            "ensemble": dg.IntMetadataValue(info.ensemble),
             "min_dpi": dg.IntMetadataValue(product.min_dpi),
             "upscale_passes": dg.JsonMetadataValue(info.passes),
             "width_px": dg.IntMetadataValue(info.pixel_size[0]),
@@ -66,7 +84,7 @@ def print_master(
     )
 
 
-@order_asset(GROUP, {"pillow", "image"}, deps=[print_master], retried=True)
+@order_asset(PRINTING, {"pillow", "image"}, deps=[print_master], retry_policy=STEP_RETRIES)
 def print_file(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -125,7 +143,7 @@ def print_file(
     )
 
 
-@order_asset(GROUP, {"photogen"}, deps=[print_file])
+@order_asset(PRINTING, {"photogen"}, deps=[print_file])
 def delivery(context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage) -> dg.MaterializeResult:
     """The order delivered: runs only once the blocking print_spec_met check let its print file through."""
     step = order_step(context, orders, storage)

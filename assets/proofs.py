@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from assets._helpers import OrderStep, enter, order_asset, order_step, reject_order, timed_stage
+from assets._helpers import STEP_RETRIES, OrderGroup, OrderStep, enter, order_asset, order_step, reject_order, timed_stage
+from assets.partitions import approved_orders_partitions, orders_partitions
 from photogen_pipelines import tiers
 from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.errors import BadInput
@@ -16,13 +17,21 @@ from photogen_pipelines.generation.proofs import (
 from photogen_pipelines.generation.stages import Candidate, prepare_selfie, render_candidates
 from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import NO_FACE, CandidateParams, CandidatesInfo, SelfieInfo, Stage, Usage
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
-GROUP = "proofs"
+# A proof step works for a paid order (or one its run is generating); an operator may
+# regenerate proofs the customer has not approved yet, in a run tagged photogen/rerun=true.
+PROOFS = OrderGroup(
+    "proofs",
+    orders_partitions,
+    runs_in=frozenset({OrderState.PAID, OrderState.GENERATING}),
+    rerun_from=frozenset({OrderState.PROOFS_READY}),
+)
 
 
-@order_asset(GROUP, {"opencv", "image"})
+@order_asset(PROOFS, {"opencv", "image"})
 def selfie(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -102,7 +111,7 @@ def _backend(styles: StyleEngine, catalog: CatalogResource, order) -> str:
     return tiers.style_engine(styles.engine_settings(), engine).backend
 
 
-@order_asset(GROUP, {"onnx", "image"}, deps=[selfie], retried=True)
+@order_asset(PROOFS, {"onnx", "image"}, deps=[selfie], retry_policy=STEP_RETRIES)
 def styled_candidates(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -154,7 +163,7 @@ def _cost_metadata(usage: Usage | None) -> dict:
     }
 
 
-@order_asset(GROUP, {"opencv", "image"}, deps=[styled_candidates])
+@order_asset(PROOFS, {"opencv", "image"}, deps=[styled_candidates])
 def validated_proofs(
     context: dg.AssetExecutionContext,
     orders: OrdersDatabase,
@@ -201,6 +210,9 @@ def _move_on_the_verdict(context: dg.AssetExecutionContext, step: OrderStep, val
     order = lifecycle.proofs_validated(step.book, step.store, step.order_id, best)
     context.log.info(f"validated_proofs: {len(validation.proofs)} proofs passed in {validation.rounds} round(s)")
     if order.approved_proof is not None:
+        # the order joins the print assets' partitions now, so a print run may follow at once
+        # (`photogen demo` runs it in this process; the approved_orders sensor adds it too)
+        context.instance.add_dynamic_partitions(approved_orders_partitions.name, [step.order_id])
         context.log.info(f"validated_proofs: auto-approved proof {best}; the print run follows")
 
 

@@ -820,7 +820,7 @@ def measure_ledger(results: Results, instance, defs, now: datetime, store) -> No
     from assets.analytics import generation_ledger, rejection_metrics
     from photogen_pipelines.analytics.ledger import build_ledger_day, write_ledger_day
 
-    resources = {"orders": defs.resources["orders"], "storage": defs.resources["storage"]}
+    resources = {name: defs.resources[name] for name in ("orders", "storage", "links")}
     days = partition_days(now)
     busiest = days[-2] if len(days) > 1 else days[-1]  # yesterday: a whole day
 

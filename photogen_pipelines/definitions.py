@@ -31,6 +31,7 @@ from resources import (
     UpscaleEngineConfig,
 )
 from resources.fulfilment import ApprovalDeadline, PrintProviderResource
+from resources.links import OperatorLinks
 from resources.retention import RetentionSettings
 
 
@@ -67,6 +68,14 @@ def _approval_deadline(settings: PhotoGenSettings) -> ApprovalDeadline:
         reminder_hours=settings.approval_reminder_hours,
         action=settings.approval_deadline_action,
     )
+
+
+def _links(settings: PhotoGenSettings) -> OperatorLinks:
+    # the secret as its variable's name when it is one, so the UI never shows it
+    secret = settings.secret_key
+    if secret and os.environ.get("PHOTOGEN_SECRET_KEY") == secret:
+        secret = dg.EnvVar("PHOTOGEN_SECRET_KEY")
+    return OperatorLinks(public_base_url=settings.public_base_url, secret_key=secret, home=settings.home)
 
 
 def _storage(built: Deployment) -> ArtifactStorage:
@@ -124,6 +133,7 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
             "retention": RetentionSettings(),
             "print_provider": _print_provider(settings),
             "approval_deadline": _approval_deadline(settings),
+            "links": _links(settings),
         },
     )
 

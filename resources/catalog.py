@@ -18,4 +18,4 @@ class CatalogResource(dg.ConfigurableResource):
         return load_products(self.products_path)
 
     def quality(self) -> QualityGates:
-        return load_quality(self.quality_path)
+        return load_quality(self.quality_path).check_tiers(self.products())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import print_job, proof_job
-from assets.partitions import orders_partitions
-from photogen_pipelines.orders.states import OrderState
+from assets.partitions import approved_orders_partitions, orders_partitions
+from photogen_pipelines.orders.states import Order, OrderState
 from resources import OrdersDatabase
 from sensors._cursor import EventCursor
 
@@ -21,24 +21,34 @@ ORDER_SENSOR_INTERVAL_SECONDS = 1
 PROOF_RUN_PRIORITY, PRINT_RUN_PRIORITY = 20, 10
 
 
-def _ready_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase, state: OrderState):
-    """Orders that entered `state` since the cursor and are still in it, and the next cursor."""
+def _entered(context: dg.SensorEvaluationContext, orders: OrdersDatabase, state: OrderState):
+    """Orders that entered `state` since the cursor (as they are now), and the next cursor."""
     cursor = EventCursor.parse(context.cursor)
     book = orders.book()
     events = book.events_since([state], cursor.since, exclude_ids=list(cursor.seen), limit=MAX_ORDERS_PER_TICK)
     order_ids = list(dict.fromkeys(order_id for _, order_id, _, _ in events))
-    # an order cancelled (or already run) since its event needs no run
-    ready = [order_id for order_id in order_ids if book.get(order_id).state == state]
-    return ready, cursor.advance(events), len(order_ids) - len(ready)
+    return [book.get(order_id) for order_id in order_ids], cursor.advance(events)
 
 
-def _order_runs(order_ids: list[str], run: str, priority: int) -> list[dg.RunRequest]:
-    # one run per order and kind: Dagster never launches a run_key twice
+def _order_runs(ready: list[Order], run: str, priority: int) -> list[dg.RunRequest]:
+    # one run per order and kind: Dagster never launches a run_key twice. The order's style,
+    # product and tier ride along as tags: the UI's run list shows them and filters by them,
+    # where a partition is only an order id.
     tags = {"dagster/priority": str(priority)}
     return [
-        dg.RunRequest(partition_key=order_id, run_key=f"{run}:{order_id}", tags={**tags, "photogen/order": order_id})
-        for order_id in order_ids
+        dg.RunRequest(partition_key=order.id, run_key=f"{run}:{order.id}", tags={**tags, **order_run_tags(order)})
+        for order in ready
     ]
+
+
+def order_run_tags(order: Order) -> dict[str, str]:
+    """What an order run says about its order, beyond the partition (the order id)."""
+    return {
+        "photogen/order": order.id,
+        "photogen/style": order.style_id,
+        "photogen/product": order.product_id,
+        "photogen/tier": order.tier or "default",
+    }
 
 
 def _order_sensor(job_name: str, description: str):
@@ -57,20 +67,32 @@ def _order_sensor(job_name: str, description: str):
     proof_job.name, "Paid orders become proof runs: the order id joins the `orders` partitions and one run is requested."
 )
 def paid_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
-    ready, cursor, moved_on = _ready_orders(context, orders, OrderState.PAID)
-    if moved_on:
-        context.log.info(f"{moved_on} paid order(s) moved on before their run was requested")
+    entered, cursor = _entered(context, orders, OrderState.PAID)
+    # an order cancelled (or already run) since its event needs no run, nor a partition
+    ready = [order for order in entered if order.state == OrderState.PAID]
+    if len(entered) > len(ready):
+        context.log.info(f"{len(entered) - len(ready)} paid order(s) moved on before their run was requested")
+    keys = [order.id for order in ready]
     return dg.SensorResult(
         run_requests=_order_runs(ready, "proofs", PROOF_RUN_PRIORITY),
-        dynamic_partitions_requests=[orders_partitions.build_add_request(ready)] if ready else [],
+        dynamic_partitions_requests=[orders_partitions.build_add_request(keys)] if keys else [],
         cursor=cursor.serialize(),
     )
 
 
-@_order_sensor(print_job.name, "Approved orders (by the customer, or auto-approved by the proof run) become print runs.")
+@_order_sensor(
+    print_job.name,
+    "Approved orders (by the customer, or auto-approved by the proof run) become print runs: the order id joins the "
+    "`approved_orders` partitions and one run is requested.",
+)
 def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
-    ready, cursor, _ = _ready_orders(context, orders, OrderState.APPROVED)
+    entered, cursor = _entered(context, orders, OrderState.APPROVED)
+    # every approved order is a print partition, also one that moved on since (its print run
+    # already ran, as `photogen demo` runs it); only one still approved needs its run
+    ready = [order for order in entered if order.state == OrderState.APPROVED]
+    keys = [order.id for order in entered]
     return dg.SensorResult(
         run_requests=_order_runs(ready, "print", PRINT_RUN_PRIORITY),
+        dynamic_partitions_requests=[approved_orders_partitions.build_add_request(keys)] if keys else [],
         cursor=cursor.serialize(),
     )

@@ -1,7 +1,7 @@
-"""Retention: expired orders lose their files and leave the `orders` partition set (docs/architecture.md §1).
+"""Retention: expired orders lose their files and leave the order partition sets (docs/architecture.md §1).
 
 Dynamic partitions degrade past ~100k keys, so an order whose files are gone leaves the
-set too; its history lives on in the ledger, which retention waits for. Deleting files
+sets too; its history lives on in the ledger, which retention waits for. Deleting files
 happens in the sensor itself: a tick handles a few orders and stops early when it runs
 long, so it stays well inside the daemon's sensor timeout.
 """
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.partitions import orders_partitions
+from assets.partitions import approved_orders_partitions, orders_partitions
 from photogen_pipelines.workflows.retention import Retention, expired_orders
 from resources import ArtifactStorage, OrdersDatabase
 from resources.retention import RetentionSettings
@@ -51,7 +51,7 @@ class RetentionCursor:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Deletes the files of orders over for longer than the retention period (once the ledger has their history) "
-        "and removes them from the `orders` partitions; a few orders per tick."
+        "and removes them from the `orders` and `approved_orders` partitions; a few orders per tick."
     ),
 )
 def order_retention(
@@ -81,16 +81,20 @@ def order_retention(
         after = (expired.final_at, expired.order.id)
 
     purged = list(run.result.purged)
-    # an order cancelled before it was paid never had a partition
-    gone = [order_id for order_id in purged if context.instance.has_dynamic_partition(orders_partitions.name, order_id)]
+    # an order cancelled before it was paid never had a partition, one never approved no print partition
+    gone = {
+        partitions: [key for key in purged if context.instance.has_dynamic_partition(partitions.name, key)]
+        for partitions in (orders_partitions, approved_orders_partitions)
+    }
     for order_id, keys in run.result.purged.items():
         context.log.info(f"order {order_id}: {len(keys)} file(s) deleted: {keys}")
     for order_id, why in run.result.waiting.items():
         context.log.info(f"order {order_id} is expired but waits: {why}")
     if purged:
-        context.log.info(f"{run.result.summary()}; {len(gone)} partition key(s) removed from `orders`")
+        removed = ", ".join(f"{len(keys)} from `{partitions.name}`" for partitions, keys in gone.items())
+        context.log.info(f"{run.result.summary()}; partition keys removed: {removed}")
     return dg.SensorResult(
-        dynamic_partitions_requests=[orders_partitions.build_delete_request(gone)] if gone else [],
+        dynamic_partitions_requests=[partitions.build_delete_request(keys) for partitions, keys in gone.items() if keys],
         cursor=RetentionCursor(after, list(dict.fromkeys(waiting))).serialize(),
         skip_reason=None if purged else run.result.summary(),
     )

@@ -120,6 +120,8 @@ ORDER_OUT = {
     "approved_proof": None,
     "proofs_downloaded_at": None,
     "print_file_ready": False,
+    "expected_wait": {"proofs_seconds": 45, "print_seconds": 45, "basis": "catalog"},
+    "expected_at": None,  # proofs_ready: the order waits for its customer
     "shipping_method": "standard",
     "recipient": {
         "name": "W•••• M••••",

@@ -9,7 +9,7 @@ import logging
 from fastapi import Depends, FastAPI
 
 from storefront_api.api.deps import RateLimits, limit_request, order_caller, storefront_caller
-from storefront_api.api.routes import catalog, files, fulfilment, health, orders, uploads, webhook_endpoints, webhooks
+from storefront_api.api.routes import catalog, files, fulfilment, health, metrics, orders, uploads, webhook_endpoints, webhooks
 from storefront_api.api.routes.docs import install_docs
 from storefront_api.config import Settings, get_settings
 from storefront_api.cors import allow_storefront_pages
@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     prefix = settings.api_v1_prefix
     for router in (uploads.router, catalog.router, orders.router, files.router, fulfilment.router, webhook_endpoints.router):
         app.include_router(router, prefix=prefix, dependencies=limited)
+    # the rejection chart's operator link (signed for good, no API key): limited per address
+    app.include_router(metrics.router, prefix=prefix, dependencies=limited)
     app.include_router(webhooks.router, prefix=prefix)  # Stripe retries on 429: never rate-limit it
     install_error_docs(app, authenticated=[storefront_caller, order_caller], limited=[limit_request])
     return app

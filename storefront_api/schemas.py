@@ -43,12 +43,21 @@ class ProductOut(BaseModel):
     currency: str = "usd"
 
 
+class WaitOut(BaseModel):
+    proofs_seconds: int = Field(description="from payment to the proofs")
+    print_seconds: int = Field(description="from approval to the print file")
+    basis: Literal["measured", "catalog"] = Field(
+        description="measured: the median of the shop's recent orders of the tier; catalog: the shop's estimate until then"
+    )
+
+
 class TierOut(BaseModel):
     id: str
     name: str
     description: str
     variants: int = Field(description="the proofs the tier's price buys; an order may ask for fewer, never more")
     default: bool
+    expected_wait: WaitOut
 
 
 class RequestBody(BaseModel):
@@ -168,6 +177,11 @@ class OrderOut(BaseModel):
         None, description="when the customer first downloaded a proof (a preview or the bundle); a cancel after it keeps a fee"
     )
     print_file_ready: bool
+    expected_wait: WaitOut = Field(description="the order's tier's waits, as GET /v1/tiers gives them")
+    expected_at: datetime | None = Field(
+        description="when the proofs (while they are made) or the print file (while it is) should be ready; "
+        "null while the order waits for the customer, or is done"
+    )
     shipping_method: str | None
     recipient: MaskedRecipient | None = Field(description="masked: the full details stay in the orders database")
     fulfilment: FulfilmentOut | None = Field(description="the print provider's order, once submitted")

@@ -54,11 +54,6 @@ class WebhookEventOut(BaseModel):
     payload: dict = Field(description="the JSON body each delivery POSTs")
 
 
-class WebhookEventListOut(BaseModel):
-    data: list[WebhookEventOut] = Field(description="newest first")
-    has_more: bool = Field(description="pass the last id as starting_after for the next page")
-
-
 class WebhookAttemptOut(BaseModel):
     at: datetime
     status_code: int | None = Field(description="the receiver's HTTP status; null when none came (timeout, refused)")
@@ -69,18 +64,34 @@ class WebhookAttemptOut(BaseModel):
     duration_ms: int
 
 
-class WebhookDeliveryOut(BaseModel):
+class WebhookDeliveryStateOut(BaseModel):
+    """Where the event's delivery to one endpoint stands."""
+
     id: int
     endpoint_id: str
     url: str
     status: DeliveryStatus = Field(description="pending (due at next_attempt_at), delivered, or failed (given up)")
     attempts: int = Field(description="attempts in the current retry schedule (a redelivery starts a new one)")
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="when it is tried next, while pending")
     last_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
+    last_status_code: int | None = Field(description="the receiver's HTTP status at the last attempt; null when none came")
+    last_error: str | None = Field(description="how the last attempt failed, coarsely (as in the log); null if it did not")
     delivered_at: datetime | None
+
+
+class WebhookDeliveryOut(WebhookDeliveryStateOut):
     log: list[WebhookAttemptOut] = Field(description="every attempt, oldest first")
+
+
+class WebhookEventListItemOut(WebhookEventOut):
+    deliveries: list[WebhookDeliveryStateOut] = Field(
+        description="one per endpoint the event was sent to, oldest first; every attempt: GET /v1/webhook-events/{id}"
+    )
+
+
+class WebhookEventListOut(BaseModel):
+    data: list[WebhookEventListItemOut] = Field(description="newest first")
+    has_more: bool = Field(description="pass the last id as starting_after for the next page")
 
 
 class WebhookEventDetailOut(WebhookEventOut):

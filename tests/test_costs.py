@@ -393,10 +393,12 @@ def test_rejection_metrics_records_the_cost_and_the_cost_per_engine(shop):
 
     from assets.analytics import analytics_assets
     from resources import ArtifactStorage, OrdersDatabase, StoreConfig
+    from resources.links import OperatorLinks
 
     resources = {
         "orders": OrdersDatabase(url=shop["url"]),
         "storage": ArtifactStorage(settings=StoreConfig(root=str(shop["store"].root))),
+        "links": OperatorLinks(),
     }
     result = dg.materialize(analytics_assets, partition_key=DAY.date().isoformat(), resources=resources)
     assert result.success

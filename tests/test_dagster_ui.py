@@ -1,6 +1,6 @@
 """`photogen ui` serves the code location: the daemon's sensor turns a paid order into a
-proof run, a run launched through the webserver (as the UI's Materialize button does)
-regenerates its proofs, and SIGTERM stops it all."""
+proof run, a run launched through the webserver (as the UI's Materialize button does, tagged
+photogen/rerun=true) regenerates its proofs, and SIGTERM stops it all."""
 
 from __future__ import annotations
 
@@ -75,9 +75,10 @@ def test_the_daemon_runs_a_paid_order_and_a_webserver_launched_rerun_succeeds(ui
         assert order.id in instance.get_dynamic_partitions("orders")
     assert book.get(order.id).state == OrderState.PROOFS_READY
 
-    # an operator regenerates the proofs from the UI: the webserver launches the run
+    # an operator regenerates the proofs from the UI: the webserver launches the run, with the
+    # tag that asks for a redo (without it the run finds nothing to do: tests/test_operator_ui.py)
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    run_id = client.submit_job_execution("proof_job", tags={"dagster/partition": order.id})
+    run_id = client.submit_job_execution("proof_job", tags={"dagster/partition": order.id, "photogen/rerun": "true"})
     status = wait_until(
         lambda: (s := client.get_run_status(run_id)) in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE) and s,
         240,

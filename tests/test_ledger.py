@@ -65,6 +65,7 @@ from resources import (
     UpscaleEngine,
     UpscaleEngineConfig,
 )
+from resources.links import OperatorLinks
 from tests.dagster_helpers import local_instance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,9 +200,10 @@ def world(tmp_path_factory, astronaut_png):
             "cancelled": order("starry_swirl", 1, "customer"),
             "unstarted": order("fauve", 1, "customer"),
         }
-        run(ids["ready"], [*assets.proof_assets, *assets.print_assets])
+        run(ids["ready"], assets.proof_assets)
+        run(ids["ready"], assets.print_assets)  # auto-approved: the proof run made it a print partition
         impossible = {**quick, "catalog": _impossible_catalog(root / "styles.yaml")}
-        run(ids["rejected"], [*assets.proof_assets, *assets.print_assets], impossible)
+        run(ids["rejected"], assets.proof_assets, impossible)  # rejected: never a print partition
         run(ids["cancelled"], assets.proof_assets)
         book.transition(ids["cancelled"], S.CANCELLED, reason="the customer cancelled at the proofs")
         book.transition(ids["unstarted"], S.CANCELLED, reason="the customer cancelled before the run")
@@ -211,7 +213,7 @@ def world(tmp_path_factory, astronaut_png):
         days = {book.get(order_id).events[-1].at.date().isoformat() for order_id in ids.values()}
         assert len(days) == 1, f"the orders settled on both sides of midnight UTC ({days}): run the tests again"
         day = days.pop()
-        analytics = {"orders": defs.resources["orders"], "storage": defs.resources["storage"]}
+        analytics = {"orders": defs.resources["orders"], "storage": defs.resources["storage"], "links": defs.resources["links"]}
         result = dg.materialize(analytics_assets, partition_key=day, instance=instance, resources=analytics)
         assert result.success
         yield {
@@ -384,7 +386,8 @@ def test_rejection_metrics_stores_the_table_and_a_chart_and_reports_the_rates(wo
     assert (metadata["orders"].value, metadata["verdicts"].value, metadata["rejected"].value) == (4, 3, 1)
     table_md = metadata["rejection_rate_by_style"].value
     assert "| starry_swirl | 2 | 2 | 1 | 50% |" in table_md and "| sepia_oil | 1 | 1 | 0 | 0% |" in table_md
-    assert metadata["chart"].value == store.uri(metrics_key(day, "png"))
+    # no PHOTOGEN_PUBLIC_BASE_URL here: a note instead of a link (tests/test_rejection_chart.py: the link)
+    assert "PHOTOGEN_PUBLIC_BASE_URL" in metadata["chart"].value and metrics_key(day, "png") in metadata["chart"].value
     assert metadata["table"].value == store.uri(metrics_key(day, "parquet"))
 
     ledger_metadata = result.asset_materializations_for_node("generation_ledger")[0].metadata
@@ -406,6 +409,7 @@ def test_the_analytics_job_runs_daily_partitions_of_both_assets():
         resources={
             "orders": OrdersDatabase(url="sqlite://"),
             "storage": ArtifactStorage(settings=StoreConfig(root="/nonexistent")),
+            "links": OperatorLinks(),
         },
     )
     job = defs.resolve_job_def("analytics_job")
@@ -441,7 +445,7 @@ def test_a_rebuild_after_retention_deleted_the_files_keeps_the_history(world, tm
 @pytest.mark.slow
 def test_a_day_without_orders_has_an_empty_ledger_and_says_so(world, tmp_path):
     storage = ArtifactStorage(settings=StoreConfig(root=str(tmp_path / "artifacts")))
-    resources = {"orders": world["defs"].resources["orders"], "storage": storage}
+    resources = {"orders": world["defs"].resources["orders"], "storage": storage, "links": world["defs"].resources["links"]}
     result = dg.materialize(analytics_assets, partition_key="2026-11-02", instance=world["instance"], resources=resources)
     assert result.success
     store = storage.store()
@@ -459,6 +463,13 @@ def test_a_day_without_orders_has_an_empty_ledger_and_says_so(world, tmp_path):
 
 def _report(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(cli_main.cli, ["report", *args], env=env)
+
+
+def _after_home_line(stderr: str) -> str:
+    """The report's stderr after the line every home-using command starts with (cli/common.py)."""
+    lines = stderr.splitlines(keepends=True)
+    assert lines and lines[0].startswith("[photogen] home "), stderr
+    return "".join(lines[1:])
 
 
 def _numbers(payload: dict) -> dict:
@@ -497,7 +508,7 @@ def test_report_json_gives_the_numbers_per_style(world):
     assert styles["sepia_oil"]["identity_median"] == pytest.approx(pd.Series(ready["identity_scores"]).median(), abs=1e-4)
 
     text = _report("--home", str(world["home"]))
-    assert text.exit_code == 0 and text.stderr == ""
+    assert text.exit_code == 0 and _after_home_line(text.stderr) == ""
     assert f"ledger: {world['day']} (4 orders); read directly from the orders database: nothing the ledger lacks" in text.stdout
     assert re.search(r"starry_swirl\s+2\s+1/2\s+50%", text.stdout) and re.search(r"sepia_oil\s+1\s+0/1\s+0%", text.stdout)
     since = json.loads(_report("--json", "--since", "2099-01-01", "--home", str(world["home"])).stdout)
@@ -507,7 +518,8 @@ def test_report_json_gives_the_numbers_per_style(world):
 def test_report_says_how_to_build_a_missing_ledger_and_refuses_a_bad_date(tmp_path):
     empty = _report("--home", str(tmp_path / "nothing"))
     assert empty.exit_code == 0 and empty.stdout == ""
-    assert len(empty.stderr.strip().splitlines()) == 1 and "materialize the generation_ledger asset" in empty.stderr
+    assert len(_after_home_line(empty.stderr).strip().splitlines()) == 1
+    assert "materialize the generation_ledger asset" in empty.stderr
     as_json = _report("--json", "--home", str(tmp_path / "nothing"))
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["orders"] == 0
     assert json.loads(as_json.stdout)["sources"]["orders_db"]["read"] is False  # no orders.db in that home
@@ -604,7 +616,7 @@ def test_report_shows_orders_that_settled_without_a_ledger_and_says_where_it_rea
         today.isoformat(): "orders_db",
     }
     text = _report(*home, env=env)
-    assert text.stderr == "" and text.stdout.splitlines()[1] == (
+    assert _after_home_line(text.stderr) == "" and text.stdout.splitlines()[1] == (
         f"ledger: {day} (1 order); read directly from the orders database: {day_ranges([before, today])} "
         "(2 orders, not in the ledger yet)"
     )

@@ -150,7 +150,7 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     order = _register(defs, instance, astronaut_png, variants=1)
     result = dg.materialize(
         ALL_ASSETS,
-        selection=[*assets.proof_assets, *assets.print_assets],
+        selection=assets.proof_assets,
         partition_key=order.id,
         instance=instance,
         resources=resources,
@@ -161,7 +161,8 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     assert "no proof kept the customer's likeness after 1 rounds" in rejected.reason
     evaluations = sorted((c.check_name, c.passed) for c in result.get_asset_check_evaluations())
     assert evaluations == [("identity_preserved", False), ("one_face_per_proof", True)]  # no proof left to check
-    # the blocking check stops the run before anything is printed
+    # the blocking check stops the run before anything is approved, so nothing is ever printed
+    assert order.id not in instance.get_dynamic_partitions(assets.approved_orders_partitions.name)
     assert instance.get_latest_materialization_event(dg.AssetKey("print_master")) is None
 
 
@@ -182,8 +183,9 @@ def test_dagster_definitions_validate(tmp_path):
 
 def test_the_code_location_defines_both_jobs_over_the_order_partitions():
     defs = build_defs()
-    for name in ("proof_job", "print_job"):
-        assert defs.resolve_job_def(name).partitions_def == assets.orders_partitions
+    # proofs for every paid order; print files only for the approved ones (tests/test_operator_ui.py)
+    assert defs.resolve_job_def("proof_job").partitions_def == assets.orders_partitions
+    assert defs.resolve_job_def("print_job").partitions_def == assets.approved_orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery", "fulfilment"}
     assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"}
@@ -228,8 +230,14 @@ def test_quality_gates_come_from_quality_yaml_and_an_error_severity_stops_the_or
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["pattern_score"].value > check.metadata["max_pattern_score"].value == 0.5
     assert "a maze" in check.description
+    # and, an error, it fails the order with the score (the failure sensor refunds)
+    held_back = book.get(order.id)
+    assert held_back.state == OrderState.FAILED and held_back.reason.startswith("print_detail_failed: a 100 % crop scores")
 
-    # a file over the provider's size limit fails the order with the reason
+    # a file over the provider's size limit fails the order with the reason (a fresh order:
+    # a failed one is never printed again)
+    order = _register(defs, instance, astronaut_png, variants=1)
+    assert _materialize(defs, instance, assets.proof_assets, order.id).success
     run = dg.materialize(
         ALL_ASSETS,
         selection=assets.print_assets,

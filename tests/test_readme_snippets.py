@@ -1,19 +1,29 @@
 """The code the README tells storefronts to copy, run as they would copy it: the webhook
 signature verifier (`verify_photogen_signature`), taken from README.md's code block and
 executed on its own, checks a real signed delivery from the webhook sender
-(photogen_pipelines/webhooks/delivery.py) and refuses a tampered or replayed one."""
+(photogen_pipelines/webhooks/delivery.py) and refuses a tampered or replayed one; and the
+curl walkthrough ("One order with curl"), its shell lines run as printed against a real
+`photogen serve` on the home the README's `export PHOTOGEN_HOME=…` names, from the key to
+the print file and the bundle."""
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shutil
+import signal
+import subprocess
 import threading
 import time
+import zipfile
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from PIL import Image
 
 from photogen_pipelines.access.api_keys import create_api_key
 from photogen_pipelines.db.database import Database
@@ -21,6 +31,8 @@ from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.webhooks.delivery import SIGNATURE_HEADER, deliver_due, signature_header
 from photogen_pipelines.webhooks.endpoints import create_endpoint
+from tests.servers import free_port
+from tests.test_serve import CHILD_PID, PHOTOGEN, _read, _stop_all, _tail, _wait_until
 
 README = Path(__file__).parents[1] / "README.md"
 CODE_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -126,3 +138,109 @@ def test_the_readme_verifier_refuses_an_old_delivery(snippet, delivered):
     old = signature_header(secret, body, timestamp=int(time.time()) - 3600)
     assert not verify(secret, old, body)
     assert verify(secret, signature_header(secret, body), body)  # and the same signing now: accepted
+
+
+# -- the curl walkthrough ------------------------------------------------------------------
+
+BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+README_API = "API=http://127.0.0.1:8000"  # serve's default --api-port
+POLL = re.compile(r"# poll: .*→ (?P<state>\w+)\s*$")
+# the test's, not the README's: what a reader does at a `# poll:` line, run it again until the
+# order gets there (it fails at once on an order that cannot get there any more)
+WAIT_FOR_STATE = r"""
+wait_for_state() {
+  for _ in $(seq 600); do
+    state=$(curl -s -H "$AUTH" "$API/v1/orders/$ID" | jq -r .state)
+    [ "$state" = "$1" ] && return 0
+    case "$state" in rejected|failed|cancelled|refunded) echo "order $ID is $state" >&2; return 1;; esac
+    sleep 1
+  done
+  echo "order $ID never reached $1" >&2; return 1
+}
+"""
+
+
+def readme_bash_block(*containing: str) -> str:
+    """The README's one bash block that holds every string in `containing`."""
+    blocks = [block for block in BASH_BLOCK.findall(README.read_text()) if all(c in block for c in containing)]
+    assert len(blocks) == 1, f"README.md has {len(blocks)} bash blocks with {containing}"
+    return blocks[0]
+
+
+def _command(line: str) -> str:
+    return line.split("#", 1)[0].strip()
+
+
+def _with_waits(walkthrough: str) -> str:
+    """The walkthrough's lines as printed, each `# poll:` line followed by a wait for the
+    state it names last."""
+    lines = []
+    for line in walkthrough.splitlines():
+        lines.append(line)
+        if poll := POLL.search(line):
+            lines.append(f"wait_for_state {poll['state']}")
+    return "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_the_readme_curl_walkthrough_runs_as_printed_on_one_home(tmp_path):
+    for tool in ("bash", "curl", "jq"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the README's walkthrough needs {tool}")
+    start = readme_bash_block("photogen serve", "export PHOTOGEN_HOME=")
+    walkthrough = readme_bash_block("api-key create", "$API/v1/uploads")
+    # one home throughout: the block that starts serve and the walkthrough export the same one
+    exports = [_command(line) for block in (start, walkthrough) for line in block.splitlines() if line.startswith("export ")]
+    assert len(exports) == 2 and exports[0] == exports[1] and exports[0].startswith("export PHOTOGEN_HOME="), exports
+    assert walkthrough.count(README_API) == 1
+    assert "api-key create" in walkthrough and "--home" not in walkthrough  # the key's home is the export's
+
+    # the reader's folder: the repository's .venv and test photo where the README's paths expect them
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    (folder / ".venv").symlink_to(PHOTOGEN.parents[1])
+    (folder / "tests").symlink_to(README.parent / "tests")
+    shell_env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTOGEN_", "DAGSTER_"))}
+    shell_env["PWD"] = str(folder)
+    home = subprocess.run(
+        ["bash", "-c", f'{exports[0]}; printf %s "$PHOTOGEN_HOME"'], cwd=folder, env=shell_env, capture_output=True, text=True
+    ).stdout
+    assert home == str(folder / ".photogen-shop"), home
+
+    api_port, ui_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        serve = subprocess.Popen(
+            [str(PHOTOGEN), "serve", "--home", home, "--api-port", str(api_port), "--ui-port", str(ui_port)],
+            env=shell_env,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    child_pgids: list[int] = []
+    try:
+        _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", serve, log)
+        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
+        assert f"[photogen] home {home} (from --home)" in _read(log)
+
+        script = "set -eo pipefail\n" + WAIT_FOR_STATE + _with_waits(walkthrough)
+        script = script.replace(README_API, f"API=http://127.0.0.1:{api_port}")  # the only change: a free port
+        done = subprocess.run(["bash", "-c", script], cwd=folder, env=shell_env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{_tail(log)}"
+        assert f"[photogen] home {home} (from PHOTOGEN_HOME)" in done.stderr  # the key's home: serve's
+        assert "invalid_api_key" not in done.stdout
+
+        with Image.open(folder / "print_file.jpg") as printed:
+            assert (printed.format, printed.size) == ("JPEG", (3508, 4961))  # poster_a3
+        (bundle,) = folder.glob("ord_*.zip")
+        with zipfile.ZipFile(io.BytesIO(bundle.read_bytes())) as archive:
+            names = set(archive.namelist())
+        assert {"order.json", "manifest.json"} <= names and any(re.fullmatch(r"proofs/proof_\d+\.png", n) for n in names), names
+        assert any(n.startswith("print_file.") for n in names), names
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0, _tail(log)
+    finally:
+        _stop_all(serve, log, child_pgids)

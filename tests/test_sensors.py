@@ -86,8 +86,11 @@ def test_approved_orders_become_print_runs(book, resources):
     with dg.build_sensor_context(resources=resources) as context:
         assert _tick(approved_orders, context).run_requests == []
         book.update(order_id, lambda o: (setattr(o, "approved_proof", 1), o.transition(OrderState.APPROVED)))
-        (request,) = _tick(approved_orders, context).run_requests
+        result = _tick(approved_orders, context)
+        (request,) = result.run_requests
         assert (request.partition_key, request.run_key) == (order_id, f"print:{order_id}")
+        (added,) = result.dynamic_partitions_requests  # the order joins the print assets' partitions
+        assert (added.partitions_def_name, list(added.partition_keys)) == ("approved_orders", [order_id])
         assert _tick(approved_orders, context).run_requests == []
 
 
@@ -165,7 +168,7 @@ def _failed_print_run(tmp_path, monkeypatch, orders_db):
         book.transition(order.id, state)
     book.update(order.id, lambda o: (setattr(o, "approved_proof", 0), o.transition(OrderState.APPROVED)))
     instance = local_instance(tmp_path / "dagster")
-    instance.add_dynamic_partitions("orders", [order.id])
+    instance.add_dynamic_partitions("approved_orders", [order.id])  # as approved_orders does
     result = defs.resolve_job_def("print_job").execute_in_process(partition_key=order.id, instance=instance, raise_on_error=False)
     assert not result.success
     context = run_failure_context(instance, result.run_id, {"orders": defs.resources["orders"], "payments": StripePayments()})

@@ -1,11 +1,13 @@
 """`photogen serve` runs the storefront API, the Dagster webserver, the Dagster daemon and the
 code server they share, SIGTERM stops them all (exit 0, no process left), and a taken port is
-a one-line error."""
+a one-line error. It names its home and the command that makes a key for it, and its log is
+plain text with the daemon's routine ticks once (cli/dagster_logs.py)."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -159,16 +161,48 @@ def _wait_ready(process, log: Path, child_pgids: list[int]) -> dict[str, int]:
     return children
 
 
+SENSOR_TICKS_QUERY = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  ... on Sensor { sensorState { ticks(limit: 20) { status } } } } }"""
+SKIPPED = re.compile(r" - dagster\.daemon\.SensorDaemon - INFO - (Sensor (\S+) skipped: .*)$", re.M)
+
+
+def _sensor_ticks(ui_port: int, sensor: str) -> int:
+    location = "photogen_pipelines.definitions"
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "sensorName": sensor}
+    response = requests.post(
+        f"http://127.0.0.1:{ui_port}/graphql", json={"query": SENSOR_TICKS_QUERY, "variables": {"selector": selector}}, timeout=30
+    )
+    state = response.json()["data"]["sensorOrError"].get("sensorState") or {}
+    return len(state.get("ticks") or [])
+
+
+def _pasted(line: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A line of serve's output run as a person pastes it into a new shell: no PHOTOGEN_HOME of ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTOGEN_", "DAGSTER_"))}
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.slow
-def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
+def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve, tmp_path):
     process, api_port, ui_port, home, log, child_pgids = serve
     _wait_ready(process, log, child_pgids)
     output = _read(log)
     assert f"[photogen] storefront API  http://127.0.0.1:{api_port}  (docs: /docs, pid " in output
     assert f"[photogen] Dagster UI  http://127.0.0.1:{ui_port}  (pid " in output
     assert "payments are OFF" in output
+    assert f"[photogen] home {home} (from PHOTOGEN_HOME)\n" in output
     assert f"DAGSTER_HOME  {home / 'dagster'}" in output
     assert "warning" not in "\n".join(line for line in output.splitlines() if line.startswith("[photogen]"))
+
+    # the key line serve prints, pasted into another shell, makes a key this service accepts
+    (key_line,) = re.findall(r"^\[photogen\] create a storefront key: (.*)$", output, re.M)
+    assert key_line.startswith(f"PHOTOGEN_HOME={home} ") and 'api-key create --name "my shop"' in key_line
+    created = _pasted(key_line, tmp_path)
+    assert created.returncode == 0 and created.stdout.startswith("pgk_"), created.stderr
+    assert f"[photogen] home {home} (from PHOTOGEN_HOME)" in created.stderr
+    key = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    endpoints = requests.get(f"http://127.0.0.1:{api_port}/v1/webhook-endpoints", headers=key, timeout=10)
+    assert endpoints.status_code == 200, endpoints.text
 
     health = _get(f"http://127.0.0.1:{api_port}/healthz")
     assert health is not None and health.status_code == 200
@@ -183,6 +217,15 @@ def test_serve_runs_api_webserver_and_daemon_and_sigterm_stops_them_all(serve):
     ]
     _wait_until(lambda: _sensor_daemon_heartbeat(home / "dagster"), 120, "the daemon's sensor heartbeat", process, log)
     assert (home / "orders.db").exists()  # migrated before the children started
+    # the log is a file: no colour codes; the sensors ticked again and again, their skips logged once
+    _wait_until(lambda: _sensor_ticks(ui_port, "webhook_deliveries") >= 4, 120, "four webhook_deliveries ticks", process, log)
+    output = _read(log)
+    assert "\x1b[" not in output
+    skipped = SKIPPED.findall(output)
+    assert any(sensor == "webhook_deliveries" for _line, sensor in skipped), output[-4000:]
+    repeated = {line for line in (line for line, _ in skipped) if [seen for seen, _ in skipped].count(line) > 1}
+    assert not repeated, repeated
+    assert output.count("Checking for new runs for sensor: webhook_deliveries") == 1
     for pgid in child_pgids:
         assert group_alive(pgid)
 
@@ -238,6 +281,120 @@ def test_a_taken_port_is_a_one_line_error_and_starts_nothing(tmp_path):
     assert lines[0].startswith("photogen: error:") and str(port) in lines[0]
     assert "[photogen]" not in stderr  # nothing was started
     assert not (tmp_path / "home").exists()
+
+
+# the daemon's console log (cli/dagster_logs.py), on its own
+
+
+def _record(message: str, level: int = logging.INFO, name: str = "dagster.daemon.SensorDaemon") -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+def test_repeated_sensor_ticks_are_logged_when_their_message_changes_and_warnings_always():
+    from photogen_pipelines.cli.dagster_logs import RepeatedTicks
+
+    now = [0.0]
+    ticks = RepeatedTicks(remind_seconds=3600, clock=lambda: now[0])
+
+    def shown(*messages: str, level: int = logging.INFO) -> list[bool]:
+        return [ticks.filter(_record(m, level)) for m in messages]
+
+    idle = "Sensor webhook_deliveries skipped: delivered 0, retrying 0, failed 0"
+    assert shown("Checking for new runs for sensor: webhook_deliveries", idle) == [True, True]
+    assert shown("Checking for new runs for sensor: webhook_deliveries", idle, idle) == [False, False, False]
+    # news: it delivered; then idle again is news once
+    assert shown(idle.replace("delivered 0", "delivered 3"), idle, idle) == [True, True, False]
+    # another sensor's skip is its own; a tick's own timing is not news
+    timed = "Sensor dead_run_workers skipped: 0 run(s) without a worker marked failed ({} s)"
+    assert shown(timed.format("0.18"), timed.format("0.07"), timed.format("12")) == [True, False, False]
+    assert shown("Sensor paid_orders skipped: Sensor function returned an empty result") == [True]
+    queue = "Priority sorting and checking tag concurrency limits for queued runs."
+    queued = [ticks.filter(_record(queue, name="dagster.daemon.QueuedRunCoordinatorDaemon")) for _ in range(3)]
+    assert queued == [True, False, False]
+    # what happened is always shown, and so is anything at WARNING or above, repeated or not
+    assert shown("Creating new run for paid_orders", "Creating new run for paid_orders") == [True, True]
+    assert shown(idle, idle, level=logging.WARNING) == [True, True]
+    assert shown(idle, idle, level=logging.ERROR) == [True, True]
+    # a reminder an hour on
+    now[0] += 3601
+    assert shown(idle, idle) == [True, False]
+
+
+def test_the_tick_filter_sits_on_the_loggers_a_sensors_tick_log_reaches():
+    """A sensor's tick logs through an InstigationLogger that hands each record to the daemon's
+    logger (`logger.handle`): the filter on that logger sees both kinds."""
+    from photogen_pipelines.cli.dagster_logs import TICK_LOGGERS, quiet_repeated_ticks
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    daemon_logger = logging.getLogger(TICK_LOGGERS[0])
+    handler, ticks = Keep(), quiet_repeated_ticks()
+    daemon_logger.addHandler(handler)
+    previous = daemon_logger.level
+    daemon_logger.setLevel(logging.INFO)
+    try:
+        for _ in range(3):
+            daemon_logger.handle(_record("Sensor paid_orders skipped: nothing"))
+            daemon_logger.info("Sensor paid_orders skipped: nothing")
+        daemon_logger.warning("Sensor paid_orders skipped: nothing")
+    finally:
+        daemon_logger.removeHandler(handler)
+        daemon_logger.setLevel(previous)
+        for name in TICK_LOGGERS:
+            logging.getLogger(name).removeFilter(ticks)
+    assert seen == ["Sensor paid_orders skipped: nothing"] * 2  # once, then the warning
+
+
+PRINT_DAGSTER_LOG = """
+import logging, sys
+from photogen_pipelines.cli.dagster_logs import plain_logs_unless_terminal
+if sys.argv[1] == "plain":
+    plain_logs_unless_terminal()
+from dagster._utils.log import configure_loggers
+configure_loggers()  # as the daemon, the webserver and the code server configure their console log
+logging.getLogger("dagster.daemon").warning("a warning")
+"""
+
+
+@pytest.mark.parametrize(("mode", "coloured"), [("dagster", True), ("plain", False)])
+def test_dagster_console_log_is_plain_in_a_file(mode, coloured, tmp_path):
+    """Dagster's "colored" console format colours even a file (the first case, which shows the
+    swap is needed); photogen's Dagster processes swap it for the same format, plain."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    done = subprocess.run([sys.executable, "-c", PRINT_DAGSTER_LOG, mode], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\S*\d{4}-\d\d-\d\d .* - dagster.daemon - \S*WARNING\S* - a warning$", done.stdout, re.M), done.stdout
+    assert ("\x1b[" in done.stdout) is coloured
+
+
+def test_colour_only_for_a_terminal_and_never_with_no_color(monkeypatch):
+    from photogen_pipelines.cli.dagster_logs import wants_colour
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert wants_colour(Terminal()) and not wants_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_colour(Terminal())
+
+
+def test_serve_tells_how_to_make_a_key_for_its_own_home(tmp_path, monkeypatch):
+    from photogen_pipelines.cli.serve import key_command
+    from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
+
+    paths = LocalPaths.resolve(tmp_path / "my home")
+    monkeypatch.delenv("PHOTOGEN_DATABASE_URL", raising=False)
+    line = key_command(paths, PhotoGenSettings(home=str(paths.home)))
+    assert line.startswith(f"PHOTOGEN_HOME='{paths.home}' ") and line.endswith(' api-key create --name "my shop"')
+    monkeypatch.setenv("PHOTOGEN_DATABASE_URL", "postgresql://shop:pw@db/photogen")
+    line = key_command(paths, PhotoGenSettings(home=str(paths.home)))
+    assert "pw" not in line and line.endswith("(with this same PHOTOGEN_DATABASE_URL set)")
 
 
 # the supervisor on its own, with small shell children

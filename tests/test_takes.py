@@ -11,7 +11,7 @@ from photogen_pipelines.catalog import load_products, load_styles
 from photogen_pipelines.engines.faces_opencv import OpenCvFaceAnalyzer
 from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 from photogen_pipelines.generation import stages, takes
-from photogen_pipelines.imaging.variety import VARIETY_FLOOR, proof_distance, proof_variety
+from photogen_pipelines.imaging.variety import MIN_TAKE_DISTANCE, VARIETY_FLOOR, proof_distance, proof_variety
 
 FACES = Path(__file__).parents[1] / "photogen_pipelines" / "catalog" / "reference_faces"
 SEED = 20261129
@@ -41,12 +41,13 @@ def render(selfie, style, stylizer, variants):
 def test_the_proofs_of_an_order_are_different_takes_above_the_variety_floor(engines, portraits, style_id):
     _, stylizer = engines
     style = load_styles().get(style_id)
+    again = len(takes.offered(style.embedded.without_takes))  # the first variant past the style's takes
     for name, selfie in portraits.items():
-        candidates = render(selfie, style, stylizer, [0, 1, 2, 3, 6])
-        assert [c.take for c in candidates] == ["classic", "palette", "close", "bold", "classic"]
+        candidates = render(selfie, style, stylizer, [0, 1, 2, 3, again])
+        assert [c.take for c in candidates] == ["classic", "palette", "close", "close_palette", "classic"]
         variety = proof_variety([c.image for c in candidates[:4]])
         assert variety >= VARIETY_FLOOR, f"{style_id} on {name}: variety {variety:.3f}"
-        # variant 6 is the classic take again with its own jitter: the same picture to a
+        # that variant is the classic take again with its own jitter: the same picture to a
         # customer, and the metric says so
         assert proof_distance(candidates[0].image, candidates[4].image) < VARIETY_FLOOR
 
@@ -54,10 +55,107 @@ def test_the_proofs_of_an_order_are_different_takes_above_the_variety_floor(engi
 def test_a_take_is_reproduced_by_its_seed(engines, portraits):
     _, stylizer = engines
     style = load_styles().get("sepia_oil")
-    first = render(portraits["ardern_2022"], style, stylizer, [1, 4])
-    again = render(portraits["ardern_2022"], style, stylizer, [1, 4])
+    first = render(portraits["ardern_2022"], style, stylizer, [1, 3])
+    again = render(portraits["ardern_2022"], style, stylizer, [1, 3])
     assert all(np.array_equal(a.image, b.image) for a, b in zip(first, again, strict=True))
-    assert [c.take for c in first] == ["palette", "backdrop"]
+    assert [c.take for c in first] == ["palette", "close_palette"]
+
+
+def offered_takes_apart(style, selfie, faces, stylizer) -> dict[str, float]:
+    """An order of as many proofs as `style` offers takes gets exactly those takes (the
+    left-out ones are the last), each keeps the customer recognisable, and no two read as
+    one picture at thumbnail size. Returns, for each left-out take, how close it comes to
+    an offered one. (An order's variants go round the offered takes only: the left-out ones
+    are rendered from a copy of the style that offers them all.)"""
+    offered = [take.name for take in takes.offered(style.embedded.without_takes)]
+    order = render(selfie, style, stylizer, list(range(len(offered))))
+    assert [c.take for c in order] == offered
+    # the left-out takes, rendered as a style offering every take would: the offered ones
+    # come first there too, each with its variant, so they are the same pictures
+    every = style.model_copy(update={"embedded": style.embedded.model_copy(update={"without_takes": []})})
+    candidates = [*order, *render(selfie, every, stylizer, list(range(len(offered), len(takes.TAKES))))]
+    assert [c.take for c in candidates] == list(takes.TAKE_NAMES)
+    by_take = {c.take: c for c in candidates}
+    for candidate in candidates[: len(offered)]:
+        score = stages.score_candidate(candidate, selfie.embedding, style.identity_threshold, faces)
+        assert score.similarity is not None and score.similarity >= style.identity_threshold, (style.id, candidate.take)
+    for i, a in enumerate(offered):
+        for b in offered[i + 1 :]:
+            distance = proof_distance(by_take[a].image, by_take[b].image)
+            assert distance >= MIN_TAKE_DISTANCE, f"{style.id}: {a} and {b} are {distance:.3f} apart"
+    return {
+        name: min(proof_distance(by_take[name].image, by_take[o].image) for o in offered)
+        for name in takes.TAKE_NAMES
+        if name not in offered
+    }
+
+
+@pytest.fixture(scope="module")
+def reference_portraits(engines, portraits):
+    faces, _ = engines
+    product = load_products().get("poster_12x18")
+    macron = stages.prepare_selfie((FACES / "macron_2025.jpg").read_bytes(), product, faces, 1024)
+    return {**portraits, "macron_2025": macron}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style_id", load_styles().ids())
+def test_every_take_a_style_offers_reads_as_itself_and_every_take_it_leaves_out_does_not(engines, reference_portraits, style_id):
+    faces, stylizer = engines
+    style = load_styles().get(style_id)
+    closest: dict[str, float] = {}
+    for selfie in reference_portraits.values():
+        for name, distance in offered_takes_apart(style, selfie, faces, stylizer).items():
+            closest[name] = min(closest.get(name, 1.0), distance)
+    # a take is left out because it reads as one the style offers, on some reference face
+    assert all(distance < MIN_TAKE_DISTANCE for distance in closest.values()), closest
+
+
+def test_ember_glow_offers_six_takes_that_read_as_themselves(engines, portraits):
+    faces, stylizer = engines
+    style = load_styles().get("ember_glow")
+    left_out = offered_takes_apart(style, portraits["ardern_2022"], faces, stylizer)
+    # the full second palette and the face close-up change its picture where stroke size does not
+    assert len(takes.offered(style.embedded.without_takes)) == 6
+    # painted on a canvas of at most 384 px, its "fine" take is its classic one, and its
+    # "bold" one a blurred copy
+    assert set(left_out) == {"bold", "fine"} and left_out["fine"] < 0.1 and left_out["bold"] < MIN_TAKE_DISTANCE
+
+
+def test_a_style_leaves_out_only_its_last_takes_and_the_order_of_takes_follows():
+    for style in load_styles().styles:
+        offered = takes.offered(style.embedded.without_takes)
+        # orders of as many proofs as the style offers get exactly those takes, and a
+        # premium order (6 proofs) gets six different takes in every style: the same six
+        assert offered == takes.TAKES[: len(offered)] and len(offered) >= 6, style.id
+        premium = [takes.take_for(v, style.embedded.without_takes).name for v in range(6)]
+        assert premium == ["classic", "palette", "close", "close_palette", "full_palette", "face"], style.id
+        assert [takes.take_for(v, style.embedded.without_takes).name for v in range(len(offered) + 1)] == [
+            *(t.name for t in offered),
+            "classic",
+        ]
+    # the first four are every earlier order's takes, in their place: those orders reproduce
+    assert [t.name for t in takes.TAKES[:4]] == ["classic", "palette", "close", "close_palette"]
+    assert takes.take_for(len(takes.TAKES)).name == "classic" and takes.take_for(3).name == "close_palette"
+    with pytest.raises(ValueError, match="unknown takes"):
+        takes.offered(["backdrop"])
+    with pytest.raises(ValueError, match="classic"):
+        takes.offered(["classic"])
+    # a retired take keeps its label on the proofs of orders made before
+    assert takes.label_of("backdrop") == "Quiet backdrop" and takes.label_of("close_palette") == "Close-up, second palette"
+    assert takes.label_of(None) is None and takes.label_of("nope") is None
+
+
+def test_without_takes_is_catalog_data_not_an_engine_parameter():
+    from pydantic import ValidationError
+
+    from photogen_pipelines.catalog import EmbeddedStyleParams
+
+    params = EmbeddedStyleParams(builtin={10: 1.0}, without_takes=["fine"])
+    assert params.without_takes == ["fine"] and "without_takes" not in params.model_dump()
+    for bad in (["fine", "fine"], ["classic"]):
+        with pytest.raises(ValidationError, match="without_takes"):
+            EmbeddedStyleParams(builtin={10: 1.0}, without_takes=bad)
 
 
 def test_the_whole_picture_is_painted_and_the_face_keeps_the_photograph_by_strength(engines, portraits):

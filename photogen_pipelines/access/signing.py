@@ -2,7 +2,8 @@
 
 Both are derived from one server secret, so nothing has to be stored to check them;
 the order token carries no expiry (it is the customer's link to their order), file
-URLs expire after minutes.
+URLs expire after minutes. A link signature (`link_signature`) signs one operator link
+for good, such as the rejection chart's in Dagster's metadata, under a purpose of its own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ class Signer:
 
     def file_url(self, base_url: str, key: str, ttl_seconds: int) -> str:
         return f"{base_url.rstrip('/')}/v1/files/{quote(key)}?{self.file_query(key, ttl_seconds)}"
+
+    def link_signature(self, purpose: str, message: str) -> str:
+        """A signature that never expires, for a link kept where it lives as long as the
+        record holding it (Dagster's event log): what it shows must be fit to be seen by
+        whoever holds the link. Each purpose is its own domain: no order token or file link
+        is ever a valid link signature, nor one purpose's signature another's."""
+        return _mac(self.secret, f"link:{purpose}", message)
+
+    def link_signature_valid(self, purpose: str, message: str, signature: str) -> bool:
+        return hmac.compare_digest(self.link_signature(purpose, message), signature)
 
     def file_signature_valid(self, key: str, expires: int, signature: str, now: float | None = None) -> bool:
         if expires < (now or time.time()):

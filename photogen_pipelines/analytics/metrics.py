@@ -13,6 +13,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from photogen_pipelines.access.signing import Signer
 from photogen_pipelines.analytics.ledger import STAGES
 
 METRICS_PREFIX = "analytics/rejection_metrics/"
@@ -49,6 +50,32 @@ METRIC_DTYPES = {
 def metrics_key(day: date | str, extension: str) -> str:
     """`analytics/rejection_metrics/day=YYYY-MM-DD.parquet` (the table) or `.png` (the chart)."""
     return f"{METRICS_PREFIX}day={date.fromisoformat(str(day)).isoformat()}.{extension}"
+
+
+# The chart's link, served by the storefront API (storefront_api/api/routes/metrics.py) from
+# the artifact store, local or S3. Dagster keeps a materialization's metadata for good, so
+# the link must work for as long: it is signed for the day, never expiring, under a purpose
+# of its own. That is safe for what it shows: rates and order counts per style, no customer
+# and no order in it, no other file reachable with it (the signature names the day, the
+# route serves only that day's chart). The signature still keeps the daily volumes from
+# anyone who merely guesses a URL. Rotating PHOTOGEN_SECRET_KEY revokes every such link
+# (and the order tokens and file links with them); rematerialize a day for a new one.
+CHART_LINK = "rejection_chart"
+
+
+def chart_path(day: date | str) -> str:
+    """`/v1/metrics/rejections/YYYY-MM-DD.png`: where the API serves a day's chart."""
+    return f"/v1/metrics/rejections/{date.fromisoformat(str(day)).isoformat()}.png"
+
+
+def chart_url(base_url: str, signer: Signer, day: date | str) -> str:
+    """The day's chart, signed for good, under the API's public base URL."""
+    day = date.fromisoformat(str(day)).isoformat()
+    return f"{base_url.rstrip('/')}{chart_path(day)}?signature={signer.link_signature(CHART_LINK, day)}"
+
+
+def chart_signature_valid(signer: Signer, day: date, signature: str) -> bool:
+    return signer.link_signature_valid(CHART_LINK, day.isoformat(), signature)
 
 
 def _scores(group: pd.DataFrame) -> np.ndarray:
@@ -108,6 +135,13 @@ def summary(ledger: pd.DataFrame) -> dict:
         "generation_seconds_mean": _rounded(metrics["generation_seconds_mean"], 3),
         "predictions_reused": metrics["predictions_reused"],
     }
+
+
+def rates_by_style(ledger: pd.DataFrame) -> dict[str, float | None]:
+    """Each style's rejection rate over all its engines, rounded like `summary`'s, for the
+    styles with an order that day (None: none of its orders has a verdict yet)."""
+    table = rejection_table(ledger, by=("style_id",))
+    return {str(row.style_id): _rounded(float(row.rejection_rate), 4) for row in table.itertuples(index=False)}
 
 
 def _rounded(value: float, digits: int) -> float | None:

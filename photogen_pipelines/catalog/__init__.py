@@ -24,11 +24,16 @@ class EmbeddedStyleParams(BaseModel):
     preserve_color: bool = False
     # the "second palette" take blends the style with this one (the same kind of source)
     second_palette: dict[int, float] | str | None = None
+    # takes (generation/takes.py) this style does not offer: those that read as another of
+    # its takes at thumbnail size. Not an engine parameter, so not in model_dump()
+    without_takes: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _one_style_source(self) -> EmbeddedStyleParams:
         if (self.builtin is None) == (self.style_image is None):
             raise ValueError("give exactly one of builtin or style_image")
+        if len(set(self.without_takes)) != len(self.without_takes) or "classic" in self.without_takes:
+            raise ValueError("without_takes names each take once, and never classic (the style itself)")
         if self.second_palette is not None and isinstance(self.second_palette, str) != (self.style_image is not None):
             raise ValueError("second_palette must be a style picture for a style_image style, a builtin blend otherwise")
         return self
@@ -146,6 +151,15 @@ class ProviderProduct(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)  # e.g. Prodigi's canvas wrap colour
 
 
+class ExpectedWait(BaseModel):
+    """The catalog's estimate of a tier's waits, in seconds: from payment to proofs, and
+    from approval to the print file. Stated by the shop for the engine it runs; replaced
+    by the median of its own orders once enough have gone through (orders/waits.py)."""
+
+    proofs_seconds: int = Field(60, ge=1)
+    print_seconds: int = Field(60, ge=1)
+
+
 class Tier(BaseModel):
     """A quality tier: which engine paints the proofs, how many, how carefully, and which
     model upscales the print. Each product prices its tiers (Product.tier_prices).
@@ -161,6 +175,11 @@ class Tier(BaseModel):
     variants: int = Field(4, ge=1, le=8)  # the proofs the tier's price buys, and the most an order may ask for
     steps: int | None = Field(None, ge=1, le=150)  # diffusion engines' denoising steps
     upscale_model: str | None = None  # the embedded upscaler's model (upscale_ncnn.MODEL_SCALES)
+    # mirrored and rotated copies of the proof averaged in each upscaling pass (1, 2, 4 or 8): the model's
+    # own fine pattern averages out (imaging/print_detail.py); each copy is one more model pass
+    print_ensemble: Literal[1, 2, 4, 8] = 1
+    # what the shop tells a customer to expect until its own orders of the tier measure it (orders/waits.py)
+    expected_wait: ExpectedWait = Field(default_factory=lambda: ExpectedWait())
 
     def proofs(self, asked: int | None = None) -> int:
         """How many proofs an order in this tier gets: the tier's own number, or fewer when
@@ -283,8 +302,11 @@ class ProductCatalog(BaseModel):
         )
 
 
+Severity = Literal["warn", "error"]
+
+
 class GateConfig(BaseModel):
-    severity: Literal["warn", "error"]
+    severity: Severity
 
 
 class OneFaceGate(GateConfig):
@@ -297,6 +319,12 @@ class UpscaleGate(GateConfig):
 
 class PrintDetailGate(GateConfig):
     max_pattern_score: float = Field(gt=0)
+    # a stricter (or looser) severity for orders of named tiers: a tier that promises a
+    # better print holds back a file that fails the check
+    tier_severity: dict[str, Severity] = Field(default_factory=dict)
+
+    def severity_for(self, tier: str | None) -> Severity:
+        return self.tier_severity.get(tier or "", self.severity)
 
 
 class PrintSpecGate(GateConfig):
@@ -312,6 +340,17 @@ class QualityGates(BaseModel):
     print_spec_met: PrintSpecGate
     # a quality file written before this gate existed still loads, with the shipped numbers
     print_detail_clean: PrintDetailGate = PrintDetailGate(severity="warn", max_pattern_score=1.4)
+
+    def check_tiers(self, tiers: ProductCatalog) -> QualityGates:
+        """ValueError if a gate names a tier the product catalog does not sell: a typo there
+        would quietly leave that tier's prints unguarded."""
+        known = {tier.id for tier in tiers.tiers}
+        for name in type(self).model_fields:
+            gate = getattr(self, name)
+            unknown = set(getattr(gate, "tier_severity", {})) - known
+            if unknown:
+                raise ValueError(f"quality gate {name}: tier_severity names unknown tiers {sorted(unknown)}")
+        return self
 
 
 def _read(name: str, path: str | Path | None) -> dict:

@@ -6,16 +6,14 @@ import json
 
 import click
 
-from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
-from photogen_pipelines.settings import PhotoGenSettings
+from photogen_pipelines.cli.common import UsageFailure, home_option, home_settings
 
 
 def _database(home: str | None):
+    """The orders database of the home (or PHOTOGEN_DATABASE_URL's), the home named on stderr."""
     from photogen_pipelines.db.database import open_database
 
-    settings = PhotoGenSettings(**({"home": home} if home else {}))
-    if not settings.database_url:  # the embedded default: SQLite in the home folder
-        local_home(home)
+    settings = home_settings(home, make_home=True)  # the embedded default: SQLite in the home folder
     return open_database(settings.resolved_database_url)
 
 

@@ -41,6 +41,7 @@ from multiprocessing import forkserver
 import click
 
 from photogen_pipelines.cli.common import clear_errors
+from photogen_pipelines.cli.dagster_logs import plain_logs_unless_terminal
 
 DEFINITIONS_MODULE = "photogen_pipelines.definitions"
 LOCATION_NAME = "photogen"
@@ -201,6 +202,7 @@ def code_server(host: str, port: int, location_name: str, cold_runs: bool) -> No
     signal.signal(signal.SIGINT, signal.default_int_handler if cold_runs else _stop_runs_then_interrupt)
     if not cold_runs:
         start_runs_warm()
+    plain_logs_unless_terminal()  # no colour codes in a log file (cli/dagster_logs.py)
     arguments = ["-m", DEFINITIONS_MODULE, "-a", "defs", "--location-name", location_name, "-h", host, "-p", str(port)]
     # a definitions module that fails to import is reported to the UI and the daemon (and by
     # `photogen serve`), not a server that exits

@@ -1,5 +1,6 @@
 """What every `photogen` subcommand shares: the one-line errors and their exit codes,
-JSON-or-text output, reading an image, the home folder option and its checks.
+JSON-or-text output, reading an image, the home folder option and its checks, and the
+one stderr line that names the home a command used (and where it came from).
 
 Subcommand modules import from here, never from `main`, so the CLI's modules import no
 circle: `main` builds the group from them.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +21,7 @@ import click
 import numpy as np
 
 from photogen_pipelines.errors import BadInput, NotFound, PhotoGenError
-from photogen_pipelines.settings import LocalPaths
+from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 
 
 class UsageFailure(click.ClickException):
@@ -75,9 +79,60 @@ def _usable_folder(path: Path) -> None:
     probe.unlink()
 
 
+def home_source(home: str | None) -> str:
+    """Where the home folder came from, as the home line says it: --home, PHOTOGEN_HOME or the default."""
+    if home:
+        return "from --home"
+    if os.environ.get("PHOTOGEN_HOME"):
+        return "from PHOTOGEN_HOME"
+    return "the default, ./.photogen here; --home or PHOTOGEN_HOME picks another"
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>://[^/?#@:]*:)[^/?#]*@")
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|passwd|pwd|secret|token)=)[^&#]*", re.I)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: its password (user:PASSWORD@, ?password=) replaced by ***."""
+    url = _PASSWORD_IN_URL.sub(r"\g<head>***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", url)
+
+
+def _environment(name: str) -> str | None:
+    """A PHOTOGEN_* setting as PhotoGenSettings reads it (names are not case-sensitive)."""
+    for key, value in os.environ.items():
+        if key.upper() == name and value:
+            return value
+    return None
+
+
+ANNOUNCED = "photogen.home_announced"
+
+
+def announce_home(home: str | None, paths: LocalPaths | None = None) -> None:
+    """One line on stderr, once per command: the home folder the command uses and where that
+    came from, and the orders database and artifact store when settings put them elsewhere.
+    stderr, so that `KEY=$(photogen api-key create …)` and `--json` keep stdout to themselves."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        if context.meta.get(ANNOUNCED):
+            return
+        context.meta[ANNOUNCED] = True
+    paths = paths or LocalPaths.resolve(home)
+    source = home_source(home)
+    if not paths.home.exists():
+        source += "; not made yet"
+    parts = [f"home {paths.home} ({source})"]
+    for name, what in (("PHOTOGEN_DATABASE_URL", "orders database"), ("PHOTOGEN_ARTIFACTS_ROOT", "artifacts")):
+        if value := _environment(name):
+            parts.append(f"{what} {redact_url(value)} (from {name}, not the home's)")
+    click.echo("[photogen] " + "; ".join(parts), err=True)
+
+
 def local_home(home: str | None) -> LocalPaths:
     """The home folder, made (private) if missing; a folder that cannot be used is a
-    UsageFailure that says why, not a traceback from deep inside whatever touched it first."""
+    UsageFailure that says why, not a traceback from deep inside whatever touched it first.
+    Once it is usable, the command says on stderr which home it is (announce_home)."""
     paths = LocalPaths.resolve(home)
     try:
         _usable_folder(paths.home)
@@ -85,7 +140,35 @@ def local_home(home: str | None) -> LocalPaths:
     except OSError as exc:
         where = "--home" if home else ("PHOTOGEN_HOME" if os.environ.get("PHOTOGEN_HOME") else "the home folder")
         raise UsageFailure(f"{where} {paths.home} cannot hold PhotoGen's local state: {exc.strerror or exc}") from None
+    announce_home(home, paths)
     return paths
+
+
+def home_settings(home: str | None, make_home: bool = False) -> PhotoGenSettings:
+    """The settings for a command's --home (else PHOTOGEN_HOME, else ./.photogen), with the
+    home announced. `make_home`: make the home folder too, where the orders database is the
+    home's own SQLite file (a database at PHOTOGEN_DATABASE_URL needs no home folder)."""
+    settings = PhotoGenSettings(**({"home": home} if home else {}))
+    if make_home and not settings.database_url:
+        local_home(home)
+    else:
+        announce_home(home)
+    return settings
+
+
+def photogen_command() -> str:
+    """How to run this same `photogen` from a shell, for a line a person pastes: `photogen`
+    where PATH finds this one, else its absolute path (a venv that is not activated)."""
+    mine = Path(sys.executable).with_name("photogen")
+    if not mine.exists():
+        return "photogen"
+    found = shutil.which("photogen")
+    try:
+        if found and os.path.samefile(found, mine):
+            return "photogen"
+    except OSError:
+        pass
+    return shlex.quote(str(mine.absolute()))
 
 
 def output_folder(path: str, option: str) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -10,11 +12,19 @@ from pathlib import Path
 import click
 
 from photogen_pipelines.catalog import load_products, load_styles
-from photogen_pipelines.cli.common import clear_errors, home_option, local_home, output_folder, read_image_file
+from photogen_pipelines.cli.common import (
+    clear_errors,
+    home_option,
+    local_home,
+    output_folder,
+    photogen_command,
+    read_image_file,
+)
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
 from photogen_pipelines.orders.states import OrderState
+from photogen_pipelines.settings import LocalPaths
 from photogen_pipelines.storage.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
 
 
@@ -38,9 +48,9 @@ def default_selfie() -> bytes:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    default="photogen-demo",
-    show_default=True,
-    help="Where to copy proofs and the print file.",
+    default=None,
+    help="Where to copy proofs and the print file (into OUT/<order id>/) "
+    "[default: photogen-demo/ in the home given by --home or PHOTOGEN_HOME, else ./photogen-demo].",
 )
 @home_option
 @click.option(
@@ -62,13 +72,17 @@ def default_selfie() -> bytes:
 @clear_errors
 def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, as_json) -> None:
     """Run one order: register it, generate and validate proofs, auto-approve the best,
-    render the print file, and copy everything to OUT."""
+    render the print file, and copy everything to OUT/<order id>/ (the output says where)."""
     started = time.perf_counter()
     load_styles().get(style_id)  # unknown ids fail before anything is loaded
     load_products().get(product_id)
     engine_settings = _engine_settings(engine, models_dir)
-    paths = local_home(home)
-    output_folder(out, "--out")
+    if out:  # a folder the user chose is checked before the home is made
+        out_dir = output_folder(out, "--out").resolve()
+        paths = local_home(home)
+    else:
+        paths = local_home(home)
+        out_dir = output_folder(str(default_out(home, paths)), "--out").resolve()
     dagster_home = use_local_instance(paths)
     upload = read_image_file(selfie) if selfie else default_selfie()
 
@@ -90,11 +104,21 @@ def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, 
             progress(f"auto-approved proof {order.approved_proof}")
             order = _run(defs, instance, book, "print_job", order.id)
 
-    summary = _summary(order, store, Path(out), dagster_home, time.perf_counter() - started)
+    summary = _summary(order, store, out_dir, dagster_home, time.perf_counter() - started)
+    summary["home"] = str(paths.home)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         _print_summary(summary)
+
+
+def default_out(home: str | None, paths: LocalPaths) -> Path:
+    """Where the demo copies its files without --out: into the home a user named (--home or
+    PHOTOGEN_HOME), so that a demo run elsewhere leaves nothing in the current folder; with
+    the default home, ./photogen-demo beside it, where a newcomer looks."""
+    if home or os.environ.get("PHOTOGEN_HOME"):
+        return paths.home / "photogen-demo"
+    return Path("photogen-demo")
 
 
 def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
@@ -171,10 +195,10 @@ def _root_cause(error) -> str:
 
 def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dict:
     keys = OrderKeys(order.id)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = out / order.id
 
     def export(key: str) -> str:
-        target = out / order.id / Path(key).relative_to(keys.prefix)
+        target = folder / Path(key).relative_to(keys.prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(store.path(key), target)
         return str(target)
@@ -190,10 +214,12 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
         "print_file": None,
         "manifest": None,
         "pixel_size": None,
+        "dpi": None,
         "effective_dpi": None,
         "seconds_per_stage": order.stage_seconds,
         "seconds_total": round(seconds, 2),
         "dagster_home": str(dagster_home),
+        "out": str(folder),  # where the files below were copied (nothing, for an order with none)
     }
     validation = keys.load_if_present(store, Validation)
     if validation is not None:
@@ -221,27 +247,41 @@ def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dic
             print_file=export(manifest.file),
             manifest=export(keys.manifest),
             pixel_size=list(manifest.pixel_size),
+            dpi=manifest.dpi,
             effective_dpi=manifest.effective_dpi,
         )
     return summary
 
 
 def _print_summary(summary: dict) -> None:
+    folder = Path(summary["out"])
+
+    def shown(path: str) -> str:  # a copied file, by its place in the order's folder
+        return str(Path(path).relative_to(folder))
+
     click.echo(
         f"\nOrder {summary['order_id']}: {summary['outcome']}"
         + (f" ({summary['reason']})" if summary["outcome"] != "ready" else "")
     )
+    if summary["proofs"] or summary["print_file"]:
+        click.echo(f"  files copied to {folder}{os.sep}")
+    else:
+        click.echo("  no files to copy")
     for proof in summary["proofs"]:
         chosen = "  <- approved" if proof["variant"] == summary["chosen_proof"] else ""
-        score = f"identity {proof['identity_score']:.2f} (≥ {summary['identity_threshold']:.2f})"
+        score = f"identity {proof['identity_score']:.2f} (gate ≥ {summary['identity_threshold']:.2f})"
         take = f" ({proof['take']})" if proof.get("take") else ""
-        click.echo(f"  proof {proof['variant']}{take}: {score}  {proof['path']}{chosen}")
+        click.echo(f"  proof {proof['variant']}{take}: {score}  {shown(proof['path'])}{chosen}")
     for variant in summary.get("rejected_variants", []):
         click.echo(f"  variant {variant['variant']} dropped: {variant['reason']}")
     if summary["print_file"]:
         width, height = summary["pixel_size"]
-        click.echo(f"  print file: {summary['print_file']}  ({width}x{height} px, {summary['effective_dpi']} effective DPI)")
-        click.echo(f"  manifest:   {summary['manifest']}")
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds_per_stage"].items())
-    click.echo(f"  time: {summary['seconds_total']:.1f}s in all; {stages}")
-    click.echo(f"  see the runs: photogen ui  (Dagster instance {summary['dagster_home']})")
+        dpi = f"tagged {summary['dpi']} DPI, " if summary.get("dpi") else ""
+        click.echo(
+            f"  print file: {shown(summary['print_file'])}  ({width}x{height} px, {dpi}{summary['effective_dpi']} effective DPI)"
+        )
+        click.echo(f"  manifest:   {shown(summary['manifest'])}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds_per_stage"].items())
+    click.echo(f"  time: {summary['seconds_total']:.1f} s in all, with start-up and model loading; stages: {stages}")
+    ui = f"{photogen_command()} ui --home {shlex.quote(summary['home'])}" if summary.get("home") else "photogen ui"
+    click.echo(f"  see the runs: {ui}  (Dagster instance {summary['dagster_home']})")

@@ -4,7 +4,8 @@ generating them cost per style, per engine backend and per quality tier, read fr
 generation ledger in the artifact store, and, for the settled orders the ledger does not
 hold yet (today's, days nobody materialized), directly from the orders database with the
 ledger's own row builder (photogen_pipelines/analytics/ledger_view.py). The output says which days
-and how many orders came from where; the command never writes ledger files.
+and how many orders came from where; the command never writes ledger files. Last, the
+waits each tier's customers are told now (orders/waits.py): a premium print's minutes show.
 
 No ledger yet is not an error (exit code 0): the command says, on stderr, how to build
 one (materialize the `generation_ledger` asset); with `--json` it still prints one JSON
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option
+from photogen_pipelines.cli.common import UsageFailure, clear_errors, home_option, home_settings
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.storage.artifacts import Stage
@@ -155,6 +156,41 @@ def _payload(current, since: date | None) -> dict:
     }
 
 
+def _waits(book, products_path: str | None) -> list[dict]:
+    """What each tier's customers are told to expect now (GET /v1/tiers): the median of its
+    recent orders, or the catalog's estimate until there are enough (orders/waits.py)."""
+    from photogen_pipelines.catalog import load_products
+    from photogen_pipelines.orders.waits import TierWait, tier_wait
+
+    rows = []
+    for tier in load_products(products_path).tiers:
+        estimate = tier.expected_wait
+        wait = (
+            tier_wait(book, tier)
+            if book is not None
+            else TierWait(estimate.proofs_seconds, estimate.print_seconds, "catalog", 0)
+        )
+        rows.append({"tier": tier.id, **{k: getattr(wait, k) for k in ("proofs_seconds", "print_seconds", "basis", "orders")}})
+    return rows
+
+
+def _waits_text(waits: list[dict]) -> list[str]:
+    def minutes(seconds: int) -> str:
+        return f"{seconds} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+    width = max(len(row["tier"]) for row in waits) + 2
+    lines = ["", f"{'tier':<{width}}{'to proofs':>11}{'to print':>11}  told from"]
+    for row in waits:
+        basis = (
+            f"the median of its last {_plural(row['orders'])}"
+            if row["basis"] == "measured"
+            else f"the catalog's estimate ({_plural(row['orders'])} measured so far)"
+        )
+        lines.append(f"{row['tier']:<{width}}{minutes(row['proofs_seconds']):>11}{minutes(row['print_seconds']):>11}  {basis}")
+    lines.append("waits: what GET /v1/tiers tells customers now, from payment to proofs and from approval to the print file")
+    return lines
+
+
 def _plural(count: int) -> str:
     return f"{count} order{'' if count == 1 else 's'}"
 
@@ -183,7 +219,7 @@ def _text(payload: dict) -> str:
     span = "no days" if not days else f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
     if not payload["orders"]:
         none = f"No orders settled on or after {payload['since']}." if payload["since"] else "No settled orders."
-        return f"{none}\n{_source_line(payload['sources'])}"
+        return "\n".join([none, _source_line(payload["sources"]), *_waits_text(payload["waits"])])
     width = max(len(style["style_id"]) for style in payload["styles"]) + 2
     lines = [
         f"{_plural(payload['orders'])} settled {span} (UTC); "
@@ -205,7 +241,7 @@ def _text(payload: dict) -> str:
             f"{style['style_id']:<{width}}{style['orders']:>7}{rejected:>10}{rate_text(style['rejection_rate']):>6}{identity:>10}{seconds}"
         )
     lines += ["", "rate: rejected / orders with a verdict; identity: median final score; stage columns: median seconds"]
-    return "\n".join([*lines, "", *_cost_text(payload)])
+    return "\n".join([*lines, "", *_cost_text(payload), *_waits_text(payload["waits"])])
 
 
 def _cost_text(payload: dict) -> list[str]:
@@ -263,13 +299,14 @@ def report(since: str | None, as_json: bool, home: str | None) -> None:
     from photogen_pipelines.analytics.ledger_view import current_ledger
     from photogen_pipelines.factories import open_artifact_store
 
-    settings = PhotoGenSettings(**({"home": home} if home else {}))
+    settings = home_settings(home)  # read only: a report makes no home
     store = open_artifact_store(settings.resolved_artifacts_root)
-    current = current_ledger(store, _orders_book(settings), since_day)
+    book = _orders_book(settings)
+    current = current_ledger(store, book, since_day)
     if not current.ledger_days and not ledger_days(store):
         where = store.path(LEDGER_PREFIX) if hasattr(store, "path") else store.uri(LEDGER_PREFIX)
         click.echo(f"photogen: no generation ledger in {where} yet: {HOW_TO_BUILD}", err=True)
         if not as_json and current.rows.empty:
             return
-    payload = _payload(current, since_day)
+    payload = {**_payload(current, since_day), "waits": _waits(book, settings.products_path)}
     click.echo(json.dumps(payload, indent=2) if as_json else _text(payload))

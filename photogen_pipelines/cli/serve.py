@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 import yaml
 
-from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
+from photogen_pipelines.cli.common import UsageFailure, home_option, local_home, photogen_command
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
 from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
@@ -104,9 +105,30 @@ def code_location_errors(webserver_url: str) -> list[str]:
 
 @dataclass(frozen=True)
 class DagsterCommands:
-    webserver: str
-    daemon: str
+    webserver: list[str]
+    daemon: list[str]
     code_server: list[str]
+
+
+# Dagster's webserver and daemon, run through the module that keeps their console log
+# readable: no colour codes in a file, the daemon's routine ticks once (cli/dagster_logs.py)
+DAGSTER_LOGS = [sys.executable, "-m", "photogen_pipelines.cli.dagster_logs"]
+
+
+def dagster_commands(photogen: str, cold_runs: bool) -> DagsterCommands:
+    for name in ("dagster-webserver", "dagster-daemon"):
+        executable(name)  # installed, or a one-line error before anything starts
+    code_server = [photogen, "code-server", *(["--cold-runs"] if cold_runs else [])]
+    return DagsterCommands([*DAGSTER_LOGS, "dagster-webserver"], [*DAGSTER_LOGS, "dagster-daemon"], code_server)
+
+
+def key_command(paths: LocalPaths, settings: PhotoGenSettings) -> str:
+    """The `photogen api-key create` line to paste for a key this service accepts: the
+    same home (and, where orders are not in the home, the same PHOTOGEN_DATABASE_URL)."""
+    line = f'PHOTOGEN_HOME={shlex.quote(str(paths.home))} {photogen_command()} api-key create --name "my shop"'
+    if settings.database_url:
+        line += "  (with this same PHOTOGEN_DATABASE_URL set)"
+    return line
 
 
 def executable(name: str) -> str:
@@ -206,8 +228,7 @@ def serve(
     if engine_service:
         check_port_free(ENGINE_HOST, engine_port)
     photogen = executable("photogen")
-    code_server = [photogen, "code-server", *(["--cold-runs"] if cold_runs else [])]
-    dagster = DagsterCommands(executable("dagster-webserver"), executable("dagster-daemon"), code_server)
+    dagster = dagster_commands(photogen, cold_runs)
     engines = [photogen, "engines", "serve", "--host", ENGINE_HOST, "--port", str(engine_port)]
 
     paths = local_home(home)
@@ -242,8 +263,7 @@ def _serve(
     _prepare("create the Dagster instance's storage", _create_dagster_storage)
     _prepare("check for runs left behind", fail_runs_left_behind, say)
 
-    say(f"PHOTOGEN_HOME {paths.home}")
-    say(f"DAGSTER_HOME  {os.environ['DAGSTER_HOME']}")
+    say(f"DAGSTER_HOME  {os.environ['DAGSTER_HOME']}")  # the home itself: the line `local_home` printed
     if settings.payments_on:
         say("payments are ON (Stripe)")
         if not settings.stripe_webhook_secret:
@@ -291,10 +311,10 @@ def _serve(
                 + ["--http", "storefront_api.server:HttpProtocol"],  # JSON answers and head limits (server.py)
             )
             say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
-            ui = supervisor.start("Dagster UI", [dagster.webserver, *grpc, "-h", ui_host, "-p", str(ui_port)])
+            ui = supervisor.start("Dagster UI", [*dagster.webserver, *grpc, "-h", ui_host, "-p", str(ui_port)])
             say(f"Dagster UI  http://{ui_shown}:{ui_port}  (pid {ui.pid})")
-            run = supervisor.start("Dagster daemon", [dagster.daemon, "run", *grpc])
-            say(f"Dagster daemon (sensors, run queue)  pid {run.pid}")
+            run = supervisor.start("Dagster daemon", [*dagster.daemon, "run", *grpc])
+            say(f"Dagster daemon (sensors, run queue)  pid {run.pid}  (a routine sensor tick is logged when its message changes)")
 
             crashed = _wait_until_ready(
                 supervisor,
@@ -306,6 +326,7 @@ def _serve(
             if crashed is None and supervisor.stop_signal is None:
                 for error in code_location_errors(f"http://{ui_probe}:{ui_port}"):
                     say(f"warning: the Dagster code location did not load ({error}); see the log above")
+                say(f"create a storefront key: {key_command(paths, settings)}")
                 say("ready (Ctrl-C or SIGTERM stops everything)")
                 crashed = supervisor.wait()
 

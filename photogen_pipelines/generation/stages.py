@@ -21,7 +21,7 @@ from photogen_pipelines.engines.base import Face, FaceAnalyzer, SeededStylizer, 
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
 from photogen_pipelines.imaging.images import Box, decode_upload, fit_long_side, portrait_crop
-from photogen_pipelines.imaging.print_detail import SOFTEN_SIGMA, add_texture, soften
+from photogen_pipelines.imaging.print_detail import SOFTEN_SIGMA, add_texture, ensemble_upscale, soften
 from photogen_pipelines.storage.artifacts import MasterInfo, ProofScore, Usage, Validation
 
 SELFIE_MIN_FACE_SCORE = 0.75
@@ -132,13 +132,13 @@ def render_candidate(
     face: Box | None = None,
 ) -> Candidate:
     """One styled variant. A style-transfer engine paints the variant's take (takes.py:
-    stroke size, framing, palette, backdrop), jittered a little by the variant's seed;
+    stroke size, framing, palette; the takes its style offers), jittered a little by the variant's seed;
     a seeded engine (diffusion) varies by its seed alone. `face` is the portrait's face
     box (default: where `portrait_crop` puts it)."""
     params = style.engine_params(stylizer.params_section)
     if isinstance(stylizer, SeededStylizer):
         return _render_seeded(portrait, params, stylizer, [(variant, seed)], round_no, retry_decay)[0]
-    take = takes.take_for(variant)
+    take = takes.take_for(variant, getattr(params, "without_takes", ()))
     rng = np.random.default_rng(seed)
     zoom = take.zoom * (1.0 if variant == 0 else rng.uniform(0.99, 1.02))
     stroke_side = round(take.stroke_side * (1.0 if variant == 0 else rng.uniform(0.96, 1.04)))
@@ -147,17 +147,17 @@ def render_candidate(
     engine_params = params.model_dump(exclude_none=True)
     if take.second_palette and params.second_palette is not None:
         engine_params["second_palette_weight"] = take.second_palette
-    image = _paint(framed, framed_face, stylizer, engine_params, stroke_side, take.quiet_background)
+    image = _paint(framed, framed_face, stylizer, engine_params, stroke_side)
     image = takes.keep_face(image, framed, framed_face, strength)
     return Candidate(variant, round_no, seed, round(strength, 4), round(zoom, 4), image, take.name)
 
 
-def _paint(framed: np.ndarray, face: Box, stylizer: Stylizer, params: dict, stroke_side: int, quiet: bool) -> np.ndarray:
+def _paint(framed: np.ndarray, face: Box, stylizer: Stylizer, params: dict, stroke_side: int) -> np.ndarray:
     """The whole picture in the style, at the take's stroke size: the face is shown to
     the network lifted to a mid-tone, and the painting is brought back to the face's own
     depth."""
     curve = takes.lift_curve(framed, face)
-    shown = takes.apply_curve(takes.quiet(framed, face) if quiet else framed, curve, face)
+    shown = takes.apply_curve(framed, curve, face)
     painted = takes.without_checkerboard(stylizer.stylize(takes.at_stroke_size(shown, stroke_side), params, 1.0))
     height, width = framed.shape[:2]
     if painted.shape[:2] != (height, width):
@@ -334,16 +334,19 @@ def make_print_master(
     max_passes: int = 2,
     soften_sigma: float = SOFTEN_SIGMA,
     variant: int = 0,
+    ensemble: int = 1,
 ) -> tuple[Image.Image, MasterInfo]:
     """The proof at the product's pixels: the upscaler draws the contours from a softened
     proof and Lanczos carries the proof's own brush texture (print_detail.py says why;
-    soften_sigma=0 gives the model the whole proof, as before). The document says how, for
-    the proof `variant` (the order's approved one); the caller adds what the upscaler used."""
+    soften_sigma=0 gives the model the whole proof, as before). With `ensemble` > 1 each
+    model pass is averaged over that many mirrored and rotated copies, which cleans away
+    the model's own fine pattern (a premium tier's print). The document says how, for the
+    proof `variant` (the order's approved one); the caller adds what the upscaler used."""
     softened = soften(proof, soften_sigma)
     image = softened
     passes = plan_passes((proof.shape[1], proof.shape[0]), product, upscaler.scales, target_dpi, max_passes)
     for scale in passes:
-        image = upscaler.upscale(_shrink_for_pass(image, product, scale, target_dpi), scale)
+        image = ensemble_upscale(upscaler.upscale, _shrink_for_pass(image, product, scale, target_dpi), scale, ensemble)
     native = (image.shape[1], image.shape[0])
     dpi = native_dpi(native, product)
     if dpi < product.min_dpi:
@@ -361,5 +364,6 @@ def make_print_master(
         upscaler=upscaler.version,
         source_dpi=source,
         soften_sigma=soften_sigma,
+        ensemble=ensemble,
     )
     return master, info

@@ -10,6 +10,8 @@ only sees the proof softened below its texture scale, where what it sharpens is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -34,6 +36,38 @@ def soften(proof: np.ndarray, sigma: float = SOFTEN_SIGMA) -> np.ndarray:
         return proof
     blurred = ndimage.gaussian_filter(proof.astype(np.float32), (sigma, sigma, 0))
     return np.clip(blurred + 0.5, 0, 255).astype(np.uint8)
+
+
+# The eight ways to lay a picture on the model's grid (the dihedral group: identity,
+# mirrors, rotations), each as (forward, back); `back` undoes `forward` on the upscaled
+# picture. The first two, four and eight make the 2-, 4- and 8-fold self-ensembles.
+_FLIPS: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = [
+    (lambda a: a, lambda a: a),
+    (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    (lambda a: a[::-1], lambda a: a[::-1]),
+    (lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1]),
+    (lambda a: a.transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2)),
+    (lambda a: a[:, ::-1].transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2)[:, ::-1]),
+    (lambda a: a[::-1].transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2)[::-1]),
+    (lambda a: a[::-1, ::-1].transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2)[::-1, ::-1]),
+]
+ENSEMBLES = (1, 2, 4, 8)
+
+
+def ensemble_upscale(upscale: Callable[[np.ndarray, int], np.ndarray], image: np.ndarray, scale: int, ensemble: int = 1) -> np.ndarray:
+    """`upscale(image, scale)` averaged over `ensemble` mirrored and rotated copies of the
+    picture (a geometric self-ensemble). What the model invents (its own fine grid and
+    squiggles) depends on how the picture lies on its grid and averages out; the contours
+    every copy agrees on stay. Costs `ensemble` model passes."""
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble}")
+    if ensemble == 1:
+        return upscale(image, scale)
+    total: np.ndarray | None = None
+    for forward, back in _FLIPS[:ensemble]:
+        out = back(upscale(np.ascontiguousarray(forward(image)), scale)).astype(np.float32)
+        total = out if total is None else total + out
+    return np.clip(total / ensemble + 0.5, 0, 255).astype(np.uint8)
 
 
 def add_texture(master: Image.Image, proof: np.ndarray, softened: np.ndarray) -> Image.Image:

@@ -26,6 +26,12 @@ from skimage.metrics import structural_similarity
 
 THUMBNAIL_SIDE = 64
 VARIETY_FLOOR = 0.30
+# the smallest distance between two takes a style offers (generation/takes.py): above the
+# pairs that looked like one picture at thumbnail size on the reference faces (the dropped
+# "quiet backdrop" take, 0.06-0.21 from the classic one; starry_swirl's fine strokes,
+# 0.19), below those that looked like two (fauve's fine strokes, 0.25; a close-up in two
+# palettes, 0.27 and up). BENCHMARKS.md, "Proof variety".
+MIN_TAKE_DISTANCE = 0.23
 # L* spans 0..100 and a*, b* about -128..127: scale each to a comparable range
 _LAB_SCALE = np.array([100.0, 128.0, 128.0], dtype=np.float32)
 

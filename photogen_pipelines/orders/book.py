@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from photogen_pipelines.clock import as_utc, utc_now
@@ -225,6 +225,27 @@ class SqlOrderBook:
             if exclude_ids:
                 query = query.where(OrderEventRow.id.not_in(list(exclude_ids)))
             return [(i, o, as_utc(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]
+
+    def phase_seconds(
+        self, tier: str, start: OrderState, end: OrderState, limit: int = 50
+    ) -> list[float]:
+        """Seconds from each order's first move into `start` to its first move into `end`,
+        for the `limit` orders of `tier` that reached `end` most recently: how long the
+        shop's own orders of that tier wait for a phase (orders/waits.py)."""
+        started = func.min(case((OrderEventRow.to_state == start.value, OrderEventRow.at)))
+        ended = func.min(case((OrderEventRow.to_state == end.value, OrderEventRow.at)))
+        query = (
+            select(started, ended)
+            .join(OrderRow, OrderRow.id == OrderEventRow.order_id)
+            .where(OrderRow.tier == tier, OrderEventRow.to_state.in_([start.value, end.value]))
+            .group_by(OrderEventRow.order_id)
+            .having(started.is_not(None), ended.is_not(None))
+            .order_by(ended.desc())
+            .limit(limit)
+        )
+        with self.database.session() as session:
+            rows = session.execute(query).all()
+        return [max(0.0, (as_utc(e) - as_utc(s)).total_seconds()) for s, e in rows]
 
     def settled_between(self, start: datetime, end: datetime) -> list[Order]:
         """Orders whose latest move into a final state (ready, rejected, failed, cancelled,

@@ -198,6 +198,7 @@ class MasterInfo(Document):
     source_dpi: float | None = Field(**ADDED_LATER)
     # proof px of blur before the model; the texture came by Lanczos (print_detail.py)
     soften_sigma: float | None = Field(**ADDED_LATER)
+    ensemble: int | None = Field(**ADDED_LATER)  # mirrored/rotated copies averaged in each model pass (print_detail.py)
     usage: Usage | None = Field(**ADDED_LATER)  # the upscaler's (its clock, or a serverless worker's bill)
 
 

@@ -1,15 +1,15 @@
 """Outbound webhooks: the storefront's events and their delivery log, as the API reads them.
 
 `orders/outbox.py` writes each event and its deliveries; `delivery.py` sends them and logs
-every attempt. This module only reads: a key's events newest first, a page at a time, and
-one event with each delivery's state and attempts. Another key's event is NotFound, as if
-it did not exist.
+every attempt. This module only reads: a key's events newest first, a page at a time, each
+with where its deliveries stand, and one event with each delivery's state and attempts.
+Another key's event is NotFound, as if it did not exist.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
@@ -72,7 +72,9 @@ class WebhookAttempt:
 
 
 @dataclass(frozen=True)
-class WebhookDelivery:
+class DeliveryState:
+    """Where one event's delivery to one endpoint stands; its error is a coarse outcome."""
+
     id: int
     endpoint_id: str
     url: str
@@ -83,6 +85,31 @@ class WebhookDelivery:
     last_status_code: int | None
     last_error: str | None
     delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, row: WebhookDeliveryRow, url: str) -> DeliveryState:
+        return cls(**_state_fields(row, url))
+
+
+def _state_fields(row: WebhookDeliveryRow, url: str) -> dict:
+    return {
+        "id": row.id,
+        "endpoint_id": row.endpoint_id,
+        "url": url,
+        "status": DeliveryStatus(row.status),
+        "attempts": row.attempts,
+        "next_attempt_at": as_utc(row.next_attempt_at),
+        "last_attempt_at": as_utc(row.last_attempt_at),
+        "last_status_code": row.last_status_code,
+        "last_error": shown_error(row.last_error),
+        "delivered_at": as_utc(row.delivered_at),
+    }
+
+
+@dataclass(frozen=True)
+class WebhookDelivery(DeliveryState):
+    """The delivery and every attempt it made, oldest first."""
+
     log: list[WebhookAttempt]
 
 
@@ -96,6 +123,21 @@ class WebhookEventDetail:
 class EventPage:
     events: list[WebhookEvent]
     has_more: bool
+    # per event id, where each of its deliveries stands, oldest delivery first (an event no
+    # endpoint subscribed to has none)
+    deliveries: dict[str, list[DeliveryState]] = field(default_factory=dict)
+
+
+def _deliveries_of(session: Session, event_ids: list[str]) -> list[tuple[WebhookDeliveryRow, str]]:
+    """The deliveries of these events with their endpoint's URL, in one query."""
+    if not event_ids:
+        return []
+    return session.execute(
+        select(WebhookDeliveryRow, WebhookEndpointRow.url)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+        .where(WebhookDeliveryRow.event_id.in_(event_ids))
+        .order_by(WebhookDeliveryRow.id)
+    ).all()
 
 
 def list_events(
@@ -128,19 +170,18 @@ def list_events(
             )
         newest_first = query.order_by(WebhookEventRow.created_at.desc(), WebhookEventRow.id.desc())
         rows = session.scalars(newest_first.limit(limit + 1)).all()
-        return EventPage([WebhookEvent.of(row) for row in rows[:limit]], has_more=len(rows) > limit)
+        events = [WebhookEvent.of(row) for row in rows[:limit]]
+        deliveries: dict[str, list[DeliveryState]] = {event.id: [] for event in events}
+        for delivery, url in _deliveries_of(session, list(deliveries)):  # the whole page's in one query
+            deliveries[delivery.event_id].append(DeliveryState.of(delivery, url))
+        return EventPage(events, has_more=len(rows) > limit, deliveries=deliveries)
 
 
 def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEventDetail:
     """The event, its deliveries and each one's attempts: the delivery log."""
     with database.session() as session:
         event = event_row(session, api_key_id, event_id)
-        rows = session.execute(
-            select(WebhookDeliveryRow, WebhookEndpointRow.url)
-            .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
-            .where(WebhookDeliveryRow.event_id == event_id)
-            .order_by(WebhookDeliveryRow.id)
-        ).all()
+        rows = _deliveries_of(session, [event_id])
         attempts: dict[int, list[WebhookAttempt]] = {delivery.id: [] for delivery, _ in rows}
         if attempts:
             for attempt in session.scalars(
@@ -151,20 +192,5 @@ def get_event(database: Database, api_key_id: str, event_id: str) -> WebhookEven
                 attempts[attempt.delivery_id].append(
                     WebhookAttempt(as_utc(attempt.at), attempt.status_code, shown_error(attempt.error), attempt.duration_ms)
                 )
-        deliveries = [
-            WebhookDelivery(
-                id=d.id,
-                endpoint_id=d.endpoint_id,
-                url=url,
-                status=DeliveryStatus(d.status),
-                attempts=d.attempts,
-                next_attempt_at=as_utc(d.next_attempt_at),
-                last_attempt_at=as_utc(d.last_attempt_at),
-                last_status_code=d.last_status_code,
-                last_error=shown_error(d.last_error),
-                delivered_at=as_utc(d.delivered_at),
-                log=attempts[d.id],
-            )
-            for d, url in rows
-        ]
+        deliveries = [WebhookDelivery(**_state_fields(d, url), log=attempts[d.id]) for d, url in rows]
         return WebhookEventDetail(WebhookEvent.of(event), deliveries)

@@ -6,9 +6,10 @@ from photogen_pipelines.orders import deliverables
 from photogen_pipelines.orders.deliverables import Purpose
 from photogen_pipelines.orders.recipients import MaskedRecipient
 from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, Order
+from photogen_pipelines.orders.waits import TierWait, expected_at, order_wait
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
 from photogen_pipelines.workflows.intake import PAYMENTS_OFF_LABEL
-from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut
+from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut, WaitOut
 
 
 def _stages(order: Order) -> list[StageOut]:
@@ -83,10 +84,15 @@ def _fulfilment(services, order: Order) -> FulfilmentOut | None:
     return None if record is None else FulfilmentOut.model_validate(record, from_attributes=True)
 
 
+def wait_out(wait: TierWait) -> WaitOut:
+    return WaitOut(proofs_seconds=wait.proofs_seconds, print_seconds=wait.print_seconds, basis=wait.basis)
+
+
 def order_view(
     services, order: Order, base_url: str, client_secret: str | None = None, customer_token: str | None = None
 ) -> OrderOut:
     proofs, threshold = _proofs(services, order, base_url)
+    wait = order_wait(services.book, services.products, order)
     return OrderOut(
         id=order.id,
         state=order.state.value,
@@ -104,6 +110,8 @@ def order_view(
         approved_proof=order.approved_proof,
         proofs_downloaded_at=order.proofs_downloaded_at,
         print_file_ready=order.state in PRINT_FILE_MADE,
+        expected_wait=wait_out(wait),
+        expected_at=expected_at(order, wait),
         shipping_method=order.shipping_method.value if order.shipping_method else None,
         recipient=_recipient(services, order),
         fulfilment=_fulfilment(services, order),

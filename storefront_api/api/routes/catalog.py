@@ -3,7 +3,9 @@
 from fastapi import APIRouter
 
 from photogen_pipelines.generation.previews import latest_preview
+from photogen_pipelines.orders.waits import tier_wait
 from storefront_api.api.deps import BaseUrlDep, ServicesDep
+from storefront_api.api.views import wait_out
 from storefront_api.schemas import ProductOut, StyleOut, TierOut
 
 router = APIRouter(tags=["catalog"])
@@ -41,9 +43,16 @@ def _prices(catalog, product) -> dict[str, int]:
 
 @router.get("/tiers", response_model=list[TierOut])
 def list_tiers(services: ServicesDep) -> list[TierOut]:
-    """The quality tiers an order can ask for (`tier`), each product's price per tier in /v1/products."""
+    """The quality tiers an order can ask for (`tier`), each with the waits to expect; each product's price per tier in /v1/products."""
     catalog = services.products
     return [
-        TierOut(id=t.id, name=t.name, description=t.description, variants=t.variants, default=t.id == catalog.default_tier)
+        TierOut(
+            id=t.id,
+            name=t.name,
+            description=t.description,
+            variants=t.variants,
+            default=t.id == catalog.default_tier,
+            expected_wait=wait_out(tier_wait(services.book, t)),
+        )
         for t in catalog.tiers
     ]

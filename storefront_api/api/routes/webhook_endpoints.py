@@ -23,8 +23,8 @@ from storefront_api.webhook_schemas import (
     WebhookEndpointOut,
     WebhookEndpointPatch,
     WebhookEventDetailOut,
+    WebhookEventListItemOut,
     WebhookEventListOut,
-    WebhookEventOut,
     WebhookRedeliveryOut,
 )
 
@@ -43,8 +43,8 @@ def _endpoint_out(endpoint: webhook_endpoints.WebhookEndpoint) -> WebhookEndpoin
     return WebhookEndpointOut(**dataclasses.asdict(endpoint), disabled=endpoint.disabled)
 
 
-def _event_out(event: webhook_events.WebhookEvent) -> WebhookEventOut:
-    return WebhookEventOut(**dataclasses.asdict(event))
+def _listed(event: webhook_events.WebhookEvent, deliveries: list[webhook_events.DeliveryState]) -> WebhookEventListItemOut:
+    return WebhookEventListItemOut(**dataclasses.asdict(event), deliveries=[dataclasses.asdict(d) for d in deliveries])
 
 
 @router.post("/webhook-endpoints", status_code=status.HTTP_201_CREATED, response_model=WebhookEndpointCreatedOut)
@@ -96,11 +96,12 @@ def list_webhook_events(
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     event_type: Annotated[EventType | None, Query(alias="type", description="an event type, e.g. order.shipped")] = None,
 ) -> WebhookEventListOut:
-    """The key's events, newest first."""
+    """The key's events, newest first, each with where its deliveries stand (status,
+    attempts, the last outcome, the next attempt); every attempt is on the event's own page."""
     page = webhook_events.list_events(
         services.database, caller.api_key_id, limit=limit, starting_after=starting_after, order_id=order_id, event_type=event_type
     )
-    return WebhookEventListOut(data=[_event_out(e) for e in page.events], has_more=page.has_more)
+    return WebhookEventListOut(data=[_listed(e, page.deliveries[e.id]) for e in page.events], has_more=page.has_more)
 
 
 @router.get("/webhook-events/{event_id}", response_model=WebhookEventDetailOut)
