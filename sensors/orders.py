@@ -8,7 +8,7 @@ from assets import print_job, proof_job
 from assets.partitions import approved_orders_partitions, orders_partitions
 from photogen_pipelines.orders.states import Order, OrderState
 from resources import OrdersDatabase
-from sensors._cursor import EventCursor
+from sensors._cursor import EPOCH, EventCursor
 
 MAX_ORDERS_PER_TICK = 25
 # Dagster's sensor daemon passes over the sensors every 5 s, and skips a sensor whose interval
@@ -39,6 +39,22 @@ def _order_runs(ready: list[Order], run: str, priority: int) -> list[dg.RunReque
         dg.RunRequest(partition_key=order.id, run_key=f"{run}:{order.id}", tags={**tags, **order_run_tags(order)})
         for order in ready
     ]
+
+
+def _approved_before_the_partitions(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> list[str]:
+    """Every order ever approved, once, on an instance upgraded from before the print assets
+    had partitions of their own (`approved_orders`): this sensor's cursor is already past
+    their approvals, and without their keys their print history would be out of sight. A
+    new instance starts with no cursor and finds them through its events anyway."""
+    if context.cursor is None or context.instance.get_dynamic_partitions(approved_orders_partitions.name):
+        return []
+    book, since, keys = orders.book(), EPOCH, []
+    while events := book.events_since([OrderState.APPROVED], since, exclude_ids=[], limit=1000):
+        keys += [order_id for _, order_id, _, _ in events]
+        if len(events) < 1000 or events[-1][2] == since:
+            break
+        since = events[-1][2]  # the next page starts at the last one's time; repeats are dropped below
+    return list(dict.fromkeys(keys))
 
 
 def order_run_tags(order: Order) -> dict[str, str]:
@@ -90,7 +106,7 @@ def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase)
     # every approved order is a print partition, also one that moved on since (its print run
     # already ran, as `photogen demo` runs it); only one still approved needs its run
     ready = [order for order in entered if order.state == OrderState.APPROVED]
-    keys = [order.id for order in entered]
+    keys = [order.id for order in entered] + _approved_before_the_partitions(context, orders)
     return dg.SensorResult(
         run_requests=_order_runs(ready, "print", PRINT_RUN_PRIORITY),
         dynamic_partitions_requests=[approved_orders_partitions.build_add_request(keys)] if keys else [],

@@ -157,6 +157,23 @@ def test_a_cancelled_order_is_no_missing_printing_partition_and_an_approved_one_
     assert stats["selfie"]["numPartitions"] == 3
 
 
+def test_an_upgraded_instance_gets_the_printing_partitions_of_orders_approved_before(shop):
+    """An instance from before `approved_orders` existed: the sensor's cursor is past the old
+    approvals. Its first tick adds them all, once; a cancelled order stays out."""
+    defs, instance = shop
+    ready, shipped_earlier, cancelled = _order(defs, S.READY), _order(defs, S.APPROVED), _order(defs, S.CANCELLED)
+    with dg.build_sensor_context(instance=instance, resources={"orders": defs.resources["orders"]}) as context:
+        cursor = approved_orders(context).cursor  # what the old sensor had reached
+    with dg.build_sensor_context(instance=instance, resources={"orders": defs.resources["orders"]}, cursor=cursor) as context:
+        upgraded = approved_orders(context)
+    assert upgraded.run_requests == []  # their runs ran long ago: only the partitions come back
+    (request,) = upgraded.dynamic_partitions_requests
+    assert sorted(request.partition_keys) == sorted([ready, shipped_earlier]) and cancelled not in request.partition_keys
+    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    with dg.build_sensor_context(instance=instance, resources={"orders": defs.resources["orders"]}, cursor=cursor) as context:
+        assert approved_orders(context).dynamic_partitions_requests == []  # once
+
+
 def test_the_print_assets_read_the_proofs_of_the_same_order():
     mapping = assets.print_master.get_partition_mapping(assets.validated_proofs.key)
     assert isinstance(mapping, dg.IdentityPartitionMapping)  # the lineage joins each order to itself
