@@ -61,21 +61,25 @@ def _font(size: int):
 
 def every_take(style: Style) -> Style:
     """The style offering every take: an order's variants go round the takes its style
-    offers (takes.take_for), so the left-out ones are rendered from this copy. The left-out
-    takes are the last, so each offered take keeps its variant and its picture."""
+    offers (takes.take_for), so the left-out ones are rendered from this copy."""
     return style.model_copy(update={"embedded": style.embedded.model_copy(update={"without_takes": []})})
 
 
 def render_style(style: Style, selfies: dict, stylizer, analyzer) -> dict:
-    """Per person: an order of one proof per take (the left-out ones too), their takes,
-    identities and distances."""
-    variants = list(range(len(takes.TAKES)))
+    """Per person: an order of as many proofs as the style offers takes, then each left-out
+    take (at its variant in a style offering them all), in TAKES order; their identities
+    and distances."""
+    offered = [t.name for t in takes.offered(style.embedded.without_takes)]
+    left_out = [v for v, name in enumerate(takes.TAKE_NAMES) if name not in offered]
     rows = {}
     for person, selfie in selfies.items():
         started = time.perf_counter()
-        candidates = stages.render_candidates(
-            selfie.portrait, every_take(style), stylizer, ORDER_SEED, variants, 0, 0.6, selfie.portrait_face.box
+        args = (stylizer, ORDER_SEED)
+        order = stages.render_candidates(
+            selfie.portrait, style, *args, list(range(len(offered))), 0, 0.6, selfie.portrait_face.box
         )
+        extra = stages.render_candidates(selfie.portrait, every_take(style), *args, left_out, 0, 0.6, selfie.portrait_face.box)
+        candidates = sorted([*order, *extra], key=lambda c: takes.TAKE_NAMES.index(c.take))
         scores = [stages.score_candidate(c, selfie.embedding, style.identity_threshold, analyzer) for c in candidates]
         distances = {
             f"{a.take}-{b.take}": round(proof_distance(a.image, b.image), 3)
@@ -156,9 +160,10 @@ def table(results: dict) -> str:
     for style_id, s in results.items():
         pair, distance = s["min_offered"]
         left = "-" if s["min_left_out"] is None else f"{s['min_left_out'][0]} {s['min_left_out'][1]:.2f}"
+        faceless = f" ({s['faceless']} no face)" if s["faceless"] else ""
         lines.append(
             f"| {style_id} | {len(s['offered'])} | {', '.join(s['without']) or '-'} | {pair} {distance:.2f}"
-            f"{'' if distance >= MIN_TAKE_DISTANCE else ' **below**'} | {left} | {s['min_identity']:.2f} |"
+            f"{'' if distance >= MIN_TAKE_DISTANCE else ' **below**'} | {left} | {s['min_identity']:.2f}{faceless} |"
         )
     return "\n".join(lines)
 

@@ -128,7 +128,11 @@ class StageOut(BaseModel):
 
 class ProofOut(BaseModel):
     variant: int
-    take: str | None = Field(None, description="what sets this proof apart (classic, bold, close, palette, backdrop, fine)")
+    take: str | None = Field(
+        None,
+        description="what sets this proof apart on the embedded engine (classic, palette, close, close_palette, "
+        "full_palette, face, bold, fine; backdrop on older orders); null for a diffusion engine",
+    )
     label: str | None = Field(None, description="the take's name for the customer, e.g. 'Bold strokes'")
     url: str | None = Field(description="a signed URL, valid for minutes, and only while the order allows the file")
     preview: bool = Field(

@@ -61,30 +61,30 @@ def test_a_take_is_reproduced_by_its_seed(engines, portraits):
     assert [c.take for c in first] == ["palette", "close_palette"]
 
 
-def offered_takes_apart(style, selfie, faces, stylizer) -> dict[str, float]:
-    """An order of as many proofs as `style` offers takes gets exactly those takes (the
-    left-out ones are the last), each keeps the customer recognisable, and no two read as
-    one picture at thumbnail size. Returns, for each left-out take, how close it comes to
-    an offered one. (An order's variants go round the offered takes only: the left-out ones
-    are rendered from a copy of the style that offers them all.)"""
+def offered_takes_apart(style, selfie, faces, stylizer) -> dict[str, tuple[float, bool]]:
+    """An order of as many proofs as `style` offers takes gets exactly those takes, each
+    keeps the customer recognisable, and no two read as one picture at thumbnail size.
+    Returns, for each left-out take, how close it comes to an offered one and whether it
+    passes the identity gate. (An order's
+    variants go round the offered takes only: the left-out ones are rendered from a copy of
+    the style that offers them all.)"""
     offered = [take.name for take in takes.offered(style.embedded.without_takes)]
     order = render(selfie, style, stylizer, list(range(len(offered))))
     assert [c.take for c in order] == offered
-    # the left-out takes, rendered as a style offering every take would: the offered ones
-    # come first there too, each with its variant, so they are the same pictures
+    # the left-out takes, rendered as a style offering every take would (at their variant there)
     every = style.model_copy(update={"embedded": style.embedded.model_copy(update={"without_takes": []})})
-    candidates = [*order, *render(selfie, every, stylizer, list(range(len(offered), len(takes.TAKES))))]
-    assert [c.take for c in candidates] == list(takes.TAKE_NAMES)
+    left_out = [v for v, name in enumerate(takes.TAKE_NAMES) if name not in offered]
+    candidates = [*order, *render(selfie, every, stylizer, left_out)]
+    assert sorted(c.take for c in candidates) == sorted(takes.TAKE_NAMES)
     by_take = {c.take: c for c in candidates}
-    for candidate in candidates[: len(offered)]:
-        score = stages.score_candidate(candidate, selfie.embedding, style.identity_threshold, faces)
-        assert score.similarity is not None and score.similarity >= style.identity_threshold, (style.id, candidate.take)
+    passes = {c.take: stages.score_candidate(c, selfie.embedding, style.identity_threshold, faces).passed for c in candidates}
+    assert all(passes[name] for name in offered), (style.id, passes)
     for i, a in enumerate(offered):
         for b in offered[i + 1 :]:
             distance = proof_distance(by_take[a].image, by_take[b].image)
             assert distance >= MIN_TAKE_DISTANCE, f"{style.id}: {a} and {b} are {distance:.3f} apart"
     return {
-        name: min(proof_distance(by_take[name].image, by_take[o].image) for o in offered)
+        name: (min(proof_distance(by_take[name].image, by_take[o].image) for o in offered), passes[name])
         for name in takes.TAKE_NAMES
         if name not in offered
     }
@@ -104,11 +104,14 @@ def test_every_take_a_style_offers_reads_as_itself_and_every_take_it_leaves_out_
     faces, stylizer = engines
     style = load_styles().get(style_id)
     closest: dict[str, float] = {}
+    lost: set[str] = set()
     for selfie in reference_portraits.values():
-        for name, distance in offered_takes_apart(style, selfie, faces, stylizer).items():
+        for name, (distance, passed) in offered_takes_apart(style, selfie, faces, stylizer).items():
             closest[name] = min(closest.get(name, 1.0), distance)
-    # a take is left out because it reads as one the style offers, on some reference face
-    assert all(distance < MIN_TAKE_DISTANCE for distance in closest.values()), closest
+            lost |= set() if passed else {name}
+    # a take is left out because it reads as one the style offers, or fails the identity
+    # gate (pastel_cubist's face close-up), on some reference face
+    assert all(distance < MIN_TAKE_DISTANCE or name in lost for name, distance in closest.items()), (closest, lost)
 
 
 def test_ember_glow_offers_six_takes_that_read_as_themselves(engines, portraits):
@@ -119,17 +122,21 @@ def test_ember_glow_offers_six_takes_that_read_as_themselves(engines, portraits)
     assert len(takes.offered(style.embedded.without_takes)) == 6
     # painted on a canvas of at most 384 px, its "fine" take is its classic one, and its
     # "bold" one a blurred copy
-    assert set(left_out) == {"bold", "fine"} and left_out["fine"] < 0.1 and left_out["bold"] < MIN_TAKE_DISTANCE
+    assert set(left_out) == {"bold", "fine"} and left_out["fine"][0] < 0.1 and left_out["bold"][0] < MIN_TAKE_DISTANCE
 
 
-def test_a_style_leaves_out_only_its_last_takes_and_the_order_of_takes_follows():
+def test_a_style_offers_at_least_six_takes_and_the_order_of_takes_follows():
     for style in load_styles().styles:
         offered = takes.offered(style.embedded.without_takes)
-        # orders of as many proofs as the style offers get exactly those takes, and a
-        # premium order (6 proofs) gets six different takes in every style: the same six
-        assert offered == takes.TAKES[: len(offered)] and len(offered) >= 6, style.id
+        # orders of as many proofs as the style offers get exactly those takes, in TAKES
+        # order; every style offers the first four (orders of 2 and 4 are the same takes
+        # everywhere), and a premium order (6 proofs) gets six different takes. The left-out
+        # takes are not always the last: pastel_cubist leaves out the face close-up (its face
+        # is lost on one reference face) and keeps bold and fine strokes after it.
+        assert offered[:4] == takes.TAKES[:4] and len(offered) >= 6, style.id
+        assert offered == tuple(t for t in takes.TAKES if t in offered), style.id
         premium = [takes.take_for(v, style.embedded.without_takes).name for v in range(6)]
-        assert premium == ["classic", "palette", "close", "close_palette", "full_palette", "face"], style.id
+        assert len(set(premium)) == 6, style.id
         assert [takes.take_for(v, style.embedded.without_takes).name for v in range(len(offered) + 1)] == [
             *(t.name for t in offered),
             "classic",

@@ -11,21 +11,25 @@ every network answers. Every take is still seeded (a little jitter in framing an
 size) so a re-run reproduces it.
 
 Each take must read as itself at thumbnail size: any two takes a style offers are at least
-variety.MIN_TAKE_DISTANCE apart. Stroke size is the weak one, so the stroke takes come
-last. A style whose network paints the same fine texture at every size (sepia_oil,
-ink_etching) or on a canvas of at most 384 px whatever the take asks (ember_glow, a style
-picture) gets a softer or the same picture from "bold" and "fine"; in most styles "fine" is
-the classic picture with a finer grain. A style's catalog entry leaves out the takes that
-read as another of its takes (styles.yaml, `without_takes`); they are the last ones, so an
+variety.MIN_TAKE_DISTANCE apart. Stroke size is the weak one, so the stroke takes come last.
+A style whose network paints the same fine texture at every size (sepia_oil, ink_etching) or
+on a canvas of at most 384 px whatever the take asks (ember_glow, a style picture) gets a
+softer or the same picture from "bold" and "fine"; in most styles "fine" is the classic
+picture with a finer grain. A style's catalog entry leaves out the takes that read as
+another of its takes or lose the customer's face (styles.yaml, `without_takes`), never one
+of the first four; an order's variants go round the takes its style offers (take_for), so an
 order of as many proofs as its style offers gets exactly those, and every style offers at
-least six. The full second palette is cropped 1.12x nearer: at the classic framing it came
-within 0.21-0.25 of the half-weight "palette" take in golden_mosaic, pastel_cubist and
-sepia_oil. The face close-up (1.5x) keeps the catalogued palette: a tighter crop (1.7x) was
-not found as a face in four styles, and in the second palette it fell below fauve's identity
-threshold on one reference face. A "quiet backdrop" take (the backdrop blurred before
-painting) was dropped from every style: the networks paint their texture over a blurred,
-a flat or a darkened backdrop alike, and it scored 0.06-0.21 from the classic take, a
-duplicate to the eye (BENCHMARKS.md, "Proof variety").
+least six. The left-out takes are the last ones but in pastel_cubist, which leaves out the
+face close-up and keeps bold and fine strokes: its face close-up of one reference face was
+not found as a face at 1.4x and 1.5x (at 1.45x it was: too close to call). The full second
+palette is cropped 1.12x nearer: at the classic framing it came within 0.21-0.25 of the
+half-weight "palette" take in golden_mosaic, pastel_cubist and sepia_oil. The face close-up
+(1.5x) keeps the catalogued palette: a tighter crop (1.7x) was not found as a face in four
+styles, and in the second palette it fell below fauve's identity threshold on one reference
+face. A "quiet backdrop" take (the backdrop blurred before painting) was dropped from every
+style: the networks paint their texture over a blurred, a flat or a darkened backdrop alike,
+and it scored 0.06-0.21 from the classic take, a duplicate to the eye (BENCHMARKS.md, "Proof
+variety").
 
 Three things every take does, whatever the style:
 - The whole picture is painted: clothing and background take the style fully; only the
@@ -66,7 +70,6 @@ class Take:
     stroke_side: int  # long side the network paints at: fewer pixels, bolder strokes
     zoom: float = 1.0  # > 1 crops closer around the face
     second_palette: float = 0.0  # weight of the style's second palette
-    quiet_background: bool = False  # blur the backdrop before painting (quiet); no take does now
 
 
 # "bold" paints at half the classic side and "fine" at twice it: at 400 and 960 (before)
@@ -185,15 +188,6 @@ def apply_curve(rgb: np.ndarray, curve: np.ndarray | None, face: Box) -> np.ndar
         return rgb
     where = lift_mask(rgb.shape[:2], face)[..., None]
     return (where * curve[rgb] + (1.0 - where) * rgb + 0.5).astype(np.uint8)
-
-
-def quiet(rgb: np.ndarray, face: Box) -> np.ndarray:
-    """A backdrop simplified to broad shapes: blurred outside the sitter. What a take with
-    `quiet_background` is shown; no take has it now (the module's docstring says why)."""
-    radius = max(4.0, face.w * 0.12)
-    blurred = np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
-    keep = bust_mask(rgb.shape[:2], face)[..., None]
-    return (keep * rgb + (1.0 - keep) * blurred + 0.5).astype(np.uint8)
 
 
 def without_checkerboard(painting: np.ndarray) -> np.ndarray:
