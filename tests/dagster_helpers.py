@@ -23,3 +23,16 @@ def run_failure_context(instance: dg.DagsterInstance, run_id: str, resources: di
         dagster_event=failure,
         resources=resources,
     ).for_run_failure()
+
+
+# what deploy/dagster.yaml reads from the environment (a compose deploy's values)
+INSTANCE_ENV = {
+    "DAGSTER_PG_HOST": "postgres",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USERNAME": "photogen",
+    "DAGSTER_PG_PASSWORD": "s3cret",
+    "DAGSTER_PG_DB": "dagster",
+    "DAGSTER_COMPUTE_LOGS_BUCKET": "photogen-dagster",
+    "DAGSTER_COMPUTE_LOGS_PREFIX": "compute-logs",
+    "AWS_ENDPOINT_URL_S3": "http://minio:9000",
+}

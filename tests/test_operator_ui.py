@@ -18,21 +18,10 @@ from assets.proofs import PROOFS
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.orders.states import Order, OrderState
 from sensors import approved_orders, paid_orders
-from tests.dagster_helpers import local_instance
+from tests.dagster_helpers import INSTANCE_ENV, local_instance
 
 S = OrderState
 REPO = Path(__file__).parents[1]
-# what deploy/dagster.yaml reads from the environment (tests/test_production_instance.py)
-DEPLOY_ENV = {
-    "DAGSTER_PG_HOST": "postgres",
-    "DAGSTER_PG_PORT": "5432",
-    "DAGSTER_PG_USERNAME": "photogen",
-    "DAGSTER_PG_PASSWORD": "s3cret",
-    "DAGSTER_PG_DB": "dagster",
-    "DAGSTER_COMPUTE_LOGS_BUCKET": "photogen-dagster",
-    "DAGSTER_COMPUTE_LOGS_PREFIX": "compute-logs",
-    "AWS_ENDPOINT_URL_S3": "http://minio:9000",
-}
 UI_LIMITS = [
     {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
     {"key": "dagster/backfill", "limit": 1},
@@ -63,7 +52,7 @@ def test_the_local_instance_loads_without_the_community_dialog_and_with_the_ui_l
 def test_the_production_instance_turns_the_community_dialog_off_too(tmp_path, monkeypatch):
     from dagster._core.instance.config import dagster_instance_config
 
-    for name, value in DEPLOY_ENV.items():
+    for name, value in INSTANCE_ENV.items():
         monkeypatch.setenv(name, value)
     shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     config, _ = dagster_instance_config(str(tmp_path))  # Dagster's own validation of the file

@@ -131,10 +131,7 @@ def test_a_patterned_print_is_held_back_only_where_the_tier_promises_quality(tmp
                 resources=defs.resources,
                 raise_on_error=False,
             )
-        checks = {
-            evaluation.check_name: evaluation
-            for evaluation in result.get_asset_check_evaluations()
-        }
+        checks = {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
         detail = checks["print_detail_clean"]
         assert not detail.passed
         assert detail.severity == (dg.AssetCheckSeverity.ERROR if tier == "premium" else dg.AssetCheckSeverity.WARN)

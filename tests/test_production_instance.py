@@ -34,6 +34,7 @@ from photogen_pipelines.storage.stores import LocalArtifactStore, get_json, put_
 from photogen_pipelines.workflows.intake import OrderRequest, register_order
 from resources import ArtifactStorage, OrdersDatabase, StoreConfig
 from tests.conftest import throwaway_postgres
+from tests.dagster_helpers import INSTANCE_ENV
 from tests.servers import free_port, moto_s3_server, server_process, wait_until
 
 REPO = Path(__file__).parents[1]
@@ -325,17 +326,6 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
 
 
 # -- deploy/dagster.yaml and the run launcher, through Dagster's own config validation -----
-
-INSTANCE_ENV = {
-    "DAGSTER_PG_HOST": "postgres",
-    "DAGSTER_PG_PORT": "5432",
-    "DAGSTER_PG_USERNAME": "photogen",
-    "DAGSTER_PG_PASSWORD": "s3cret",
-    "DAGSTER_PG_DB": "dagster",
-    "DAGSTER_COMPUTE_LOGS_BUCKET": "photogen-dagster",
-    "DAGSTER_COMPUTE_LOGS_PREFIX": "compute-logs",
-    "AWS_ENDPOINT_URL_S3": "http://minio:9000",
-}
 
 
 def _env_names(node) -> set[str]:

@@ -166,9 +166,7 @@ def _waits(book, products_path: str | None) -> list[dict]:
     for tier in load_products(products_path).tiers:
         estimate = tier.expected_wait
         wait = (
-            tier_wait(book, tier)
-            if book is not None
-            else TierWait(estimate.proofs_seconds, estimate.print_seconds, "catalog", 0)
+            tier_wait(book, tier) if book is not None else TierWait(estimate.proofs_seconds, estimate.print_seconds, "catalog", 0)
         )
         rows.append({"tier": tier.id, **{k: getattr(wait, k) for k in ("proofs_seconds", "print_seconds", "basis", "orders")}})
     return rows

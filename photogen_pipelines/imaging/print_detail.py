@@ -54,7 +54,9 @@ _FLIPS: list[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np
 ENSEMBLES = (1, 2, 4, 8)
 
 
-def ensemble_upscale(upscale: Callable[[np.ndarray, int], np.ndarray], image: np.ndarray, scale: int, ensemble: int = 1) -> np.ndarray:
+def ensemble_upscale(
+    upscale: Callable[[np.ndarray, int], np.ndarray], image: np.ndarray, scale: int, ensemble: int = 1
+) -> np.ndarray:
     """`upscale(image, scale)` averaged over `ensemble` mirrored and rotated copies of the
     picture (a geometric self-ensemble). What the model invents (its own fine grid and
     squiggles) depends on how the picture lies on its grid and averages out; the contours

@@ -226,9 +226,7 @@ class SqlOrderBook:
                 query = query.where(OrderEventRow.id.not_in(list(exclude_ids)))
             return [(i, o, as_utc(at), OrderState(s)) for i, o, at, s in session.execute(query).all()]
 
-    def phase_seconds(
-        self, tier: str, start: OrderState, end: OrderState, limit: int = 50
-    ) -> list[float]:
+    def phase_seconds(self, tier: str, start: OrderState, end: OrderState, limit: int = 50) -> list[float]:
         """Seconds from each order's first move into `start` to its first move into `end`,
         for the `limit` orders of `tier` that reached `end` most recently: how long the
         shop's own orders of that tier wait for a phase (orders/waits.py)."""

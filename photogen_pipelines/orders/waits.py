@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from photogen_pipelines.catalog import ProductCatalog, Tier
-from photogen_pipelines.errors import NotFound
 from photogen_pipelines.clock import as_utc, utc_now
+from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 

@@ -43,7 +43,7 @@ def _prices(catalog, product) -> dict[str, int]:
 
 @router.get("/tiers", response_model=list[TierOut])
 def list_tiers(services: ServicesDep) -> list[TierOut]:
-    """The quality tiers an order can ask for (`tier`), each with the waits to expect; each product's price per tier in /v1/products."""
+    """The quality tiers an order can ask for (`tier`), each with the waits to expect; the prices are in /v1/products."""
     catalog = services.products
     return [
         TierOut(
