@@ -298,10 +298,12 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
                         "SELECT run_id, count(*) FROM event_logs WHERE run_id = ANY(%s) GROUP BY run_id", [run_ids]
                     ).fetchall()
                 )
-                partitions = [r[0] for r in connection.execute("SELECT partition FROM dynamic_partitions").fetchall()]
+                partitions = sorted(
+                    connection.execute("SELECT partitions_def_name, partition FROM dynamic_partitions").fetchall()
+                )
             assert runs == {run_id: "SUCCESS" for run_id in run_ids}
             assert all(events[run_id] > 10 for run_id in run_ids)
-            assert partitions == [order.id]
+            assert partitions == [("approved_orders", order.id), ("orders", order.id)]  # proofs, then the print
 
             # execute_in_process captures the stdout/stderr of the run's process (one log key per
             # process; the multiprocess executor of launched runs has one per step): uploaded to
