@@ -112,7 +112,8 @@ def approved_orders(context: dg.SensorEvaluationContext, orders: OrdersDatabase)
     # every approved order is a print partition, also one that moved on since (its print run
     # already ran, as `photogen demo` runs it); only one still approved needs its run
     ready = [order for order in entered if order.state == OrderState.APPROVED]
-    keys = [order.id for order in entered] + _approved_before_the_partitions(context, orders)
+    # one key once: Dagster refuses a request that names a key twice, and fails the tick
+    keys = list(dict.fromkeys([order.id for order in entered] + _approved_before_the_partitions(context, orders)))
     return dg.SensorResult(
         run_requests=_order_runs(ready, "print", PRINT_RUN_PRIORITY),
         dynamic_partitions_requests=[approved_orders_partitions.build_add_request(keys)] if keys else [],

@@ -163,6 +163,22 @@ def test_an_upgraded_instance_gets_the_printing_partitions_of_orders_approved_be
         assert approved_orders(context).dynamic_partitions_requests == []  # once
 
 
+def test_the_first_approval_on_a_new_instance_asks_for_its_partition_once(shop):
+    """A new instance's sensor has ticked (a cursor) before anything was approved: the first
+    approval is both new and "before the partitions"; the request names it once (Dagster
+    fails a tick whose request names a key twice)."""
+    defs, instance = shop
+    _tick(approved_orders, defs, instance)  # nothing yet: the cursor is set
+    with dg.build_sensor_context(instance=instance, resources={"orders": defs.resources["orders"]}) as context:
+        cursor = approved_orders(context).cursor
+    first = _order(defs, S.APPROVED)
+    with dg.build_sensor_context(instance=instance, resources={"orders": defs.resources["orders"]}, cursor=cursor) as context:
+        result = approved_orders(context)
+    (request,) = result.dynamic_partitions_requests
+    assert list(request.partition_keys) == [first]
+    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))  # as the daemon does
+
+
 def test_the_print_assets_read_the_proofs_of_the_same_order():
     mapping = assets.print_master.get_partition_mapping(assets.validated_proofs.key)
     assert isinstance(mapping, dg.IdentityPartitionMapping)  # the lineage joins each order to itself
