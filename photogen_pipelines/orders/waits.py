@@ -60,8 +60,8 @@ def tier_wait(book: SqlOrderBook, tier: Tier) -> TierWait:
 
 
 def order_wait(book: SqlOrderBook, catalog: ProductCatalog, order: Order) -> TierWait:
-    """The waits of the order's tier; a tier the catalog has since dropped has no
-    measurements worth trusting and a default estimate."""
+    """The waits of the order's tier; a tier the catalog has since dropped keeps its own
+    orders' measurements, with a default estimate until there are enough."""
     try:
         tier = catalog.tier(order.tier)
     except NotFound:
