@@ -9,10 +9,11 @@ class PhotoGenError(Exception):
 
     code = "photogen_error"
 
-    def __init__(self, message: str, *, code: str | None = None):
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.details = details or {}  # machine-readable facts a client acts on (e.g. when a limit resets)
 
 
 class BadInput(PhotoGenError):
@@ -41,3 +42,15 @@ class Conflict(PhotoGenError):
     """The request contradicts an earlier one (an idempotency key reused with another body)."""
 
     code = "conflict"
+
+
+class PaymentRequired(PhotoGenError):
+    """What was asked must be paid for first: too few credits, or an unpaid preview."""
+
+    code = "payment_required"
+
+
+class LimitReached(PhotoGenError):
+    """A quota is spent until `details["resets_at"]` (a free allowance)."""
+
+    code = "limit_reached"

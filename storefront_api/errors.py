@@ -26,7 +26,15 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from photogen_pipelines.errors import BadInput, Conflict, IllegalTransition, NotFound, PhotoGenError
+from photogen_pipelines.errors import (
+    BadInput,
+    Conflict,
+    IllegalTransition,
+    LimitReached,
+    NotFound,
+    PaymentRequired,
+    PhotoGenError,
+)
 from photogen_pipelines.payments.stripe_payments import PaymentError
 
 log = logging.getLogger("storefront_api")
@@ -133,6 +141,10 @@ def _status_of(exc: PhotoGenError) -> int:
         return 422 if exc.code in BODY_REFERENCE_CODES else 404
     if isinstance(exc, IllegalTransition | Conflict):
         return 409
+    if isinstance(exc, PaymentRequired):
+        return 402
+    if isinstance(exc, LimitReached):
+        return 429
     if isinstance(exc, PaymentError):
         return 503 if exc.code != "bad_signature" else 400
     return 500
@@ -149,7 +161,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("request failed [%s]: %s [%s]", request_id(request), exc, exc.code)
         headers = {"Retry-After": "30"} if status == 503 else None
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status, headers=headers)
+        if status == 429 and "retry_after" in exc.details:
+            headers = {"Retry-After": str(exc.details["retry_after"])}
+        return JSONResponse(error_body(exc.code, str(exc), **exc.details), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ FLOORS = [
     {"factories"},  # engines and stores from settings
     {"tiers"},  # which engines a quality tier gets
     {"generation"},
-    {"orders"},
+    {"orders", "credits"},  # the order; customers and their credit wallets
     {"payments", "fulfilment", "webhooks", "analytics"},
     {"workflows"},  # placing, approving, retiring an order: ties the domains together
     {"devtools"},  # tiny random-weight models for tests and the dev commands

@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
-from photogen_pipelines.errors import BadInput, NotFound
+from photogen_pipelines.errors import BadInput, NotFound, PaymentRequired
 
 MM_PER_INCH = 25.4
 
@@ -208,6 +208,48 @@ class CancellationPolicy(BaseModel):
         return amount_cents * self.proof_fee_percent // 100
 
 
+class Pack(BaseModel):
+    """Credits sold together for money (products.yaml `packs:`), paid through Stripe."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    credits: int = Field(gt=0)
+    price_cents: int = Field(gt=0)
+    currency: str = Field("usd", pattern=r"^[a-z]{3}$")
+
+
+class Plan(BaseModel):
+    """What a customer may order (products.yaml `plans:`): the tiers open to them, and the
+    credits granted once when the shop first names them on the plan."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    tiers: list[str] = Field(min_length=1)
+    welcome_credits: int = Field(0, ge=0)
+
+
+class CreditPolicy(BaseModel):
+    """How the shop sells in credits (products.yaml `credits:`). A credit-paid order that
+    fails, is rejected or cancelled gets its credits back (`on_failure: refund`), or
+    instead one free re-roll: the same credits, to be spent within `reroll_days`."""
+
+    on_failure: Literal["refund", "reroll"] = "refund"
+    reroll_days: int = Field(7, ge=1, le=365)
+    default_plan: str = "free"
+
+
+class PreviewPolicy(BaseModel):
+    """Proofs before payment (products.yaml `previews:`): with `enabled`, an order may ask
+    for a preview, made before it is paid, at most `free_per_day` per customer per UTC day.
+    Until paid its proofs are shown small (`long_side` px) and watermarked; an unpaid preview
+    is cancelled after `expire_hours` and its files retired."""
+
+    enabled: bool = False
+    free_per_day: int = Field(3, ge=0)
+    long_side: int = Field(384, ge=128, le=1024)
+    expire_hours: int = Field(48, ge=1)
+
+
 class Product(BaseModel):
     id: str
     name: str
@@ -222,6 +264,8 @@ class Product(BaseModel):
     price_cents: int
     # tier id -> price; the default tier's price is price_cents (ProductCatalog.price)
     tier_prices: dict[str, int] = Field(default_factory=dict)
+    # tier id -> price in credits; a tier without one cannot be paid in credits (ProductCatalog.credits_price)
+    tier_credits: dict[str, int] = Field(default_factory=dict)
     # provider name (prodigi, printful) -> that provider's product; a product without an
     # entry for the shop's provider cannot be fulfilled by it
     fulfilment: dict[str, ProviderProduct] = Field(default_factory=dict)
@@ -262,6 +306,11 @@ class ProductCatalog(BaseModel):
     tiers: list[Tier] = Field(default_factory=lambda: [Tier(id="standard", name="Standard", description="")])
     default_tier: str = "standard"
     cancellation: CancellationPolicy = Field(default_factory=CancellationPolicy)
+    credits: CreditPolicy = Field(default_factory=CreditPolicy)
+    previews: PreviewPolicy = Field(default_factory=PreviewPolicy)
+    packs: list[Pack] = Field(default_factory=list)
+    # a catalog without plans has one: every tier open to every customer
+    plans: list[Plan] = Field(default_factory=list)
     products: list[Product]
 
     @model_validator(mode="after")
@@ -270,10 +319,48 @@ class ProductCatalog(BaseModel):
         if self.default_tier not in known:
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers {sorted(known)}")
         for product in self.products:
-            unknown = set(product.tier_prices) - known
+            unknown = (set(product.tier_prices) | set(product.tier_credits)) - known
             if unknown:
                 raise ValueError(f"{product.id}: prices for unknown tiers {sorted(unknown)}")
+        for plan in self.plans:
+            if set(plan.tiers) - known:
+                raise ValueError(f"plan {plan.id}: unknown tiers {sorted(set(plan.tiers) - known)}")
+        if self.plans and self.credits.default_plan not in {plan.id for plan in self.plans}:
+            raise ValueError(f"credits.default_plan {self.credits.default_plan!r} is not one of the plans")
         return self
+
+    def credits_price(self, product: Product, tier_id: str | None) -> int:
+        """What `product` costs in credits in a tier (the only kind so far: a portrait print);
+        a tier without a credit price is not sold for credits."""
+        tier = self.tier(tier_id)
+        if tier.id not in product.tier_credits:
+            raise NotFound(f"product {product.id} is not sold for credits in the {tier.id} tier", code="not_sold_for_credits")
+        return product.tier_credits[tier.id]
+
+    def pack(self, pack_id: str) -> Pack:
+        for pack in self.packs:
+            if pack.id == pack_id:
+                return pack
+        raise NotFound(f"unknown pack {pack_id!r}; known: {', '.join(p.id for p in self.packs) or 'none'}", code="unknown_pack")
+
+    def plan(self, plan_id: str | None) -> Plan:
+        """A plan by id (None: the default plan); a catalog without plans opens every tier."""
+        if not self.plans:
+            return Plan(id=self.credits.default_plan, name="Every tier", tiers=[t.id for t in self.tiers])
+        wanted = plan_id or self.credits.default_plan
+        for plan in self.plans:
+            if plan.id == wanted:
+                return plan
+        raise NotFound(f"unknown plan {wanted!r}; known: {', '.join(p.id for p in self.plans)}", code="unknown_plan")
+
+    def check_plan_allows(self, plan_id: str | None, tier_id: str | None) -> None:
+        """PaymentRequired(plan_excludes_tier) when the customer's plan does not open the tier."""
+        plan, tier = self.plan(plan_id), self.tier(tier_id)
+        if tier.id not in plan.tiers:
+            raise PaymentRequired(
+                f"the {plan.id} plan does not include the {tier.id} tier (it includes {', '.join(plan.tiers)})",
+                code="plan_excludes_tier",
+            )
 
     def tier(self, tier_id: str | None) -> Tier:
         wanted = tier_id or self.default_tier

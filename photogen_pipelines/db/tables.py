@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,12 +39,16 @@ class UploadRow(Base):
     source_bytes: Mapped[int]
     face_score: Mapped[float] = mapped_column(Float)
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    customer_ref: Mapped[str | None] = mapped_column(String(64))  # the shop's own id of the customer
     created_at: Mapped[datetime]
 
 
 class OrderRow(Base):
     __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_orders_idempotency"),
+        Index("ix_orders_customer", "api_key_id", "customer_ref", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     upload_id: Mapped[str | None] = mapped_column(ForeignKey("uploads.id"))
@@ -75,6 +79,12 @@ class OrderRow(Base):
     updated_at: Mapped[datetime]
     proofs_downloaded_at: Mapped[datetime | None]  # the customer's first download of a proof
     cancellation_fee_cents: Mapped[int] = mapped_column(Integer, default=0)  # what a cancel keeps from then on
+    customer_ref: Mapped[str | None] = mapped_column(String(64))  # the shop's own id of the customer
+    credits_price: Mapped[int] = mapped_column(Integer, default=0)  # what a credit-paid order costs in credits
+    credits_paid: Mapped[int] = mapped_column(Integer, default=0)
+    credits_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    quote_id: Mapped[str | None] = mapped_column(String(32))
+    preview: Mapped[bool] = mapped_column(Boolean, default=False)  # made before it is paid (products.yaml previews)
 
 
 class OrderEventRow(Base):
@@ -228,3 +238,83 @@ class PredictionRow(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class CustomerRow(Base):
+    """A customer as the shop knows them: the shop's own reference (not a login of ours),
+    scoped to the storefront key that named them ("" for the operator's CLI without one)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("shop_key", "ref", name="uq_customers_shop_ref"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_key: Mapped[str] = mapped_column(String(32))  # an api_keys.id, or "" (no storefront key)
+    ref: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CreditEntryRow(Base):
+    """One movement of a customer's credits: the wallet's leg (`amount`, signed) against the
+    shop's account it moved from or to (`counter_account`), so every entry balances. A
+    customer's balance is the sum of their entries; the key makes each movement happen once."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (UniqueConstraint("customer_id", "idempotency_key", name="uq_credit_entries_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # credits.wallet.EntryKind
+    amount: Mapped[int]
+    counter_account: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    pack_purchase_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    lot_id: Mapped[int | None]  # an expiry or clawback: the entry whose credits it takes back; a refund: the spend
+    expires_at: Mapped[datetime | None]  # a grant's credits expire then
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PackPurchaseRow(Base):
+    """A customer buying a pack of credits through a Stripe PaymentIntent."""
+
+    __tablename__ = "pack_purchases"
+    __table_args__ = (UniqueConstraint("customer_id", "idempotency_key", name="uq_pack_purchases_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    pack_id: Mapped[str] = mapped_column(String(32))
+    credits: Mapped[int]
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # awaiting_payment | paid | refunded
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class QuoteRow(Base):
+    """A price and a wait promised before ordering; an order naming it is charged its price."""
+
+    __tablename__ = "quotes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
+    customer_ref: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    product_id: Mapped[str] = mapped_column(String(64))
+    tier: Mapped[str] = mapped_column(String(32))
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    credits: Mapped[int | None]
+    proofs_seconds: Mapped[int]
+    print_seconds: Mapped[int]
+    basis: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]

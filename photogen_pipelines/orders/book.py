@@ -24,7 +24,8 @@ from photogen_pipelines.orders.states import OWES_REFUND, SETTLED, Order, OrderE
 ORDER_COLUMNS = (
     "id upload_id upload_key style_id product_id variants approval tier payments state reason approved_proof amount_cents "
     "currency payment_intent_id paid_cents refund_id refunded_cents stage shipping_method approval_reminded_at stage_seconds "
-    "api_key_id created_at updated_at proofs_downloaded_at cancellation_fee_cents"
+    "api_key_id created_at updated_at proofs_downloaded_at cancellation_fee_cents customer_ref credits_price credits_paid "
+    "credits_refunded quote_id preview"
 ).split()
 
 
@@ -85,6 +86,11 @@ def _write(session: Session, order: Order, row: OrderRow | None = None) -> None:
     outbox.record_order_events(session, order, new_events)
 
 
+def _first_state(order: Order) -> OrderState:
+    # an order moved before it was first written (paid in credits as it is placed) was created awaiting payment
+    return order.events[0].from_state if order.events else order.state
+
+
 def _events(session: Session, order_id: str) -> Sequence[OrderEventRow]:
     return session.scalars(select(OrderEventRow).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.id)).all()
 
@@ -119,17 +125,33 @@ class SqlOrderBook:
         recipient: Recipient | None = None,
     ) -> Order:
         """Record a new order (and who receives its print: personal data, in its own table)."""
-        if not order.events:
-            order.events.append(OrderEvent(at=order.created_at, from_state=None, to_state=order.state, reason="order created"))
         with self.database.session() as session:
-            _write(session, order)
-            session.flush()
-            row = session.get(OrderRow, order.id)
-            row.idempotency_key, row.request_hash = idempotency_key, request_hash
-            if recipient is not None:
-                details = recipient.model_dump(mode="json")
-                session.add(RecipientRow(order_id=order.id, details=details, created_at=order.created_at))
+            self.add_in(session, order, idempotency_key=idempotency_key, request_hash=request_hash, recipient=recipient)
         return self.get(order.id)
+
+    def add_in(
+        self,
+        session: Session,
+        order: Order,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        recipient: Recipient | None = None,
+    ) -> None:
+        """`add` inside a caller's transaction (an order paid in credits and its spend commit
+        together); a duplicate Idempotency-Key raises IntegrityError here."""
+        if not order.events or order.events[0].from_state is not None:
+            order.events.insert(
+                0, OrderEvent(at=order.created_at, from_state=None, to_state=_first_state(order), reason="order created")
+            )
+        _write(session, order)
+        session.flush()
+        row = session.get(OrderRow, order.id)
+        row.idempotency_key, row.request_hash = idempotency_key, request_hash
+        if recipient is not None:
+            details = recipient.model_dump(mode="json")
+            session.add(RecipientRow(order_id=order.id, details=details, created_at=order.created_at))
+        session.flush()
 
     def get(self, order_id: str) -> Order:
         with self.database.session() as session:
@@ -204,7 +226,10 @@ class SqlOrderBook:
         with self.database.session() as session:
             query = (
                 select(OrderRow)
-                .where(OrderRow.state.in_([s.value for s in OWES_REFUND]), OrderRow.paid_cents > OrderRow.refunded_cents)
+                .where(
+                    OrderRow.state.in_([s.value for s in OWES_REFUND]),
+                    (OrderRow.paid_cents > OrderRow.refunded_cents) | (OrderRow.credits_paid > OrderRow.credits_refunded),
+                )
                 .order_by(OrderRow.updated_at)
                 .limit(limit)
             )

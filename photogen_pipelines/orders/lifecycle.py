@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from photogen_pipelines.errors import BadInput, IllegalTransition
+from photogen_pipelines.errors import BadInput, IllegalTransition, PaymentRequired
 from photogen_pipelines.orders.book import OrderBook
 from photogen_pipelines.orders.shipments import ProviderStatus, Shipment
 from photogen_pipelines.orders.states import PRINT_FILE_MADE, Order, OrderState
@@ -36,6 +36,17 @@ def paid_without_payments(book: OrderBook, order_id: str) -> Order:
     return _move(book, order_id, S.PAID, PAYMENTS_OFF_REASON)
 
 
+def paid_without_payments_in(order: Order) -> None:
+    """`paid_without_payments` on an order not yet written (placed in one transaction)."""
+    order.transition(S.PAID, PAYMENTS_OFF_REASON)
+
+
+def preview_started(order: Order, used: int, allowed: int) -> None:
+    """A preview is made before it is paid: cleared to generate (not paid) as it is placed.
+    Its proofs stay small and watermarked, and it cannot be approved, until it is paid."""
+    order.transition(S.PAID, f"free preview {used} of {allowed} today: made before payment, approved once paid")
+
+
 def start_generation(book: OrderBook, order_id: str) -> Order:
     """The proof run began (again, for an operator's regeneration of unapproved proofs)."""
     return _move(book, order_id, S.GENERATING)
@@ -50,7 +61,7 @@ def proofs_validated(book: OrderBook, store: ArtifactStore, order_id: str, best_
     """Proofs passed the identity gate: the customer chooses, or with auto approval the
     best-scoring proof is approved at once."""
     order = _move(book, order_id, S.PROOFS_READY)
-    if order.approval == "auto":
+    if order.approval == "auto" and order.settled_payment:
         reason = f"auto-approved: proof {best_variant} has the best identity score"
         order = approve(book, store, order_id, best_variant, reason=reason)
     return order
@@ -64,6 +75,10 @@ def approve(book: OrderBook, store: ArtifactStore, order_id: str, variant: int, 
     def approve_it(order: Order) -> None:
         if order.state != S.PROOFS_READY:
             raise IllegalTransition(f"order {order_id} is {order.state.value}; proofs can be approved only when proofs_ready")
+        if not order.settled_payment:
+            raise PaymentRequired(
+                f"order {order_id} is a preview not paid yet; pay for it, then approve", code="payment_required"
+            )
         order.approved_proof = variant
         order.transition(S.APPROVED, reason)
 

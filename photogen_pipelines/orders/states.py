@@ -110,7 +110,7 @@ class Order(BaseModel):
     tier: str | None = None  # the product catalog's quality tier (None: orders from before tiers, the default)
     upload_key: str
     upload_id: str | None = None
-    payments: Literal["off", "stripe"] = "off"
+    payments: Literal["off", "stripe", "credits"] = "off"
     amount_cents: int = 0
     currency: str = "usd"
     payment_intent_id: str | None = None
@@ -128,6 +128,13 @@ class Order(BaseModel):
     proofs_downloaded_at: datetime | None = None
     cancellation_fee_cents: int = Field(0, ge=0)
     api_key_id: str | None = None  # the storefront key that placed it (None: CLI)
+    customer_ref: str | None = None  # the shop's own id of the customer (credits/customers.py)
+    # a credit-paid order: its price in credits, what the wallet was charged and what went back
+    credits_price: int = 0
+    credits_paid: int = 0
+    credits_refunded: int = 0
+    quote_id: str | None = None  # the quote whose price it was charged
+    preview: bool = False  # made before it is paid: its proofs are small and watermarked until then
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     events: list[OrderEvent] = Field(default_factory=list)
@@ -157,8 +164,19 @@ class Order(BaseModel):
 
     @property
     def refund_owed(self) -> bool:
-        """The order will not be delivered and the customer's money is not back yet."""
-        return self.state in OWES_REFUND and self.refund_due_cents > self.refunded_cents
+        """The order will not be delivered and the customer's money (or credits) is not back yet."""
+        if self.state not in OWES_REFUND:
+            return False
+        return self.refund_due_cents > self.refunded_cents or self.credits_paid > self.credits_refunded
+
+    @property
+    def settled_payment(self) -> bool:
+        """Paid for: its money or credits are in, or payments are off. An unpaid preview is not."""
+        if self.payments == "off":
+            return True
+        if self.payments == "credits":
+            return self.credits_paid > 0
+        return self.paid_cents > 0
 
     def transition(self, target: OrderState, reason: str | None = None) -> bool:
         """Move to `target`; returns False when already there (a harmless repeat)."""

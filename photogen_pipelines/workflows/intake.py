@@ -10,17 +10,20 @@ from typing import Literal
 from sqlalchemy.exc import IntegrityError
 
 from photogen_pipelines.catalog import ProductCatalog, StyleCatalog
+from photogen_pipelines.credits import wallet
 from photogen_pipelines.engines.base import FaceAnalyzer
-from photogen_pipelines.errors import Conflict
+from photogen_pipelines.errors import BadInput, Conflict
 from photogen_pipelines.generation.stages import prepare_selfie
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.book import OrderBook, SqlOrderBook
 from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
 from photogen_pipelines.orders.states import Order, new_order_id
 from photogen_pipelines.orders.uploads import Upload
+from photogen_pipelines.payments import credit_orders
 from photogen_pipelines.payments.stripe_payments import StripeGateway, refund_order
 from photogen_pipelines.storage.artifacts import OrderKeys
 from photogen_pipelines.storage.stores import ArtifactStore
+from photogen_pipelines.workflows import allowance, quotes
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,21 @@ class OrderRequest:
 
 
 @dataclass(frozen=True)
+class Terms:
+    """How an order is paid for: by card (Stripe, or nothing with payments off) or from the
+    customer's credits; at a quote's price; made before payment as a preview."""
+
+    payment: Literal["card", "credits"] = "card"
+    customer_ref: str | None = None
+    quote_id: str | None = None
+    preview: bool = False
+
+    def asked(self) -> dict:
+        """What the request said beyond an order's fields (an order without any hashes as before)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, False, "card")}
+
+
+@dataclass(frozen=True)
 class PlacementRequest:
     """A storefront's order request: what was asked for, for which checked upload, by
     which caller, under which Idempotency-Key (a retry with the same key and body finds
@@ -46,10 +64,11 @@ class PlacementRequest:
     idempotency_key: str
     recipient: Recipient | None = None
     shipping_method: ShippingMethod | None = None
+    terms: Terms = Terms()
 
     def digest(self) -> str:
         """A stable digest of the request body, to tell a retry from a different request."""
-        fields = {"upload_id": self.upload.id, **asdict(self.order)}
+        fields = {"upload_id": self.upload.id, **asdict(self.order), **self.terms.asked()}
         if self.recipient is not None:  # an order without one hashes as it always did
             fields["recipient"] = self.recipient.model_dump(mode="json")
             fields["shipping_method"] = self.shipping_method.value if self.shipping_method else None
@@ -104,39 +123,28 @@ class PlacedOrder:
 def place_order(
     book: SqlOrderBook, styles: StyleCatalog, products: ProductCatalog, gateway: StripeGateway | None, request: PlacementRequest
 ) -> PlacedOrder:
-    """An order for a checked upload: paid at once with payments off, else awaiting a
-    Stripe payment. The same idempotency key and body returns the same order; another
-    body with that key is a Conflict. The tier's price buys its proofs: asking for more
-    than the tier gives is BadInput(too_many_variants)."""
-    asked, digest = request.order, request.digest()
+    """An order for a checked upload: paid at once with payments off, from the customer's
+    credits with `payment: credits`, else awaiting a Stripe payment (a preview starts before
+    it). The same idempotency key and body returns the same order; another body with that
+    key is a Conflict. The tier's price buys its proofs: asking for more than the tier gives
+    is BadInput(too_many_variants)."""
+    digest = request.digest()
     earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
     if earlier is None:
-        styles.get(asked.style_id)
-        product = products.get(asked.product_id)
-        tier = products.tier(asked.tier)
-        order = Order(
-            style_id=asked.style_id,
-            product_id=asked.product_id,
-            variants=tier.proofs(asked.variants),
-            approval=asked.approval,
-            tier=tier.id,
-            upload_id=request.upload.id,
-            upload_key=request.upload.storage_key,
-            payments="stripe" if gateway else "off",
-            amount_cents=products.price(product, tier.id),  # the PaymentIntent asks for this
-            api_key_id=request.api_key_id,
-            shipping_method=request.shipping_method or (ShippingMethod.STANDARD if request.recipient else None),
-        )
+        order = _new_order(book, styles, products, gateway, request)
         try:
-            order = book.add(order, idempotency_key=request.idempotency_key, request_hash=digest, recipient=request.recipient)
+            with book.transaction() as tx:
+                _record(tx.session, book, products, order, request, digest)
         except IntegrityError:  # the same key raced in from a parallel retry
             earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
+            if earlier is None:
+                raise
         else:
-            if gateway is None:
-                return PlacedOrder(lifecycle.paid_without_payments(book, order.id), created=True)
-            return PlacedOrder(
-                _attach_payment_intent(book, gateway, order), created=True, client_secret=_secret(gateway, book, order.id)
-            )
+            order = book.get(order.id)
+            if order.payments == "stripe":
+                order = _attach_payment_intent(book, gateway, order)
+                return PlacedOrder(order, created=True, client_secret=_secret(gateway, book, order.id))
+            return PlacedOrder(order, created=True)
     order, earlier_digest = earlier
     if earlier_digest != digest:
         raise Conflict(
@@ -147,6 +155,75 @@ def place_order(
         return PlacedOrder(order, created=False)
     order = _attach_payment_intent(book, gateway, order)
     return PlacedOrder(order, created=False, client_secret=_secret(gateway, book, order.id))
+
+
+def _new_order(
+    book: SqlOrderBook, styles: StyleCatalog, products: ProductCatalog, gateway: StripeGateway | None, request: PlacementRequest
+) -> Order:
+    """The order the request asks for, priced (by its quote, if it names one), not yet recorded."""
+    asked, terms = request.order, request.terms
+    styles.get(asked.style_id)
+    product = products.get(asked.product_id)
+    tier = products.tier(asked.tier)
+    if terms.payment == "credits" or terms.preview:
+        if terms.customer_ref is None:
+            why = "paying in credits" if terms.payment == "credits" else "a preview"
+            raise BadInput(f"{why} needs the customer's customer_ref", code="customer_ref_required")
+    if terms.preview:
+        _check_preview(products, gateway, terms, asked)
+    amount = products.price(product, tier.id)
+    credits = products.credits_price(product, tier.id) if terms.payment == "credits" else 0
+    if terms.quote_id is not None:
+        quote = quotes.honour(quotes.get_quote(book, terms.quote_id, request.api_key_id), product.id, tier.id, terms.customer_ref)
+        amount = quote.amount_cents
+        if terms.payment == "credits":
+            if quote.credits is None:
+                raise BadInput(f"quote {quote.id} has no price in credits", code="not_sold_for_credits")
+            credits = quote.credits
+    payments = "credits" if terms.payment == "credits" else ("stripe" if gateway else "off")
+    return Order(
+        style_id=asked.style_id,
+        product_id=asked.product_id,
+        variants=tier.proofs(asked.variants),
+        approval=asked.approval,
+        tier=tier.id,
+        upload_id=request.upload.id,
+        upload_key=request.upload.storage_key,
+        payments=payments,
+        amount_cents=amount,  # the PaymentIntent asks for this
+        credits_price=credits,
+        api_key_id=request.api_key_id,
+        customer_ref=terms.customer_ref,
+        quote_id=terms.quote_id,
+        preview=terms.preview,
+        shipping_method=request.shipping_method or (ShippingMethod.STANDARD if request.recipient else None),
+    )
+
+
+def _check_preview(products: ProductCatalog, gateway: StripeGateway | None, terms: Terms, asked: OrderRequest) -> None:
+    if not products.previews.enabled:
+        raise BadInput("this shop does not make previews before payment", code="previews_off")
+    if terms.payment == "card" and gateway is None:
+        raise BadInput("payments are off: every order is made at once, a preview is not needed", code="previews_off")
+    if asked.approval == "auto":
+        raise BadInput("a preview is chosen from by the customer once paid: approval must be customer", code="invalid_request")
+
+
+def _record(session, book: SqlOrderBook, products: ProductCatalog, order: Order, request: PlacementRequest, digest: str) -> None:
+    """Write the order and what pays for it in one transaction: with credits the spend, with
+    a preview the day's free allowance; a refusal (too few credits, a plan without the tier,
+    the allowance spent) leaves nothing behind."""
+    if order.customer_ref is not None:
+        customer = wallet.open_wallet(session, products, order.api_key_id, order.customer_ref)
+        products.check_plan_allows(customer.plan, order.tier)
+        if order.preview:
+            used = allowance.use_free_preview(session, products.previews, customer, order.api_key_id)
+            lifecycle.preview_started(order, used, products.previews.free_per_day)
+        elif order.payments == "credits":
+            credit_orders.charge(session, products, order)
+    if order.payments == "off":
+        lifecycle.paid_without_payments_in(order)
+    book.add_in(session, order, idempotency_key=request.idempotency_key, request_hash=digest, recipient=request.recipient)
 
 
 def _attach_payment_intent(book: SqlOrderBook, gateway: StripeGateway, order: Order) -> Order:
