@@ -9,7 +9,20 @@ import logging
 from fastapi import Depends, FastAPI
 
 from storefront_api.api.deps import RateLimits, limit_request, order_caller, storefront_caller
-from storefront_api.api.routes import catalog, files, fulfilment, health, metrics, orders, uploads, webhook_endpoints, webhooks
+from storefront_api.api.routes import (
+    catalog,
+    customers,
+    files,
+    fulfilment,
+    health,
+    metrics,
+    orders,
+    packs,
+    quotes,
+    uploads,
+    webhook_endpoints,
+    webhooks,
+)
 from storefront_api.api.routes.docs import install_docs
 from storefront_api.config import Settings, get_settings
 from storefront_api.cors import allow_storefront_pages
@@ -51,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # per caller (API key, order token) when authenticated, else per client address (api/deps.py)
     limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
-    for router in (uploads.router, catalog.router, orders.router, files.router, fulfilment.router, webhook_endpoints.router):
+    routers = (uploads, catalog, orders, customers, packs, quotes, files, fulfilment, webhook_endpoints)
+    for router in (module.router for module in routers):
         app.include_router(router, prefix=prefix, dependencies=limited)
     # the rejection chart's operator link (signed for good, no API key): limited per address
     app.include_router(metrics.router, prefix=prefix, dependencies=limited)

@@ -1,0 +1,5 @@
+"""Packs: (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/packs", tags=["packs"])

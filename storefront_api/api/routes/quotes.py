@@ -1,0 +1,5 @@
+"""Quotes: (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/quotes", tags=["quotes"])
