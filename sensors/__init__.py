@@ -1,12 +1,13 @@
 """Sensors and schedules: orders in the database become runs, Stripe is reconciled, failed
-runs settle their orders, runs whose worker died are failed, catalog previews stay current,
-old orders' files are retired, ready orders go to the print provider and are followed there,
-unapproved proofs meet their deadline, the storefronts' webhooks are delivered, and the
-analysts' tables are rebuilt nightly."""
+runs settle their orders, credit-paid orders get their credits back, runs whose worker died
+are failed, catalog previews stay current, old orders' files are retired, ready orders go
+to the print provider and are followed there, unapproved proofs meet their deadline, the
+storefronts' webhooks are delivered, and the analysts' tables are rebuilt nightly."""
 
 from sensors.analytics import nightly_analytics
 from sensors.approvals import approval_deadlines
 from sensors.catalog import catalog_version_changed, weekly_catalog_previews
+from sensors.credits import credit_settlements
 from sensors.dead_runs import dead_run_workers
 from sensors.failures import order_run_failures
 from sensors.fulfilment import print_provider_orders
@@ -19,6 +20,7 @@ all_sensors = [
     paid_orders,
     approved_orders,
     stripe_reconciliation,
+    credit_settlements,
     order_run_failures,
     dead_run_workers,
     catalog_version_changed,
@@ -36,6 +38,7 @@ __all__ = [
     "all_sensors",
     "approved_orders",
     "catalog_version_changed",
+    "credit_settlements",
     "dead_run_workers",
     "nightly_analytics",
     "order_retention",

@@ -292,3 +292,19 @@ def all_balances(session: Session) -> dict[str, int]:
         .group_by(CustomerRow.id)
     )
     return {cid: int(total) for cid, total in session.execute(query).all()}
+
+
+def customers_with_due_expiries(session: Session, now: datetime | None = None, limit: int = 100) -> list[str]:
+    """Customers holding a lot past its expiry date whose expiry is not written yet: the
+    sweep writes it the day it happens, so the day's expired credits are counted that day
+    (a spend would otherwise write it only when the customer next orders)."""
+    now = now or utc_now()
+    expired_keys = select(CreditEntryRow.idempotency_key).where(CreditEntryRow.kind == EntryKind.EXPIRY.value)
+    query = (
+        select(CreditEntryRow.customer_id, CreditEntryRow.id)
+        .where(CreditEntryRow.expires_at.is_not(None), CreditEntryRow.expires_at <= now, CreditEntryRow.amount > 0)
+        .order_by(CreditEntryRow.expires_at)
+    )
+    written = set(session.scalars(expired_keys).all())
+    due = [cid for cid, entry_id in session.execute(query).all() if f"expiry:{entry_id}" not in written]
+    return list(dict.fromkeys(due))[:limit]

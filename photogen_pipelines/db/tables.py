@@ -83,6 +83,7 @@ class OrderRow(Base):
     credits_price: Mapped[int] = mapped_column(Integer, default=0)  # what a credit-paid order costs in credits
     credits_paid: Mapped[int] = mapped_column(Integer, default=0)
     credits_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    reroll_days: Mapped[int | None]  # the shop's credit policy, pinned when placed: a re-roll instead of a refund
     quote_id: Mapped[str | None] = mapped_column(String(32))
     preview: Mapped[bool] = mapped_column(Boolean, default=False)  # made before it is paid (products.yaml previews)
 

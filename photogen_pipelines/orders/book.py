@@ -25,7 +25,7 @@ ORDER_COLUMNS = (
     "id upload_id upload_key style_id product_id variants approval tier payments state reason approved_proof amount_cents "
     "currency payment_intent_id paid_cents refund_id refunded_cents stage shipping_method approval_reminded_at stage_seconds "
     "api_key_id created_at updated_at proofs_downloaded_at cancellation_fee_cents customer_ref credits_price credits_paid "
-    "credits_refunded quote_id preview"
+    "credits_refunded reroll_days quote_id preview"
 ).split()
 
 

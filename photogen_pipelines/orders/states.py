@@ -133,6 +133,9 @@ class Order(BaseModel):
     credits_price: int = 0
     credits_paid: int = 0
     credits_refunded: int = 0
+    # the shop's credit policy when it was placed: None, a failure refunds the credits; N, it
+    # grants a free re-roll instead, the same credits to spend within N days
+    reroll_days: int | None = None
     quote_id: str | None = None  # the quote whose price it was charged
     preview: bool = False  # made before it is paid: its proofs are small and watermarked until then
     created_at: datetime = Field(default_factory=utc_now)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from photogen_pipelines.catalog import CreditPolicy, ProductCatalog
+from photogen_pipelines.catalog import ProductCatalog
 from photogen_pipelines.clock import utc_now
 from photogen_pipelines.credits import customers, wallet
 from photogen_pipelines.credits.wallet import EntryKind
@@ -55,19 +55,19 @@ def _spend_entry(session: Session, customer_id: str, order_id: str) -> int | Non
     )
 
 
-def refund_credits(tx: OrderTransaction, order_id: str, policy: CreditPolicy | None = None) -> Order:
+def refund_credits(tx: OrderTransaction, order_id: str) -> Order:
     """Give a credit-paid order's credits back, once, if it will not be delivered: the same
-    credits into the lots they came from; or, where the shop's policy says `reroll` and the
-    order failed or was rejected (not cancelled: that was the customer's choice), a free
-    re-roll: a grant of the same credits that expires after `reroll_days`."""
-    policy = policy or CreditPolicy()
+    credits into the lots they came from; or, where the shop's policy was `reroll` when the
+    order was placed (`Order.reroll_days`) and the order failed or was rejected (not
+    cancelled: that was the customer's choice), a free re-roll: a grant of the same credits
+    that expires after `reroll_days`."""
     order = tx.update(order_id, lambda o: None)  # takes the order's row lock
     owed = order.credits_paid - order.credits_refunded
     if order.state not in (OrderState.REJECTED, OrderState.FAILED, OrderState.CANCELLED) or owed <= 0:
         return order
     customer = customers.get(tx.session, order.api_key_id, order.customer_ref, lock=True)
-    if policy.on_failure == "reroll" and order.state != OrderState.CANCELLED:
-        until = utc_now() + timedelta(days=policy.reroll_days)
+    if order.reroll_days is not None and order.state != OrderState.CANCELLED:
+        until = utc_now() + timedelta(days=order.reroll_days)
         wallet.post(
             tx.session,
             customer,

@@ -26,7 +26,6 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from photogen_pipelines.catalog import CreditPolicy
 from photogen_pipelines.clock import utc_now
 from photogen_pipelines.db.tables import OrderRow, PaymentEventRow, StrayPaymentRow
 from photogen_pipelines.errors import NotFound
@@ -359,19 +358,17 @@ def _apply_to_order(tx: OrderTransaction, order_id: str, effect) -> EventResult:
 # -- refunds -----------------------------------------------------------------------------
 
 
-def refund_order(
-    book: SqlOrderBook, gateway: StripeGateway | None, order_id: str, credit_policy: CreditPolicy | None = None
-) -> Order:
+def refund_order(book: SqlOrderBook, gateway: StripeGateway | None, order_id: str) -> Order:
     """Refund what the customer is owed if the order will not be delivered; at most once.
     That is what they paid, less the cancellation fee of an order cancelled after its
     proofs were downloaded (`Order.refund_due_cents`, the catalog's cancellation policy).
-    A credit-paid order gets its credits back (or a re-roll, by `credit_policy`), no Stripe needed."""
+    A credit-paid order gets its credits back (or the re-roll its terms promised), no Stripe needed."""
     with book.transaction() as tx:
         order = tx.update(order_id, lambda o: None)  # takes the row lock
         if not order.refund_owed:
             return order
         if order.payments == "credits":
-            return credit_orders.refund_credits(tx, order_id, credit_policy)
+            return credit_orders.refund_credits(tx, order_id)
         if gateway is None:
             raise PaymentError(f"order {order_id} is owed a refund but Stripe is not configured", code="payments_not_configured")
         # with a fee, the amount is said; without one Stripe refunds all that is left, as it always did

@@ -192,6 +192,7 @@ def _new_order(
         payments=payments,
         amount_cents=amount,  # the PaymentIntent asks for this
         credits_price=credits,
+        reroll_days=products.credits.reroll_days if credits and products.credits.on_failure == "reroll" else None,
         api_key_id=request.api_key_id,
         customer_ref=terms.customer_ref,
         quote_id=terms.quote_id,

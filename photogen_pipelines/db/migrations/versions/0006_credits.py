@@ -85,6 +85,7 @@ def upgrade() -> None:
         orders.add_column(sa.Column("credits_price", sa.Integer, nullable=False, server_default="0"))
         orders.add_column(sa.Column("credits_paid", sa.Integer, nullable=False, server_default="0"))
         orders.add_column(sa.Column("credits_refunded", sa.Integer, nullable=False, server_default="0"))
+        orders.add_column(sa.Column("reroll_days", sa.Integer, nullable=True))
         orders.add_column(sa.Column("quote_id", sa.String(32), nullable=True))
         orders.add_column(sa.Column("preview", sa.Boolean, nullable=False, server_default=sa.false()))
         orders.create_index("ix_orders_customer", ["api_key_id", "customer_ref", "created_at"])
@@ -93,7 +94,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("orders") as orders:
         orders.drop_index("ix_orders_customer")
-        for column in ("preview", "quote_id", "credits_refunded", "credits_paid", "credits_price", "customer_ref"):
+        for column in ("preview", "quote_id", "reroll_days", "credits_refunded", "credits_paid", "credits_price", "customer_ref"):
             orders.drop_column(column)
     with op.batch_alter_table("uploads") as uploads:
         uploads.drop_column("customer_ref")
