@@ -62,7 +62,11 @@ def _preview(frame) -> dg.TableMetadataValue:
 def generation_ledger(
     context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage
 ) -> dg.MaterializeResult:
-    """One row per order settled that day (UTC): what it was, how it scored, what it took and cost."""
+    """One row per order settled that day (UTC): what it was, how it scored, what it took and
+    cost; and, in its metadata, the day's credits (analytics/credits.py) to plot beside them."""
+    from datetime import date
+
+    from photogen_pipelines.analytics.credits import CREDIT_METADATA, credit_day
     from photogen_pipelines.analytics.ledger import build_ledger_day, write_ledger_day
 
     day, store = context.partition_key, storage.store()
@@ -72,6 +76,8 @@ def generation_ledger(
     key = write_ledger_day(store, day, frame)
     counts = frame["outcome"].value_counts()
     context.log.info(f"generation_ledger: {len(frame)} orders settled on {day} -> {key}")
+    with orders.database().session() as session:
+        credits = credit_day(session, date.fromisoformat(day))
     return dg.MaterializeResult(
         metadata={
             "dagster/partition_row_count": dg.IntMetadataValue(len(frame)),
@@ -79,6 +85,7 @@ def generation_ledger(
             "path": dg.MetadataValue.path(store.uri(key)),
             "preview": _preview(frame),
             **{f"outcome_{state}": dg.IntMetadataValue(int(counts.get(state, 0))) for state in OUTCOMES},
+            **{f"credits/{name}": dg.IntMetadataValue(getattr(credits, name)) for name in CREDIT_METADATA},
         }
     )
 

@@ -71,8 +71,8 @@ def _next_cursor(events: list[dict]) -> int | None:
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Applies Stripe events the webhook missed (same idempotent path) and issues refunds still owed: "
-        "orders that will not be delivered, and stray payments that do not pay their order."
+        "Applies Stripe events the webhook missed (same idempotent path: orders and credit pack purchases) and issues "
+        "refunds still owed: orders that will not be delivered, and stray payments that do not pay their order or pack."
     ),
 )
 def stripe_reconciliation(context: dg.SensorEvaluationContext, orders: OrdersDatabase, payments: StripePayments) -> dg.SkipReason:

@@ -42,7 +42,19 @@ log = logging.getLogger("storefront_api")
 # bad uploads that are about size get 413; the rest of BadInput is 422
 SIZE_CODES = {"file_too_large", "image_too_large"}
 # ids named in a request body that do not exist: the request is wrong (422), not the URL (404)
-BODY_REFERENCE_CODES = {"unknown_style", "unknown_product", "unknown_tier", "upload_not_found"}
+BODY_REFERENCE_CODES = {
+    "unknown_style",
+    "unknown_product",
+    "unknown_tier",
+    "upload_not_found",
+    # customers and quotes: a plan, a kind, a quote named in the body; a tier not sold for credits
+    "unknown_plan",
+    "unknown_kind",
+    "quote_not_found",
+    "not_sold_for_credits",
+    # packs: the pack a purchase names
+    "unknown_pack",
+}
 
 
 class ApiError(Exception):

@@ -97,6 +97,9 @@ def body_limit(settings: Settings, path: str) -> tuple[int, Refusal]:
 # what each route answers an id that names nothing with, by the path under the API's prefix
 NOT_FOUND = {
     "orders": ("order_not_found", "order"),
+    "customers": ("customer_not_found", "customer"),
+    "pack-purchases": ("pack_purchase_not_found", "pack purchase"),
+    "quotes": ("quote_not_found", "quote"),
     "webhook-endpoints": ("webhook_endpoint_not_found", "webhook endpoint"),
     "webhook-events": ("webhook_event_not_found", "webhook event"),
     "files": ("file_not_found", "file"),

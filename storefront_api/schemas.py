@@ -19,6 +19,7 @@ class UploadOut(BaseModel):
     source_format: str
     source_bytes: int
     face_score: float = Field(description="YuNet's confidence in the one face found")
+    customer_ref: str | None = Field(None, description="the shop's own reference of the customer, as uploaded")
     created_at: datetime
 
 
@@ -87,6 +88,18 @@ class OrderIn(RequestBody):
     )
     # strict=False: a JSON string is the only way to name an enum member
     shipping_method: ShippingMethod | None = Field(None, strict=False, description="default standard; only with a recipient")
+    payment: Literal["card", "credits"] = Field(
+        "card",
+        description="card: Stripe (or nothing with payments off); credits: the tier's price in credits from the customer's "
+        "wallet, at once (402 insufficient_credits or plan_excludes_tier leaves nothing behind)",
+    )
+    customer_ref: str | None = Field(
+        None, max_length=64, description="the shop's own reference of the customer; needed to pay in credits or for a preview"
+    )
+    quote_id: str | None = Field(
+        None, max_length=32, description="a quote from POST /v1/quotes: the order is charged its price while it is valid"
+    )
+    preview: bool = Field(False, description="make the proofs before payment (the shop's previews policy); needs customer_ref")
 
     @model_validator(mode="after")
     def _shipping_needs_recipient(self) -> OrderIn:
@@ -106,7 +119,7 @@ class CancelIn(RequestBody):
 
 
 class PaymentOut(BaseModel):
-    mode: Literal["off", "stripe"]
+    mode: Literal["off", "stripe", "credits"]
     label: str
     amount_cents: int
     currency: str
@@ -118,6 +131,12 @@ class PaymentOut(BaseModel):
     )
     payment_intent_id: str | None
     client_secret: str | None = Field(None, description="for Stripe.js; only in the response that created the order")
+    credits_price: int = Field(0, description="what the order costs in credits; 0 unless paid in credits")
+    credits_paid: int = Field(0, description="taken from the customer's wallet")
+    credits_refunded: int = Field(0, description="given back to the wallet (a failed, rejected or cancelled order)")
+    customer_ref: str | None = Field(None, description="the customer the order was placed for")
+    quote_id: str | None = Field(None, description="the quote whose price the order was charged")
+    preview: bool = Field(False, description="made before it was paid")
 
 
 class StageOut(BaseModel):
@@ -210,3 +229,116 @@ class PrintFileOut(BaseModel):
 class WebhookOut(BaseModel):
     received: bool
     outcome: str
+
+
+# -- customers and quotes
+
+
+class CustomerIn(RequestBody):
+    plan: str = Field(max_length=32, description="a plan of the shop's catalog (products.yaml plans)")
+
+
+class CustomerOrderOut(BaseModel):
+    id: str
+    state: str
+    product_id: str
+    tier: str | None
+    payment: Literal["off", "stripe", "credits"]
+    amount_cents: int
+    currency: str
+    credits_price: int
+    credits_paid: int
+    credits_refunded: int
+    quote_id: str | None
+    preview: bool
+    created_at: datetime
+
+
+class CreditEntryOut(BaseModel):
+    id: int
+    kind: Literal["grant", "purchase", "spend", "refund", "expiry", "adjustment", "clawback"]
+    amount: int = Field(description="credits into (+) or out of (-) the wallet")
+    balance_after: int = Field(description="the wallet's balance once this entry was written")
+    counter_account: str = Field(description="the shop's account on the other side, e.g. shop:earned for a spend")
+    reason: str
+    order_id: str | None
+    pack_purchase_id: str | None
+    expires_at: datetime | None = Field(description="a grant's credits expire then")
+    created_at: datetime
+
+
+class CustomerOrdersOut(BaseModel):
+    items: list[CustomerOrderOut] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as orders_cursor for the next page; null on the last")
+
+
+class CreditEntriesOut(BaseModel):
+    items: list[CreditEntryOut] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as entries_cursor for the next page; null on the last")
+
+
+class CustomerOut(BaseModel):
+    ref: str
+    plan: str
+    balance: int = Field(description="credits that can be spent now: the sum of the wallet's entries")
+    created_at: datetime
+    orders: CustomerOrdersOut
+    entries: CreditEntriesOut
+
+
+class QuoteIn(RequestBody):
+    product_id: str = Field(max_length=64)
+    tier: str | None = Field(None, max_length=32, description="default the catalog's")
+    kind: str = Field("portrait_print", max_length=32, description="what is quoted; so far only portrait_print")
+    customer_ref: str | None = Field(None, max_length=64, description="a quote for one customer is honoured for them alone")
+
+
+class PriceOut(BaseModel):
+    amount_cents: int
+    currency: str
+    credits: int | None = Field(description="the price in credits; null: not sold for credits in this tier")
+
+
+class QuoteOut(BaseModel):
+    id: str
+    kind: str
+    product_id: str
+    tier: str
+    customer_ref: str | None
+    price: PriceOut
+    expected_wait: WaitOut
+    expires_at: datetime
+    valid_seconds: int = Field(description="how long the quote was made valid for")
+
+
+# -- packs
+
+
+class PackOut(BaseModel):
+    id: str
+    name: str
+    credits: int
+    amount_cents: int = Field(description="the price, in the currency's minor unit")
+    currency: str
+
+
+class PackPurchaseIn(RequestBody):
+    pack_id: str = Field(max_length=64, description="a pack from GET /v1/packs")
+
+
+class PackPurchaseOut(BaseModel):
+    id: str
+    customer_ref: str
+    pack_id: str
+    credits: int = Field(description="added to the customer's wallet once the payment succeeds in full")
+    amount_cents: int
+    currency: str
+    state: Literal["awaiting_payment", "paid", "refunded"]
+    paid_cents: int
+    refunded_cents: int = Field(description="a refund takes back the refunded share of the pack's credits that is left unspent")
+    payment_intent_id: str | None
+    client_secret: str | None = Field(
+        None, description="for Stripe.js to confirm the payment in the customer's browser; only in the answers to POST"
+    )
+    created_at: datetime
+    updated_at: datetime

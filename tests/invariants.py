@@ -3,8 +3,10 @@
 The soak (benchmarks/soak.py) checks these at its end, and tests check them after they kill,
 cancel and refund: every order settled or waiting on its customer; money moved once, as Stripe
 itself records it; no run left running; no file of a live order missing and none of a gone
-order left behind. Each check takes plain inputs (orders, Stripe's records, run statuses, a
-store), so the caller decides where they come from; nothing here imports Dagster.
+order left behind; every credit wallet adds up, a credit-paid order gets its credits back at
+most once, and the packs' money is their prices less their refunds. Each check takes plain
+inputs (orders, Stripe's records, run statuses, a store, the wallets' ledger), so the caller
+decides where they come from; nothing here imports Dagster.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from photogen_pipelines.credits.wallet import Entry, EntryKind, lots_of
 from photogen_pipelines.orders.states import FULFILMENT, OWES_REFUND, PRINT_FILE_MADE, PROOFS_VISIBLE, SETTLED, Order, OrderState
 from photogen_pipelines.storage.stores import ArtifactStore
 from photogen_pipelines.workflows.retention import RetentionPolicy, is_expired, is_print_file
@@ -26,6 +29,9 @@ MONEY = "charged once, refunds owed made once (Stripe's records)"
 RUNS = "no run left starting or started"
 FILES = "live orders' files present, expired orders' files gone"
 REPORT = "the ledger and photogen report agree with the orders database"
+WALLETS = "each wallet: balance = its entries' sum = its lots' total, none below zero"
+CREDIT_REFUNDS = "credit-paid orders refunded at most once, never more than paid"
+PACK_MONEY = "money kept for packs = paid packs' prices less refunds"
 
 
 @dataclass(frozen=True)
@@ -135,12 +141,16 @@ def _all(resource) -> Iterable[dict]:
         after = items[-1]["id"]
 
 
-def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[int, list[Violation]]:
+def money_moved_once(
+    orders: Iterable[Order], stripe: StripeRecords, not_orders: Iterable[str] = ()
+) -> tuple[int, list[Violation]]:
     """Each order that was paid was charged once, for its amount; each refund owed was made
     once, in full (less a fee the cancellation policy kept); nothing delivered was refunded; every other payment (a stray one) was
-    given back once. Compared with Stripe's records, not only with ours."""
+    given back once. Compared with Stripe's records, not only with ours. `not_orders`: the
+    PaymentIntents that pay for something else (packs of credits: packs_paid checks them)."""
     violations: list[Violation] = []
     own = {order.payment_intent_id: order for order in orders if order.payment_intent_id}
+    others = set(not_orders)
     for order in own.values():
         charged, refunded = stripe.charges.get(order.payment_intent_id, []), stripe.refunds.get(order.payment_intent_id, [])
         subject = f"{order.id} ({order.payment_intent_id})"
@@ -158,7 +168,7 @@ def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[in
             violations.append(Violation(MONEY, subject, f"refunded {sum(refunded)} of {sum(charged)} charged{kept}"))
         if refunded and order.state not in (S.REFUNDED, *OWES_REFUND):
             violations.append(Violation(MONEY, subject, f"refunded {refunded} but the order is {order.state.value}"))
-    strays = {pi: amounts for pi, amounts in stripe.charges.items() if pi not in own}
+    strays = {pi: amounts for pi, amounts in stripe.charges.items() if pi not in own and pi not in others}
     for intent, charged in strays.items():
         refunded = stripe.refunds.get(intent, [])
         if len(refunded) != 1 or refunded[0] != sum(charged):
@@ -166,6 +176,135 @@ def money_moved_once(orders: Iterable[Order], stripe: StripeRecords) -> tuple[in
                 Violation(MONEY, intent, f"a stray payment: charged {charged}, refunded {refunded} (once, in full, expected)")
             )
     return len(own) + len(strays), violations
+
+
+# -- credits: the wallets' ledger, packs ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    id: str
+    state: str  # awaiting_payment | paid | refunded
+    credits: int
+    amount_cents: int  # the pack's price when it was bought
+    paid_cents: int
+    refunded_cents: int
+    payment_intent_id: str | None
+
+
+@dataclass(frozen=True)
+class CreditRecords:
+    """The wallets as the orders database has them: each customer's entries (oldest first)
+    and balance as the database sums it, and every pack purchase."""
+
+    entries: Mapping[str, list[Entry]]  # customer id -> entries
+    balances: Mapping[str, int]  # customer id -> SUM(amount), as wallet.balance reads it
+    packs: list[PackRecord] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, database) -> CreditRecords:
+        """Everything, from a photogen_pipelines.db.database.Database (migrated)."""
+        from sqlalchemy import select
+
+        from photogen_pipelines.credits import wallet
+        from photogen_pipelines.db.tables import CreditEntryRow, PackPurchaseRow
+
+        with database.session() as session:
+            balances = wallet.all_balances(session)
+            entries: dict[str, list[Entry]] = {customer_id: [] for customer_id in balances}
+            for row in session.scalars(select(CreditEntryRow).order_by(CreditEntryRow.id)).all():
+                entries.setdefault(row.customer_id, []).append(wallet.to_entry(row))
+            packs = [
+                PackRecord(p.id, p.state, p.credits, p.amount_cents, p.paid_cents, p.refunded_cents, p.payment_intent_id)
+                for p in session.scalars(select(PackPurchaseRow).order_by(PackPurchaseRow.id)).all()
+            ]
+        return cls(entries, balances, packs)
+
+
+def wallets_add_up(credits: CreditRecords) -> tuple[int, list[Violation]]:
+    """Every customer's balance is the sum of their entries and not below zero; replayed into
+    lots (wallet.lots_of), no lot has gone below zero and the lots hold the balance, no more
+    and no less (a spend of credits that had expired, or taken twice, shows here)."""
+    violations: list[Violation] = []
+    customers = sorted({*credits.entries, *credits.balances})
+    for customer in customers:
+        entries = credits.entries.get(customer, [])
+        total = sum(entry.amount for entry in entries)
+        balance = credits.balances.get(customer, 0)
+        if balance != total:
+            violations.append(Violation(WALLETS, customer, f"balance {balance}, its entries sum to {total}"))
+        if total < 0:
+            violations.append(Violation(WALLETS, customer, f"balance {total}, below zero"))
+        lots = lots_of(entries)
+        for lot in lots.lots.values():
+            if lot.remaining < 0:
+                violations.append(Violation(WALLETS, customer, f"lot of entry {lot.entry_id} has {lot.remaining} credits left"))
+        if lots.total != total:
+            violations.append(Violation(WALLETS, customer, f"lots hold {lots.total} credits, the balance is {total}"))
+    return len(customers), violations
+
+
+def credit_refunds_once(orders: Iterable[Order], credits: CreditRecords) -> tuple[int, list[Violation]]:
+    """A credit-paid order that will not be delivered got its credits back in at most one
+    entry (a refund, or a free re-roll's grant), and never more than it paid; an order that
+    was delivered, or still may be, got none back."""
+    given_back: dict[str, list[Entry]] = {}
+    for entries in credits.entries.values():
+        for entry in entries:
+            if entry.order_id and entry.amount > 0:  # a refund, or a re-roll granted for the order
+                given_back.setdefault(entry.order_id, []).append(entry)
+    violations: list[Violation] = []
+    count = 0
+    for order in orders:
+        if order.payments != "credits":
+            continue
+        count += 1
+        back = given_back.get(order.id, [])
+        if order.state in (*OWES_REFUND, S.REFUNDED):
+            if len(back) > 1:
+                violations.append(Violation(CREDIT_REFUNDS, order.id, f"{len(back)} refunds: {[e.amount for e in back]}"))
+        elif back:
+            detail = f"{order.state.value}, yet {back[0].amount} credits given back"
+            violations.append(Violation(CREDIT_REFUNDS, order.id, detail))
+        if order.credits_refunded > order.credits_paid:
+            detail = f"{order.credits_refunded} credits refunded of {order.credits_paid} paid"
+            violations.append(Violation(CREDIT_REFUNDS, order.id, detail))
+    return count, violations
+
+
+def packs_paid(credits: CreditRecords, stripe: StripeRecords | None = None) -> tuple[int, list[Violation]]:
+    """The money kept for packs (paid less refunded) is the paid packs' prices less their
+    refunds: each pack paid for is paid its price, one not paid for nothing, and no refund
+    exceeds what was paid; a paid pack's credits were posted once. With Stripe's records, each
+    pack's PaymentIntent was charged once, for that price, and refunded what the pack says."""
+    violations: list[Violation] = []
+    purchases: dict[str, list[Entry]] = {}
+    for entries in credits.entries.values():
+        for entry in entries:
+            if entry.kind == EntryKind.PURCHASE and entry.pack_purchase_id:
+                purchases.setdefault(entry.pack_purchase_id, []).append(entry)
+    for pack in credits.packs:
+        paid = pack.state in ("paid", "refunded")
+        price = pack.amount_cents if paid else 0
+        if pack.paid_cents != price:
+            violations.append(Violation(PACK_MONEY, pack.id, f"{pack.state}, {pack.paid_cents} paid for a price of {price}"))
+        if not 0 <= pack.refunded_cents <= pack.paid_cents:
+            violations.append(Violation(PACK_MONEY, pack.id, f"{pack.refunded_cents} refunded of {pack.paid_cents} paid"))
+        posted = [entry.amount for entry in purchases.get(pack.id, [])]
+        if posted != ([pack.credits] if paid else []):
+            violations.append(Violation(PACK_MONEY, pack.id, f"{pack.state} pack of {pack.credits} credits, posted {posted}"))
+        if stripe is not None and pack.payment_intent_id:
+            charged = stripe.charges.get(pack.payment_intent_id, [])
+            refunded = sum(stripe.refunds.get(pack.payment_intent_id, []))
+            if charged != ([pack.paid_cents] if pack.paid_cents else []) or refunded != pack.refunded_cents:
+                detail = f"Stripe charged {charged}, refunded {refunded}; the pack: {pack.paid_cents}, {pack.refunded_cents}"
+                violations.append(Violation(PACK_MONEY, pack.id, detail))
+    kept = sum(p.paid_cents - p.refunded_cents for p in credits.packs)
+    prices = sum(p.amount_cents for p in credits.packs if p.state in ("paid", "refunded"))
+    priced = prices - sum(p.refunded_cents for p in credits.packs)
+    if kept != priced:
+        violations.append(Violation(PACK_MONEY, "all packs", f"{kept} kept, the paid packs' prices less refunds are {priced}"))
+    return len(credits.packs), violations
 
 
 # -- runs and files ----------------------------------------------------------------------------
@@ -239,17 +378,20 @@ def check_shop(
     now: datetime | None = None,
     report_json: Mapping | None = None,
     pipeline_ran: bool = True,
+    credits: CreditRecords | None = None,
 ) -> InvariantReport:
     """Every invariant the given inputs allow: orders settled (unless `pipeline_ran` is False:
     without runs a paid order stays paid); money with Stripe's records; runs with their
     statuses; files with the store (and `policy` and `now`); `photogen report --json`'s
-    counts with `report_json`."""
+    counts with `report_json`; the wallets, credit refunds and packs with `credits` (packs
+    with Stripe's records too, when given)."""
     orders = list(orders)
     report = InvariantReport()
     if pipeline_ran:
         report.add(SETTLED_OR_WAITING, *orders_settled(orders))
     if stripe is not None:
-        report.add(MONEY, *money_moved_once(orders, stripe))
+        pack_intents = [p.payment_intent_id for p in credits.packs if p.payment_intent_id] if credits else []
+        report.add(MONEY, *money_moved_once(orders, stripe, pack_intents))
     if run_statuses is not None:
         report.add(RUNS, *runs_finished(run_statuses))
     if store is not None:
@@ -258,4 +400,8 @@ def check_shop(
         report.add(FILES, *files_kept_and_let_go(orders, store, policy or RetentionPolicy(), now))
     if report_json is not None:
         report.add(REPORT, *report_agrees(orders, report_json))
+    if credits is not None:
+        report.add(WALLETS, *wallets_add_up(credits))
+        report.add(CREDIT_REFUNDS, *credit_refunds_once(orders, credits))
+        report.add(PACK_MONEY, *packs_paid(credits, stripe))
     return report

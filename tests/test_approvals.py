@@ -17,7 +17,7 @@ from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.storage.artifacts import OrderKeys, ProofScore, Validation
 from photogen_pipelines.storage.stores import LocalArtifactStore
 from photogen_pipelines.workflows.approvals import ApprovalPolicy, run_deadlines
-from resources import ArtifactStorage, OrdersDatabase, StoreConfig
+from resources import ArtifactStorage, CatalogResource, OrdersDatabase, StoreConfig
 from resources.fulfilment import ApprovalDeadline
 from sensors.approvals import approval_deadlines
 
@@ -110,6 +110,7 @@ def test_the_sensor_applies_the_shops_deadline(orders_db, store, tmp_path):
             "orders": OrdersDatabase(url=orders_db.url),
             "storage": ArtifactStorage(settings=StoreConfig(root=str(store.root))),
             "approval_deadline": ApprovalDeadline(deadline_hours=0.0001, reminder_hours=0, action="auto_approve"),
+            "catalog": CatalogResource(),
         },
     )
     result = approval_deadlines(context)

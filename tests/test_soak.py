@@ -26,4 +26,5 @@ def test_a_small_soak_with_every_kind_of_fault_keeps_every_invariant(tmp_path, p
     assert result["orders"] + result["refused_uploads"] == args.orders
     assert result["paid_to_proofs_ready_p50_s"] is not None
     checked = [line.split(":")[0] for line in result["invariants"] if line.startswith("ok ")]
-    assert len(checked) == 5  # settled, money, runs, files, and the report against the orders database
+    # settled, money, runs, files, the report against the orders database, and the credits' three
+    assert len(checked) == 8

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from photogen_pipelines.cli import admin, catalogs, code_server, demo, dev, engines, faces, report, serve, ui
+from photogen_pipelines.cli import admin, catalogs, code_server, credits, demo, dev, engines, faces, report, serve, ui
 
 
 @click.group()
@@ -35,6 +35,7 @@ for command in (
     engines.engines,
     admin.api_key,
     admin.db,
+    credits.credits,
     report.report,
     dev.dev,
 ):

@@ -4,8 +4,11 @@ generating them cost per style, per engine backend and per quality tier, read fr
 generation ledger in the artifact store, and, for the settled orders the ledger does not
 hold yet (today's, days nobody materialized), directly from the orders database with the
 ledger's own row builder (photogen_pipelines/analytics/ledger_view.py). The output says which days
-and how many orders came from where; the command never writes ledger files. Last, the
-waits each tier's customers are told now (orders/waits.py): a premium print's minutes show.
+and how many orders came from where; the command never writes ledger files. Then credits
+per UTC day (analytics/credits.py): what was granted, sold, spent, refunded, expired,
+clawed back and adjusted, and at each day's end the wallets' balance, the deferred revenue
+(credits sold, not spent yet) and the money received for packs. Last, the waits each
+tier's customers are told now (orders/waits.py): a premium print's minutes show.
 
 No ledger yet is not an error (exit code 0): the command says, on stderr, how to build
 one (materialize the `generation_ledger` asset); with `--json` it still prints one JSON
@@ -189,6 +192,61 @@ def _waits_text(waits: list[dict]) -> list[str]:
     return lines
 
 
+def _credits(book, since: date | None) -> dict:
+    """Credits per UTC day from the wallets' ledger (analytics/credits.py): granted, sold,
+    spent, refunded, expired, clawed back, adjusted; the balance, the deferred revenue and
+    the packs' money at each day's end."""
+    from photogen_pipelines.analytics.credits import credits_summary
+
+    if book is None:
+        return credits_summary(None, since)
+    with book.database.session() as session:
+        return credits_summary(session, since)
+
+
+CREDIT_COLUMNS = (
+    ("granted", "granted"),
+    ("sold", "sold"),
+    ("spent", "spent"),
+    ("refunded", "refunded"),
+    ("expired", "expired"),
+    ("clawed_back", "clawback"),
+    ("adjusted", "adjusted"),
+    ("balance", "balance"),
+    ("deferred_credits", "deferred"),
+)
+CREDIT_DAYS_SHOWN = 14  # the text's last days; --json has every one
+
+
+def _credits_text(payload: dict) -> list[str]:
+    credits, since = payload["credits"], payload["since"]
+    now = credits["now"]
+    books = (
+        f"{now['balance']} credits in wallets, {now['deferred_credits']} of them sold and unspent "
+        f"({_dollars(now['deferred_cents'])} deferred); packs: {_dollars(now['pack_received_cents'])} received net of refunds"
+    )
+    if not credits["days"]:
+        moved = f"no credits moved on or after {since}" if since else "no credits moved yet"
+        return ["", f"Credits: {moved}; {books}"]
+    days = credits["days"][-CREDIT_DAYS_SHOWN:]
+    shown = "" if len(days) == len(credits["days"]) else f" (the last {len(days)} of {len(credits['days'])} days; --json has all)"
+    lines = ["", f"Credits per day (UTC){shown}; now {books}", ""]
+    lines.append(f"{'day':<12}" + "".join(f"{name:>10}" for _, name in CREDIT_COLUMNS) + f"{'deferred $':>12}{'packs $':>12}")
+    for day in days:
+        cells = "".join(f"{day[key]:>10}" for key, _ in CREDIT_COLUMNS)
+        lines.append(f"{day['day']:<12}{cells}{_dollars(day['deferred_cents']):>12}{_dollars(day['pack_received_cents']):>12}")
+    lines += [
+        "",
+        "credits moved that day; balance: every wallet at the day's end; deferred: credits sold and not spent yet,",
+        "and their price; packs $: money received for packs to that day, less refunds",
+    ]
+    return lines
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
 def _plural(count: int) -> str:
     return f"{count} order{'' if count == 1 else 's'}"
 
@@ -217,7 +275,7 @@ def _text(payload: dict) -> str:
     span = "no days" if not days else f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
     if not payload["orders"]:
         none = f"No orders settled on or after {payload['since']}." if payload["since"] else "No settled orders."
-        return "\n".join([none, _source_line(payload["sources"]), *_waits_text(payload["waits"])])
+        return "\n".join([none, _source_line(payload["sources"]), *_credits_text(payload), *_waits_text(payload["waits"])])
     width = max(len(style["style_id"]) for style in payload["styles"]) + 2
     lines = [
         f"{_plural(payload['orders'])} settled {span} (UTC); "
@@ -239,7 +297,7 @@ def _text(payload: dict) -> str:
             f"{style['style_id']:<{width}}{style['orders']:>7}{rejected:>10}{rate_text(style['rejection_rate']):>6}{identity:>10}{seconds}"
         )
     lines += ["", "rate: rejected / orders with a verdict; identity: median final score; stage columns: median seconds"]
-    return "\n".join([*lines, "", *_cost_text(payload), *_waits_text(payload["waits"])])
+    return "\n".join([*lines, "", *_cost_text(payload), *_credits_text(payload), *_waits_text(payload["waits"])])
 
 
 def _cost_text(payload: dict) -> list[str]:
@@ -306,5 +364,9 @@ def report(since: str | None, as_json: bool, home: str | None) -> None:
         click.echo(f"photogen: no generation ledger in {where} yet: {HOW_TO_BUILD}", err=True)
         if not as_json and current.rows.empty:
             return
-    payload = {**_payload(current, since_day), "waits": _waits(book, settings.products_path)}
+    payload = {
+        **_payload(current, since_day),
+        "credits": _credits(book, since_day),
+        "waits": _waits(book, settings.products_path),
+    }
     click.echo(json.dumps(payload, indent=2) if as_json else _text(payload))

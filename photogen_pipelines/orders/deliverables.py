@@ -5,7 +5,8 @@ and the purpose, and the API signs it, so a link says what it is for:
 
 - a preview, `orders/<id>/previews/proof_<n>.jpg`: a proof that passed the identity gate,
   watermarked at proof size (`imaging/watermark.py`), made from the stored proof when asked
-  for; from `proofs_ready` on;
+  for; from `proofs_ready` on. An unpaid preview order's (one made before payment) are
+  smaller, the catalog's `previews.long_side`, until it is paid (`preview_long_side`);
 - the approved proof, `orders/<id>/proofs/proof_<n>.png`, clean: once approved, and only
   the approved one;
 - the print file, `orders/<id>/print/print_file.<ext>`: once it is made.
@@ -17,7 +18,8 @@ order (the selfie, the candidates, the clean proofs nobody approved) is handed o
 The first time a proof's pixels are handed out (a preview or the approved proof through its
 link, or in the bundle) is recorded on the order, under its row lock, with the fee a cancel
 keeps from then on (the catalog's cancellation policy): a cancel that comes after finds it,
-and after a cancel nothing is handed out.
+and after a cancel nothing is handed out. An unpaid preview's small previews are the free look
+before paying and are not recorded: the fee counts from the first download once it is paid.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from photogen_pipelines.catalog import CancellationPolicy
+from photogen_pipelines.catalog import CancellationPolicy, PreviewPolicy
 from photogen_pipelines.clock import utc_now
 from photogen_pipelines.imaging import watermark
 from photogen_pipelines.orders.book import OrderBook
@@ -110,9 +112,24 @@ def proof_for(order: Order, variant: int) -> Deliverable:
     return clean if clean.served_to(order) else Deliverable(order.id, Purpose.PREVIEW, variant)
 
 
-def render_preview(store: ArtifactStore, preview: Deliverable) -> bytes:
-    """The watermarked preview's JPEG, made from the stored proof (NotFound if it is gone)."""
-    return watermark.preview(store.get_bytes(preview.source))
+def unpaid_preview(order: Order) -> bool:
+    """Made before payment (a preview) and its money or credits are not in yet."""
+    return order.preview and not order.settled_payment
+
+
+def preview_long_side(order: Order, policy: PreviewPolicy | None = None) -> int:
+    """How large the order's previews are shown: an unpaid preview's at the catalog's
+    `previews.long_side` (enough to choose from, too small to keep), any other at proof
+    size. Without the shop's policy, the catalog's default size: never the full one."""
+    if unpaid_preview(order):
+        return min((policy or PreviewPolicy()).long_side, watermark.PREVIEW_LONG_SIDE)
+    return watermark.PREVIEW_LONG_SIDE
+
+
+def render_preview(store: ArtifactStore, preview: Deliverable, long_side: int = watermark.PREVIEW_LONG_SIDE) -> bytes:
+    """The watermarked preview's JPEG, at most `long_side` px on its long side, made from
+    the stored proof (NotFound if it is gone)."""
+    return watermark.preview(store.get_bytes(preview.source), long_side)
 
 
 def record_proofs_download(book: OrderBook, order_id: str, policy: CancellationPolicy) -> Order:
@@ -123,6 +140,8 @@ def record_proofs_download(book: OrderBook, order_id: str, policy: CancellationP
     means nothing is handed out."""
 
     def mark(order: Order) -> None:
+        if unpaid_preview(order):  # only its small previews are handed out: nothing to keep a fee for
+            return
         if order.state in SERVED_IN[Purpose.PREVIEW] and order.proofs_downloaded_at is None:
             order.proofs_downloaded_at = utc_now()
             # payments off: nobody paid, nothing to keep

@@ -37,6 +37,7 @@ class Upload:
     face_score: float
     api_key_id: str | None
     created_at: datetime
+    customer_ref: str | None = None  # the shop's own reference of the customer it was uploaded for
 
 
 def new_upload_id() -> str:
@@ -55,13 +56,20 @@ def _to_upload(row: UploadRow) -> Upload:
         row.face_score,
         row.api_key_id,
         created,
+        row.customer_ref,
     )
 
 
 def take_upload(
-    database: Database, store: ArtifactStore, faces: FaceAnalyzer, data: bytes, api_key_id: str | None = None
+    database: Database,
+    store: ArtifactStore,
+    faces: FaceAnalyzer,
+    data: bytes,
+    api_key_id: str | None = None,
+    customer_ref: str | None = None,
 ) -> Upload:
-    """Decode, check for exactly one face, store the clean image; BadInput stores nothing."""
+    """Decode, check for exactly one face, store the clean image; BadInput stores nothing.
+    A `customer_ref` is kept as given: its caller checks it (credits.customers.check_ref)."""
     image = decode_upload(data)
     source_format = Image.open(io.BytesIO(data)).format  # decode_upload already trusted the bytes
     face = selfie_face(np.asarray(image), faces)
@@ -78,6 +86,7 @@ def take_upload(
         source_bytes=len(data),
         face_score=round(float(face.score), 4),
         api_key_id=api_key_id,
+        customer_ref=customer_ref,
         created_at=utc_now(),
     )
     with database.session() as session:

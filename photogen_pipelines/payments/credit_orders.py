@@ -27,10 +27,12 @@ from photogen_pipelines.orders.states import Order, OrderState
 log = logging.getLogger("photogen.payments")
 
 
-def charge(session: Session, products: ProductCatalog, order: Order) -> int:
+def charge(session: Session, products: ProductCatalog, order: Order, *, moves: bool = True) -> int:
     """Take the order's credit price from its customer's wallet (created on first mention),
     inside the transaction that records the order: PaymentRequired (insufficient_credits,
-    plan_excludes_tier) leaves nothing behind. Marks the order paid; returns the balance."""
+    plan_excludes_tier) leaves nothing behind. Marks the order paid; returns the balance.
+    `moves=False`: a preview unlocked after its proofs (workflows/previews.py) is past paid
+    and stays where it is; only its credits are taken."""
     customer = wallet.open_wallet(session, products, order.api_key_id, order.customer_ref)
     products.check_plan_allows(customer.plan, order.tier)
     posted = wallet.post(
@@ -43,7 +45,8 @@ def charge(session: Session, products: ProductCatalog, order: Order) -> int:
         order_id=order.id,
     )
     order.credits_paid = order.credits_price
-    lifecycle.payment_received(order, f"paid with {order.credits_price} credits")
+    if moves:
+        lifecycle.payment_received(order, f"paid with {order.credits_price} credits")
     return posted.balance
 
 

@@ -10,10 +10,15 @@ Only the order's own PaymentIntent, in the order's currency and for at least its
 pays an order. Any other successful payment tied to an order (a stray PaymentIntent with
 the order's metadata, a second one, a short one, another currency) is a stray payment:
 kept in `stray_payments` and refunded by `refund_stray_payment`, never counted as paid.
+
+An intent that belongs to a credit pack's purchase (`packs`) is applied to the purchase
+instead, in the same transaction and by the same rules; its stray payments are kept and
+refunded the same way, the purchase's id standing in `stray_payments.order_id`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
@@ -32,7 +37,7 @@ from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.book import OrderTransaction, SqlOrderBook
 from photogen_pipelines.orders.states import OWES_REFUND, Order, OrderState
-from photogen_pipelines.payments import credit_orders
+from photogen_pipelines.payments import credit_orders, packs
 from photogen_pipelines.payments.stripe_events import (
     MalformedEvent,
     PaymentError,
@@ -61,6 +66,7 @@ class EventResult:
     outcome: str  # for people: the webhook's answer and payment_events.outcome
     order_id: str | None = None
     stray_payment: str | None = None  # a PaymentIntent this event left owed a refund
+    pack_purchase_id: str | None = None  # the credit pack purchase it acted on, instead of an order
 
     @property
     def new(self) -> bool:
@@ -109,6 +115,20 @@ class StripeGateway:
         )
         return intent.id, intent.client_secret
 
+    @_stripe_call("create the payment")
+    def create_pack_payment_intent(self, purchase: packs.PackPurchase) -> tuple[str, str]:
+        """A PaymentIntent for a credit pack's price; returns its id and client secret."""
+        intent = self.client.v1.payment_intents.create(
+            params={
+                "amount": purchase.amount_cents,
+                "currency": purchase.currency,
+                "metadata": {"pack_purchase_id": purchase.id, "customer_ref": purchase.customer_ref},
+                "payment_method_types": ["card"],
+            },
+            options={"idempotency_key": f"photogen-pack-{purchase.id}"},
+        )
+        return intent.id, intent.client_secret
+
     @_stripe_call("read the payment")
     def client_secret(self, payment_intent_id: str) -> str:
         return self.client.v1.payment_intents.retrieve(payment_intent_id).client_secret
@@ -126,8 +146,9 @@ class StripeGateway:
     @_stripe_call("refund the stray payment")
     def refund_payment_intent(self, payment_intent_id: str, order_id: str) -> str:
         """Everything still refundable on one PaymentIntent; one refund per intent, however often asked."""
+        tied_to = "pack_purchase_id" if packs.PURCHASE_ID.match(order_id) else "order_id"
         refund = self.client.v1.refunds.create(
-            params={"payment_intent": payment_intent_id, "metadata": {"order_id": order_id, "photogen": "stray_payment"}},
+            params={"payment_intent": payment_intent_id, "metadata": {tied_to: order_id, "photogen": "stray_payment"}},
             options={"idempotency_key": f"photogen-refund-{payment_intent_id}"},
         )
         return refund.id
@@ -253,8 +274,12 @@ def _paid_wrong(order: Order, intent: dict, mismatch: str) -> _Effect:
     return _Effect(f"{reason}; order {order.state.value}", _Stray(pi, received, currency, mismatch))
 
 
+def _decline(intent: dict) -> str:
+    return ((intent.get("last_payment_error") or {}).get("message") or "declined").replace("\x00", "")[:300]
+
+
 def _failed(order: Order, intent: dict) -> _Effect:
-    error = ((intent.get("last_payment_error") or {}).get("message") or "declined").replace("\x00", "")[:300]
+    error = _decline(intent)
     whose = "" if intent["id"] == order.payment_intent_id else f" of {intent['id']}, not this order's payment,"
     return _Effect(f"payment attempt{whose} failed ({error}); order stays {order.state.value}")
 
@@ -292,8 +317,9 @@ EFFECTS = {"payment_intent.succeeded": _paid, "payment_intent.payment_failed": _
 
 
 def _keep_stray(tx: OrderTransaction, order_id: str, stray: _Stray) -> bool:
-    """Record (or settle) a stray payment; True when it is now owed a refund.
-    Runs under the order's row lock, so two events of one intent cannot race here."""
+    """Record (or settle) a stray payment; True when it is now owed a refund. `order_id`
+    names its order or pack purchase. Runs under that one's row lock, so two events of one
+    intent cannot race here."""
     row = tx.session.get(StrayPaymentRow, stray.payment_intent_id, with_for_update=True)
     now = utc_now()
     if row is None:
@@ -322,7 +348,7 @@ def apply_stripe_event(book: SqlOrderBook, event: dict, source: str) -> EventRes
     effect = EFFECTS.get(event["type"])
     if effect is not None and event["type"] == "charge.refunded" and not intent.get("id"):
         effect = None  # a charge made without a PaymentIntent was never an order's
-    order = _order_for(book, intent) if effect else None
+    purchase_id, order = _owner(book, intent) if effect else (None, None)
     outcome = "ignored: not an event PhotoGen acts on" if effect is None else "ignored: no PhotoGen order"
     result = EventResult(EventStatus.IGNORED, outcome)
     try:
@@ -338,13 +364,62 @@ def apply_stripe_event(book: SqlOrderBook, event: dict, source: str) -> EventRes
                 received_at=utc_now(),
             )
             tx.add(row)  # a repeated event stops here, before it touches the order
-            if order is not None:
+            if purchase_id is not None:
+                result = _apply_to_pack(tx, purchase_id, event["type"], intent)
+                row.outcome = result.outcome
+            elif order is not None:
                 result = _apply_to_order(tx, order.id, lambda o: effect(o, intent))
                 row.outcome = result.outcome
     except IntegrityError:
-        return EventResult(EventStatus.DUPLICATE, "duplicate: already applied", order.id if order else None)
+        duplicate = "duplicate: already applied"
+        return EventResult(EventStatus.DUPLICATE, duplicate, order.id if order else None, pack_purchase_id=purchase_id)
     log.info("stripe %s %s (%s): %s", event["type"], event["id"], source, result.outcome)
     return result
+
+
+def _owner(book: SqlOrderBook, intent: dict) -> tuple[str | None, Order | None]:
+    """The pack purchase or the order an intent is tied to: whichever owns it by its id
+    first, then one its metadata names (a claim, checked against the owner's own intent)."""
+    with book.database.session() as session:
+        if purchase_id := packs.owning_purchase(session, intent.get("id")):
+            return purchase_id, None
+    if (order := _order_for(book, intent)) is not None:
+        return None, order
+    with book.database.session() as session:
+        return packs.claimed_purchase(session, intent.get("metadata")), None
+
+
+def _pack_paid(session, purchase_id: str, intent: dict) -> packs.PackEffect:
+    return packs.record_payment(session, purchase_id, intent["id"], _received(intent), intent["currency"])
+
+
+def _pack_refunded(session, purchase_id: str, intent: dict) -> packs.PackEffect:
+    charge = intent["charge"]
+    refund_id, refunded, full = _refund_facts(charge)
+    facts = {"charged": int(charge["amount"]), "refunded": refunded, "currency": charge["currency"], "full": full}
+    return packs.record_refund(session, purchase_id, intent["id"], **facts, refund_id=refund_id)
+
+
+def _pack_failed(_session, purchase_id: str, intent: dict) -> packs.PackEffect:
+    return packs.PackEffect(
+        f"payment attempt of {intent['id']} failed ({_decline(intent)}); pack purchase {purchase_id} unchanged"
+    )
+
+
+PACK_EFFECTS = {
+    "payment_intent.succeeded": _pack_paid,
+    "payment_intent.payment_failed": _pack_failed,
+    "charge.refunded": _pack_refunded,
+}
+
+
+def _apply_to_pack(tx: OrderTransaction, purchase_id: str, kind: str, intent: dict) -> EventResult:
+    # packs takes the customer's row lock, then the purchase's; the stray's row comes last
+    done = PACK_EFFECTS[kind](tx.session, purchase_id, intent)
+    stray = _Stray(**dataclasses.asdict(done.stray)) if done.stray else None
+    owed = stray is not None and _keep_stray(tx, purchase_id, stray)
+    owed_intent = stray.payment_intent_id if owed else None
+    return EventResult(EventStatus.APPLIED, done.outcome, stray_payment=owed_intent, pack_purchase_id=purchase_id)
 
 
 def _apply_to_order(tx: OrderTransaction, order_id: str, effect) -> EventResult:

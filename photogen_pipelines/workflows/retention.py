@@ -174,6 +174,20 @@ def purge_order_files(store: ArtifactStore, order: Order, policy: RetentionPolic
     return doomed
 
 
+def retire_preview_pictures(store: ArtifactStore, order: Order) -> list[str]:
+    """The pictures of an unpaid preview that expired (workflows/approvals.py), deleted at
+    once: its selfie crops, candidates and proofs, which nobody paid to have kept. Its small
+    JSON documents stay, for the ledger's row of it (analytics/ledger.py reads them), and so
+    does the upload, for the customer's next order; the pass above deletes those with the
+    rest, and drops the order's partitions, once the ledger has its history. Returns the keys deleted."""
+    prefix = f"orders/{order.id}/"
+    keys = [key for key in store.list(prefix) if key.startswith(prefix)]
+    doomed = [key for key in keys if not key.endswith(".json") and key != order.upload_key]
+    for key in doomed:
+        store.delete(key)
+    return doomed
+
+
 @dataclass
 class RetentionPass:
     """What one pass did: files deleted per purged order, and the orders left waiting."""

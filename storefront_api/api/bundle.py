@@ -1,7 +1,8 @@
 """An order's files in one ZIP for the customer (`GET /v1/orders/{id}/bundle.zip`).
 
 What the customer may take away, by the rules of `orders/deliverables.py`: before approval,
-the watermarked previews of the proofs that passed the identity gate (`previews/proof_<n>.jpg`);
+the watermarked previews of the proofs that passed the identity gate (`previews/proof_<n>.jpg`;
+small while the order is a preview not paid yet);
 after it, the approved proof itself (`proofs/proof_<n>.png`), and the print file and its
 manifest once they are made; always a small `order.json`: the order's ids, state and
 choices, never the recipient or payment details. A cancelled, failed or refunded order has
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from photogen_pipelines.catalog import PreviewPolicy
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders import deliverables
 from photogen_pipelines.orders.deliverables import SERVED_IN, Deliverable, Purpose
@@ -57,9 +59,10 @@ def _json(document: dict) -> bytes:
     return json.dumps(document, indent=2).encode() + b"\n"
 
 
-def members(store: ArtifactStore, order: Order) -> list[Member]:
+def members(store: ArtifactStore, order: Order, previews: PreviewPolicy | None = None) -> list[Member]:
     """What the customer may take away now; empty before the proofs are visible and once
-    the order has ended without a print."""
+    the order has ended without a print. `previews`: the shop's preview policy (the size of
+    an unpaid preview's previews; without it, the catalog's default)."""
     keys = OrderKeys(order.id)
     files: list[Member] = []
     approved = deliverables.proof_for(order, order.approved_proof) if order.approved_proof is not None else None
@@ -68,10 +71,11 @@ def members(store: ArtifactStore, order: Order) -> list[Member]:
             files.append(Member(f"proofs/proof_{approved.variant}.png", approved.source))
     elif order.state in SERVED_IN[Purpose.PREVIEW]:  # before approval: the watermarked previews
         validation = keys.load_if_present(store, Validation)
+        long_side = deliverables.preview_long_side(order, previews)
         for variant in sorted(validation.proofs if validation else {}):  # only proofs that passed the gate
             preview = Deliverable(order.id, Purpose.PREVIEW, variant)
             if store.exists(preview.source):
-                files.append(Member(f"previews/proof_{variant}.jpg", data=deliverables.render_preview(store, preview)))
+                files.append(Member(f"previews/proof_{variant}.jpg", data=deliverables.render_preview(store, preview, long_side)))
     manifest = keys.load_if_present(store, Manifest) if order.state in SERVED_IN[Purpose.PRINT] else None
     if manifest is not None and store.exists(manifest.file):
         files.append(Member("print_file" + PurePosixPath(manifest.file).suffix.lower(), manifest.file))

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from limits import RateLimitItem, parse
@@ -18,6 +18,7 @@ from limits.strategies import MovingWindowRateLimiter
 from photogen_pipelines.access.api_keys import verify_api_key
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders.states import Order
+from photogen_pipelines.workflows.customer_accounts import DEFAULT_PAGE, MAX_PAGE, PageRequest
 from storefront_api.config import Settings
 from storefront_api.errors import ApiError
 from storefront_api.services import Services
@@ -230,3 +231,15 @@ def order_caller(
 
 StorefrontDep = Annotated[Caller, Depends(storefront_caller)]
 OrderDep = Annotated[Order, Depends(order_caller)]
+
+
+def history_page(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page, of the orders and the entries")] = DEFAULT_PAGE,
+    orders_cursor: Annotated[str | None, Query(max_length=200, description="the orders' next_cursor")] = None,
+    entries_cursor: Annotated[str | None, Query(max_length=200, description="the entries' next_cursor")] = None,
+) -> PageRequest:
+    """Which page of a customer's orders and credit entries to show (newest first)."""
+    return PageRequest(limit, orders_cursor, entries_cursor)
+
+
+HistoryPageDep = Annotated[PageRequest, Depends(history_page)]

@@ -55,8 +55,14 @@ def _order_link(services, base_url: str, key: str) -> str:
     return services.signer.file_url(base_url, key, services.settings.file_url_ttl_seconds)
 
 
+def _payment_label(order: Order) -> str:
+    if order.payments == "credits":
+        return f"paid with {order.credits_price} credits from customer {order.customer_ref}'s wallet"
+    return PAYMENTS_OFF_LABEL if order.payments == "off" else "Stripe PaymentIntent"
+
+
 def _payment(order: Order, client_secret: str | None) -> PaymentOut:
-    label = PAYMENTS_OFF_LABEL if order.payments == "off" else "Stripe PaymentIntent"
+    label = _payment_label(order)
     return PaymentOut(
         mode=order.payments,
         label=label,
@@ -68,6 +74,12 @@ def _payment(order: Order, client_secret: str | None) -> PaymentOut:
         cancellation_fee_cents=order.cancellation_fee_cents,
         payment_intent_id=order.payment_intent_id,
         client_secret=client_secret,
+        credits_price=order.credits_price,
+        credits_paid=order.credits_paid,
+        credits_refunded=order.credits_refunded,
+        customer_ref=order.customer_ref,
+        quote_id=order.quote_id,
+        preview=order.preview,
     )
 
 

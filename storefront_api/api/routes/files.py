@@ -1,7 +1,8 @@
 """Signed, short-lived links to proofs, print files and style previews in the artifact store.
 
 A link to an order's file is served only while the order allows it
-(`photogen_pipelines/orders/deliverables.py`): a watermarked preview from `proofs_ready` on,
+(`photogen_pipelines/orders/deliverables.py`): a watermarked preview from `proofs_ready` on
+(small while the order is a preview not paid yet),
 the approved proof once approved, the print file once made; a link signed before the order
 was cancelled (or failed, or refunded) is a 410 `file_withdrawn`. (An S3 store hands out
 presigned S3 URLs for the print file and the style previews instead.)"""
@@ -56,7 +57,9 @@ def _order_file(services, wanted: Deliverable) -> Response:
         raise _not_found() from None
     if wanted.served_to(order) and not services.store.exists(wanted.source):
         raise _not_found()
-    if wanted.served_to(order) and wanted.purpose in PROOF_PIXELS and order.proofs_downloaded_at is None:
+    first_download = wanted.purpose in PROOF_PIXELS and order.proofs_downloaded_at is None
+    # an unpaid preview's small previews are not recorded (deliverables.py): no locked write per look
+    if wanted.served_to(order) and first_download and not deliverables.unpaid_preview(order):
         order = deliverables.record_proofs_download(services.book, order.id, services.products.cancellation)
     if not wanted.served_to(order):
         raise ApiError(
@@ -66,7 +69,8 @@ def _order_file(services, wanted: Deliverable) -> Response:
         )
     if wanted.purpose == Purpose.PREVIEW:
         try:
-            data = deliverables.render_preview(services.store, wanted)
+            long_side = deliverables.preview_long_side(order, services.products.previews)
+            data = deliverables.render_preview(services.store, wanted, long_side)
         except NotFound:
             raise _not_found() from None
         return Response(data, media_type=wanted.media_type, headers=HEADERS)

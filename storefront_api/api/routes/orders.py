@@ -7,17 +7,18 @@ from fastapi.responses import StreamingResponse
 
 from photogen_pipelines import tiers
 from photogen_pipelines.errors import IllegalTransition, ModelError
-from photogen_pipelines.orders import deliverables, lifecycle
+from photogen_pipelines.orders import deliverables
 from photogen_pipelines.orders.states import PRINT_FILE_MADE, OrderState
 from photogen_pipelines.orders.uploads import get_upload
 from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
-from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest, cancel_order, place_order
+from photogen_pipelines.workflows import customer_accounts, previews
+from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest, Terms, cancel_order, place_order
 from storefront_api.api import bundle
-from storefront_api.api.deps import BaseUrlDep, OrderDep, ServicesDep, StorefrontDep
+from storefront_api.api.deps import BaseUrlDep, HistoryPageDep, OrderDep, ServicesDep, StorefrontDep
 from storefront_api.api.views import order_view
 from storefront_api.errors import ApiError
 from storefront_api.examples import ORDER_IN_EXAMPLES
-from storefront_api.schemas import ApproveIn, CancelIn, OrderIn, OrderOut, PrintFileOut
+from storefront_api.schemas import ApproveIn, CancelIn, CustomerOut, OrderIn, OrderOut, PrintFileOut
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -86,7 +87,8 @@ def create_order(
     provider = services.settings.print_provider
     if body.recipient is not None and provider != "none" and provider not in services.products.get(body.product_id).fulfilment:
         raise ApiError(422, "product_not_shippable", f"product {body.product_id} cannot be shipped by this shop's print provider")
-    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key, body.recipient, body.shipping_method)
+    terms = Terms(payment=body.payment, customer_ref=body.customer_ref, quote_id=body.quote_id, preview=body.preview)
+    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key, body.recipient, body.shipping_method, terms)
     placed = place_order(services.book, services.styles, services.products, services.gateway, request)
     if not placed.created:
         response.status_code = status.HTTP_200_OK
@@ -106,13 +108,35 @@ def read_order(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> 
     return order_view(services, order, base_url)
 
 
+@router.get(
+    "/{order_id}/customer",
+    response_model=CustomerOut,
+    responses={404: {"description": "order_not_found, or customer_not_found: the order was not placed for a customer"}},
+)
+def order_customer(order: OrderDep, services: ServicesDep, page: HistoryPageDep) -> CustomerOut:
+    """The customer the order was placed for (its `customer_ref`), as GET /v1/customers/{ref}
+    shows them: readable with the order's own customer token, which sees no other customer."""
+    if order.customer_ref is None:
+        raise ApiError(404, "customer_not_found", f"order {order.id} was not placed for a customer")
+    account = customer_accounts.account(services.database, order.api_key_id, order.customer_ref, page)
+    return CustomerOut.model_validate(account, from_attributes=True)
+
+
 @router.post(
     "/{order_id}/approve",
     response_model=OrderOut,
-    responses={409: {"description": "not_awaiting_approval: the order is not proofs_ready (any more)"}},
+    responses={
+        402: {
+            "description": "a preview not paid yet: payment_required (pay its PaymentIntent first), or "
+            "insufficient_credits (a preview paid in credits is charged as it is approved)"
+        },
+        409: {"description": "not_awaiting_approval: the order is not proofs_ready (any more)"},
+    },
 )
 def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: BaseUrlDep) -> OrderOut:
-    """Approve one proof; only while the order is `proofs_ready`. The print run follows."""
+    """Approve one proof; only while the order is `proofs_ready`. The print run follows. A
+    preview is approved once paid: by card, pay its PaymentIntent first; in credits, they
+    are charged with this approval, once."""
     if order.state != OrderState.PROOFS_READY:
         raise ApiError(
             409, "not_awaiting_approval", f"order {order.id} is {order.state.value}; proofs are approved in proofs_ready"
@@ -122,7 +146,9 @@ def approve(order: OrderDep, body: ApproveIn, services: ServicesDep, base_url: B
         passed = ", ".join(str(v) for v in sorted(validation.proofs)) or "none"
         raise ApiError(422, "unknown_proof", f"proof {body.proof} did not pass the identity gate (passed: {passed})")
     try:
-        updated = lifecycle.approve(services.book, services.store, order.id, body.proof, reason=f"proof {body.proof} approved")
+        updated = previews.approve(
+            services.book, services.store, services.products, order.id, body.proof, reason=f"proof {body.proof} approved"
+        )
     except IllegalTransition:  # a concurrent approve or cancel came first: the same answer as if it had come before
         now = services.book.get(order.id).state.value
         raise ApiError(409, "not_awaiting_approval", f"order {order.id} is {now}; proofs are approved in proofs_ready") from None

@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 
+from photogen_pipelines.credits.customers import check_ref
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.orders.uploads import take_upload
 from storefront_api.api.deps import ServicesDep, StorefrontDep
@@ -32,7 +33,8 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
         413: {"description": "file_too_large (over the upload limit) or image_too_large (too many pixels)"},
         422: {
             "description": "the file: empty_file, not_an_image, unsupported_format, truncated_image, image_too_small "
-            "(a side under 64 px), image_too_narrow (a strip); the face: no_face, several_faces, face_too_small"
+            "(a side under 64 px), image_too_narrow (a strip); the face: no_face, several_faces, face_too_small; "
+            "invalid_customer_ref"
         },
     },
 )
@@ -40,9 +42,14 @@ def create_upload(
     file: Annotated[UploadFile, File(description="a photo of one person: JPEG, PNG, WebP, TIFF or BMP")],
     caller: StorefrontDep,
     services: ServicesDep,
+    customer_ref: Annotated[
+        str | None, Form(max_length=64, description="the shop's own reference of the customer (kept with the upload)")
+    ] = None,
 ) -> UploadOut:
     """Store a selfie: its type is sniffed from the bytes, EXIF orientation applied, metadata
     stripped, and exactly one face must be found."""
+    if customer_ref is not None:
+        check_ref(customer_ref)  # invalid_customer_ref before the file is read
     data = _read_limited(file, services.settings.max_upload_bytes)
-    upload = take_upload(services.database, services.store, services.faces, data, caller.api_key_id)
+    upload = take_upload(services.database, services.store, services.faces, data, caller.api_key_id, customer_ref)
     return UploadOut.model_validate(upload, from_attributes=True)
