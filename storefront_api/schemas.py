@@ -155,7 +155,9 @@ class ProofOut(BaseModel):
     label: str | None = Field(None, description="the take's name for the customer, e.g. 'Bold strokes'")
     url: str | None = Field(description="a signed URL, valid for minutes, and only while the order allows the file")
     preview: bool = Field(
-        False, description="true: `url` is a watermarked preview at proof size; the approved proof comes clean once approved"
+        False,
+        description="true: `url` is a watermarked preview, at proof size once the order is paid and small (the shop's "
+        "previews.long_side) for a preview not paid yet; the approved proof comes clean once approved",
     )
     identity_score: float | None
     passed: bool

@@ -218,7 +218,7 @@ def _record(session, book: SqlOrderBook, products: ProductCatalog, order: Order,
         customer = wallet.open_wallet(session, products, order.api_key_id, order.customer_ref)
         products.check_plan_allows(customer.plan, order.tier)
         if order.preview:
-            used = allowance.use_free_preview(session, products.previews, customer, order.api_key_id)
+            used = allowance.use_free_preview(session, products.previews, customer, order.api_key_id, now=order.created_at)
             lifecycle.preview_started(order, used, products.previews.free_per_day)
         elif order.payments == "credits":
             credit_orders.charge(session, products, order)

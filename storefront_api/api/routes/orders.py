@@ -61,7 +61,9 @@ def _check_tier(services, tier_id: str | None) -> None:
     responses={
         200: {"model": OrderOut, "description": "a replay: the order this Idempotency-Key placed with the same body"},
         400: {"description": "idempotency_key_required: no Idempotency-Key header"},
+        402: {"description": "insufficient_credits (details: balance, needed) or plan_excludes_tier: paying in credits"},
         409: {"description": "idempotency_key_reused: the Idempotency-Key placed an order with another body"},
+        429: {"description": "free_previews_exhausted: the customer's free previews of today are spent (details.resets_at)"},
     },
 )
 def create_order(
@@ -210,12 +212,12 @@ def bundle_zip(order: OrderDep, services: ServicesDep) -> StreamingResponse:
     `order.json` (ids, state, style, product, approved proof; no personal data). The first
     download of a proof is recorded on the order: a cancel after it keeps the shop's
     cancellation fee. A cancelled, failed or refunded order has nothing to bundle."""
-    files = bundle.members(services.store, order)
+    files = bundle.members(services.store, order, services.products.previews)
     if files and order.proofs_downloaded_at is None and bundle.hands_out_proofs(files):
         # recorded under the order's lock first, then bundled as the order allows now (a
         # cancel that came first leaves nothing to bundle)
         order = deliverables.record_proofs_download(services.book, order.id, services.products.cancellation)
-        files = bundle.members(services.store, order)
+        files = bundle.members(services.store, order, services.products.previews)
     if not files:
         raise ApiError(
             409,
