@@ -25,12 +25,12 @@ from photogen_pipelines.credits.wallet import EntryKind
 from photogen_pipelines.db.tables import CustomerRow, PackPurchaseRow, StrayPaymentRow
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.payments import packs
-from photogen_pipelines.payments.stripe_payments import EventStatus, StripeGateway, apply_stripe_event
+from photogen_pipelines.payments.stripe_payments import EventStatus, PaymentError, StripeGateway, apply_stripe_event
 from sensors import stripe_reconciliation
 from tests import test_payments
 from tests.api_helpers import make_app, make_settings, new_key
 from tests.invariants import CreditRecords, StripeRecords, check_shop, money_moved_once, packs_paid, wallets_add_up
-from tests.servers import wait_until
+from tests.servers import free_port, wait_until
 from tests.test_payments import API_KEY, CARD, _database, _pay, _post_signed, _refunds, _register_webhook, _sensor_resources
 
 shop = test_payments.shop  # the fixture: the API with payments on (localstripe), served over HTTP, and a storefront key
@@ -332,6 +332,25 @@ def test_the_events_of_a_pack_in_any_order_and_repeated_end_the_same(orders_db, 
         assert balance == WELCOME and kinds[0] == ("purchase", 100), (order, kinds)
         assert sum(amount for kind, amount in kinds if kind == "clawback") == -100, (order, kinds)
     assert _packs_hold(orders_db, stripe_client) == 0
+
+
+def test_a_purchase_stripe_did_not_answer_for_gets_its_payment_intent_on_retry(orders_db, stripe_base, stripe_client):
+    products = load_products()
+    down = StripeGateway(API_KEY, api_base=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(PaymentError, match="Stripe could not create the payment") as refused:
+        packs.buy_pack(orders_db, products, down, None, "kim", "pro", "retry-me")
+    assert refused.value.code == "payment_provider_unavailable"  # the API's 503
+
+    again = packs.buy_pack(orders_db, products, StripeGateway(API_KEY, api_base=stripe_base), None, "kim", "pro", "retry-me")
+    intent = stripe_client.v1.payment_intents.retrieve(again.purchase.payment_intent_id)
+    assert not again.created and again.client_secret.startswith(intent.id)
+    assert (int(intent.amount), intent.metadata["pack_purchase_id"], intent.metadata["customer_ref"]) == (
+        7900,
+        again.purchase.id,
+        "kim",
+    )
+    with orders_db.session() as session:
+        assert len(session.scalars(select(PackPurchaseRow)).all()) == 1
 
 
 # -- bad input, and who may buy ------------------------------------------------------------------

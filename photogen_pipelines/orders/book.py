@@ -29,6 +29,13 @@ ORDER_COLUMNS = (
 ).split()
 
 
+class OrderUpdater(Protocol):
+    """What a move needs: a locked read-modify-write of one order (the book, or one
+    transaction of it when a move commits with other writes)."""
+
+    def update(self, order_id: str, change: Callable[[Order], object]) -> Order: ...
+
+
 class OrderBook(Protocol):
     def add(self, order: Order) -> Order: ...
     def get(self, order_id: str) -> Order: ...

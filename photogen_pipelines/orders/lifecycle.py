@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from photogen_pipelines.errors import BadInput, IllegalTransition, PaymentRequired
-from photogen_pipelines.orders.book import OrderBook
+from photogen_pipelines.orders.book import OrderBook, OrderUpdater
 from photogen_pipelines.orders.shipments import ProviderStatus, Shipment
 from photogen_pipelines.orders.states import PRINT_FILE_MADE, Order, OrderState
 from photogen_pipelines.storage.artifacts import OrderKeys
@@ -27,7 +27,7 @@ DELIVERED_REASON = "print file checked and delivered"
 # -- on the book: one move, one locked read-modify-write -------------------------------
 
 
-def _move(book: OrderBook, order_id: str, target: OrderState, reason: str | None = None) -> Order:
+def _move(book: OrderUpdater, order_id: str, target: OrderState, reason: str | None = None) -> Order:
     return book.update(order_id, lambda order: order.transition(target, reason))
 
 
@@ -67,7 +67,7 @@ def proofs_validated(book: OrderBook, store: ArtifactStore, order_id: str, best_
     return order
 
 
-def approve(book: OrderBook, store: ArtifactStore, order_id: str, variant: int, reason: str | None = None) -> Order:
+def approve(book: OrderUpdater, store: ArtifactStore, order_id: str, variant: int, reason: str | None = None) -> Order:
     """The customer (or auto approval) picks a proof; only a proof that passed the gate."""
     if not store.exists(OrderKeys(order_id).proof(variant)):
         raise BadInput(f"order {order_id} has no proof {variant}", code="unknown_proof")
@@ -105,7 +105,7 @@ def fail(book: OrderBook, order_id: str, reason: str) -> Order:
     return _move(book, order_id, S.FAILED, reason)
 
 
-def cancel(book: OrderBook, order_id: str, reason: str) -> Order:
+def cancel(book: OrderUpdater, order_id: str, reason: str) -> Order:
     """Cancelled where the state allows it (IllegalTransition otherwise); a refund follows."""
     return _move(book, order_id, S.CANCELLED, reason)
 

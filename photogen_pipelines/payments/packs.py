@@ -5,9 +5,9 @@ and a PaymentIntent for the pack's price. The credits come only with Stripe's wo
 this purchase's own intent succeeded, in full and in the pack's currency: one `purchase`
 entry (key `purchase:<id>`), its lot. Any other payment tied to the purchase (another
 intent naming it, a short one, another currency) pays nothing and is refunded, as a stray
-payment of an order is. A refund takes back what is left of that lot, in
-proportion to what was refunded, by `clawback` entries (key `clawback:<id>:<refunded>`):
-credits already spent stay spent, and the balance never goes below zero.
+payment of an order is. A refund takes back what is left of the lot, in proportion to
+what was refunded, by `clawback` entries (key `clawback:<id>:<refunded>`): credits
+already spent stay spent, and the balance never goes below zero.
 
 Stripe's events reach a purchase through `stripe_payments.apply_stripe_event`, which
 records the event's id in the same transaction, so a repeated event changes nothing; the

@@ -141,8 +141,7 @@ def expire_preview(book: SqlOrderBook, order_id: str, policy: ApprovalPolicy) ->
         order = tx.update(order_id, lambda o: None)  # the row lock, held to the cancel
         if order.state != S.PROOFS_READY or not unpaid_preview(order):
             return None
-        # lifecycle's moves only `update` the book they are given: here, this transaction
-        lifecycle.cancel(tx, order_id, reason)  # type: ignore[arg-type]
+        lifecycle.cancel(tx, order_id, reason)  # a move in this transaction
     return book.get(order_id)
 
 

@@ -63,6 +63,5 @@ def _unlock_with_credits(
             tx.update(order_id, lambda o: credit_orders.charge(tx.session, products, o, moves=False))
             paid = f"the preview paid with {order.credits_price} credits"
             reason = f"{reason}; {paid}" if reason else paid
-        # lifecycle's moves only `update` the book they are given: here, this transaction
-        lifecycle.approve(tx, store, order_id, variant, reason)  # type: ignore[arg-type]
+        lifecycle.approve(tx, store, order_id, variant, reason)  # a move in this transaction
     return book.get(order_id)

@@ -47,7 +47,7 @@ def list_packs(_caller: StorefrontDep, services: ServicesDep) -> list[PackOut]:
 
 
 @router.post(
-    "/customers/{customer_ref}/pack-purchases",
+    "/customers/{ref}/pack-purchases",
     status_code=status.HTTP_201_CREATED,
     response_model=PackPurchaseOut,
     openapi_extra={"parameters": [PURCHASE_KEY_DOC]},
@@ -60,7 +60,7 @@ def list_packs(_caller: StorefrontDep, services: ServicesDep) -> list[PackOut]:
     },
 )
 def buy_pack(
-    customer_ref: Annotated[str, Path(max_length=64)],
+    ref: Annotated[str, Path(description="the shop's own reference of the customer (checked by the core: invalid_customer_ref)")],
     body: PackPurchaseIn,
     response: Response,
     caller: StorefrontDep,
@@ -73,7 +73,7 @@ def buy_pack(
     if not idempotency_key:
         raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (e.g. a UUID per checkout)")
     bought = packs.buy_pack(
-        services.database, services.products, services.gateway, caller.api_key_id, customer_ref, body.pack_id, idempotency_key
+        services.database, services.products, services.gateway, caller.api_key_id, ref, body.pack_id, idempotency_key
     )
     if not bought.created:
         response.status_code = status.HTTP_200_OK
