@@ -206,8 +206,9 @@ def main() -> None:
         parser.error("--orders and --at-once must be at least 1, --held-out at least 0")
     with tempfile.TemporaryDirectory(prefix="quotes-") as tmp:
         report = run(args, tmp)
-    print(json.dumps(report, indent=2) if args.json else "", end="")
-    if not args.json:
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
         print_report(report)
 
 

@@ -62,6 +62,7 @@ PLANS = {
     "cancel at proofs": 8,
     "never pay": 4,
     "refused upload": 10,
+    "pay in credits": 8,  # a pack bought through Stripe first, then an order paid from the wallet
 }
 FAULTS = ("run worker killed", "daemon killed", "service killed", "stripe unreachable")
 SETTLED = {"ready", "refunded", "rejected", "failed", "cancelled"}
@@ -194,7 +195,9 @@ class Customers:
             return
         upload = self._call("POST", "/v1/uploads", files={"file": ("me.png", self.selfie)}).json()["id"]
         body = {"upload_id": upload, "style_id": "ink_etching", "product_id": "poster_a3", "variants": 2,
-                "approval": "auto" if plan == "auto" else "customer"}  # fmt: skip
+                "approval": "auto" if plan in ("auto", "pay in credits") else "customer"}  # fmt: skip
+        if plan == "pay in credits":
+            body |= {"payment": "credits", "customer_ref": self._customer_with_a_pack()}
         key = {"Idempotency-Key": str(uuid.uuid4())}
         created = self._call("POST", "/v1/orders", json=body, headers=key)
         assert created.status_code in (200, 201), created.text
@@ -207,6 +210,9 @@ class Customers:
                 self._pay(order)  # the browser was still on the payment page: refunded
             return
         if plan == "never pay":
+            return
+        if plan == "pay in credits":
+            self._wait(order["id"], {"proofs_ready", *SETTLED})
             return
         self._pay(order)
         if plan == "cancel when paid":  # as soon as the payment shows, whatever the run is doing
@@ -235,9 +241,23 @@ class Customers:
                 return
             time.sleep(3)
 
+    def _customer_with_a_pack(self) -> str:
+        """A new customer who buys the starter pack and waits until its credits are in."""
+        ref = f"soak-{uuid.uuid4().hex[:12]}"
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        bought = self._call("POST", f"/v1/customers/{ref}/pack-purchases", json={"pack_id": "starter"}, headers=key)
+        assert bought.status_code in (200, 201), bought.text
+        self._pay_intent(bought.json()["payment_intent_id"])
+        deadline = time.monotonic() + 1800  # the webhook, or the reconciliation after an outage
+        while self._call("GET", f"/v1/customers/{ref}").json()["balance"] < 100 and time.monotonic() < deadline:
+            time.sleep(3)
+        return ref
+
     def _pay(self, order: dict) -> None:
+        self._pay_intent(order["payment"]["payment_intent_id"])
+
+    def _pay_intent(self, intent: str) -> None:
         """What Stripe.js does in the browser: straight to Stripe (never through the shop's proxy)."""
-        intent = order["payment"]["payment_intent_id"]
         method = self.stripe.v1.payment_methods.create(params={"type": "card", "card": CARD})
         self.stripe.v1.payment_intents.update(intent, params={"payment_method": method.id})
         self.stripe.v1.payment_intents.confirm(intent)
@@ -405,6 +425,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
                 client = stripe.StripeClient(API_KEY, base_addresses={"api": stripe_base})
                 customers = Customers(shop, client, auth, rng, png_bytes(data.astronaut()), png_bytes(data.coins()))
                 plans = rng.choices(list(PLANS), weights=list(PLANS.values()), k=args.orders)
+                if "pay in credits" not in plans and len(plans) >= 4:
+                    plans[-1] = "pay in credits"  # every soak, however small, puts a wallet and a pack to the test
                 faults = Faults(shop, proxy, random.Random(args.seed + 1), args.faults, args.outage, args.fault_every)
                 fault_thread = threading.Thread(target=faults.run, daemon=True)
                 fault_thread.start()
