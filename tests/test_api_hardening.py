@@ -369,7 +369,6 @@ def test_every_request_body_forbids_unknown_fields():
 
 def test_the_loser_of_an_approve_race_hears_not_awaiting_approval(client, auth, monkeypatch):
     from photogen_pipelines.orders import lifecycle
-    from storefront_api.api.routes import orders as order_routes
 
     services = client.app.state.services
     original = lifecycle.approve
@@ -384,7 +383,8 @@ def test_the_loser_of_an_approve_race_hears_not_awaiting_approval(client, auth, 
             first(order_id)  # came in between the route's check and its approval
             return original(book, store, order_id, *args, **kwargs)
 
-        monkeypatch.setattr(order_routes.lifecycle, "approve", approve_after_the_winner)
+        # the route approves through workflows/previews, which moves the order with lifecycle.approve
+        monkeypatch.setattr(lifecycle, "approve", approve_after_the_winner)
         lost = client.post(f"/v1/orders/{order.id}/approve", headers=auth, json={"proof": 0})
         body = _error(lost, 409, "not_awaiting_approval")
         assert services.book.get(order.id).state.value in body["message"], (winner, body)
