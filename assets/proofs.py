@@ -10,13 +10,14 @@ from photogen_pipelines.errors import BadInput
 from photogen_pipelines.generation.proofs import (
     StoredSelfie,
     ValidatedProofs,
+    set_identity,
     store_candidate,
     stored_selfie,
     validate_proofs,
 )
 from photogen_pipelines.generation.stages import Candidate, prepare_selfie, render_candidates
 from photogen_pipelines.imaging.images import png_bytes
-from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders import lifecycle, photo_sets
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import NO_FACE, CandidateParams, CandidatesInfo, SelfieInfo, Stage, Usage
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
@@ -40,14 +41,20 @@ def selfie(
     faces: FaceEngine,
     styles: StyleEngine,
 ) -> dg.MaterializeResult:
-    """The customer's selfie: upright, sRGB, stripped, exactly one face, framed for the product."""
+    """The customer's selfie: upright, sRGB, stripped, exactly one face, framed for the product.
+    With several photos of the customer, the primary is framed and the proofs are compared
+    with the set's identity (the mean of their faces' embeddings)."""
     step = order_step(context, orders, storage)
     store, keys, order = step.store, step.keys, step.order
     enter(lifecycle.start_generation, step)
     product = catalog.products().get(order.product_id)
+    photos = photo_sets.photos_of(orders.database(), order)  # the primary first; it is order.upload_key
     with timed_stage(step, Stage.SELFIE) as timer:
         try:
             result = prepare_selfie(store.get_bytes(order.upload_key), product, faces.analyzer(), styles.proof_long_side)
+            mean = None
+            if len(photos) > 1:
+                mean = set_identity(result.embedding, [store.get_bytes(p.key) for p in photos[1:]], faces.analyzer())
         except BadInput as exc:
             raise reject_order(step, exc) from None
         store.put_bytes(keys.selfie, png_bytes(result.image))
@@ -59,13 +66,18 @@ def selfie(
                 portrait_face=result.portrait_face.to_json(),
                 embedding=[round(float(v), 6) for v in result.embedding],
                 encoder=faces.analyzer().version,
+                # the set's identity lives here, beside the primary's, and goes with the order's files
+                photos=[p.key for p in photos] if mean is not None else None,
+                mean_embedding=[round(float(v), 6) for v in mean] if mean is not None else None,
             ),
         )
-    context.log.info(
-        f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}"
+    context.log.info(  # how many photos, never what their faces are
+        f"selfie: one face, score {result.face.score:.2f}; portrait {result.portrait.shape[1]}x{result.portrait.shape[0]}; "
+        f"{len(photos)} photo(s) of the customer"
     )
     return dg.MaterializeResult(
         metadata={
+            "photos": dg.IntMetadataValue(len(photos)),
             "face_score": dg.FloatMetadataValue(result.face.score),
             "face_px": dg.IntMetadataValue(int(min(result.face.box.w, result.face.box.h))),
             "portrait": dg.MetadataValue.path(store.uri(keys.portrait)),

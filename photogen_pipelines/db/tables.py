@@ -134,6 +134,18 @@ class StrayPaymentRow(Base):
     refunded_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
+class OrderPhotoRow(Base):
+    """One photo of an order made from several of one customer (position 0: the primary,
+    which is also the order's upload_key). An order from one photo has no rows here."""
+
+    __tablename__ = "order_photos"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("uploads.id"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(300), index=True)  # retention finds every order using a file
+
+
 class RecipientRow(Base):
     """Who receives an order's print: personal data, here and nowhere else (not in Dagster's
     metadata, logs or event log); deleted by the retention policy with the order's files."""

@@ -1,5 +1,6 @@
 """The proof stages' work on an order's stored artifacts, free of Dagster: what `selfie`
-stored that the proofs are made from, the candidates `styled_candidates` stored, and
+stored that the proofs are made from (with several photos of the customer, their
+set's identity), the candidates `styled_candidates` stored, and
 `validated_proofs`' identity gate over them, which leaves the proofs and the `Validation`
 document (docs/architecture.md §5). The assets add the order's lifecycle moves and their
 metadata.
@@ -13,8 +14,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from photogen_pipelines.engines.base import FaceAnalyzer
+from photogen_pipelines.generation.references import face_embedding, mean_embedding
 from photogen_pipelines.generation.stages import Candidate, GateResult, identity_gate, score_candidate
-from photogen_pipelines.imaging.images import Box, open_png, png_bytes
+from photogen_pipelines.imaging.images import Box, decode_upload, open_png, png_bytes
 from photogen_pipelines.imaging.variety import proof_variety
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, SelfieInfo, Usage, Validation
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -31,16 +33,41 @@ Render = Callable[[list[int], int], tuple[list[Candidate], Usage]]
 class StoredSelfie:
     """What `selfie` stored that the proofs are made from."""
 
-    portrait: np.ndarray  # framed for the product
+    portrait: np.ndarray  # framed for the product, from the primary photo
     face: Box  # the portrait's face
-    embedding: np.ndarray  # the portrait's face's identity: what every proof is compared with
+    # what every proof is compared with: the portrait's face's identity, or with several
+    # photos of the customer the normalised mean of their faces' (references.mean_embedding)
+    embedding: np.ndarray
+    # the keys of the customer's photos in the store, the primary first, when the order has
+    # several (none: one photo, the portrait's). For an engine that conditions on several
+    # references (InstantID's face embedding averaged over them, a PhotoMaker-like model):
+    # none of ours does yet. The embedded Magenta engine is style transfer, one content
+    # image; InstantID (diffusers, RunPod, Replicate's instant-id) takes one face image.
+    # Both paint the primary's portrait. Loaded on demand (`reference_pictures`): a stage
+    # that does not need their pixels does not decode them.
+    references: tuple[str, ...] = ()
 
 
 def stored_selfie(store: ArtifactStore, keys: OrderKeys) -> StoredSelfie:
     info = keys.load(store, SelfieInfo)
     x, y, w, h = info.portrait_face.box
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
-    return StoredSelfie(portrait, Box(x, y, w, h), np.asarray(info.embedding, dtype=np.float32))
+    embedding = info.mean_embedding if info.mean_embedding is not None else info.embedding
+    return StoredSelfie(portrait, Box(x, y, w, h), np.asarray(embedding, dtype=np.float32), tuple(info.photos or ()))
+
+
+def reference_pictures(store: ArtifactStore, selfie: StoredSelfie) -> list[np.ndarray]:
+    """The customer's photos as an engine taking several references would read them (the
+    clean stored uploads, the primary first); one photo: the portrait alone."""
+    if not selfie.references:
+        return [selfie.portrait]
+    return [np.asarray(open_png(store.get_bytes(key))) for key in selfie.references]
+
+
+def set_identity(primary: np.ndarray, others: list[bytes], analyzer: FaceAnalyzer) -> np.ndarray:
+    """The identity of an order's set of photos: the normalised mean of the primary
+    portrait's embedding and each further photo's face's (references.mean_embedding)."""
+    return mean_embedding([primary, *(face_embedding(np.asarray(decode_upload(photo)), analyzer) for photo in others)])
 
 
 def store_candidate(store: ArtifactStore, keys: OrderKeys, candidate: Candidate) -> None:

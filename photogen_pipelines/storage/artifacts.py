@@ -50,16 +50,6 @@ class FaceRecord(BaseModel):
     landmarks: list[list[float]] = Field(default_factory=list)
 
 
-class SelfieInfo(Document):
-    """What `selfie` found: the face, the portrait's face and its identity embedding."""
-
-    key_name: ClassVar[str] = "selfie_info"
-    face: FaceRecord
-    portrait_face: FaceRecord
-    embedding: list[float]
-    encoder: str
-
-
 def _absent_if_none(value: object) -> bool:
     return value is None
 
@@ -67,6 +57,21 @@ def _absent_if_none(value: object) -> bool:
 # fields added after documents were first stored: left out while unset, so a document
 # written before them reads back and saves as it was
 ADDED_LATER = {"default": None, "exclude_if": _absent_if_none}
+
+
+class SelfieInfo(Document):
+    """What `selfie` found: the face, the portrait's face and its identity embedding. An
+    order from several photos of the customer also has their keys (the primary first) and
+    the normalised mean of their faces' embeddings, which the identity gate compares
+    proofs with; an order from one photo has neither (None), and is gated as before."""
+
+    key_name: ClassVar[str] = "selfie_info"
+    face: FaceRecord
+    portrait_face: FaceRecord
+    embedding: list[float]
+    encoder: str
+    photos: list[str] | None = Field(**ADDED_LATER)
+    mean_embedding: list[float] | None = Field(**ADDED_LATER)
 
 
 class CandidateParams(BaseModel):

@@ -14,7 +14,7 @@ from photogen_pipelines.credits import wallet
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import BadInput, Conflict
 from photogen_pipelines.generation.stages import prepare_selfie
-from photogen_pipelines.orders import lifecycle
+from photogen_pipelines.orders import lifecycle, photo_sets
 from photogen_pipelines.orders.book import OrderBook, SqlOrderBook
 from photogen_pipelines.orders.recipients import Recipient, ShippingMethod
 from photogen_pipelines.orders.states import Order, new_order_id
@@ -54,7 +54,8 @@ class Terms:
 
 @dataclass(frozen=True)
 class PlacementRequest:
-    """A storefront's order request: what was asked for, for which checked upload, by
+    """A storefront's order request: what was asked for, for which checked upload (and
+    the customer's further photos, `photos`: up to three more of the same person), by
     which caller, under which Idempotency-Key (a retry with the same key and body finds
     the same order)."""
 
@@ -65,10 +66,18 @@ class PlacementRequest:
     recipient: Recipient | None = None
     shipping_method: ShippingMethod | None = None
     terms: Terms = Terms()
+    photos: tuple[Upload, ...] = ()  # after `upload`, the primary; none: an order from one photo
+
+    @property
+    def uploads(self) -> tuple[Upload, ...]:
+        """The order's photos, the primary first."""
+        return (self.upload, *self.photos)
 
     def digest(self) -> str:
         """A stable digest of the request body, to tell a retry from a different request."""
         fields = {"upload_id": self.upload.id, **asdict(self.order), **self.terms.asked()}
+        if self.photos:  # an order from one photo hashes as it always did
+            fields["upload_ids"] = [u.id for u in self.uploads]
         if self.recipient is not None:  # an order without one hashes as it always did
             fields["recipient"] = self.recipient.model_dump(mode="json")
             fields["shipping_method"] = self.shipping_method.value if self.shipping_method else None
@@ -121,17 +130,31 @@ class PlacedOrder:
 
 
 def place_order(
-    book: SqlOrderBook, styles: StyleCatalog, products: ProductCatalog, gateway: StripeGateway | None, request: PlacementRequest
+    book: SqlOrderBook,
+    styles: StyleCatalog,
+    products: ProductCatalog,
+    gateway: StripeGateway | None,
+    request: PlacementRequest,
+    *,
+    store: ArtifactStore | None = None,
+    faces: FaceAnalyzer | None = None,
 ) -> PlacedOrder:
     """An order for a checked upload: paid at once with payments off, from the customer's
     credits with `payment: credits`, else awaiting a Stripe payment (a preview starts before
     it). The same idempotency key and body returns the same order; another body with that
     key is a Conflict. The tier's price buys its proofs: asking for more than the tier gives
-    is BadInput(too_many_variants)."""
+    is BadInput(too_many_variants). Several photos must show one person, as `faces` (the
+    identity gate's encoder) sees them in `store`: else BadInput(photos_not_same_person)
+    and nothing is recorded."""
     digest = request.digest()
     earlier = book.find_idempotent(request.api_key_id, request.idempotency_key)
     if earlier is None:
         order = _new_order(book, styles, products, gateway, request)
+        # after the request's own checks, as the dearest (a face model run per photo); a retry found above skips it
+        if request.photos:
+            if store is None or faces is None:
+                raise ValueError("an order from several photos needs the store and the face analyzer to check them")
+            photo_sets.check_same_person(store, faces, request.uploads)
         try:
             with book.transaction() as tx:
                 _record(tx.session, book, products, order, request, digest)
@@ -225,6 +248,7 @@ def _record(session, book: SqlOrderBook, products: ProductCatalog, order: Order,
     if order.payments == "off":
         lifecycle.paid_without_payments_in(order)
     book.add_in(session, order, idempotency_key=request.idempotency_key, request_hash=digest, recipient=request.recipient)
+    photo_sets.record_in(session, order.id, request.uploads)
 
 
 def _attach_payment_intent(book: SqlOrderBook, gateway: StripeGateway, order: Order) -> Order:

@@ -6,8 +6,9 @@ owes a refund keeps everything until the refund is through). Its files go once i
 state change is older than the policy's days *and* its history is in the analytics
 ledger (`analytics/ledger/day=<UTC date of that change>.parquet` lists its id): until
 then it waits, because the files are the only record left. The print file and its
-manifest can be kept (a reprint needs nothing else). An upload shared with an order
-that is not being purged stays.
+manifest can be kept (a reprint needs nothing else). Its photos go with it: its upload,
+or every photo of its set when the customer gave several (orders/photo_sets.py); a photo
+shared with an order that is not being purged stays.
 
 Nothing here decides how many orders one pass handles: the caller (a sensor) bounds it.
 """
@@ -15,7 +16,7 @@ Nothing here decides how many orders one pass handles: the caller (a sensor) bou
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -25,6 +26,7 @@ from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.tables import OrderEventRow, OrderRow
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.fulfilment.submission import forget_recipient
+from photogen_pipelines.orders import photo_sets
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.states import OWES_REFUND, SETTLED, Order, OrderState
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -140,14 +142,14 @@ class Ledger:
         return None if order_id in ids else f"order not in {ledger_key(day)} yet"
 
 
-def orders_sharing_upload(book: SqlOrderBook, order: Order) -> list[Order]:
-    """Other orders placed with the same upload (the storefront lets one selfie be ordered again)."""
-    same = OrderRow.upload_key == order.upload_key
-    if order.upload_id:
-        same = or_(same, OrderRow.upload_id == order.upload_id)
-    with book.database.session() as session:
-        ids = session.scalars(select(OrderRow.id).where(same, OrderRow.id != order.id).order_by(OrderRow.id)).all()
-    return [book.get(order_id) for order_id in ids]
+def orders_sharing_uploads(book: SqlOrderBook, order: Order) -> dict[str, list[Order]]:
+    """Each of the order's photos (its upload, or each of its set) by its key, with the
+    other orders placed with it (the storefront lets one selfie be ordered again, alone or
+    in another set)."""
+    return {
+        photo.key: [book.get(other) for other in photo_sets.orders_using(book.database, photo, order.id)]
+        for photo in photo_sets.photos_of(book.database, order)
+    }
 
 
 def is_print_file(key: str, order_id: str) -> bool:
@@ -155,20 +157,23 @@ def is_print_file(key: str, order_id: str) -> bool:
     return key == f"{prefix}manifest.json" or (key.startswith(f"{prefix}print_file.") and "/" not in key[len(prefix) :])
 
 
-def purge_order_files(store: ArtifactStore, order: Order, policy: RetentionPolicy, *, keep_upload: bool = True) -> list[str]:
-    """Delete the order's files under `orders/<id>/`, and its upload too when the caller,
-    having checked every order placed with it, passes `keep_upload=False`. Returns the keys deleted."""
+def purge_order_files(store: ArtifactStore, order: Order, policy: RetentionPolicy, *, uploads: Collection[str] = ()) -> list[str]:
+    """Delete the order's files under `orders/<id>/`, and those of its photos' files named in
+    `uploads` (its upload, each photo of its set): the ones the caller, having checked every
+    order placed with each, found no other order needs. Returns the keys deleted."""
     prefix = f"orders/{order.id}/"
     # the trailing slash and this check keep `orders/ord_1/` from reaching `orders/ord_10/` on stores that list by prefix
     keys = [key for key in store.list(prefix) if key.startswith(prefix)]
     doomed = [
         key
         for key in keys
-        if not (policy.keep_print_files and is_print_file(key, order.id)) and not (keep_upload and key == order.upload_key)
+        if not (policy.keep_print_files and is_print_file(key, order.id))
+        and not (key == order.upload_key and key not in uploads)  # the CLI keeps its upload here
     ]
-    upload_elsewhere = order.upload_key.startswith(UPLOAD_PREFIXES) and order.upload_key not in keys
-    if not keep_upload and upload_elsewhere and store.exists(order.upload_key):
-        doomed.append(order.upload_key)
+    for key in uploads:
+        elsewhere = key.startswith(UPLOAD_PREFIXES) and key not in keys
+        if elsewhere and store.exists(key):
+            doomed.append(key)
     for key in doomed:
         store.delete(key)
     return doomed
@@ -222,9 +227,10 @@ class Retention:
             self.result.waiting[order.id] = waiting
             return False
         try:
-            # the upload goes only when every order placed with it goes too
-            keep_upload = not all(self._purgeable(other) for other in orders_sharing_upload(self.book, order))
-            self.result.purged[order.id] = purge_order_files(self.store, order, self.policy, keep_upload=keep_upload)
+            # each photo goes only when every order placed with it goes too
+            sharing = orders_sharing_uploads(self.book, order)
+            uploads = [key for key, others in sharing.items() if all(self._purgeable(other) for other in others)]
+            self.result.purged[order.id] = purge_order_files(self.store, order, self.policy, uploads=uploads)
             # the recipient goes with the files: personal data is kept no longer than they are
             forget_recipient(self.book.database, order.id)
         except Exception as exc:  # one order's storage error must not hold back the others: it waits, to be tried again

@@ -2,7 +2,7 @@
 
 from photogen_pipelines.fulfilment.submission import fulfilment_of, recipient_of
 from photogen_pipelines.generation import takes
-from photogen_pipelines.orders import deliverables
+from photogen_pipelines.orders import deliverables, photo_sets
 from photogen_pipelines.orders.deliverables import Purpose
 from photogen_pipelines.orders.recipients import MaskedRecipient
 from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, Order
@@ -120,6 +120,7 @@ def order_view(
         identity_threshold=threshold,
         proofs=proofs,
         approved_proof=order.approved_proof,
+        upload_ids=[p.upload_id for p in photo_sets.photos_of(services.database, order) if p.upload_id],
         proofs_downloaded_at=order.proofs_downloaded_at,
         print_file_ready=order.state in PRINT_FILE_MADE,
         expected_wait=wait_out(wait),

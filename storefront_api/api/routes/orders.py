@@ -63,6 +63,11 @@ def _check_tier(services, tier_id: str | None) -> None:
         400: {"description": "idempotency_key_required: no Idempotency-Key header"},
         402: {"description": "insufficient_credits (details: balance, needed) or plan_excludes_tier: paying in credits"},
         409: {"description": "idempotency_key_reused: the Idempotency-Key placed an order with another body"},
+        422: {
+            "description": "upload_not_found, upload_expired; photos_not_same_person: a photo of upload_ids shows "
+            "someone else (details: upload_id, position); invalid_request: both or neither of upload_id and "
+            "upload_ids, more than 4 photos, a photo named twice"
+        },
         429: {"description": "free_previews_exhausted: the customer's free previews of today are spent (details.resets_at)"},
     },
 )
@@ -74,14 +79,16 @@ def create_order(
     services: ServicesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderOut:
-    """Place an order for an uploaded selfie. With payments on, the response carries the
+    """Place an order for an uploaded selfie, or for 1-4 photos of the one customer
+    (`upload_ids`: each photo must show the same person as the others). With payments on, the response carries the
     Stripe PaymentIntent's client secret; with payments off the order is paid at once.
     With a recipient, the print goes to the shop's print provider once ready."""
     if not idempotency_key:
         raise ApiError(400, "idempotency_key_required", "send an Idempotency-Key header (e.g. a UUID per checkout)")
-    upload = get_upload(services.database, body.upload_id, caller.api_key_id)
-    if not services.store.exists(upload.storage_key):  # retired by the retention policy
-        raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
+    uploads = [get_upload(services.database, upload_id, caller.api_key_id) for upload_id in body.photo_ids]
+    for upload in uploads:
+        if not services.store.exists(upload.storage_key):  # retired by the retention policy
+            raise ApiError(422, "upload_expired", f"upload {upload.id} has expired; upload the selfie again")
     asked = OrderRequest(
         style_id=body.style_id, product_id=body.product_id, variants=body.variants, approval=body.approval, tier=body.tier
     )
@@ -90,8 +97,13 @@ def create_order(
     if body.recipient is not None and provider != "none" and provider not in services.products.get(body.product_id).fulfilment:
         raise ApiError(422, "product_not_shippable", f"product {body.product_id} cannot be shipped by this shop's print provider")
     terms = Terms(payment=body.payment, customer_ref=body.customer_ref, quote_id=body.quote_id, preview=body.preview)
-    request = PlacementRequest(asked, upload, caller.api_key_id, idempotency_key, body.recipient, body.shipping_method, terms)
-    placed = place_order(services.book, services.styles, services.products, services.gateway, request)
+    primary, *photos = uploads
+    request = PlacementRequest(
+        asked, primary, caller.api_key_id, idempotency_key, body.recipient, body.shipping_method, terms, tuple(photos)
+    )
+    placed = place_order(
+        services.book, services.styles, services.products, services.gateway, request, store=services.store, faces=services.faces
+    )
     if not placed.created:
         response.status_code = status.HTTP_200_OK
     return order_view(
