@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from photogen_pipelines.orders.photo_sets import MAX_PHOTOS
 from photogen_pipelines.orders.recipients import MaskedRecipient, Recipient, ShippingMethod, refuse_control_characters
 from photogen_pipelines.orders.shipments import FulfilmentStatus
 from storefront_api.examples import APPROVE_IN, ORDER_IN, ORDER_OUT
@@ -75,7 +76,14 @@ class RequestBody(BaseModel):
 class OrderIn(RequestBody):
     model_config = ConfigDict(json_schema_extra={"examples": [ORDER_IN]})
 
-    upload_id: str = Field(max_length=32)
+    upload_id: str | None = Field(None, max_length=32, description="the customer's photo; or several in upload_ids")
+    upload_ids: list[Annotated[str, Field(max_length=32)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PHOTOS,
+        description="instead of upload_id: 1-4 distinct photos of the one customer, the first the primary the proofs are "
+        "painted from; every photo is compared with the others (422 photos_not_same_person names the one that differs)",
+    )
     style_id: str = Field(max_length=64)
     product_id: str = Field(max_length=64)
     variants: int | None = Field(
@@ -106,6 +114,19 @@ class OrderIn(RequestBody):
         if self.shipping_method is not None and self.recipient is None:
             raise ValueError("shipping_method needs a recipient")
         return self
+
+    @model_validator(mode="after")
+    def _one_set_of_photos(self) -> OrderIn:
+        if (self.upload_id is None) == (self.upload_ids is None):
+            raise ValueError("send exactly one of upload_id (one photo) and upload_ids (1-4 photos)")
+        if self.upload_ids is not None and len(set(self.upload_ids)) != len(self.upload_ids):
+            raise ValueError("upload_ids must be distinct: each photo once")
+        return self
+
+    @property
+    def photo_ids(self) -> list[str]:
+        """The order's uploads, the primary first, whichever field named them."""
+        return self.upload_ids if self.upload_ids is not None else [self.upload_id]
 
 
 class ApproveIn(RequestBody):
@@ -198,6 +219,9 @@ class OrderOut(BaseModel):
     identity_threshold: float | None
     proofs: list[ProofOut]
     approved_proof: int | None
+    upload_ids: list[str] = Field(
+        default_factory=list, description="the customer's photos the order was made from, the primary first"
+    )
     proofs_downloaded_at: datetime | None = Field(
         None, description="when the customer first downloaded a proof (a preview or the bundle); a cancel after it keeps a fee"
     )
