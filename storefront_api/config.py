@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -61,6 +62,19 @@ class Settings(PhotoGenSettings):
     # Idempotency-Key, never cookies; the page uses the customer's order token (otk_…): an API
     # key from a browser is refused whatever its origin (api/deps.py, 403 api_key_from_browser).
     cors_origins: Annotated[list[str], NoDecode] = []
+    # The customer's pages under /shop/ (storefront_api/shop/), branded with no code change:
+    # the shop's name, its logo (a path on this server such as /shop/static/logo.svg, a data:
+    # image, or an https:// URL whose origin the pages' CSP then allows for images), its
+    # colour (#rrggbb: buttons and links, darkened where needed to keep text readable), and
+    # where "back to the shop" leads when a session did not name its own return_url.
+    shop_name: str = "PhotoGen"
+    shop_logo_url: str | None = None
+    shop_primary_color: str = "#1f4e8c"
+    shop_return_url: str | None = None
+    shop_session_ttl_seconds: PositiveInt = 2 * 3600  # a /v1/shop-sessions link, and the cookie it becomes
+    # the Dagster UI as operators reach it (e.g. http://127.0.0.1:3000): the order page links
+    # an operator's browser (photogen shop operator-link) to the order's runs there
+    dagster_ui_url: str | None = None
 
     @field_validator(
         "rate_limit_per_key", "rate_limit_per_order_token", "rate_limit_per_address", "rate_limit_failed_auth_per_address"
@@ -68,6 +82,28 @@ class Settings(PhotoGenSettings):
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         parse(value)  # a ValueError (so a settings error at start) for what `limits` cannot read
+        return value
+
+    @field_validator("shop_primary_color")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value.strip()):
+            raise ValueError(f"{value!r} is not a colour such as #1f4e8c")
+        return value.strip().lower()
+
+    @field_validator("shop_logo_url", "shop_return_url", "dagster_ui_url")
+    @classmethod
+    def _url(cls, value: str | None, info) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        logo = info.field_name == "shop_logo_url"
+        if logo and (value.startswith("data:image/") or (value.startswith("/") and not value.startswith("//"))):
+            return value
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            shown = "an https:// URL, a path on this server (/…) or a data:image/… URL" if logo else "an http(s):// URL"
+            raise ValueError(f"{value!r} is not {shown}")
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -81,9 +81,17 @@ def head_refusal(settings: Settings, url_bytes: int, headers_bytes: int) -> Refu
     return None
 
 
+# the shop's page takes the same photo as POST /v1/uploads (storefront_api/shop/)
+SHOP_UPLOADS = "/shop/uploads"
+
+
+def _upload_path(settings: Settings, path: str) -> bool:
+    return path.rstrip("/") in (f"{settings.api_v1_prefix}/uploads", SHOP_UPLOADS)
+
+
 def body_limit(settings: Settings, path: str) -> tuple[int, Refusal]:
     """The most bytes the body to `path` may have, and the answer to one over it."""
-    if path.rstrip("/") == f"{settings.api_v1_prefix}/uploads":
+    if _upload_path(settings, path):
         # the same code as the upload route's own check of the file, which this one only bounds
         message = f"the file is over the {_size(settings.max_upload_bytes)} limit"
         return settings.max_upload_bytes + MULTIPART_SLACK, Refusal(413, "file_too_large", message)
@@ -138,7 +146,7 @@ def depth_refusal(settings: Settings, path: str) -> Refusal:
 def _json_body(settings: Settings, path: str) -> bool:
     """Every body is read as JSON by its route, whatever its Content-Type says, except an
     upload's (a multipart file, whose bytes are a picture's)."""
-    return path.rstrip("/") != f"{settings.api_v1_prefix}/uploads"
+    return not _upload_path(settings, path)
 
 
 # what changes the depth of a JSON text: brackets, and the quotes and escapes that hide them

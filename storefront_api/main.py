@@ -19,6 +19,7 @@ from storefront_api.api.routes import (
     orders,
     packs,
     quotes,
+    shop_sessions,
     uploads,
     webhook_endpoints,
     webhooks,
@@ -29,6 +30,7 @@ from storefront_api.cors import allow_storefront_pages
 from storefront_api.errors import RequestIds, install_error_docs, install_error_handlers
 from storefront_api.limits import RequestLimits
 from storefront_api.services import build_services
+from storefront_api.shop import install_shop
 
 log = logging.getLogger("storefront_api")
 
@@ -64,13 +66,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # per caller (API key, order token) when authenticated, else per client address (api/deps.py)
     limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
-    routers = (uploads, catalog, orders, customers, packs, quotes, files, fulfilment, webhook_endpoints)
+    routers = (uploads, catalog, orders, customers, packs, quotes, files, fulfilment, webhook_endpoints, shop_sessions)
     for router in (module.router for module in routers):
         app.include_router(router, prefix=prefix, dependencies=limited)
     # the rejection chart's operator link (signed for good, no API key): limited per address
     app.include_router(metrics.router, prefix=prefix, dependencies=limited)
     app.include_router(webhooks.router, prefix=prefix)  # Stripe retries on 429: never rate-limit it
     install_error_docs(app, authenticated=[storefront_caller, order_caller], limited=[limit_request])
+    # the customer's pages under /shop/ (storefront_api/shop/); outermost, so their headers go on every answer
+    install_shop(app, settings)
     return app
 
 

@@ -4,6 +4,8 @@ Both are derived from one server secret, so nothing has to be stored to check th
 the order token carries no expiry (it is the customer's link to their order), file
 URLs expire after minutes. A link signature (`link_signature`) signs one operator link
 for good, such as the rejection chart's in Dagster's metadata, under a purpose of its own.
+An expiring token (`expiring_token`) carries a few fields and its expiry, signed under a
+purpose of its own: the shop's browser sessions and operators' links (storefront_api/shop/).
 """
 
 from __future__ import annotations
@@ -11,13 +13,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
+from dataclasses import dataclass
 from urllib.parse import quote
+
+# the purposes of expiring tokens (`Signer.expiring_token`): each is its own signing domain
+SHOP_SESSION = "shop-session"  # a customer's browser session on the shop's pages (POST /v1/shop-sessions)
+OPERATOR = "operator"  # an operator's browser, shown links into Dagster (photogen shop operator-link)
 
 
 def _mac(secret: str, purpose: str, message: str) -> str:
     digest = hmac.new(secret.encode(), f"{purpose}\n{message}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class SignedFields:
+    """What a genuine expiring token says; `expired` once its time has passed."""
+
+    fields: tuple[str, ...]
+    expires: int
+    expired: bool
 
 
 class Signer:
@@ -53,3 +74,24 @@ class Signer:
         if expires < (now or time.time()):
             return False
         return hmac.compare_digest(_mac(self.secret, "file", f"{key}|{expires}"), signature)
+
+    def expiring_token(self, purpose: str, fields: list[str], ttl_seconds: int, now: float | None = None) -> str:
+        """`fields` and an expiry, readable by anyone who holds the token (put no secret in
+        them) and signed under `purpose`: one purpose's token is never another's, nor an
+        order token, file link or link signature (each MACs under its own domain)."""
+        expires = int((now or time.time()) + ttl_seconds)
+        body = _b64(json.dumps([*fields, expires], separators=(",", ":")).encode())
+        return f"{body}.{_mac(self.secret, f'token:{purpose}', body)}"
+
+    def read_token(self, purpose: str, token: str, now: float | None = None) -> SignedFields | None:
+        """The fields of a token this secret signed for `purpose`; None for anything else."""
+        body, _, mac = token.partition(".")
+        if not body or not token.isascii() or not hmac.compare_digest(_mac(self.secret, f"token:{purpose}", body), mac):
+            return None
+        try:
+            *fields, expires = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except ValueError:  # signed by us, so never; still no exception for a caller to meet
+            return None
+        if not isinstance(expires, int) or not all(isinstance(field, str) for field in fields):
+            return None
+        return SignedFields(tuple(fields), expires, expires < (now or time.time()))

@@ -11,7 +11,7 @@ import os
 
 import click
 
-from photogen_pipelines.cli import admin, catalogs, code_server, credits, demo, dev, engines, faces, report, serve, ui
+from photogen_pipelines.cli import admin, catalogs, code_server, credits, demo, dev, engines, faces, report, serve, shop, ui
 
 
 @click.group()
@@ -38,6 +38,7 @@ for command in (
     credits.credits,
     report.report,
     dev.dev,
+    shop.shop,
 ):
     cli.add_command(command)
 
