@@ -93,7 +93,7 @@ def _assert_headers(response, store_origin: str | None = None):
     for part in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "form-action 'self'", "base-uri 'none'"):
         assert part in csp, csp
     assert "unsafe-inline" not in csp and "img-src 'self' data: blob:" in csp and "frame-ancestors " in csp
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
@@ -225,6 +225,11 @@ def test_a_post_without_its_csrf_token_is_refused(client, auth, face):
         assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
     cross_site = shop.upload(face, Origin="https://evil.example")
     assert cross_site.status_code == 403 and cross_site.json()["code"] == "csrf_failed"
+    # an opaque origin is ours only when the browser itself says same-origin (Chromium's form
+    # posts under a strict referrer policy); from another site it is refused like any other
+    opaque_elsewhere = shop.upload(face, Origin="null", **{"Sec-Fetch-Site": "cross-site"})
+    assert opaque_elsewhere.status_code == 403 and opaque_elsewhere.json()["code"] == "csrf_failed"
+    assert shop.upload(face, Origin="null", **{"Sec-Fetch-Site": "same-origin"}).status_code == 200
     upload_id = shop.upload(face).json()["upload_id"]
     form = shop.style_page([upload_id]).text
     no_token = {"nonce": _field(form, "nonce"), "upload": upload_id, "style": "ink_etching", "product": "poster_a3"}

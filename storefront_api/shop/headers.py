@@ -3,8 +3,10 @@
 A Content-Security-Policy that runs only our own script and stylesheets (no inline script or
 style: the pages have none), shows images from us, data:/blob: (the chosen photo's thumbnail)
 and, where the artifact store is S3, its presigned links' origin; lets only the shop's own
-origins (PHOTOGEN_CORS_ORIGINS) frame the pages; sends forms only to us. No Referer (a page's
-URL names its order), no MIME sniffing, and no caching of anything but the static files."""
+origins (PHOTOGEN_CORS_ORIGINS) frame the pages; sends forms only to us. No Referer to another
+site (a page's URL names its order; `same-origin`, not `no-referrer`, under which Chromium posts
+our own forms with `Origin: null`), no MIME sniffing, and no caching of anything but the
+static files."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ class ShopHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["Content-Security-Policy"] = policy
-                headers["Referrer-Policy"] = "no-referrer"
+                headers["Referrer-Policy"] = "same-origin"
                 headers["X-Content-Type-Options"] = "nosniff"
                 if not path.startswith(CACHEABLE):
                     headers["Cache-Control"] = "no-store"
