@@ -131,6 +131,17 @@ def test_the_shops_link_opens_a_session_whose_token_becomes_a_strict_http_only_c
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_customer_ref"
 
 
+def test_the_front_door_works_offline_and_sends_a_customer_with_a_session_on(client, auth):
+    door = client.get("/shop/", follow_redirects=False)
+    assert door.status_code == 200 and "Open this page from the link your shop gave you." in door.text
+    # nothing from elsewhere: every script, stylesheet and image is ours (the machines are offline)
+    assert not re.findall(r'(?:src|href)="(?:https?:)?//', door.text), door.text
+    assert "script-src 'self'" in door.headers["content-security-policy"]
+    url = client.post("/v1/shop-sessions", headers=auth, json={}).json()["url"]
+    client.post("/shop/session", data={"token": _token_of(url, "s")}, follow_redirects=False)
+    assert client.get("/shop/", follow_redirects=False).headers["location"] == "/shop/upload"
+
+
 def test_an_invalid_or_expired_session_link_is_a_page_that_says_so(client, auth, settings):
     signer = Signer(settings.resolved_secret_key)
     expired = signer.expiring_token(SHOP_SESSION, ["key_x", "", ""], ttl_seconds=-10)

@@ -22,6 +22,7 @@ from storefront_api.shop.access import (
     csrf_token,
     current_session,
     guarded,
+    optional_session,
     read_session,
     same_origin,
     set_cookie,
@@ -34,6 +35,15 @@ from storefront_api.shop.words import quote_words, refusal_words
 
 router = APIRouter(prefix="/shop", include_in_schema=False)
 PLACEHOLDER = "/shop/static/placeholder.svg"
+
+
+@router.get("/")
+def home(request: Request, services: ServicesDep):
+    """The pages' front door: a customer with a session goes on to their photos; anyone else
+    sees how to come in (from the shop's link, which also works here as /shop/#s=…)."""
+    if optional_session(request, services) is not None:
+        return RedirectResponse("/shop/upload", status_code=303)
+    return start(request)
 
 
 @router.get("/start")
