@@ -151,7 +151,10 @@ class PaymentOut(BaseModel):
         0, description="what a cancel keeps of the payment: set when a proof is first downloaded (the shop's cancellation policy)"
     )
     payment_intent_id: str | None
-    client_secret: str | None = Field(None, description="for Stripe.js; only in the response that created the order")
+    client_secret: str | None = Field(
+        None,
+        description="for Stripe.js: in the response that created the order, and to the shop's key while it awaits payment",
+    )
     credits_price: int = Field(0, description="what the order costs in credits; 0 unless paid in credits")
     credits_paid: int = Field(0, description="taken from the customer's wallet")
     credits_refunded: int = Field(0, description="given back to the wallet (a failed, rejected or cancelled order)")
@@ -238,7 +241,9 @@ class OrderOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     customer_token: str | None = Field(
-        None, description="lets the customer read and approve this one order; only in the response that created it"
+        None,
+        description="lets the customer read and approve this one order (its page: /shop/orders/<id>#t=<token>); "
+        "given to the shop's key, never in an answer to the token itself",
     )
 
 

@@ -421,17 +421,27 @@ def test_with_payments_on_the_shops_checkout_takes_the_payment(tmp_path, databas
         stripe_api_base=stripe_base,
         shop_return_url="https://shop.example/checkout",
     )
+    key = new_key(settings)
     with TestClient(make_app(settings)) as client:
-        shop = Shop(client, new_key(settings))
+        shop = Shop(client, key)
         upload_id = shop.upload(face).json()["upload_id"]
         assert ">Continue to payment<" in shop.style_page([upload_id]).text
         placed = shop.place([upload_id])
         page = client.get(placed.headers["location"]).text
-    order_id = placed.headers["location"].rsplit("/", 1)[1]
+        order_id = placed.headers["location"].rsplit("/", 1)[1]
+        # the shop's backend, sent back with ?photogen_order=, reads what its checkout and its email need
+        seen_by_the_shop = client.get(f"/v1/orders/{order_id}", headers=key).json()
     assert 'data-state="awaiting_payment"' in page
     intent = re.search(r'<section id="payment" class="card" data-payment-intent="(pi_[^"]+)"', page).group(1)
     assert stripe_client.v1.payment_intents.retrieve(intent).metadata["order_id"] == order_id
     assert f'href="https://shop.example/checkout?photogen_order={order_id}"' in page
+    assert seen_by_the_shop["payment"]["client_secret"] == stripe_client.v1.payment_intents.retrieve(intent).client_secret
+    assert seen_by_the_shop["customer_token"].startswith("otk_")
+    with TestClient(make_app(settings)) as client:  # the customer's own token learns nothing more
+        as_customer = client.get(
+            f"/v1/orders/{order_id}", headers={"Authorization": f"Bearer {seen_by_the_shop['customer_token']}"}
+        ).json()
+    assert as_customer["payment"]["client_secret"] is None and as_customer["customer_token"] is None
 
 
 def test_an_operator_link_shows_the_orders_runs_in_dagster(client, auth, face, settings, tmp_path):

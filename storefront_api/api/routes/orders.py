@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Response, status
+from fastapi import APIRouter, Body, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from photogen_pipelines import tiers
@@ -14,7 +14,7 @@ from photogen_pipelines.storage.artifacts import Manifest, OrderKeys, Validation
 from photogen_pipelines.workflows import customer_accounts, previews
 from photogen_pipelines.workflows.intake import OrderRequest, PlacementRequest, Terms, cancel_order, place_order
 from storefront_api.api import bundle
-from storefront_api.api.deps import BaseUrlDep, HistoryPageDep, OrderDep, ServicesDep, StorefrontDep
+from storefront_api.api.deps import BaseUrlDep, HistoryPageDep, OrderDep, ServicesDep, StorefrontDep, authenticate
 from storefront_api.api.views import order_view
 from storefront_api.errors import ApiError
 from storefront_api.examples import ORDER_IN_EXAMPLES
@@ -116,10 +116,19 @@ def create_order(
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def read_order(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep) -> OrderOut:
+def read_order(order: OrderDep, services: ServicesDep, base_url: BaseUrlDep, request: Request) -> OrderOut:
     """Status, stage progress, proofs with signed URLs and identity scores, and why an
-    order was rejected or failed."""
-    return order_view(services, order, base_url)
+    order was rejected or failed. To the shop's own key it also gives what it needs for an
+    order placed on the customer's pages (/shop/): the customer's token, for the order
+    page's link in an email, and while the order awaits payment its PaymentIntent's client
+    secret, for the shop's checkout."""
+    caller = authenticate(request, services).caller
+    if caller is None or caller.api_key_id is None:  # the customer's own token: no more than before
+        return order_view(services, order, base_url)
+    secret = None
+    if order.state == OrderState.AWAITING_PAYMENT and order.payment_intent_id and services.gateway is not None:
+        secret = services.gateway.client_secret(order.payment_intent_id)
+    return order_view(services, order, base_url, client_secret=secret, customer_token=services.signer.order_token(order.id))
 
 
 @router.get(
