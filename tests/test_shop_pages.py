@@ -569,3 +569,28 @@ def test_no_shop_token_reaches_the_access_log(tmp_path, database_url, face, acce
     logged = "\n".join(lines.lines)
     assert "/shop/session" in logged and f"/shop/orders/{order_id}" in logged
     assert token not in logged and order_token and order_token not in logged and "otk_" not in logged
+
+
+def test_a_shop_that_ships_asks_where_to_and_the_order_page_follows_the_parcel(tmp_path, database_url, face):
+    # the print provider is named but never called here: the order only has to carry its recipient
+    settings = make_settings(tmp_path, database_url, print_provider="prodigi", print_provider_api_key="test-key")
+    key = new_key(settings)
+    with TestClient(make_app(settings)) as client:
+        shop = Shop(client, key, customer_ref="cust-1")
+        upload_id = shop.upload(face).json()["upload_id"]
+        form = shop.style_page([upload_id]).text
+        assert 'id="shipping-address"' in form and '<label for="ship-line1">' in form
+        address = {"name": "Ada Lovelace", "email": "ada@example.com", "line1": "12 St James's Square",
+                   "city": "London", "postal_code": "SW1Y 4JH", "country_code": "gb", "shipping_method": "express"}  # fmt: skip
+        refused = shop.place([upload_id], **{**address, "country_code": "G1"})
+        assert refused.status_code == 422 and "was not right" in refused.text
+        placed = shop.place([upload_id], **address)
+        assert placed.status_code == 303, placed.text
+        order_id = placed.headers["location"].rsplit("/", 1)[1]
+        page = client.get(f"/shop/orders/{order_id}").text
+        seen = client.get(f"/v1/orders/{order_id}", headers=key).json()
+    assert 'id="shipping" class="card" data-status="waiting"' in page and "once your print file is ready" in page
+    assert seen["shipping_method"] == "express" and seen["recipient"]["country_code"] == "GB"
+    assert seen["recipient"]["city"] == "London" and seen["recipient"]["name"].startswith("A")
+    history = client.get("/v1/customers/cust-1", headers=key).json()
+    assert [o["id"] for o in history["orders"]["items"]] == [order_id]  # the refused form placed nothing

@@ -66,16 +66,19 @@ def order_page(request: Request, order_id: str, services: ServicesDep):
         print_url=reuse.print_link(services, order) if ready else None,
         awaiting_payment=awaiting,
         payment_url=_with_order(return_url(request), order.id) if awaiting else None,
-        shipping=_shipping(view) if ready else None,
+        shipping=None if order.terminal else _shipping(view, ready),
         cancellable=order.state in CANCELLABLE,
         operator=dagster_links(services.settings, order.id) if is_operator(request, services) else None,
     )
 
 
-def _shipping(view) -> dict | None:
-    """Where the print is, for an order that ships (a recipient): pending until submitted."""
+def _shipping(view, ready: bool) -> dict | None:
+    """Where the print is, for an order that ships (a recipient): waiting for its print file,
+    then pending until the provider has it, then the provider's own status."""
     if view.shipping_method is None:
         return None
+    if not ready:
+        return {"status": "waiting", "carrier": None, "tracking_url": None}
     record = view.fulfilment
     if record is None:
         return {"status": "pending", "carrier": None, "tracking_url": None}

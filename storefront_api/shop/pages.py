@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from photogen_pipelines.generation.previews import latest_preview
+from photogen_pipelines.orders.recipients import ShippingMethod
 from storefront_api.api.deps import ServicesDep
 from storefront_api.shop import reuse
 from storefront_api.shop.access import (
@@ -119,7 +120,17 @@ def style_page(request: Request, services: ServicesDep, upload: Annotated[list[s
         default_tier=tier,
         quote=first,
         payments_on=services.gateway is not None,
+        ships=ships(services),
+        shipping_methods=[method.value for method in ShippingMethod],
     )
+
+
+def ships(services) -> bool:
+    """The shop sends prints through a provider: the page asks where to (else the shop ships)."""
+    return services.settings.print_provider != "none"
+
+
+SHIPPING_FIELDS = ("name", "email", "line1", "line2", "city", "state", "postal_code", "country_code", "shipping_method")
 
 
 @router.get("/quote")
@@ -141,14 +152,15 @@ def quote(
 @router.post("/orders")
 async def place_order(request: Request, services: ServicesDep):
     session = current_session(request, services)
-    form = await request.form(max_files=0, max_fields=16)
+    form = await request.form(max_files=0, max_fields=32)
     check_csrf(request, services, session.token, str(form.get(CSRF_FIELD) or ""))
     uploads = reuse.upload_ids([str(value) for value in form.getlist("upload")])
     fields = {name: str(form.get(name) or "")[:64] for name in ("style", "product", "tier", "nonce")}
     if not fields["nonce"]:
         raise ShopError(422, "invalid_request")
+    shipping = {name: str(form.get(name) or "").strip()[:254] for name in SHIPPING_FIELDS} if ships(services) else None
     order = await run_in_threadpool(
-        reuse.place, services, session, uploads, fields["style"], fields["product"], fields["tier"], fields["nonce"]
+        reuse.place, services, session, uploads, fields["style"], fields["product"], fields["tier"], fields["nonce"], shipping
     )
     response = RedirectResponse(f"/shop/orders/{order.id}", status_code=303)
     set_order_cookie(response, request, services, order.id)

@@ -64,13 +64,31 @@ def idempotency_key(session: ShopSession, nonce: str) -> str:
     return "shop_" + hashlib.sha256(f"{session.token}\n{nonce}".encode()).hexdigest()[:40]
 
 
-def place(services: Services, session: ShopSession, uploads: list[str], style: str, product: str, tier: str, nonce: str) -> Order:
+def place(
+    services: Services,
+    session: ShopSession,
+    uploads: list[str],
+    style: str,
+    product: str,
+    tier: str,
+    nonce: str,
+    shipping: dict[str, str] | None = None,
+) -> Order:
     """POST /v1/orders as the session's key, for its customer, paid by card (nothing with
-    payments off). Several photos go as `upload_ids`, one as `upload_id`."""
+    payments off). Several photos go as `upload_ids`, one as `upload_id`. With `shipping`
+    (the page's address form, where the shop ships through a print provider) the order has
+    a recipient, and the provider's status and tracking show on its page."""
     photos = {"upload_id": uploads[0]} if len(uploads) == 1 else {"upload_ids": uploads}
     with refusals_shown():
         body = OrderIn.model_validate(
-            {**photos, "style_id": style, "product_id": product, "tier": tier or None, "customer_ref": session.customer_ref}
+            {
+                **photos,
+                "style_id": style,
+                "product_id": product,
+                "tier": tier or None,
+                "customer_ref": session.customer_ref,
+                **_recipient(shipping),
+            }
         )
         placed = order_routes.create_order(
             body=body,
@@ -81,6 +99,17 @@ def place(services: Services, session: ShopSession, uploads: list[str], style: s
             idempotency_key=idempotency_key(session, nonce),
         )
     return services.book.get(placed.id)
+
+
+def _recipient(shipping: dict[str, str] | None) -> dict:
+    """The order body's recipient from the address form (empty fields left out, so the API's
+    own rules say what is missing); nothing where the page asked for no address."""
+    if shipping is None:
+        return {}
+    given = {name: value for name, value in shipping.items() if value}
+    address = {name: given[name] for name in ("line1", "line2", "city", "state", "postal_code", "country_code") if name in given}
+    recipient = {"name": given.get("name", ""), "address": address, **({"email": given["email"]} if "email" in given else {})}
+    return {"recipient": recipient, "shipping_method": given.get("shipping_method") or "standard"}
 
 
 def quote(services: Services, session: ShopSession, product: str, tier: str | None) -> quotes.Quote:
