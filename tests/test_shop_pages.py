@@ -9,6 +9,7 @@ import io
 import json
 import re
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 from skimage import data
 
 from photogen_pipelines.access.signing import OPERATOR, SHOP_SESSION, Signer
+from photogen_pipelines.clock import utc_now
 from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.storage.artifacts import EngineVersions, Manifest, OrderKeys, ProofScore, Validation
@@ -80,6 +82,9 @@ class Shop:
         form = self.style_page(upload_ids).text
         body = {"csrf": _field(form, "csrf"), "nonce": nonce or _field(form, "nonce"), "upload": upload_ids}
         body |= {"style": "ink_etching", "product": "poster_a3", "tier": "fast", **fields}
+        if "quote_id" not in fields:  # as the page's script does when the product or tier changes
+            shown = self.client.get("/shop/quote", params={"product": body["product"], "tier": body["tier"]}).json()
+            body["quote_id"] = shown.get("id", "")
         return self.client.post("/shop/orders", data=body, follow_redirects=False)
 
 
@@ -264,7 +269,8 @@ def test_the_style_page_quotes_and_places_one_order_per_form(client, auth, face,
     unknown = client.get("/shop/quote", params={"product": "nope"}, headers={"Accept": "application/json"})
     assert unknown.status_code == 422 and not unknown.json()["ok"]
     nonce = _field(page, "nonce")
-    first, again = shop.place([upload_id], nonce=nonce), shop.place([upload_id], nonce=nonce)  # a double click
+    same_form = {"nonce": nonce, "quote_id": quote.json()["id"]}
+    first, again = shop.place([upload_id], **same_form), shop.place([upload_id], **same_form)  # a double click
     assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
     order_id = first.headers["location"].rsplit("/", 1)[1]
     cookie = first.headers["set-cookie"]
@@ -594,3 +600,22 @@ def test_a_shop_that_ships_asks_where_to_and_the_order_page_follows_the_parcel(t
     assert seen["recipient"]["city"] == "London" and seen["recipient"]["name"].startswith("A")
     history = client.get("/v1/customers/cust-1", headers=key).json()
     assert [o["id"] for o in history["orders"]["items"]] == [order_id]  # the refused form placed nothing
+
+
+def test_the_order_is_charged_the_price_the_page_showed_and_an_expired_one_is_said(client, auth, face, settings):
+    from photogen_pipelines.db.tables import QuoteRow
+
+    shop = Shop(client, auth, customer_ref="cust-1")
+    upload_id = shop.upload(face).json()["upload_id"]
+    form = shop.style_page([upload_id]).text
+    quote_id = _field(form, "quote_id")
+    shown = client.get("/shop/quote", params={"product": "poster_a3", "tier": "fast"}).json()
+    assert quote_id.startswith("quo_") and shown["ok"] and shown["id"].startswith("quo_")
+    placed = shop.place([upload_id], quote_id=shown["id"])
+    order = client.get(f"/v1/orders/{placed.headers['location'].rsplit('/', 1)[1]}", headers=auth).json()
+    assert order["payment"]["quote_id"] == shown["id"] and order["payment"]["amount_cents"] == shown["amount_cents"]
+    database = client.app.state.services.database
+    with database.session() as session:  # half an hour later
+        session.get(QuoteRow, quote_id).expires_at = utc_now() - timedelta(seconds=1)
+    expired = shop.place([upload_id], nonce="another-order", quote_id=quote_id)
+    assert expired.status_code == 422 and "The price shown has expired" in expired.text

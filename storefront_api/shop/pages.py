@@ -155,12 +155,21 @@ async def place_order(request: Request, services: ServicesDep):
     form = await request.form(max_files=0, max_fields=32)
     check_csrf(request, services, session.token, str(form.get(CSRF_FIELD) or ""))
     uploads = reuse.upload_ids([str(value) for value in form.getlist("upload")])
-    fields = {name: str(form.get(name) or "")[:64] for name in ("style", "product", "tier", "nonce")}
+    fields = {name: str(form.get(name) or "")[:64] for name in ("style", "product", "tier", "nonce", "quote_id")}
     if not fields["nonce"]:
         raise ShopError(422, "invalid_request")
     shipping = {name: str(form.get(name) or "").strip()[:254] for name in SHIPPING_FIELDS} if ships(services) else None
     order = await run_in_threadpool(
-        reuse.place, services, session, uploads, fields["style"], fields["product"], fields["tier"], fields["nonce"], shipping
+        reuse.place,
+        services,
+        session,
+        uploads,
+        fields["style"],
+        fields["product"],
+        fields["tier"],
+        fields["nonce"],
+        shipping,
+        fields["quote_id"] or None,
     )
     response = RedirectResponse(f"/shop/orders/{order.id}", status_code=303)
     set_order_cookie(response, request, services, order.id)

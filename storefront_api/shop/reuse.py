@@ -73,6 +73,7 @@ def place(
     tier: str,
     nonce: str,
     shipping: dict[str, str] | None = None,
+    quote_id: str | None = None,
 ) -> Order:
     """POST /v1/orders as the session's key, for its customer, paid by card (nothing with
     payments off). Several photos go as `upload_ids`, one as `upload_id`. With `shipping`
@@ -87,6 +88,7 @@ def place(
                 "product_id": product,
                 "tier": tier or None,
                 "customer_ref": session.customer_ref,
+                **({"quote_id": quote_id} if quote_id else {}),
                 **_recipient(shipping),
             }
         )

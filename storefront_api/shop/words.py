@@ -26,6 +26,7 @@ def duration(t: Callable[..., str], seconds: int) -> str:
 def quote_words(t: Callable[..., str], quote: Quote) -> dict:
     return {
         "ok": True,
+        "id": quote.id,  # the order names it: the price shown is the price charged
         "price": money(t, quote.amount_cents, quote.currency),
         "wait": t("quote.wait", proofs=duration(t, quote.proofs_seconds), print=duration(t, quote.print_seconds)),
         "amount_cents": quote.amount_cents,

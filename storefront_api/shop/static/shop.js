@@ -104,6 +104,7 @@ function quotes() {
       .then(function (response) { return response.json(); })
       .then(function (answer) {
         quote.querySelector(".price").textContent = answer.ok ? answer.price : "";
+        form.elements.quote_id.value = answer.ok ? answer.id : "";
         quote.querySelector(".wait").textContent = answer.ok ? answer.wait : (answer.reason || answer.message || "");
         button.disabled = !answer.ok;
       });
