@@ -188,16 +188,9 @@ def money(amount: int, currency: str) -> str:
     return f"{amount / 100:.2f} {currency.upper()}"
 
 
-@dataclass(frozen=True)
-class _Stray:
-    """A stray payment to keep (or, with `refund_id`, one Stripe already gave back)."""
-
-    payment_intent_id: str
-    amount: int
-    currency: str
-    reason: str
-    refund_id: str | None = None
-    known_only: bool = False  # only update a stray kept before; never start one
+# a stray payment to keep (or, with `refund_id`, one Stripe already gave back): one record for
+# an order's strays and a pack purchase's
+_Stray = packs.StrayPayment
 
 
 @dataclass
