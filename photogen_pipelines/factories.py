@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 FaceBackend = Literal["embedded", "insightface"]
 # service: the warm engine service (engine_service/) at service_url does the work;
 # replicate, runpod: serverless GPUs (engines/stylize_replicate.py, engines/runpod.py)
-StyleBackend = Literal["embedded", "diffusers", "service", "replicate", "runpod"]
+# flux2-klein, qwen-edit: reference-image models on diffusers (engines/reference_edit.py);
+# runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit endpoint
+StyleBackend = Literal["embedded", "diffusers", "flux2-klein", "qwen-edit", "service", "replicate", "runpod", "runpod-qwen-edit"]
 UpscaleBackend = Literal["embedded", "torch", "service", "runpod"]
 SERVERLESS = ("replicate", "runpod")
 

@@ -84,7 +84,9 @@ class PhotoGenSettings(BaseSettings):
     # insightface, Real-ESRGAN in torch; GPU) with the models folder models_dir
     # replicate / runpod: serverless GPUs, paid by the second (engines/stylize_replicate.py,
     # engines/runpod.py); the upscaler stays embedded with replicate, runs on the worker with runpod
-    engine: Literal["embedded", "diffusers", "replicate", "runpod"] = "embedded"
+    # flux2-klein, qwen-edit: Apache-2.0 reference-image models on diffusers (engines/reference_edit.py)
+    # from the models folder; runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit endpoint
+    engine: Literal["embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit"] = "embedded"
     models_dir: str | None = None
     memory_profile: str = "auto"  # diffusers: engines/memory_profiles.py
     # the warm engine service (`photogen engines serve`): runs call it instead of loading engines

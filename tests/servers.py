@@ -98,7 +98,11 @@ def api_server(app, **config):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started, 30, "the API server", interval=0.02)  # it starts in a fraction of a second
+        # it starts in a fraction of a second, but its lifespan migrates the orders database:
+        # on a loaded CI machine PostgreSQL has taken over 30 s. A server whose thread has
+        # ended (its port taken, its lifespan failed) is said at once, not waited on.
+        wait_until(lambda: server.started or not thread.is_alive(), 180, "the API server", interval=0.02)
+        assert server.started, "the API server stopped before it started (see its log above)"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

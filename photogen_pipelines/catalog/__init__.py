@@ -171,7 +171,7 @@ class Tier(BaseModel):
     name: str
     description: str
     # default: the shop's engine (PHOTOGEN_ENGINE); embedded: the CPU engine, whatever the shop runs
-    engine: Literal["default", "embedded", "diffusers", "replicate", "runpod", "service"] = "default"
+    engine: Literal["default", "embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit", "service"] = "default"
     variants: int = Field(4, ge=1, le=8)  # the proofs the tier's price buys, and the most an order may ask for
     steps: int | None = Field(None, ge=1, le=150)  # diffusion engines' denoising steps
     upscale_model: str | None = None  # the embedded upscaler's model (upscale_ncnn.MODEL_SCALES)

@@ -76,6 +76,22 @@ class MeteredStylizer(Protocol):
         ...
 
 
+@runtime_checkable
+class ReferenceStylizer(Protocol):
+    """A stylizer that paints from reference photos (FLUX.2 klein, Qwen-Image-Edit, their
+    hosted endpoints): every photo of the customer goes in (the primary first, at most
+    `max_references`), each seed gives one picture, generated at `size` (width, height:
+    the product's aspect) rather than cropped afterwards. `strength` is the identity
+    gate's knob, as for every stylizer: its retry lowers it, and the engine says how it
+    keeps more of the photos at a lower one."""
+
+    max_references: int
+
+    def paint_from_references(
+        self, references: list[np.ndarray], params: dict, strength: float, seeds: list[int], size: tuple[int, int]
+    ) -> list[np.ndarray]: ...
+
+
 class Upscaler(Protocol):
     name: str
     version: str
