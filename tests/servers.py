@@ -93,16 +93,22 @@ def localstripe_server(workdir: Path):
 def api_server(app, **config):
     """The app behind a real uvicorn server on a free port, in this process; `config` goes
     to uvicorn (e.g. `http=` the API's own protocol, as `photogen serve` runs it)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    for attempt in range(3):
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
         # it starts in a fraction of a second, but its lifespan migrates the orders database:
-        # on a loaded CI machine PostgreSQL has taken over 30 s. A server whose thread has
-        # ended (its port taken, its lifespan failed) is said at once, not waited on.
+        # on a loaded CI machine that once took over 30 s on PostgreSQL. A server whose
+        # thread ended before it started lost its port to another process between
+        # free_port() and its bind (uvicorn logs why): it is tried again on another port.
         wait_until(lambda: server.started or not thread.is_alive(), 180, "the API server", interval=0.02)
-        assert server.started, "the API server stopped before it started (see its log above)"
+        if server.started:
+            break
+        thread.join(timeout=30)
+    else:
+        raise AssertionError("the API server stopped before it started, three times (see its log above)")
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
