@@ -364,7 +364,7 @@ def check(shop: Shop, stripe_client, orders_url: str) -> tuple[object, list]:
     from photogen_pipelines.db.database import Database
     from photogen_pipelines.orders.book import SqlOrderBook
     from photogen_pipelines.storage.stores import LocalArtifactStore
-    from tests.invariants import CreditRecords, StripeRecords, check_shop
+    from tests.invariants import CreditRecords, LeftoverRecords, StripeRecords, check_shop
 
     database = Database(orders_url)
     try:
@@ -382,6 +382,7 @@ def check(shop: Shop, stripe_client, orders_url: str) -> tuple[object, list]:
             now=datetime.now(UTC),
             report_json=json.loads(answer.stdout) if answer.returncode == 0 else {"styles": [], "orders": None},
             credits=CreditRecords.read(database),  # wallets, credit refunds, packs (none, where nobody used credits)
+            leftovers=LeftoverRecords.read(database),  # photos nobody ordered with, unpaid checkouts' recipients
         )
         return report, orders
     finally:

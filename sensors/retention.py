@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.partitions import approved_orders_partitions, orders_partitions
+from photogen_pipelines.workflows.abandoned import let_go_of_leftovers
 from photogen_pipelines.workflows.retention import Retention, expired_orders
 from resources import ArtifactStorage, OrdersDatabase
 from resources.retention import RetentionSettings
 
 MAX_ORDERS_PER_TICK = 10
+MAX_LEFTOVERS_PER_TICK = 50  # unordered uploads, and abandoned checkouts, each
 MAX_WAITING_RECHECKS_PER_TICK = 10
 # orders held back by a missing ledger are remembered up to this many; past it the sensor
 # stops taking new orders until the ledger catches up (it says so in the log)
@@ -51,7 +53,8 @@ class RetentionCursor:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Deletes the files of orders over for longer than the retention period (once the ledger has their history) "
-        "and removes them from the `orders` and `approved_orders` partitions; a few orders per tick."
+        "and removes them from the `orders` and `approved_orders` partitions; deletes photos no order uses and "
+        "cancels checkouts never paid, deleting their recipients; a few of each per tick."
     ),
 )
 def order_retention(
@@ -80,6 +83,11 @@ def order_retention(
             waiting.append(expired.order.id)
         after = (expired.final_at, expired.order.id)
 
+    # what never became a paid order: a photo nobody ordered with, a checkout nobody paid for
+    leftovers = let_go_of_leftovers(book, run.store, run.now, policy, limit=MAX_LEFTOVERS_PER_TICK)
+    if leftovers.uploads or leftovers.checkouts:
+        context.log.info(f"{leftovers.summary()}; orders cancelled: {leftovers.checkouts}")
+
     purged = list(run.result.purged)
     # an order cancelled before it was paid never had a partition, one never approved no print partition
     gone = {
@@ -96,7 +104,7 @@ def order_retention(
     return dg.SensorResult(
         dynamic_partitions_requests=[partitions.build_delete_request(keys) for partitions, keys in gone.items() if keys],
         cursor=RetentionCursor(after, list(dict.fromkeys(waiting))).serialize(),
-        skip_reason=None if purged else run.result.summary(),
+        skip_reason=None if purged else f"{run.result.summary()}; {leftovers.summary()}",
     )
 
 

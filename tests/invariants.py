@@ -4,7 +4,8 @@ The soak (benchmarks/soak.py) checks these at its end, and tests check them afte
 cancel and refund: every order settled or waiting on its customer; money moved once, as Stripe
 itself records it; no run left running; no file of a live order missing and none of a gone
 order left behind; every credit wallet adds up, a credit-paid order gets its credits back at
-most once, and the packs' money is their prices less their refunds. Each check takes plain
+most once, and the packs' money is their prices less their refunds; no photo nobody ordered
+with and no unpaid checkout's recipient outlives the retention policy. Each check takes plain
 inputs (orders, Stripe's records, run statuses, a store, the wallets' ledger), so the caller
 decides where they come from; nothing here imports Dagster.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from photogen_pipelines.credits.wallet import Entry, EntryKind, lots_of
 from photogen_pipelines.orders.states import FULFILMENT, OWES_REFUND, PRINT_FILE_MADE, PROOFS_VISIBLE, SETTLED, Order, OrderState
@@ -32,6 +33,7 @@ REPORT = "the ledger and photogen report agree with the orders database"
 WALLETS = "each wallet: balance = its entries' sum = its lots' total, none below zero"
 CREDIT_REFUNDS = "credit-paid orders refunded at most once, never more than paid"
 PACK_MONEY = "money kept for packs = paid packs' prices less refunds"
+LEFTOVERS = "no photo nobody ordered with, and no unpaid checkout's recipient, kept past the policy's days"
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,51 @@ def files_kept_and_let_go(
     return len(orders), violations
 
 
+@dataclass(frozen=True)
+class LeftoverRecords:
+    """Personal data that never became a paid order, read from the orders database: every
+    upload (when made, whether an order or a set of photos uses it) and every recipient of
+    an order still awaiting payment (when the order was placed)."""
+
+    uploads: list[tuple[str, datetime, bool]]  # (upload id, created_at, used by an order)
+    unpaid_recipients: list[tuple[str, datetime]]  # (order id, placed at)
+
+    @classmethod
+    def read(cls, database) -> LeftoverRecords:
+        from sqlalchemy import select
+
+        from photogen_pipelines.clock import as_utc
+        from photogen_pipelines.db.tables import OrderPhotoRow, OrderRow, RecipientRow, UploadRow
+
+        with database.session() as session:
+            used = set(session.scalars(select(OrderRow.upload_id))) | set(session.scalars(select(OrderPhotoRow.upload_id)))
+            uploads = [(i, as_utc(at), i in used) for i, at in session.execute(select(UploadRow.id, UploadRow.created_at))]
+            unpaid = session.execute(
+                select(OrderRow.id, OrderRow.created_at)
+                .join(RecipientRow, RecipientRow.order_id == OrderRow.id)
+                .where(OrderRow.state == OrderState.AWAITING_PAYMENT.value)
+            ).all()
+        return cls(uploads, [(order_id, as_utc(at)) for order_id, at in unpaid])
+
+
+def leftovers_let_go(records: LeftoverRecords, policy: RetentionPolicy, now: datetime) -> tuple[int, list[Violation]]:
+    """No unused upload older than `unordered_upload_days`, and no recipient of an order
+    awaiting payment for longer than `abandoned_checkout_days` (workflows/abandoned.py)."""
+    upload_cutoff = now - timedelta(days=policy.unordered_upload_days)
+    checkout_cutoff = now - timedelta(days=policy.abandoned_checkout_days)
+    violations = [
+        Violation(LEFTOVERS, upload_id, f"unordered since {at:%Y-%m-%d}")
+        for upload_id, at, used in records.uploads
+        if not used and at < upload_cutoff
+    ]
+    violations += [
+        Violation(LEFTOVERS, order_id, f"awaiting payment since {at:%Y-%m-%d}, recipient kept")
+        for order_id, at in records.unpaid_recipients
+        if at < checkout_cutoff
+    ]
+    return len(records.uploads) + len(records.unpaid_recipients), violations
+
+
 def report_agrees(orders: Iterable[Order], report: Mapping) -> tuple[int, list[Violation]]:
     """`photogen report --json` (the ledger, and what it lacks read from the orders database)
     counts every order that settled, once, under its style, as the orders database has them."""
@@ -379,12 +426,14 @@ def check_shop(
     report_json: Mapping | None = None,
     pipeline_ran: bool = True,
     credits: CreditRecords | None = None,
+    leftovers: LeftoverRecords | None = None,
 ) -> InvariantReport:
     """Every invariant the given inputs allow: orders settled (unless `pipeline_ran` is False:
     without runs a paid order stays paid); money with Stripe's records; runs with their
     statuses; files with the store (and `policy` and `now`); `photogen report --json`'s
     counts with `report_json`; the wallets, credit refunds and packs with `credits` (packs
-    with Stripe's records too, when given)."""
+    with Stripe's records too, when given); what never became a paid order with `leftovers`
+    (and `policy` and `now`)."""
     orders = list(orders)
     report = InvariantReport()
     if pipeline_ran:
@@ -404,4 +453,8 @@ def check_shop(
         report.add(WALLETS, *wallets_add_up(credits))
         report.add(CREDIT_REFUNDS, *credit_refunds_once(orders, credits))
         report.add(PACK_MONEY, *packs_paid(credits, stripe))
+    if leftovers is not None:
+        if now is None:
+            raise ValueError("checking what was let go needs `now`, the moment retention is judged at")
+        report.add(LEFTOVERS, *leftovers_let_go(leftovers, policy or RetentionPolicy(), now))
     return report

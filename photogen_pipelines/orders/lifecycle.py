@@ -110,6 +110,17 @@ def cancel(book: OrderUpdater, order_id: str, reason: str) -> Order:
     return _move(book, order_id, S.CANCELLED, reason)
 
 
+def abandon_checkout(book: OrderUpdater, order_id: str, reason: str) -> Order:
+    """A checkout nobody paid for in time is cancelled, only if it still awaits payment (a
+    payment that came in first wins; one that comes later is refunded as for any cancelled order)."""
+
+    def abandon(order: Order) -> None:
+        if order.state == S.AWAITING_PAYMENT:
+            order.transition(S.CANCELLED, reason)
+
+    return book.update(order_id, abandon)
+
+
 def settle_failed_run(
     book: OrderBook,
     order_id: str,

@@ -43,10 +43,15 @@ UPLOAD_PREFIXES = ("uploads/",)
 class RetentionPolicy:
     days: int = 30
     keep_print_files: bool = True
+    # what never became a paid order (workflows/abandoned.py): a photo nobody ordered with,
+    # and the recipient of a checkout nobody paid for
+    unordered_upload_days: int = 7
+    abandoned_checkout_days: int = 14
 
     def __post_init__(self) -> None:
-        if self.days < 1:
-            raise ValueError(f"retention days must be at least 1, got {self.days}")
+        for name in ("days", "unordered_upload_days", "abandoned_checkout_days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"retention {name} must be at least 1, got {getattr(self, name)}")
 
     def cutoff(self, now: datetime) -> datetime:
         return now - timedelta(days=self.days)
