@@ -75,6 +75,8 @@ class Settings(PhotoGenSettings):
     # the Dagster UI as operators reach it (e.g. http://127.0.0.1:3000): the order page links
     # an operator's browser (photogen shop operator-link) to the order's runs there
     dagster_ui_url: str | None = None
+    # GET /metrics (storefront_api/prometheus.py): open unless this is set, then a Bearer token
+    metrics_token: str | None = None
 
     @field_validator(
         "rate_limit_per_key", "rate_limit_per_order_token", "rate_limit_per_address", "rate_limit_failed_auth_per_address"

@@ -29,6 +29,7 @@ from storefront_api.config import Settings, get_settings
 from storefront_api.cors import allow_storefront_pages
 from storefront_api.errors import RequestIds, install_error_docs, install_error_handlers
 from storefront_api.limits import RequestLimits
+from storefront_api.prometheus import install_metrics
 from storefront_api.services import build_services
 from storefront_api.shop import install_shop
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)
     app.add_middleware(RequestIds)  # around the limits: their refusals carry the request id too
+    install_metrics(app, settings)  # around the limits too: their refusals are counted
     allow_storefront_pages(app, settings)  # CORS, outside the request limits: their refusals carry it too
     install_docs(app)
     app.include_router(health.router)
