@@ -53,7 +53,9 @@ class PipelineCollector(Collector):
         for state, seconds in now.oldest_seconds_by_state.items():
             oldest.add_metric([state], seconds)
         verdicts = GaugeMetricFamily(
-            "photogen_gate_verdicts_today", "The identity gate's verdicts since UTC midnight, per style.", labels=["style", "verdict"]
+            "photogen_gate_verdicts_today",
+            "The identity gate's verdicts since UTC midnight, per style.",
+            labels=["style", "verdict"],
         )
         rate = GaugeMetricFamily(
             "photogen_rejection_rate_today", "Share of today's verdicts that rejected the order, per style.", labels=["style"]

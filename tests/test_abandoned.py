@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from photogen_pipelines.db.tables import OrderRow, RecipientRow, UploadRow
+from photogen_pipelines.errors import NotFound
 from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.orders import photo_sets
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.recipients import Address, Recipient
 from photogen_pipelines.orders.states import Order, OrderState
-from photogen_pipelines.errors import NotFound
 from photogen_pipelines.orders.uploads import get_upload, take_upload
 from photogen_pipelines.storage.stores import LocalArtifactStore
 from photogen_pipelines.workflows.abandoned import delete_unordered_upload, let_go_of_leftovers
@@ -161,7 +161,10 @@ def test_the_policy_refuses_days_below_one():
 
 def test_the_shops_invariant_sees_leftovers_kept_and_holds_once_they_are_let_go(book, orders_db, store, world):
     before = check_shop([], pipeline_ran=False, leftovers=LeftoverRecords.read(orders_db), policy=POLICY, now=NOW)
-    assert {(v.invariant, v.subject) for v in before.violations} == {(LEFTOVERS, world["old_unused"].id), (LEFTOVERS, "ord_abandoned")}
+    assert {(v.invariant, v.subject) for v in before.violations} == {
+        (LEFTOVERS, world["old_unused"].id),
+        (LEFTOVERS, "ord_abandoned"),
+    }
 
     let_go_of_leftovers(book, store, NOW, POLICY)
 

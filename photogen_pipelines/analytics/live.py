@@ -75,7 +75,9 @@ def shop_now(database: Database, now: datetime) -> ShopNow:
         ).all()
         refunded = dict(
             session.execute(
-                select(OrderRow.currency, func.sum(OrderRow.refunded_cents)).where(OrderRow.refunded_cents > 0).group_by(OrderRow.currency)
+                select(OrderRow.currency, func.sum(OrderRow.refunded_cents))
+                .where(OrderRow.refunded_cents > 0)
+                .group_by(OrderRow.currency)
             ).all()
         )
         refunded_orders = session.scalar(
@@ -84,7 +86,9 @@ def shop_now(database: Database, now: datetime) -> ShopNow:
         credits_refunded = session.scalar(select(func.coalesce(func.sum(OrderRow.credits_refunded), 0)))
         provider_errors = dict(
             session.execute(
-                select(FulfilmentRow.provider, func.count()).where(FulfilmentRow.last_error.is_not(None)).group_by(FulfilmentRow.provider)
+                select(FulfilmentRow.provider, func.count())
+                .where(FulfilmentRow.last_error.is_not(None))
+                .group_by(FulfilmentRow.provider)
             ).all()
         )
         pending, oldest_pending = session.execute(
@@ -99,7 +103,8 @@ def shop_now(database: Database, now: datetime) -> ShopNow:
         orders_by_state={state.value: int(by_state.get(state.value, 0)) for state in OrderState},
         oldest_seconds_by_state={state: max(0.0, (now - as_utc(at)).total_seconds()) for state, at in oldest if at is not None},
         verdicts_today={
-            style: StyleVerdicts(passed=counts.get(PASSED, 0), rejected=counts.get(REJECTED, 0)) for style, counts in styles.items()
+            style: StyleVerdicts(passed=counts.get(PASSED, 0), rejected=counts.get(REJECTED, 0))
+            for style, counts in styles.items()
         },
         refunded_cents={currency: int(cents) for currency, cents in refunded.items()},
         refunded_orders=int(refunded_orders or 0),

@@ -89,7 +89,9 @@ def abandoned_checkouts(database: Database, now: datetime, policy: RetentionPoli
         return list(session.scalars(query))
 
 
-def let_go_of_leftovers(book: SqlOrderBook, store: ArtifactStore, now: datetime, policy: RetentionPolicy, limit: int = 50) -> LeftoversPass:
+def let_go_of_leftovers(
+    book: SqlOrderBook, store: ArtifactStore, now: datetime, policy: RetentionPolicy, limit: int = 50
+) -> LeftoversPass:
     """One pass: up to `limit` unordered uploads and `limit` abandoned checkouts."""
     result = LeftoversPass()
     for upload_id in unordered_uploads(book.database, now, policy, limit):
