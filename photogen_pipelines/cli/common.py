@@ -33,6 +33,20 @@ class UsageFailure(click.ClickException):
         click.echo(f"photogen: error: {self.format_message()}", err=True)
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+UI_PROXY = "deploy/operators/dagster-ui.nginx.conf"
+
+
+def refuse_an_open_ui(host: str, auth_in_front: bool, option: str, flag: str) -> None:
+    """The Dagster UI has no login of its own and runs, cancels and wipes what it shows: it
+    listens beyond this machine only where the operator says a login stands in front of it."""
+    if host not in LOOPBACK_HOSTS and not auth_in_front:
+        raise UsageFailure(
+            f"the Dagster UI has no login: {option} {host} would open it to the network. Keep it on 127.0.0.1 "
+            f"behind {UI_PROXY} (nginx with a login), or pass {flag} if your own proxy asks for one"
+        )
+
+
 def clear_errors(command):
     """Core errors become one line and the documented exit code, never a traceback."""
 

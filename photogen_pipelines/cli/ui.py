@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from photogen_pipelines.cli.common import UsageFailure, home_option, local_home
+from photogen_pipelines.cli.common import UsageFailure, home_option, local_home, refuse_an_open_ui
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
 from photogen_pipelines.cli.processes import Supervisor, say
 
@@ -18,11 +18,17 @@ STOP_GRACE_SECONDS = 30
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where it listens: beyond loopback only with --auth-in-front.")
 @click.option("--port", type=int, default=3000, show_default=True)
+@click.option(
+    "--auth-in-front",
+    is_flag=True,
+    help="A proxy that asks for a login stands in front of --host (deploy/operators/dagster-ui.nginx.conf).",
+)
 @home_option
-def ui(host: str, port: int, home: str | None) -> None:
+def ui(host: str, port: int, auth_in_front: bool, home: str | None) -> None:
     """Start `dagster dev` (webserver + daemon) on the local instance; Ctrl-C or SIGTERM stops it."""
+    refuse_an_open_ui(host, auth_in_front, "--host", "--auth-in-front")
     paths = local_home(home)
     os.environ["PHOTOGEN_HOME"] = str(paths.home)
     use_local_instance(paths)
