@@ -317,6 +317,14 @@ class CustomerOut(BaseModel):
     entries: CreditEntriesOut
 
 
+class ErasureOut(BaseModel):
+    id: str
+    erased_at: datetime
+    orders: int = Field(description="the customer's orders whose photos, proofs, files and recipient were erased")
+    files: int = Field(description="stored files deleted")
+    repeated: bool = Field(description="true: this customer had been erased before, and nothing was left to erase")
+
+
 class QuoteIn(RequestBody):
     product_id: str = Field(max_length=64)
     tier: str | None = Field(None, max_length=32, description="default the catalog's")

@@ -9,7 +9,9 @@ of the limits goes on to the app, whose middleware (limits.py) applies them exac
 
 Its access log never holds a credential: the values of query parameters that carry one
 (a signed file link's `signature`, which the print provider's link keeps valid for days;
-any token, key, secret or presigned-URL signature) are written as `REDACTED`.
+any token, key, secret or presigned-URL signature) are written as `REDACTED`, and so is a
+customer's reference in a path (`/v1/customers/REDACTED/export`): the shop's own id of a
+person, which may be an email address, is never logged.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ SECRET_WORDS = ("signature", "token", "secret", "password", "passwd", "credentia
 SECRET_PARTS = frozenset({"sig", "key", "auth", "code", "session"})  # a whole part of it (x-amz-…, api_key)
 REDACTED = "REDACTED"
 _PARAMETER = re.compile(r"(^|[&;])([^&;=]*)=([^&;]*)")
+_CUSTOMER_REF = re.compile(r"(/customers/)[^/?#]+")
 
 
 def redacted(target: str) -> str:
-    """A request's path and query string with every credential's value replaced."""
+    """A request's path and query string with every credential's value and customer
+    reference replaced."""
     path, mark, query = target.partition("?")
+    path = _CUSTOMER_REF.sub(rf"\1{REDACTED}", path)
     if not mark:
-        return target
+        return path
 
     def hide(match: re.Match[str]) -> str:
         name = match[2]

@@ -68,6 +68,8 @@ def test_signed_links_and_tokens_are_redacted_in_the_access_log(tmp_path, databa
         ("/x?access_token=t&api_key=k&Sig=s&code=c", "/x?access_token=REDACTED&api_key=REDACTED&Sig=REDACTED&code=REDACTED"),
         ("/x?sig%6Eature=s", "/x?sig%6Eature=REDACTED"),  # a name spelled with escapes
         ("/x", "/x"),
+        ("/v1/customers/alice@example.com/export", "/v1/customers/REDACTED/export"),  # a person's reference
+        ("/v1/customers/cus-1?orders_cursor=c", "/v1/customers/REDACTED?orders_cursor=c"),
     ],
 )
 def test_which_query_parameters_are_credentials(target, shown):

@@ -65,7 +65,7 @@ def _open(home: str | None):
     return database, load_products(settings.products_path)
 
 
-def _scope(session, ref: str, key_id: str | None, *, new_allowed: bool) -> str | None:
+def customer_scope(session, ref: str, key_id: str | None, *, new_allowed: bool) -> str | None:
     """The api_key_id (None: no key) whose customer REF is meant, or UsageFailure saying why not."""
     from sqlalchemy import select
 
@@ -129,7 +129,7 @@ def _move(home, ref, key_id, kind, amount, reason, idempotency_key, expires_at, 
     database, products = _open(home)
     key = f"operator:{idempotency_key or uuid.uuid4().hex}"  # never one of the wallet's own keys (welcome, spend:…)
     with database.session() as session:
-        api_key_id = _scope(session, ref, key_id, new_allowed=kind == wallet.EntryKind.GRANT)
+        api_key_id = customer_scope(session, ref, key_id, new_allowed=kind == wallet.EntryKind.GRANT)
         if kind == wallet.EntryKind.GRANT:
             before = customers.find(session, api_key_id, ref) is not None
             row = wallet.open_wallet(session, products, api_key_id, ref)
@@ -249,7 +249,7 @@ def show(ref, key_id, home, as_json) -> None:
 
     database, _ = _open(home)
     with database.session() as session:
-        api_key_id = _scope(session, ref, key_id, new_allowed=False)
+        api_key_id = customer_scope(session, ref, key_id, new_allowed=False)
         customer = customers.to_customer(customers.get(session, api_key_id, ref))
         entries = wallet.entries(session, customer.id)
     lots = wallet.lots_of(entries)

@@ -331,3 +331,19 @@ class QuoteRow(Base):
     basis: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
+
+
+class ErasureRow(Base):
+    """That a customer's data was erased (workflows/erasure.py): when, and how much. Not who:
+    the shop's reference is kept only as an HMAC under the server's secret, so a repeated
+    request is recognised and the reference cannot be read back."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (UniqueConstraint("shop_key", "ref_digest", name="uq_erasures_shop_ref"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    shop_key: Mapped[str] = mapped_column(String(32))
+    ref_digest: Mapped[str] = mapped_column(String(64))
+    erased_at: Mapped[datetime]
+    orders: Mapped[int]
+    files: Mapped[int]
