@@ -104,7 +104,9 @@ def _render(
         stylizer,
         _backend(styles, catalog, order),
         styles.price_per_second,
-        lambda: render_candidates(image, style, stylizer, order.seed, variants, round_no, style_catalog.retry_decay, face),
+        lambda: render_candidates(
+            image, style, stylizer, order.seed, variants, round_no, style_catalog.retry_decay, face, selfie.engine_references
+        ),
     )
 
 

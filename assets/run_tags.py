@@ -14,13 +14,14 @@ from photogen_pipelines.run_tags import load_run_tags
 from photogen_pipelines.settings import PhotoGenSettings
 
 GPU_TAG = "photogen/gpu"
+IN_RUN_GPU_ENGINES = ("diffusers", "flux2-klein", "qwen-edit")  # the engines that load models into the run
 
 
 def gpu_run_tags(settings: PhotoGenSettings) -> dict[str, str]:
     """No tags on the embedded engine (CPU) or with the warm engine service (its replicas
     hold the GPUs and its queue and autoscaler share them: runs need none); on in-run
-    diffusers the GPU tag and the deployment's."""
-    if settings.engine != "diffusers" or settings.engine_url:
+    diffusers (SDXL + InstantID, FLUX.2 klein, Qwen-Image-Edit) the GPU tag and the deployment's."""
+    if settings.engine not in IN_RUN_GPU_ENGINES or settings.engine_url:
         return {}
     deployment = load_run_tags(settings.gpu_run_tags) if settings.gpu_run_tags else {}
     return {**deployment, GPU_TAG: "true"}

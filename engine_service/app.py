@@ -8,9 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from engine_service.workers import Gateway, StyleWorker, UpscaleWorker
+from photogen_pipelines.catalog import load_styles
+from photogen_pipelines.errors import ModelError
 from photogen_pipelines.factories import StyleEngineSettings, UpscaleEngineSettings, engine_settings
+from photogen_pipelines.licences import engine_models, refusal
+from photogen_pipelines.settings import PhotoGenSettings
 
 APP_NAME = "photogen-engines"
+GATEWAY_ONGOING = 256  # requests the one gateway replica holds at a time
 
 
 class EngineServiceArgs(BaseModel):
@@ -19,8 +24,9 @@ class EngineServiceArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["embedded", "diffusers"] = "embedded"
-    models_dir: str | None = None  # diffusers: the models folder
+    # diffusers: SDXL + InstantID; flux2-klein, qwen-edit: the reference-photo engines (engines/stylize_reference.py)
+    engine: Literal["embedded", "diffusers", "flux2-klein", "qwen-edit"] = "embedded"
+    models_dir: str | None = None  # every engine but the embedded one: the models folder
     memory_profile: str = "auto"
     # GPUs per style replica; on diffusers the upscaler takes the rest of the card, so one
     # GPU holds one replica of each (0.8 + 0.2). 0 on the embedded engine.
@@ -30,6 +36,11 @@ class EngineServiceArgs(BaseModel):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=1, ge=1)
     target_ongoing_requests: float = Field(default=2, gt=0)
+    # how long Serve waits before adding or removing a replica; None: Serve's own (30 s up,
+    # 600 s down), which the KubeRay manifest keeps: a GPU replica is slow to start, so one
+    # is not given back at the first quiet minute
+    upscale_delay_s: float | None = Field(default=None, ge=0)
+    downscale_delay_s: float | None = Field(default=None, ge=0)
     # requests gathered into one batch; default: the memory profile's batch on diffusers, 4 on CPU
     max_batch_size: int | None = Field(default=None, ge=1)
     batch_wait_s: float = Field(default=0.05, ge=0)
@@ -37,15 +48,15 @@ class EngineServiceArgs(BaseModel):
 
     @model_validator(mode="after")
     def _models_for_diffusers(self) -> EngineServiceArgs:
-        if self.engine == "diffusers" and not self.models_dir:
-            raise ValueError("engine diffusers needs models_dir, the models folder")
+        if self.engine != "embedded" and not self.models_dir:
+            raise ValueError(f"engine {self.engine} needs models_dir, the models folder")
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
         return self
 
     @property
     def style_gpus(self) -> float:
-        return self.gpus_per_replica if self.gpus_per_replica is not None else (0.8 if self.engine == "diffusers" else 0.0)
+        return self.gpus_per_replica if self.gpus_per_replica is not None else (0.8 if self.engine != "embedded" else 0.0)
 
     @property
     def upscale_gpus(self) -> float:
@@ -70,11 +81,14 @@ class EngineServiceArgs(BaseModel):
         return engine_settings(self.engine, self.models_dir, self.memory_profile)
 
     def autoscaling(self) -> dict:
+        """Serve's autoscaling_config for each worker deployment."""
+        delays = {"upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s}
         return {
             "min_replicas": self.min_replicas,
             "initial_replicas": max(self.min_replicas, 1),
             "max_replicas": self.max_replicas,
             "target_ongoing_requests": self.target_ongoing_requests,
+            **{name: value for name, value in delays.items() if value is not None},
         }
 
 
@@ -82,16 +96,31 @@ def build_app(args: dict) -> serve.Application:
     """The application for `args` (EngineServiceArgs): Serve calls this with a config's `args`."""
     options = EngineServiceArgs.model_validate(args or {})
     styles, upscale = options.engines()
-    # a replica takes a batch at a time: it needs room for one batch being painted and the next one gathering
-    ongoing = 2 * (options.max_batch_size or 4)
+    # KubeRay builds the application without `photogen engines serve`: the licence check of a
+    # paying shop (PHOTOGEN_COMMERCIAL_ONLY) happens here too, before a replica loads a model
+    settings = PhotoGenSettings()
+    if settings.commercial_only and (line := refusal(engine_models(styles, upscale, catalog=load_styles(settings.styles_path)))):
+        raise ModelError(line)
+    batch = options.max_batch_size or 4
+    # An upscale replica takes a batch at a time, with room for one batch being painted and
+    # the next one gathering. A style replica holds one batch and no more: Serve routes a
+    # style's requests to the replicas that have it resident for as long as one accepts, so
+    # with room for two batches the first replica kept a hot style's whole load while the
+    # replica the autoscaler had added stood idle (benchmarks/engine_scaleout.py). Beyond a
+    # batch, requests wait at the gateway's router for whichever replica frees first.
+    ongoing = 2 * batch
     style_worker = StyleWorker.options(
         autoscaling_config=options.autoscaling(),
         ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.style_gpus},
-        max_ongoing_requests=ongoing,
+        max_ongoing_requests=batch,
     ).bind(styles.model_dump(), options.max_batch_size, options.batch_wait_s, options.styles_per_replica)
     upscale_worker = UpscaleWorker.options(
         autoscaling_config=options.autoscaling(),
         ray_actor_options={"num_cpus": options.cpus_per_replica, "num_gpus": options.upscale_gpus},
         max_ongoing_requests=ongoing,
     ).bind(upscale.model_dump(), options.max_batch_size, options.batch_wait_s)
-    return Gateway.options(ray_actor_options={"num_cpus": 0}).bind(style_worker, upscale_worker)
+    # the gateway only forwards: it must never be what queues the runs' requests (Serve's
+    # default of 5 at a time would hide the load from the workers' autoscaling)
+    return Gateway.options(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=GATEWAY_ONGOING).bind(
+        style_worker, upscale_worker
+    )

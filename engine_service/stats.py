@@ -20,7 +20,10 @@ class ReplicaStats:
     deployment: str
     replica: str
     engine: str = ""
-    model_loads: int = 0  # the engine's models, loaded when the replica starts
+    node: str = ""  # the Ray node the replica runs on
+    # the engine's models as this replica really loaded them (cache misses of the factories):
+    # one at start; another only for a second upscale model a tier asked for
+    model_loads: int = 0
     style_loads: int = 0  # multiplexed styles made resident (LoRAs, style vectors)
     style_unloads: int = 0
     resident_styles: int = 0

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 FaceBackend = Literal["embedded", "insightface"]
 # service: the warm engine service (engine_service/) at service_url does the work;
 # replicate, runpod: serverless GPUs (engines/stylize_replicate.py, engines/runpod.py)
-# flux2-klein, qwen-edit: reference-image models on diffusers (engines/reference_edit.py);
+# flux2-klein, qwen-edit: reference-image models on diffusers (engines/stylize_reference.py);
 # runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit endpoint
 StyleBackend = Literal["embedded", "diffusers", "flux2-klein", "qwen-edit", "service", "replicate", "runpod", "runpod-qwen-edit"]
 UpscaleBackend = Literal["embedded", "torch", "service", "runpod"]
-SERVERLESS = ("replicate", "runpod")
+SERVERLESS = ("replicate", "runpod", "runpod-qwen-edit")
 
 
 class _FrozenSettings(BaseModel):
@@ -67,6 +67,8 @@ class StyleEngineSettings(_FrozenSettings):
     vae: str = "sdxl"  # diffusers: sdxl | fp16-fix (model_dir/vae-fp16-fix)
     steps: int | None = None  # diffusers: default 30, or the models folder's photogen-engine.yaml
     resolution: int | None = None  # diffusers: long side generated, default 1024 (ditto)
+    # flux2-klein, qwen-edit: pixels generated at the product's aspect, default ~2 MP (ditto)
+    pixels: int | None = None
     service_url: str | None = None  # service: the engine service's URL
     service_wait_seconds: float = 120.0  # service: how long a call waits for it to come up
     # replicate, runpod: the provider's key (replicate: API token), base URL and RunPod endpoint
@@ -78,6 +80,7 @@ class StyleEngineSettings(_FrozenSettings):
     # what the engine costs (every backend): per second it runs or is billed, per remote prediction
     price_per_second: float = 0.0
     price_per_prediction: float = 0.0
+    price_per_image: float = 0.0  # replicate, runpod-qwen-edit: per picture made (hosted models)
 
     def conditioning_faces(self) -> FaceEngineSettings:
         """The insightface analyzer InstantID conditions on (diffusers only)."""
@@ -162,8 +165,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def serverless_settings(settings: PhotoGenSettings, engine: str) -> tuple[StyleEngineSettings, UpscaleEngineSettings]:
-    """A serverless engine's stylizer and upscaler: Replicate paints and the embedded
-    upscaler prints; a RunPod endpoint running our worker (deploy/runpod/) does both."""
+    """A serverless engine's stylizer and upscaler: Replicate, or RunPod's hosted
+    Qwen-Image-Edit (runpod-qwen-edit), paints and the embedded upscaler prints; a RunPod
+    endpoint running our worker (deploy/runpod/) does both."""
     price = {"price_per_second": settings.engine_price_per_second}
     journal = settings.resolved_database_url  # every run reaches it: the prediction journal lives there
     if engine == "replicate":
@@ -175,9 +179,22 @@ def serverless_settings(settings: PhotoGenSettings, engine: str) -> tuple[StyleE
             api_base=settings.replicate_api_base,
             journal_url=journal,
             price_per_prediction=settings.engine_price_per_prediction,
+            price_per_image=settings.replicate_price_per_image,
             **price,
         )
         return styles, UpscaleEngineSettings()
+    if engine == "runpod-qwen-edit":
+        if not settings.runpod_api_key:
+            raise ModelError("PHOTOGEN_ENGINE=runpod-qwen-edit needs PHOTOGEN_RUNPOD_API_KEY")
+        styles = StyleEngineSettings(
+            backend="runpod-qwen-edit",
+            api_key=settings.runpod_api_key,
+            api_base=settings.runpod_api_base,
+            endpoint_id=settings.runpod_qwen_endpoint_id,
+            journal_url=journal,
+            price_per_image=settings.runpod_qwen_price_per_image,
+        )
+        return styles, UpscaleEngineSettings()  # a hosted model paints; the print is upscaled here
     if not (settings.runpod_api_key and settings.runpod_endpoint_id):
         raise ModelError("PHOTOGEN_ENGINE=runpod needs PHOTOGEN_RUNPOD_API_KEY and PHOTOGEN_RUNPOD_ENDPOINT_ID")
     remote = {
@@ -199,10 +216,10 @@ def engine_settings(
     if engine == "embedded":
         return StyleEngineSettings(), UpscaleEngineSettings()
     if not models_dir:
-        raise ModelError("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
+        raise ModelError(f"PHOTOGEN_ENGINE={engine} needs PHOTOGEN_MODELS_DIR, the models folder")
     models = Path(models_dir).expanduser().resolve()
-    return (
-        StyleEngineSettings(backend="diffusers", model_dir=str(models), memory_profile=memory_profile),
+    return (  # diffusers, flux2-klein, qwen-edit: the stylizer of that name, the torch upscaler
+        StyleEngineSettings(backend=engine, model_dir=str(models), memory_profile=memory_profile),
         UpscaleEngineSettings(backend="torch", model_path=str(models / UPSCALER_FILE)),
     )
 
@@ -257,7 +274,7 @@ def _journal(url: str | None) -> PredictionJournal:
 @functools.cache
 def stylizer(settings: StyleEngineSettings) -> Stylizer:
     if settings.backend == "service":
-        return remote_stylizer(_service(settings))
+        return remote_stylizer(_service(settings), steps=settings.steps)  # the tier's steps ride in each request
     if settings.backend == "replicate":
         from photogen_pipelines.engines.stylize_replicate import ReplicateStylizer
 
@@ -267,18 +284,29 @@ def stylizer(settings: StyleEngineSettings) -> Stylizer:
             journal=_journal(settings.journal_url),
             price_per_second=settings.price_per_second,
             price_per_prediction=settings.price_per_prediction,
+            price_per_image=settings.price_per_image,
             steps=settings.steps,
         )
+    if settings.backend == "runpod-qwen-edit":
+        from photogen_pipelines.engines.runpod_qwen_edit import RunPodQwenEditStylizer
+
+        options = {**_runpod_options(settings), "price_per_image": settings.price_per_image}
+        return RunPodQwenEditStylizer(settings.api_key or "", settings.endpoint_id or "", **options)
     if settings.backend == "runpod":
         from photogen_pipelines.engines.runpod import RunPodStylizer
 
-        return RunPodStylizer(settings.api_key or "", settings.endpoint_id or "", **_runpod_options(settings))
+        # the tier's steps ride in each job's input (deploy/runpod/handler.py paints with them)
+        options = {"steps": settings.steps, **_runpod_options(settings)}
+        return RunPodStylizer(settings.api_key or "", settings.endpoint_id or "", **options)
     if settings.backend == "embedded":
         from photogen_pipelines.engines.stylize_magenta import MagentaStylizer
 
         return MagentaStylizer(settings.model_dir, settings.threads)
+    from photogen_pipelines.engines.models_folder import REFERENCE_ENGINES, engine_defaults
+
+    if settings.backend in REFERENCE_ENGINES:
+        return _reference_stylizer(settings)
     faces = settings.conditioning_faces()
-    from photogen_pipelines.engines.models_folder import engine_defaults
     from photogen_pipelines.engines.stylize_instantid import InstantIdStylizer  # the gpu extra
 
     defaults = {"steps": 30, "resolution": 1024, **engine_defaults(settings.model_dir)}
@@ -290,6 +318,25 @@ def stylizer(settings: StyleEngineSettings) -> Stylizer:
         vae=settings.vae,
         steps=settings.steps or defaults["steps"],
         resolution=settings.resolution or defaults["resolution"],
+    )
+
+
+def _reference_stylizer(settings: StyleEngineSettings) -> Stylizer:
+    """FLUX.2 [klein] or Qwen-Image-Edit-Plus from the models folder (the gpu extra)."""
+    if not settings.model_dir:
+        raise ModelError(f"the {settings.backend} style backend needs model_dir: the models folder")
+    from photogen_pipelines.engines.models_folder import engine_defaults
+    from photogen_pipelines.engines.stylize_reference import DEFAULT_PIXELS, DEFAULT_REFERENCE_PIXELS, ReferenceEditStylizer
+
+    defaults = {"pixels": DEFAULT_PIXELS, "reference_pixels": DEFAULT_REFERENCE_PIXELS, **engine_defaults(settings.model_dir)}
+    return ReferenceEditStylizer(
+        settings.backend,
+        settings.model_dir,
+        device=settings.device,
+        memory_profile=settings.memory_profile,
+        steps=settings.steps or defaults.get("steps"),
+        pixels=settings.pixels or defaults["pixels"],
+        reference_pixels=defaults["reference_pixels"],
     )
 
 
@@ -305,7 +352,9 @@ def _runpod_options(settings: StyleEngineSettings | UpscaleEngineSettings) -> di
 @functools.cache
 def upscaler(settings: UpscaleEngineSettings) -> Upscaler:
     if settings.backend == "service":
-        return RemoteUpscaler(_service(settings))
+        # a tier's upscale model rides in each request; the field's default is the service's own choice
+        model = settings.model if settings.model != UpscaleEngineSettings.model_fields["model"].default else None
+        return RemoteUpscaler(_service(settings), model=model)
     if settings.backend == "runpod":
         from photogen_pipelines.engines.runpod import RunPodUpscaler
 

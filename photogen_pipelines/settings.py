@@ -96,6 +96,12 @@ class PhotoGenSettings(BaseSettings):
     runpod_endpoint_id: str | None = None  # the endpoint running deploy/runpod/handler.py
     runpod_api_base: str = "https://api.runpod.ai/v2"
     runpod_sync: bool = False  # /runsync: short jobs answered in the request
+    # runpod-qwen-edit: RunPod's public Qwen-Image-Edit-2511 endpoint (the key is runpod_api_key)
+    # and its documented price of a picture, used when a job's answer states no cost
+    runpod_qwen_endpoint_id: str = "qwen-image-edit-2511"
+    runpod_qwen_price_per_image: float = 0.02
+    # replicate: the price of one output picture, for a model the catalog gives no price_per_image
+    replicate_price_per_image: float = 0.0
     # what a generation costs, for the ledger: per second of the engine (a GPU's hourly price
     # / 3600 for diffusers, the provider's per-second price for replicate and runpod; 0 for
     # a CPU you own) and per remote prediction (Replicate's per-image priced models)
@@ -130,6 +136,9 @@ class PhotoGenSettings(BaseSettings):
     approval_deadline_hours: float = 48.0
     approval_reminder_hours: float = 12.0  # before the deadline
     approval_deadline_action: Literal["auto_approve", "cancel"] = "auto_approve"
+    # a paying shop: serve, demo and the engine service refuse to start on a model whose
+    # licence forbids commercial use (catalog/models.yaml, photogen_pipelines/licences.py)
+    commercial_only: bool = False
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod

@@ -6,7 +6,11 @@ network, and a real run costs money). It implements the documented shapes the st
 relies on (https://replicate.com/docs/topics/predictions and .../lifecycle, .../rate-limits,
 .../input-files, the files API of https://sdks.replicate.com/resources/files): Bearer (or the
 older Token) authentication, `POST /v1/predictions {"version", "input"}` checked against the
-model versions it knows, predictions that go starting -> processing -> succeeded over a
+model versions it knows, `POST /v1/models/{owner}/{name}/predictions {"input"}` for the
+official models it knows (run by name, without a version:
+https://replicate.com/docs/reference/http#models.predictions.create), a model's list input
+of pictures (FLUX.2 [klein]'s `images`, at most `max_images`) and enumerated inputs
+(`choices`, e.g. its `aspect_ratio`), predictions that go starting -> processing -> succeeded over a
 couple of polls (`GET /v1/predictions/{id}`) with `metrics.predict_time`, `POST
 /v1/predictions/{id}/cancel`, `POST /v1/files` (multipart `content`) whose `urls.get` is
 accepted as an input, and errors as problem-details bodies (`title`, `detail`, `status`).
@@ -45,6 +49,7 @@ from PIL import Image
 from tests.fake_print_providers import LoopbackServer
 
 TOKEN = "r8_fake_token"
+OFFICIAL_VERSION = "hidden"  # an official model's predictions name no version of ours to pin
 VERSION = "2e4785a4d80dadf580077b2244c8d7c05d8e3faac04a04c02d8e099dd2876789"
 
 # (input picture, the prediction's input, output index) -> an RGB uint8 picture
@@ -54,9 +59,11 @@ Render = Callable[[np.ndarray, dict, int], np.ndarray]
 @dataclass(frozen=True)
 class FakeModel:
     name: str  # owner/name
-    version: str  # 64 hex digits
+    version: str | None  # 64 hex digits; None: an official model, run by name
     inputs: frozenset[str] | None = None  # the input names it accepts; None: any
-    image_input: str = "image"
+    image_input: str = "image"  # a list of pictures when max_images > 1
+    max_images: int = 1
+    choices: tuple[tuple[str, frozenset], ...] = ()  # (input, the values it accepts)
 
 
 DEFAULT_MODEL = FakeModel(
@@ -76,6 +83,35 @@ DEFAULT_MODEL = FakeModel(
             "output_format",
             "enable_pose_controlnet",
         }
+    ),
+)
+
+# FLUX.2 [klein] 4B as https://replicate.com/black-forest-labs/flux-2-klein-4b/api lists its
+# inputs (the aspect ratios are the catalog's list: the page names 1:1 and match_input_image)
+KLEIN = FakeModel(
+    "black-forest-labs/flux-2-klein-4b",
+    None,
+    frozenset(
+        {
+            "prompt",
+            "images",
+            "aspect_ratio",
+            "output_megapixels",
+            "seed",
+            "go_fast",
+            "output_format",
+            "output_quality",
+            "disable_safety_checker",
+        }
+    ),
+    image_input="images",
+    max_images=5,
+    choices=(
+        (
+            "aspect_ratio",
+            frozenset({"1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "5:4", "4:5", "21:9", "9:21", "match_input_image"}),
+        ),
+        ("output_format", frozenset({"webp", "jpg", "png"})),
     ),
 )
 
@@ -103,7 +139,8 @@ class Prediction:
     id: str
     model: FakeModel
     input: dict
-    picture: np.ndarray
+    picture: np.ndarray  # the first picture
+    pictures: list[np.ndarray] = field(default_factory=list)  # all of them, as sent
     status: str = "starting"
     polls: int = 0
     stall: bool = False
@@ -129,7 +166,9 @@ class FakeReplicate:
         cancel_predict_time: float = 1.0,
     ):
         self.token = token
-        self.models = {model.version: model for model in (models or [DEFAULT_MODEL])}
+        models = models or [DEFAULT_MODEL, KLEIN]  # InstantID (pinned) and the catalog's default
+        self.models = {model.version: model for model in models if model.version}
+        self.official = {model.name: model for model in models if not model.version}
         self.render = render
         self.polls_to_finish = polls_to_finish
         self.predict_time, self.cancel_predict_time = predict_time, cancel_predict_time
@@ -184,7 +223,8 @@ class FakeReplicate:
                 del self.outputs[path]
 
     def creates(self) -> list[Seen]:
-        return [s for s in self.requests if s.method == "POST" and s.path == "/v1/predictions"]
+        """The create requests, on /v1/predictions or an official model's endpoint."""
+        return [s for s in self.requests if s.method == "POST" and s.path.endswith("/predictions")]
 
     # -- the API ------------------------------------------------------------------------
 
@@ -221,6 +261,11 @@ class FakeReplicate:
             parts = seen.path.strip("/").split("/")
             if seen.method == "POST" and parts == ["v1", "predictions"]:
                 return self._create(seen.body)
+            if seen.method == "POST" and len(parts) == 5 and parts[:2] == ["v1", "models"] and parts[4] == "predictions":
+                name = f"{parts[2]}/{parts[3]}"
+                if name not in self.official:
+                    return 404, _problem(404, f"official model {name} not found"), {}
+                return self._create(seen.body, self.official[name])
             if seen.method == "POST" and parts == ["v1", "files"]:
                 return self._upload(seen.headers.get("content-type", ""), raw)
             if len(parts) >= 3 and parts[:2] == ["v1", "predictions"] and parts[2] in self.predictions:
@@ -233,19 +278,33 @@ class FakeReplicate:
                     return 200, self._json(prediction), {}
             return 404, _problem(404, "Not found"), {}
 
-    def _create(self, body: Any) -> tuple[int, Any, dict[str, str]]:
-        if not isinstance(body, dict) or not isinstance(body.get("version"), str) or not isinstance(body.get("input"), dict):
-            return 422, _problem(422, "the body needs `version` (a string) and `input` (an object)"), {}
-        model = self.models.get(body["version"])
-        if model is None:
-            return 422, _problem(422, "Invalid version or not permitted", "Invalid version"), {}
+    def _create(self, body: Any, official: FakeModel | None = None) -> tuple[int, Any, dict[str, str]]:
+        if official is None:
+            if not isinstance(body, dict) or not isinstance(body.get("version"), str) or not isinstance(body.get("input"), dict):
+                return 422, _problem(422, "the body needs `version` (a string) and `input` (an object)"), {}
+            model = self.models.get(body["version"])
+            if model is None:
+                return 422, _problem(422, "Invalid version or not permitted", "Invalid version"), {}
+        elif not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return 422, _problem(422, "the body needs `input` (an object)"), {}
+        else:
+            model = official
         given = body["input"]
         if model.inputs is not None and (unknown := sorted(set(given) - model.inputs)):
             return 422, _problem(422, f"input: Additional property {unknown[0]} is not allowed"), {}
-        picture = self._picture(given.get(model.image_input))
-        if picture is None:
+        for name, allowed in model.choices:
+            if name in given and given[name] not in allowed:
+                return 422, _problem(422, f"input.{name}: {given[name]!r} is not one of {sorted(allowed)}"), {}
+        value = given.get(model.image_input)
+        if model.max_images > 1:
+            if not isinstance(value, list) or not 1 <= len(value) <= model.max_images:
+                return 422, _problem(422, f"input.{model.image_input}: 1 to {model.max_images} images"), {}
+            pictures = [self._picture(item) for item in value]
+        else:
+            pictures = [self._picture(value)]
+        if any(picture is None for picture in pictures):
             return 422, _problem(422, f"input.{model.image_input}: Does not match format 'uri'"), {}
-        prediction = Prediction(id=f"fake{next(self._ids):04d}", model=model, input=given, picture=picture)
+        prediction = Prediction(id=f"fake{next(self._ids):04d}", model=model, input=given, picture=pictures[0], pictures=pictures)
         if self._fail:
             prediction.fail_with = self._fail.pop(0)
         if self._stall:
@@ -325,7 +384,7 @@ class FakeReplicate:
         return {
             "id": prediction.id,
             "model": prediction.model.name,
-            "version": prediction.model.version,
+            "version": prediction.model.version or OFFICIAL_VERSION,
             "input": prediction.input,
             "logs": "",
             "output": prediction.output,

@@ -28,6 +28,9 @@ TIMED_OUT), `rate_limit_next` (the next requests are answered 429 with `retry_af
 `status_errors_next` (the next /status calls answer 503), `runsync_wait_seconds` (/runsync
 answers a job still running sooner than its `?wait=`), `forget_finished()` (results
 expire). It counts `submissions` (inputs), `cancels` (job ids) and `seen` (every request).
+
+`publish(data)` serves a file at a URL of its own without the key, as a public endpoint's
+`image_url` (https://image.runpod.ai/...) is served (tests/fake_runpod_qwen.py).
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class FakeRunPod:
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self._threads: list[threading.Thread] = []
+        self.files: dict[str, bytes] = {}  # path -> a published file, served without the key
         self._server = LoopbackServer(self._respond)
 
     @property
@@ -122,6 +126,13 @@ class FakeRunPod:
         self._server.stop()
         for thread in self._threads:
             thread.join(timeout=30)
+
+    def publish(self, data: bytes, suffix: str = "png") -> str:
+        """A file served at a URL of its own, without the key (a public endpoint's output)."""
+        with self._lock:
+            path = f"/files/{uuid.uuid4().hex}.{suffix}"
+            self.files[path] = data
+        return self._server.url + path
 
     def forget_finished(self) -> list[str]:
         """Results expire: RunPod keeps a /run result 30 minutes, a /runsync one 1 minute."""
@@ -144,6 +155,9 @@ class FakeRunPod:
         parts = urlsplit(target)
         path = parts.path
         lowered = {name.lower(): value for name, value in headers.items()}
+        if method == "GET" and path.startswith("/files/"):
+            data = self.files.get(path)
+            return (200, data, {"Content-Type": "image/png"}) if data else (404, b"not found", {"Content-Type": "text/plain"})
         self.seen.append((method, path, lowered))
         with self._lock:
             if self.rate_limit_next > 0:

@@ -89,25 +89,32 @@ def localstripe_server(workdir: Path):
         yield base
 
 
+def _uvicorn_started(app, config: dict):
+    """(server, thread, port) of the app served on a free port once started, or None when
+    its thread ended first: its port went to another process between free_port() and its
+    bind (uvicorn logs why)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    # it starts in a fraction of a second, but its lifespan migrates the orders database:
+    # on a loaded CI machine that once took over 30 s on PostgreSQL
+    wait_until(lambda: server.started or not thread.is_alive(), 180, "the API server", interval=0.02)
+    if server.started:
+        return server, thread, port
+    thread.join(timeout=30)
+    return None
+
+
 @contextmanager
 def api_server(app, **config):
     """The app behind a real uvicorn server on a free port, in this process; `config` goes
-    to uvicorn (e.g. `http=` the API's own protocol, as `photogen serve` runs it)."""
-    for attempt in range(3):
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        # it starts in a fraction of a second, but its lifespan migrates the orders database:
-        # on a loaded CI machine that once took over 30 s on PostgreSQL. A server whose
-        # thread ended before it started lost its port to another process between
-        # free_port() and its bind (uvicorn logs why): it is tried again on another port.
-        wait_until(lambda: server.started or not thread.is_alive(), 180, "the API server", interval=0.02)
-        if server.started:
-            break
-        thread.join(timeout=30)
-    else:
+    to uvicorn (e.g. `http=` the API's own protocol, as `photogen serve` runs it). A port
+    lost before the bind is tried again on another."""
+    started = _uvicorn_started(app, config) or _uvicorn_started(app, config) or _uvicorn_started(app, config)
+    if started is None:
         raise AssertionError("the API server stopped before it started, three times (see its log above)")
+    server, thread, port = started
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -165,6 +172,75 @@ def ray_cluster(workdir: Path, num_cpus: int = 2):
             deadline = time.monotonic() + 10  # its workers end with the raylet
             while group_alive(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+
+@contextmanager
+def ray_two_nodes(workdir: Path, head_cpus: int = 1, worker_cpus: int = 1):
+    """A two-node Ray cluster on this machine (a scale-out test's, in place of the
+    session's one-node cluster, not beside it): the head of `ray_cluster` and a worker node
+    joining it, each a `ray start --block` of its own, stopped by its pid, the worker
+    first. Yields ray_cluster's environment."""
+    with ray_cluster(workdir, num_cpus=head_cpus) as env:
+        command = [str(Path(sys.executable).with_name("ray")), "start", "--block", f"--address={env['RAY_ADDRESS']}"]
+        command += ["--node-ip-address=127.0.0.1", f"--num-cpus={worker_cpus}", "--num-gpus=0", "--disable-usage-stats"]
+        log = workdir / "ray-worker.log"
+        stop_at_once = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+        with server_process(command, log, env=stop_at_once) as process:
+            wait_until(
+                lambda: process.poll() is not None or "will now block forever" in log.read_text(), 120, "the Ray worker node"
+            )
+            assert process.poll() is None, log.read_text()
+            try:
+                yield env
+            finally:  # as ray_cluster stops its head: SIGTERM to `ray start` alone, then its stragglers
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=30)
+                deadline = time.monotonic() + 10
+                while group_alive(process.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+
+@contextmanager
+def serve_application(ray_env: dict[str, str], args: dict, port: int):
+    """engine_service.app:build_app(`args`) deployed on the cluster of `ray_env` by this
+    process, as `photogen engines serve --address` deploys it, with the HTTP proxy on the
+    head only (every node here has the one address 127.0.0.1, so a proxy per node would
+    fight for the port). This process stays the cluster's driver, so a test can read
+    serve.status() and kill a replica; yields the service's URL once /v1/engines answers.
+    Serve and the connection are shut down at the end."""
+    saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # before Ray is imported: it reads its auth mode once, when it loads
+    os.environ.update({name: ray_env[name] for name in saved})
+    import ray
+    from ray import serve
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    # and where this process already joined another cluster (an earlier test's, with its
+    # own token), Ray's cached token would be refused by this one: read it anew, as Ray's
+    # own tests do between clusters
+    reset_auth_token_state()
+
+    from engine_service.app import APP_NAME, build_app
+
+    ray.init(address=ray_env["RAY_ADDRESS"], namespace="photogen", include_dashboard=False, logging_level="WARNING")
+    try:
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers_ok(base + "/v1/engines"), 300, "the engine service")
+        yield base
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _ray_answers(address: str) -> bool:

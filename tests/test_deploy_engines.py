@@ -32,7 +32,7 @@ SERVE_PORT = 8100
 ENGINE_URL = f"http://engines:{SERVE_PORT}"
 GPU = "nvidia.com/gpu"
 # `photogen engines serve` as compose runs it (and Dockerfile.engines' CMD)
-ENGINES_COMMAND = "photogen engines serve --engine diffusers --models /models --host 0.0.0.0 --port 8100".split()
+ENGINES_COMMAND = "photogen engines serve --engine flux2-klein --models /models --host 0.0.0.0 --port 8100".split()
 # the fields of KubeRay's ray.io/v1 types that this file may use: the API server drops an unknown
 # (misspelt) field without a word, so a typo would silently lose a setting. The two
 # *UnhealthySecondThreshold fields are still in v1 but deprecated and ignored: not used here.
@@ -213,7 +213,7 @@ def test_every_application_builds_from_its_import_path_with_arguments_the_servic
         builder = getattr(importlib.import_module(module), attribute)
         assert callable(builder), application.import_path
         options = EngineServiceArgs.model_validate(application.args)
-        assert options.engine == "diffusers"
+        assert options.engine == "flux2-klein"  # the commercial default (tests/test_licences.py)
         assert options.models_dir in models_mounts, "the models folder is where the GPU workers mount the weights"
         assert 1 <= options.min_replicas <= options.max_replicas  # at least one warm replica
         built = _built(application)
@@ -332,7 +332,7 @@ def test_the_compose_engines_service_reserves_an_nvidia_gpu_and_runs_the_cli():
     command = cli.commands[ENGINES_COMMAND[1]].commands[ENGINES_COMMAND[2]]
     with command.make_context(shlex.join(ENGINES_COMMAND[:3]), ENGINES_COMMAND[3:]) as ctx:
         params = ctx.params
-    assert params["engine"] == "diffusers" and params["models_dir"] == "/models"
+    assert params["engine"] == "flux2-klein" and params["models_dir"] == "/models"
     assert (params["host"], params["port"]) == ("0.0.0.0", SERVE_PORT)
 
     # the weights: a volume of this file, read-only at the folder --models names

@@ -215,7 +215,8 @@ def test_demo_with_an_unknown_engine_setting_is_one_line_and_exit_2(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PHOTOGEN_")}, "PHOTOGEN_ENGINE": "gpu"}
     done = subprocess.run([*PHOTOGEN, "demo", "--home", str(tmp_path / "home")], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "PHOTOGEN_ENGINE" in done.stderr and "'embedded', 'diffusers', 'replicate' or 'runpod'" in done.stderr
+    choices = "'embedded', 'diffusers', 'flux2-klein', 'qwen-edit', 'replicate', 'runpod' or 'runpod-qwen-edit'"
+    assert "PHOTOGEN_ENGINE" in done.stderr and choices in done.stderr
 
 
 # -- the same engine behind the warm engine service ---------------------------------------

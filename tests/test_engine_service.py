@@ -22,8 +22,10 @@ import requests
 import assets
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.definitions import build_defs, register_local_order
+from photogen_pipelines.engines import wire
+from photogen_pipelines.engines.base import ReferenceStylizer
 from photogen_pipelines.engines.remote import EngineService, EngineUnavailable, RemoteUpscaler, remote_stylizer
-from photogen_pipelines.errors import BadInput
+from photogen_pipelines.errors import BadInput, ModelError
 from photogen_pipelines.factories import StyleEngineSettings, UpscaleEngineSettings, stylizer
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys
 from tests.dagster_helpers import local_instance
@@ -221,3 +223,57 @@ def test_engine_service_mistakes_are_one_line_and_exit_2(arguments, expected, tm
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert expected in done.stderr and done.stderr.startswith("photogen: error: ")
+
+
+@pytest.mark.slow
+def test_a_tiers_upscale_model_is_loaded_once_per_replica_and_paints_what_it_paints_in_a_run(service_url):
+    from photogen_pipelines.engines.upscale_ncnn import NcnnRealEsrgan
+
+    service = EngineService(service_url)
+    assert "REALESRGAN_X4PLUS" in service.engines["upscale"]["models"]
+    small = np.ascontiguousarray(np.random.default_rng(3).integers(0, 256, (24, 20, 3), dtype=np.uint8))
+    premium = RemoteUpscaler(service, model="REALESRGAN_X4PLUS")
+    assert premium.scales == (4,)  # that model's scales, as in a run
+    pictures = [premium.upscale(small, 4) for _ in range(3)]
+    local = NcnnRealEsrgan("REALESRGAN_X4PLUS").upscale(small, 4)
+    assert all(np.array_equal(picture, local) for picture in pictures)
+    assert not np.array_equal(RemoteUpscaler(service).upscale(small, 4), local)  # the service's own model is another
+    (upscale,) = [r for r in _status(service_url)["replicas"].values() if r["deployment"] == "UpscaleWorker"]
+    assert upscale["model_loads"] == 2  # its own model at start, the tier's once, however many orders ask
+    with pytest.raises(ModelError):
+        RemoteUpscaler(service, model="NO_SUCH_MODEL").upscale(small, 4)
+
+
+@pytest.mark.slow
+def test_steps_reach_the_service_and_an_engine_without_steps_paints_as_it_does_in_a_run(service_url, face_images):
+    portrait = np.ascontiguousarray(face_images["ardern"][:128, :96])
+    service = EngineService(service_url)
+    assert service.engines["style"]["steps"] is None  # the embedded engine has no steps, in the service as in a run
+    params = _style_params("fauve")
+    with_steps = remote_stylizer(service, steps=40).stylize(portrait, params, 0.5)
+    assert np.array_equal(with_steps, remote_stylizer(service).stylize(portrait, params, 0.5))
+    for steps in (0, 151, "forty"):
+        body = wire.pack({"params": params, "strength": 0.5, "steps": steps}, [portrait])
+        answer = requests.post(f"{service_url}/v1/stylize", data=body, timeout=30)
+        assert answer.status_code == 400 and "steps must be an integer from 1 to 150" in answer.json()["detail"]
+
+
+@pytest.mark.slow
+def test_references_to_an_engine_that_paints_from_one_picture_are_refused_with_a_code(service_url, face_images):
+    service = EngineService(service_url)
+    assert "max_references" not in service.engines["style"]
+    assert not isinstance(remote_stylizer(service), ReferenceStylizer)
+    photos = [np.ascontiguousarray(face_images[name][:64, :48]) for name in ("ardern", "macron")]
+    fields = {"params": _style_params("fauve"), "strength": 0.5, "seeds": [1], "size": [48, 64]}
+    with pytest.raises(ModelError) as refused:
+        service.post("/v1/references", fields, photos)
+    assert refused.value.code == "engine_has_no_references"
+    with pytest.raises(BadInput, match="size must be"):
+        service.post("/v1/references", {**fields, "size": [0, 64]}, photos)
+
+
+def test_a_message_carries_every_picture_in_order_whatever_their_sizes():
+    pictures = [np.full((10 + i, 7 * (i + 1), 3), i, np.uint8) for i in range(4)]
+    fields, back = wire.unpack(wire.pack({"seeds": [1, 2]}, pictures))
+    assert fields == {"seeds": [1, 2]} and [p.shape for p in back] == [p.shape for p in pictures]
+    assert all(np.array_equal(a, b) for a, b in zip(back, pictures, strict=True))

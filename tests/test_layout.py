@@ -19,7 +19,7 @@ FLOORS = [
     {"access", "engines"},
     {"factories"},  # engines and stores from settings
     {"tiers"},  # which engines a quality tier gets
-    {"generation"},
+    {"generation", "licences"},  # the stages; which models a configuration loads (needs tiers)
     {"orders", "credits"},  # the order; customers and their credit wallets
     {"payments", "fulfilment", "webhooks", "analytics"},
     {"workflows"},  # placing, approving, retiring an order: ties the domains together

@@ -36,7 +36,9 @@ def test_a_safety_refusal_rejects_the_order_with_its_reason_without_retrying(tmp
             resources=defs.resources,
             raise_on_error=False,
         )
-        assert not run.success and replicate.created == 1  # not retried: another try cannot change the verdict
+        # the round's two predictions (one per variant, FLUX.2 [klein]), not retried: another
+        # try cannot change the verdict
+        assert not run.success and replicate.created == 2
     rejected = defs.resources["orders"].book().get(order.id)
     assert rejected.state == OrderState.REJECTED and rejected.reason.startswith("content_refused:")
 
@@ -57,6 +59,6 @@ def test_a_styled_candidates_step_run_again_pays_for_no_second_prediction(tmp_pa
                 resources=defs.resources,
             )
             assert run.success
-        assert replicate.created == 1
+        assert replicate.created == 2  # one per variant, once
     again = OrderKeys(order.id).load(defs.resources["storage"].store(), CandidatesInfo)
-    assert again.usage.predictions == 0 and again.usage.reused == 1 and again.usage.cost_usd == 0.0
+    assert again.usage.predictions == 0 and again.usage.reused == 2 and again.usage.cost_usd == 0.0

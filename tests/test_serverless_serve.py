@@ -54,13 +54,14 @@ def test_an_order_is_painted_by_replicate_gated_by_us_and_costed(tmp_path, astro
         }
         with serving(tmp_path, env) as (process, api, home, log):
             order = _order_until_ready(api, home, process, log, astronaut_png)
-        # one prediction for the order's round (its two outputs are the two variants), none paid
-        # twice; the catalog's style previews are painted on the shop's engine too, with their own seeds
-        first_seed = variant_seed(order_seed(order["id"]), 0)
-        for_the_order = [c.body for c in replicate.creates() if c.body["input"].get("seed") == first_seed]
-        assert len(for_the_order) == 1
-        assert for_the_order[0]["input"]["num_outputs"] == 2
-        assert for_the_order[0]["input"]["prompt"].startswith("portrait of a person as a classical oil painting")
+        # the catalog's default model (FLUX.2 [klein], run by name) paints one prediction per
+        # variant, none paid twice; the catalog's style previews are painted on the shop's engine
+        # too, with their own seeds
+        seeds = {variant_seed(order_seed(order["id"]), index) for index in range(2)}
+        for_the_order = [c for c in replicate.creates() if c.body["input"].get("seed") in seeds]
+        assert len(for_the_order) == 2 and {c.body["input"]["seed"] for c in for_the_order} == seeds
+        assert all(c.path == "/v1/models/black-forest-labs/flux-2-klein-4b/predictions" for c in for_the_order)
+        assert for_the_order[0].body["input"]["prompt"].startswith("portrait of a person as a classical oil painting")
 
     store, keys = LocalArtifactStore(home / "artifacts"), OrderKeys(order["id"])
     validation = keys.load(store, Validation)
@@ -68,8 +69,9 @@ def test_an_order_is_painted_by_replicate_gated_by_us_and_costed(tmp_path, astro
     assert validation.best_similarity() >= validation.threshold
     candidates = keys.load(store, CandidatesInfo)
     assert candidates.engine == "replicate-http-v1"
-    assert candidates.usage.backend == "replicate" and candidates.usage.predictions == 1
-    assert candidates.usage.predict_seconds == 3.0 and candidates.usage.cost_usd == 0.003
+    assert candidates.usage.backend == "replicate" and candidates.usage.predictions == 2
+    # priced per picture (the catalog's price_per_image), not by the second
+    assert candidates.usage.predict_seconds == 6.0 and candidates.usage.cost_usd == pytest.approx(2 * 0.002)
 
 
 def _runpod_worker(tmp_path: Path, monkeypatch):

@@ -18,7 +18,7 @@ from photogen_pipelines.engines.predictions import MemoryPredictionJournal, SqlP
 from photogen_pipelines.engines.remote import EngineUnavailable
 from photogen_pipelines.engines.stylize_replicate import ReplicateStylizer
 from photogen_pipelines.errors import BadInput, ModelError
-from tests.fake_replicate import DEFAULT_MODEL, TOKEN, FakeModel, FakeReplicate, tinted
+from tests.fake_replicate import DEFAULT_MODEL, KLEIN, TOKEN, FakeModel, FakeReplicate, tinted
 
 IMG2IMG = FakeModel("acme/img2img", "a1" * 32, image_input="input_image")  # takes any input name
 NSFW = "NSFW content detected. Try running it again, or try a different prompt."
@@ -81,7 +81,7 @@ def portrait() -> np.ndarray:
 
 @pytest.fixture
 def fake():
-    with FakeReplicate(models=[IMG2IMG, DEFAULT_MODEL]) as api:
+    with FakeReplicate(models=[IMG2IMG, DEFAULT_MODEL, KLEIN]) as api:
         yield api
 
 
@@ -165,17 +165,34 @@ def test_outputs_of_another_size_come_back_at_the_portraits_size(portrait):
     assert pictures[0].mean() == pytest.approx(90, abs=1) and pictures[1].mean() == pytest.approx(130, abs=1)
 
 
+def test_the_opt_in_instant_id_entry_is_still_a_valid_mapping(fake, face_images):
+    """InstantID stays in the catalog as an opt-in model (non-commercial weights)."""
+    from importlib import resources
+
+    import yaml
+
+    entry = yaml.safe_load(resources.files("photogen_pipelines.catalog").joinpath("styles.yaml").read_text())
+    params = {**load_styles().get("starry_swirl").diffusion.model_dump(), "replicate": entry["replicate_models"]["instant_id"]}
+    make(fake, steps=30).stylize_variants(face_images["obama"], params, 0.54, [3, 4])
+    sent = fake.creates()[0].body["input"]
+    assert sent["num_outputs"] == 2 and sent["seed"] == 3 and sent["num_inference_steps"] == 30
+    assert sent["output_format"] == "png" and sent["enable_pose_controlnet"] is False
+
+
 def test_the_catalogs_own_mapping_runs_and_keeps_the_likeness(fake, analyzer, face_images):
-    """The lead's catalog entry (zsxkib/instant-id) against a fake that accepts only that
-    model's inputs; the default tint leaves the face recognisable, as the identity gate needs."""
+    """The catalog's default entry (FLUX.2 [klein] 4B, an official model) against a fake
+    that accepts only that model's inputs; the default tint leaves the face recognisable,
+    as the identity gate needs."""
     style = load_styles().get("starry_swirl")
     params = style.engine_params("replicate").model_dump()
     face = face_images["obama"]
     pictures = make(fake, steps=30).stylize_variants(face, params, 0.54, [3, 4])
 
-    sent = fake.creates()[0].body["input"]
-    assert sent["num_outputs"] == 2 and sent["seed"] == 3 and sent["num_inference_steps"] == 30
-    assert sent["output_format"] == "png" and sent["enable_pose_controlnet"] is False
+    creates = fake.creates()
+    assert [c.body["input"]["seed"] for c in creates] == [3, 4]  # one prediction per seed
+    sent = creates[0].body["input"]
+    assert len(sent["images"]) == 1 and sent["output_format"] == "png" and "num_inference_steps" not in sent
+    assert creates[0].path == f"/v1/models/{KLEIN.name}/predictions"
     [reference_face] = analyzer.detect(face)
     reference = analyzer.embed(face, reference_face)
     for picture in pictures:

@@ -4,10 +4,11 @@ Real-ESRGAN in torch) behind RunPod's queue, for `photogen_pipelines/engines/run
 A job's input is one of
 
     {"task": "stylize", "image": <PNG, base64>, "params": {<the style's diffusion section>},
-     "strength": 0.5, "seeds": [1, 2, 3]}
+     "strength": 0.5, "seeds": [1, 2, 3], "steps": 40}
     {"task": "upscale", "image": <PNG, base64>, "scale": 4}
 
-and its output
+(`steps`, optional: the order's tier's denoising steps, for this job only; without them the
+worker's own) and its output
 
     {"images": [<PNG, base64>, ...], "engine": {"name", "version"}, "seconds": <engine wall seconds>}
 
@@ -49,10 +50,12 @@ from photogen_pipelines import factories
 from photogen_pipelines.engines.base import SeededStylizer, Stylizer, Upscaler
 from photogen_pipelines.errors import PhotoGenError
 from photogen_pipelines.imaging.images import png_bytes
+from photogen_pipelines.tiers import steps_for_call
 
 TASKS = ("stylize", "upscale")
 MAX_INPUT_PIXELS = 40_000_000  # as many as an upload may have (imaging.MAX_UPLOAD_PIXELS)
 MAX_SEEDS = 16  # a round's variants; more is a mistake, not an order
+MAX_STEPS = 150  # a tier's steps at most (the catalog's Tier.steps bound)
 # /run accepts 10 MB and /runsync 20 MB (RunPod's documented payload limits); a job's
 # result travels back through the same queue, so inline outputs stay under the smaller one
 DEFAULT_MAX_OUTPUT_MB = 9.0
@@ -142,12 +145,18 @@ def _stylize(image: np.ndarray, request: dict) -> tuple[list[np.ndarray], Styliz
         or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds)
     ):
         raise BadJob(f"seeds must be a list of 1 to {MAX_SEEDS} integers in [0, 2**32), got {seeds!r}")
+    steps = request.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS):
+        raise BadJob(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
     stylizer = engines()[0]
     if not isinstance(stylizer, SeededStylizer):  # engine_settings("diffusers") always builds InstantID
         raise PhotoGenError(f"{stylizer.name} renders no seeded variants", code="worker_misconfigured")
     started = time.perf_counter()
     try:
-        pictures = stylizer.stylize_variants(image, params, float(strength), list(seeds))
+        # the worker runs one job at a time (RunPod's default concurrency), so the loaded
+        # engine takes this job's steps for the call and its own ones back after
+        with steps_for_call(stylizer, steps):
+            pictures = stylizer.stylize_variants(image, params, float(strength), list(seeds))
     except ValueError as exc:  # the style's parameters (pydantic) or the strength, as the engine saw them
         raise BadJob(str(exc)) from None
     return pictures, stylizer, time.perf_counter() - started

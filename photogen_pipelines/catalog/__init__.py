@@ -55,6 +55,9 @@ class DiffusionStyleParams(BaseModel):
     guidance_scale: float = Field(5.0, ge=1.0, le=20.0)
     lora: str | None = None  # a file in the models folder's loras/, without .safetensors
     lora_scale: float = Field(0.8, ge=0.0, le=2.0)
+    # reference-image engines (flux2-klein, qwen-edit): a picture of the style, a file in the
+    # models folder's style-references/; it takes one of the model's reference places
+    reference_image: str | None = Field(None, pattern=r"^[\w.-]+\.(png|jpg|jpeg|webp)$")
 
 
 # what a remote model's inputs can be filled from: our picture, the style's diffusion
@@ -71,27 +74,42 @@ REPLICATE_FIELDS = frozenset(
         "seed",
         "num_outputs",
         "steps",
+        "images",  # a reference model's list of photos (the primary first)
+        "aspect_ratio",  # the size asked for, as the nearest of the model's `aspect_ratios`
     }
 )
 
 
 class ReplicateModel(BaseModel):
-    """A model on Replicate that renders a style, pinned to one version, and how its
-    inputs are filled from ours (`inputs`: our field -> its input name; `fixed`: inputs
-    sent as they are)."""
+    """A model on Replicate that renders a style, pinned to one version (or, for an
+    official model, run by name without one), and how its inputs are filled from ours
+    (`inputs`: our field -> its input name; `fixed`: inputs sent as they are).
+
+    A reference model maps `images` (every photo of the customer, at most `max_images`)
+    and `aspect_ratio` (one of its `aspect_ratios`) instead of `image`. `price_per_image`
+    is what one output picture costs, for the models Replicate prices per image."""
 
     model: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")  # owner/name
-    version: str = Field(pattern=r"^[0-9a-f]{64}$")
+    version: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # None: an official model
     inputs: dict[str, str]
     fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    max_images: int = Field(1, ge=1, le=16)
+    aspect_ratios: list[str] = Field(default_factory=list)  # "W:H" choices of the model's schema
+    price_per_image: float | None = Field(None, ge=0.0)  # None: the shop's setting
 
     @model_validator(mode="after")
     def _known_fields(self) -> ReplicateModel:
         unknown = set(self.inputs) - REPLICATE_FIELDS
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)} in inputs; ours are {sorted(REPLICATE_FIELDS)}")
-        if "image" not in self.inputs:
-            raise ValueError("inputs must map `image`: the model needs the customer's picture")
+        if ("image" in self.inputs) == ("images" in self.inputs):
+            raise ValueError("inputs must map exactly one of `image` or `images`: the model needs the customer's picture")
+        if "aspect_ratio" in self.inputs and not self.aspect_ratios:
+            raise ValueError("a model that maps `aspect_ratio` lists its `aspect_ratios` (W:H)")
+        for ratio in self.aspect_ratios:
+            width, _, height = ratio.partition(":")
+            if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+                raise ValueError(f"aspect ratio {ratio!r} is not W:H")
         return self
 
 
@@ -171,7 +189,9 @@ class Tier(BaseModel):
     name: str
     description: str
     # default: the shop's engine (PHOTOGEN_ENGINE); embedded: the CPU engine, whatever the shop runs
-    engine: Literal["default", "embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit", "service"] = "default"
+    engine: Literal[
+        "default", "embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit", "service"
+    ] = "default"
     variants: int = Field(4, ge=1, le=8)  # the proofs the tier's price buys, and the most an order may ask for
     steps: int | None = Field(None, ge=1, le=150)  # diffusion engines' denoising steps
     upscale_model: str | None = None  # the embedded upscaler's model (upscale_ncnn.MODEL_SCALES)

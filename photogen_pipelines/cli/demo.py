@@ -21,10 +21,11 @@ from photogen_pipelines.cli.common import (
     read_image_file,
 )
 from photogen_pipelines.cli.instance import use_local_instance
+from photogen_pipelines.cli.licences import require_commercial_configuration
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
 from photogen_pipelines.orders.states import OrderState
-from photogen_pipelines.settings import LocalPaths
+from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 from photogen_pipelines.storage.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
 
 
@@ -55,18 +56,22 @@ def default_selfie() -> bytes:
 @home_option
 @click.option(
     "--engine",
-    type=click.Choice(["embedded", "diffusers", "replicate", "runpod"]),
+    type=click.Choice(["embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit"]),
     default=None,
     help="embedded: CPU models shipped in the wheels (default). diffusers: SDXL + InstantID, "
     "insightface, Real-ESRGAN in torch, from --models (a GPU; tiny models run on a CPU). "
-    "replicate, runpod: serverless GPUs, with their PHOTOGEN_REPLICATE_* / PHOTOGEN_RUNPOD_* settings.",
+    "flux2-klein, qwen-edit: FLUX.2 [klein] 4B or Qwen-Image-Edit-Plus painting from all the customer's "
+    "photos, and Real-ESRGAN in torch, from --models (likewise). "
+    "replicate, runpod: serverless GPUs, with their PHOTOGEN_REPLICATE_* / PHOTOGEN_RUNPOD_* settings; "
+    "runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit-2511 (PHOTOGEN_RUNPOD_API_KEY).",
 )
 @click.option(
     "--models",
     "models_dir",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="The diffusers engine's models folder ($PHOTOGEN_MODELS_DIR); `photogen dev make-tiny-models` writes a tiny one.",
+    help="The diffusers, flux2-klein or qwen-edit engine's models folder ($PHOTOGEN_MODELS_DIR); "
+    "`photogen dev make-tiny-models [--family F]` writes a tiny one.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; progress stays on stderr.")
 @clear_errors
@@ -77,6 +82,9 @@ def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, 
     load_styles().get(style_id)  # unknown ids fail before anything is loaded
     load_products().get(product_id)
     engine_settings = _engine_settings(engine, models_dir)
+    # the settings build_defs will run on: a paying shop refuses a non-commercial model
+    # (PHOTOGEN_COMMERCIAL_ONLY) before the home is made or a model loaded
+    require_commercial_configuration(PhotoGenSettings(**({"home": home} if home else {}), **engine_settings))
     if out:  # a folder the user chose is checked before the home is made
         out_dir = output_folder(out, "--out").resolve()
         paths = local_home(home)
@@ -139,17 +147,22 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
         if models_dir:
             raise BadInput("--models is for --engine diffusers", code="models_without_engine")
         return {"engine": "embedded"}
-    if engine in ("replicate", "runpod"):
+    if engine in ("replicate", "runpod", "runpod-qwen-edit"):
         if models_dir:
             raise BadInput(f"--models is for --engine diffusers; {engine} runs its own models", code="models_without_engine")
-        needed = ["replicate_api_token"] if engine == "replicate" else ["runpod_api_key", "runpod_endpoint_id"]
+        needed = {
+            "replicate": ["replicate_api_token"],
+            "runpod": ["runpod_api_key", "runpod_endpoint_id"],
+            "runpod-qwen-edit": ["runpod_api_key"],
+        }[engine]
         missing = ["PHOTOGEN_" + name.upper() for name in needed if not getattr(settings, name)]
         if missing:
             raise BadInput(f"--engine {engine} needs {' and '.join(missing)} in the environment", code="setting_missing")
         return {"engine": engine}  # the provider's key and endpoint come from the environment
     if not models_dir:
         raise BadInput(
-            "--engine diffusers needs --models DIR (`photogen dev make-tiny-models DIR` writes a tiny one)",
+            f"--engine {engine} needs --models DIR (`photogen dev make-tiny-models{_FAMILY_OPTION.get(engine, '')} DIR` "
+            "writes a tiny one)",
             code="models_dir_missing",
         )
     try:
@@ -158,10 +171,16 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
         raise BadInput(
             f"the diffusers engine is not installed ({exc.name}): pip install -e '.[gpu]'", code="gpu_extra_missing"
         ) from None
-    missing = missing_model_files(models_dir)
+    missing = missing_model_files(models_dir, engine)
     if missing:
-        raise BadInput(f"the models folder {models_dir} lacks: " + "; ".join(missing), code="models_incomplete")
-    return {"engine": "diffusers", "models_dir": models_dir}
+        raise BadInput(
+            f"the models folder {models_dir} (--engine {engine}) lacks: " + "; ".join(missing), code="models_incomplete"
+        )
+    return {"engine": engine, "models_dir": models_dir}
+
+
+# the tiny models of a reference-image engine: `photogen dev make-tiny-models --family ...`
+_FAMILY_OPTION = {"flux2-klein": " --family flux2-klein", "qwen-edit": " --family qwen-edit"}
 
 
 def _run(defs, instance, book, job_name: str, order_id: str):

@@ -9,6 +9,7 @@ import time
 import click
 
 from photogen_pipelines.cli.common import UsageFailure, emit
+from photogen_pipelines.cli.licences import environment_settings, require_commercial
 from photogen_pipelines.cli.processes import say
 
 DEFAULT_PORT = 8100
@@ -21,8 +22,14 @@ def engines() -> None:
 
 
 @engines.command("serve")
-@click.option("--engine", type=click.Choice(["embedded", "diffusers"]), default="embedded", show_default=True)
-@click.option("--models", "models_dir", type=click.Path(file_okay=False), help="The models folder (diffusers).")
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "diffusers", "flux2-klein", "qwen-edit"]),
+    default="embedded",
+    show_default=True,
+    help="embedded: CPU models from the wheels; diffusers: SDXL + InstantID; flux2-klein, qwen-edit: reference-photo engines.",
+)
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), help="The models folder (every engine but embedded).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the service listens.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--min-replicas", type=click.IntRange(0), default=1, show_default=True, help="Replicas per engine, at least.")
@@ -46,14 +53,16 @@ def serve(
     """Run the engine service until Ctrl-C or SIGTERM; runs reach it at PHOTOGEN_ENGINE_URL."""
     from pydantic import ValidationError
 
+    from photogen_pipelines.catalog import load_styles
     from photogen_pipelines.cli.serve import check_port_free
+    from photogen_pipelines.licences import engine_models
 
     try:
         from engine_service.app import EngineServiceArgs
     except ImportError as exc:
         raise UsageFailure(f"the engine service is not installed ({exc.name}): pip install -e '.[service]'") from None
-    if engine == "diffusers" and not models_dir:
-        raise UsageFailure("--engine diffusers needs --models DIR, the models folder")
+    if engine != "embedded" and not models_dir:
+        raise UsageFailure(f"--engine {engine} needs --models DIR, the models folder")
     if models_dir:
         models_dir = os.path.abspath(models_dir)
         if not os.path.isdir(models_dir):
@@ -68,6 +77,10 @@ def serve(
         )
     except ValidationError as exc:
         raise UsageFailure(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    # a paying shop's service (PHOTOGEN_COMMERCIAL_ONLY) refuses a non-commercial model before
+    # Ray starts: the runs that call it check only their own faces (photogen_pipelines/licences.py)
+    settings = environment_settings()
+    require_commercial(lambda: engine_models(*args.engines(), catalog=load_styles(settings.styles_path)), settings)
     check_port_free(host, port)
     _run_service(args, host, port, cpus, address)
 

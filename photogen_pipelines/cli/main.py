@@ -11,7 +11,22 @@ import os
 
 import click
 
-from photogen_pipelines.cli import admin, catalogs, code_server, credits, demo, dev, engines, faces, report, serve, shop, ui
+from photogen_pipelines.cli import (
+    admin,
+    catalogs,
+    code_server,
+    credits,
+    customers,
+    demo,
+    dev,
+    engines,
+    faces,
+    licences,
+    report,
+    serve,
+    shop,
+    ui,
+)
 
 
 @click.group()
@@ -36,9 +51,11 @@ for command in (
     admin.api_key,
     admin.db,
     credits.credits,
+    customers.customers,
     report.report,
     dev.dev,
     shop.shop,
+    licences.licences,
 ):
     cli.add_command(command)
 

@@ -18,15 +18,22 @@ from pathlib import Path
 import click
 import yaml
 
-from photogen_pipelines.cli.common import UsageFailure, home_option, local_home, photogen_command
+from photogen_pipelines.cli.common import (
+    LOOPBACK_HOSTS,
+    UsageFailure,
+    home_option,
+    local_home,
+    photogen_command,
+    refuse_an_open_ui,
+)
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
+from photogen_pipelines.cli.licences import environment_settings, require_commercial_configuration
 from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 
 READY_TIMEOUT_SECONDS = 120
 STOP_GRACE_SECONDS = 30
 API_APP = "storefront_api.main:app"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ENGINE_HOST = "127.0.0.1"  # the local engine service is for this machine's runs only
 CODE_HOST = "127.0.0.1"  # the code server answers the UI and the daemon on this machine only
 # the name `dagster dev -m` (photogen ui) gives the location too: runs, sensor states and
@@ -193,7 +200,12 @@ def _wait_until_ready(supervisor: Supervisor, checks: dict[str, Callable[[], boo
     "--ui-host",
     default="127.0.0.1",
     show_default=True,
-    help="Where the Dagster UI listens. It has no login: expose it only behind your own access control.",
+    help="Where the Dagster UI listens. It has no login: beyond loopback only with --ui-auth-in-front.",
+)
+@click.option(
+    "--ui-auth-in-front",
+    is_flag=True,
+    help="A proxy that asks for a login stands in front of --ui-host (deploy/operators/dagster-ui.nginx.conf).",
 )
 @click.option("--api-port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="The storefront API's port.")
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="The Dagster UI's port.")
@@ -212,6 +224,7 @@ def _wait_until_ready(supervisor: Supervisor, checks: dict[str, Callable[[], boo
 def serve(
     host: str,
     ui_host: str,
+    ui_auth_in_front: bool,
     api_port: int,
     ui_port: int,
     engine_service: bool,
@@ -220,6 +233,12 @@ def serve(
     home: str | None,
 ) -> None:
     """Run the whole service: storefront API, Dagster UI and Dagster daemon; Ctrl-C or SIGTERM stops it."""
+    settings = environment_settings()
+    # first, before a port is probed or a folder made: a paying shop (PHOTOGEN_COMMERCIAL_ONLY)
+    # never serves on a model it may not use. With --engine-service the local service runs
+    # PHOTOGEN_ENGINE's models for the runs, so they are checked here as if in the run
+    require_commercial_configuration(settings.model_copy(update={"engine_url": None}) if engine_service else settings)
+    refuse_an_open_ui(ui_host, ui_auth_in_front, "--ui-host", "--ui-auth-in-front")
     ports = {"--api-port": api_port, "--ui-port": ui_port, **({"--engine-port": engine_port} if engine_service else {})}
     if len(set(ports.values())) < len(ports):
         raise UsageFailure(f"two of {', '.join(ports)} are the same port ({', '.join(map(str, ports.values()))})")
@@ -238,12 +257,17 @@ def serve(
         _serve(paths, host, ui_host, api_port, ui_port, dagster, engines if engine_service else None)
 
 
+# the engines that run from a models folder in the service's replicas (the others are the
+# embedded CPU engine, or serverless and need no service)
+MODELS_FOLDER_ENGINES = ("diffusers", "flux2-klein", "qwen-edit")
+
+
 def _engine_service_command(command: list[str], settings: PhotoGenSettings) -> list[str]:
     """`photogen engines serve` for the engine PHOTOGEN_ENGINE names."""
-    if settings.engine == "diffusers":
+    if settings.engine in MODELS_FOLDER_ENGINES:
         if not settings.models_dir:
-            raise UsageFailure("PHOTOGEN_ENGINE=diffusers needs PHOTOGEN_MODELS_DIR, the models folder")
-        return [*command, "--engine", "diffusers", "--models", settings.models_dir]
+            raise UsageFailure(f"PHOTOGEN_ENGINE={settings.engine} needs PHOTOGEN_MODELS_DIR, the models folder")
+        return [*command, "--engine", settings.engine, "--models", settings.models_dir]
     return command
 
 
@@ -278,7 +302,7 @@ def _serve(
         # the API, the code server and the daemon inherit it: registration and delivery alike
         say("warning: PHOTOGEN_WEBHOOK_ALLOW_PRIVATE is on: webhooks may go to this machine and its private network")
     if ui_host not in LOOPBACK_HOSTS:
-        say(f"warning: the Dagster UI listens on {ui_host} and has no login: keep it behind your own access control")
+        say(f"the Dagster UI listens on {ui_host}, behind the login you put in front of it (--ui-auth-in-front)")
     probe, ui_probe = _probe_host(host), _probe_host(ui_host)
     shown, ui_shown = (f"[{h}]" if ":" in h else h for h in (host, ui_host))
     with Supervisor(grace_seconds=STOP_GRACE_SECONDS) as supervisor:

@@ -18,7 +18,9 @@ STOP_GRACE_SECONDS = 30
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Where it listens: beyond loopback only with --auth-in-front.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Where it listens: beyond loopback only with --auth-in-front."
+)
 @click.option("--port", type=int, default=3000, show_default=True)
 @click.option(
     "--auth-in-front",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import requests
 
 FIRST_BACKOFF_SECONDS = 0.5
+MAX_STEPS = 150  # a request's denoising steps at most (the catalog's Tier.steps bound)
 MAX_BACKOFF_SECONDS = 5.0
 CONNECT_SECONDS = 10.0  # a connection the service has not accepted by then is tried again
 
@@ -103,21 +104,26 @@ def _error_body(response: requests.Response) -> tuple[str, str]:
 
 class RemoteStylizer:
     """A Stylizer whose pictures the service paints; the service routes each style to a
-    replica that has it loaded (style_id)."""
+    replica that has it loaded (style_id). `steps` (the order's tier's) ride in every
+    request, so a tier means on the service what it means in a run; None: the engine's own."""
 
-    def __init__(self, service: EngineService):
+    def __init__(self, service: EngineService, steps: int | None = None):
         info = service.engines["style"]
         self.service = service
+        self.steps = steps
         self.name = f"{info['name']} (service)"
-        self.version = f"{info['version']} via {service.url}"
+        self.version = f"{info['version']} via {service.url}" + (f", {steps} steps" if steps is not None else "")
         self.params_section = info["params_section"]
 
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
         return self._render(rgb, params, strength, None)[0]
 
-    def _render(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int] | None) -> list[np.ndarray]:
+    def _fields(self, params: dict, strength: float, seeds: list[int] | None) -> dict:
         fields = {"params": params, "strength": strength, "seeds": seeds}
-        _, images = self.service.post("/v1/stylize", fields, [rgb])
+        return {**fields, "steps": self.steps} if self.steps is not None else fields
+
+    def _render(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int] | None) -> list[np.ndarray]:
+        _, images = self.service.post("/v1/stylize", self._fields(params, strength, seeds), [rgb])
         return images
 
 
@@ -128,17 +134,53 @@ class RemoteSeededStylizer(RemoteStylizer):
         return self._render(rgb, params, strength, list(seeds))
 
 
+class _RemoteReferences:
+    """The service's engine paints from reference photos (a ReferenceStylizer): all of an
+    order's photos travel in one message (engines/wire.py), its seeds paint together."""
+
+    service: EngineService
+    max_references: int
+
+    def paint_from_references(
+        self, references: list[np.ndarray], params: dict, strength: float, seeds: list[int], size: tuple[int, int]
+    ) -> list[np.ndarray]:
+        if not 1 <= len(references) <= self.max_references:
+            raise BadInput(
+                f"{self.name} takes 1 to {self.max_references} reference photos, got {len(references)}",
+                code="too_many_references",
+            )
+        fields = {**self._fields(params, strength, [int(seed) for seed in seeds]), "size": [int(size[0]), int(size[1])]}
+        _, images = self.service.post("/v1/references", fields, list(references))
+        if len(images) != len(seeds):
+            raise ModelError(f"engine service: {len(images)} pictures for {len(seeds)} seeds", code="engine_failed")
+        return images
+
+
+class RemoteReferenceStylizer(_RemoteReferences, RemoteStylizer):
+    """A reference-photo engine in the service that has no seeded variants of one picture."""
+
+
+class RemoteSeededReferenceStylizer(_RemoteReferences, RemoteSeededStylizer):
+    """A reference-photo engine in the service that also paints seeded variants of one picture."""
+
+
 class RemoteUpscaler:
-    def __init__(self, service: EngineService):
+    """An Upscaler in the service. `model`, a tier's upscale model, rides in every request;
+    the service refuses it (`upscale_model_unavailable`) when its upscaler has one model."""
+
+    def __init__(self, service: EngineService, model: str | None = None):
         info = service.engines["upscale"]
         self.service = service
+        self.model = model
         self.name = f"{info['name']} (service)"
-        self.version = f"{info['version']} via {service.url}"
-        self.scales = tuple(info["scales"])
+        self.version = f"{info['version']} via {service.url}" + (f", model {model}" if model else "")
+        # the tier's model's own scales where the service offers it (the print stage plans its passes on them)
+        self.scales = tuple(info.get("models", {}).get(model) or info["scales"])
 
     def upscale(self, rgb: np.ndarray, scale: int) -> np.ndarray:
         check_upscale_input(rgb, scale, self.scales, self.name)
-        return self.service.post("/v1/upscale", {"scale": scale}, [rgb])[1][0]
+        fields = {"scale": scale, **({"model": self.model} if self.model else {})}
+        return self.service.post("/v1/upscale", fields, [rgb])[1][0]
 
 
 def style_id(params: dict) -> str:
@@ -147,6 +189,14 @@ def style_id(params: dict) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def remote_stylizer(service: EngineService) -> RemoteStylizer:
-    seeded = service.engines["style"].get("seeded", False)
-    return RemoteSeededStylizer(service) if seeded else RemoteStylizer(service)
+def remote_stylizer(service: EngineService, steps: int | None = None) -> RemoteStylizer:
+    """The stylizer the service's style engine is: seeded or not, a ReferenceStylizer when
+    the service says its engine paints from references (GET /v1/engines `max_references`)."""
+    info = service.engines["style"]
+    seeded, references = info.get("seeded", False), info.get("max_references")
+    if references:
+        kind = RemoteSeededReferenceStylizer if seeded else RemoteReferenceStylizer
+        stylizer = kind(service, steps)
+        stylizer.max_references = int(references)
+        return stylizer
+    return RemoteSeededStylizer(service, steps) if seeded else RemoteStylizer(service, steps)

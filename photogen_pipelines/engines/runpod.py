@@ -42,6 +42,12 @@ job's `delayTime` mixes that start with time in the queue, which is not billed. 
 order's cost here is its own GPU time; cold starts and idle time are the endpoint's
 overhead, in RunPod's invoice rather than in any one order (a lower bound, on purpose).
 
+RunPod's public endpoints (hosted models, engines/runpod_qwen_edit.py) speak the same
+queue API and differ only in their input and output: `run_job` takes the request's key
+and input as given, an output may be `{"image_url", "cost"}`
+(https://docs.runpod.io/public-endpoints/requests, "Response format"), and a job is then
+metered at the `cost` it states, else at `price_per_image` per picture it made.
+
 The journal keeps RunPod's states in its own words: IN_QUEUE → starting, IN_PROGRESS →
 processing, COMPLETED → succeeded, FAILED and TIMED_OUT → failed, CANCELLED → canceled.
 """
@@ -52,8 +58,10 @@ import base64
 import binascii
 import io
 import json
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -112,6 +120,7 @@ class RunPodClient:
         api_base: str = DEFAULT_API_BASE,
         journal: PredictionJournal,
         price_per_second: float = 0.0,
+        price_per_image: float = 0.0,
         sync: bool = False,
         poll_seconds: float = 1.0,
         timeout_seconds: float = 600.0,
@@ -129,6 +138,7 @@ class RunPodClient:
         self.base = f"{api_base.rstrip('/')}/{endpoint_id}"
         self.journal = journal
         self.price_per_second = price_per_second
+        self.price_per_image = price_per_image  # a public endpoint's price, when its answer states none
         self.sync = sync
         self.poll_seconds = max(poll_seconds, 0.001)
         self.timeout_seconds = timeout_seconds
@@ -159,9 +169,9 @@ class RunPodClient:
             usage, self._usage = self._usage, Usage(backend=PROVIDER)
         return usage
 
-    def _meter(self, execution: float | None, reused: bool = False) -> None:
-        """One job: run here (paid, whatever its outcome; `execution` seconds of it) or
-        read back from an earlier step (`reused`, paid then)."""
+    def _meter(self, execution: float | None, reused: bool = False, cost: float | None = None) -> None:
+        """One job: run here (paid, whatever its outcome; `execution` seconds of it, at
+        `cost` or the price of a second) or read back from an earlier step (`reused`, paid then)."""
         if reused:
             used = Usage(backend=PROVIDER, reused=1)
         else:
@@ -171,7 +181,7 @@ class RunPodClient:
                 seconds=seconds,
                 predict_seconds=seconds,
                 predictions=1,
-                cost_usd=seconds * self.price_per_second,
+                cost_usd=seconds * self.price_per_second if cost is None else cost,
             )
         with self._lock:
             self._usage = self._usage + used
@@ -179,14 +189,19 @@ class RunPodClient:
     # --- jobs
 
     def run(self, image: np.ndarray, fields: dict) -> JobResult:
-        """The job `{"image": <image as PNG>, **fields}`: read back, resumed or submitted."""
-        key = request_key(PROVIDER, self.endpoint_id, image, fields)
+        """The job `{"image": <image as PNG>, **fields}` (our worker's): read back, resumed or submitted."""
+        return self.run_job(image, fields, lambda: {"image": base64.b64encode(png_bytes(image)).decode("ascii"), **fields})
+
+    def run_job(self, image: np.ndarray, key_fields: dict, job_input: Callable[[], dict]) -> JobResult:
+        """A job named in the journal by `image` and `key_fields`: read back, resumed, or
+        submitted with the input `job_input()` (built only then)."""
+        key = request_key(PROVIDER, self.endpoint_id, image, key_fields)
         record = self.journal.find(key)
         result = None
         if record is not None and record.provider == PROVIDER:
             result = self._from_journal(key, record)
         if result is None:
-            result = self._submit(key, {"image": base64.b64encode(png_bytes(image)).decode("ascii"), **fields})
+            result = self._submit(key, job_input())
         return result
 
     def _from_journal(self, key: str, record: PredictionRecord) -> JobResult | None:
@@ -276,16 +291,17 @@ class RunPodClient:
     def _finish(self, key: str, job: dict) -> JobResult:
         job_id, status = job.get("id"), job.get("status")
         execution = _seconds(job.get("executionTime"))
-        self._meter(execution)
+        cost = self._cost(job, execution)
+        self._meter(execution, cost=cost)
         if status == "COMPLETED":
             try:
                 result = self._result(job)
             except ModelError:
-                self._save(key, job_id, "FAILED", execution)  # unusable: a retry renders it again
+                self._save(key, job_id, "FAILED", execution, cost)  # unusable: a retry renders it again
                 raise
-            self._save(key, job_id, status, execution)
+            self._save(key, job_id, status, execution, cost)
             return result
-        self._save(key, job_id, status, execution)
+        self._save(key, job_id, status, execution, cost)
         if status == "TIMED_OUT":
             raise EngineUnavailable(f"runpod: RunPod timed job {job_id} out", code="runpod_timeout")
         if status == "CANCELLED":
@@ -300,14 +316,32 @@ class RunPodClient:
             images = [_decode_png(item) for item in output["images"]]
         elif isinstance(output.get("image_urls"), list):
             images = [self._download(url) for url in output["image_urls"]]
+        elif isinstance(output.get("image_url"), str):  # a public endpoint's one picture
+            images = [self._download(output["image_url"])]
         else:
             raise ModelError(f"runpod: job {job.get('id')} output has no images: {_trim(output)}", code="runpod_bad_answer")
         engine = output.get("engine") if isinstance(output.get("engine"), dict) else {}
         return JobResult(str(job.get("id")), images, engine, _seconds(output.get("seconds")))
 
-    def _save(self, key: str, job_id: str | None, status: str | None, execution: float | None = None) -> None:
+    def _cost(self, job: dict, execution: float | None) -> float:
+        """What a job that ended cost: the `cost` its output states (a public endpoint's),
+        else its seconds at the price of a second plus its pictures at the price of one."""
+        output = job.get("output") if isinstance(job.get("output"), dict) else {}
+        stated = output.get("cost")
+        if isinstance(stated, int | float) and not isinstance(stated, bool) and math.isfinite(stated) and stated >= 0:
+            return float(stated)
+        made = 0
+        if job.get("status") == "COMPLETED":
+            listed = output.get("images", output.get("image_urls"))
+            made = len(listed) if isinstance(listed, list) else int(isinstance(output.get("image_url"), str))
+        return (execution or 0.0) * self.price_per_second + made * self.price_per_image
+
+    def _save(
+        self, key: str, job_id: str | None, status: str | None, execution: float | None = None, cost: float | None = None
+    ) -> None:
         words = WAITING.get(status or "") or ENDED.get(status or "") or "failed"
-        cost = None if execution is None else execution * self.price_per_second
+        if cost is None and execution is not None:
+            cost = execution * self.price_per_second
         self.journal.save(
             PredictionRecord(
                 key=key, provider=PROVIDER, prediction_id=str(job_id), status=words, predict_seconds=execution, cost_usd=cost
@@ -387,9 +421,10 @@ class RunPodStylizer:
     name = "runpod"
     params_section = "diffusion"
 
-    def __init__(self, api_key: str, endpoint_id: str, **options):
+    def __init__(self, api_key: str, endpoint_id: str, *, steps: int | None = None, **options):
         self.client = RunPodClient(api_key, endpoint_id, **options)
-        self.version = f"runpod endpoint {endpoint_id} (deploy/runpod/handler.py)"
+        self.steps = steps  # the order's tier's denoising steps, in each job's input; None: the worker's own
+        self.version = f"runpod endpoint {endpoint_id} (deploy/runpod/handler.py)" + (f", {steps} steps" if steps else "")
         self.worker_engine: dict = {}  # the worker's own engine name and version, once a job has answered
 
     def stylize(self, rgb: np.ndarray, params: dict, strength: float) -> np.ndarray:
@@ -398,6 +433,8 @@ class RunPodStylizer:
     def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]:
         seeds = [int(seed) for seed in seeds]
         fields = {"task": "stylize", "params": params, "strength": float(strength), "seeds": seeds}
+        if self.steps is not None:
+            fields["steps"] = int(self.steps)
         result = self.client.run(np.ascontiguousarray(rgb, dtype=np.uint8), fields)
         self.worker_engine = result.engine or self.worker_engine
         if len(result.images) != len(seeds) or any(image.shape != rgb.shape for image in result.images):

@@ -25,6 +25,21 @@ How one call goes (`stylize_variants(portrait, params, strength, seeds)`):
 - Outputs are URLs (replicate.delivery) fetched without our token (it only goes to
   `api_base`), decoded with Pillow and fitted to the portrait's size, like every stylizer's.
 
+Reference models (`paint_from_references`, a ReferenceStylizer): a style whose model maps
+`images` gets every photo of the customer (the primary first, at most the model's
+`max_images`) as a list of data URIs, and the size asked for as the nearest of the model's
+`aspect_ratios`; one prediction per seed. The catalog's default is FLUX.2 [klein] 4B
+(Apache-2.0), an official model: official models are run by name, without a version
+(`POST /v1/models/{owner}/{name}/predictions {"input"}`,
+https://replicate.com/docs/reference/http#models.predictions.create; its inputs prompt,
+images (at most 5), aspect_ratio, seed, output_format from
+https://replicate.com/black-forest-labs/flux-2-klein-4b/api). A portrait given to
+`stylize_variants` is such a model's one reference, at the portrait's aspect. Replicate
+prices these models per image: the model's `price_per_image` (else the stylizer's) is
+charged per picture a prediction that succeeded gave (and its seconds are not). Such a
+model has no denoising strength: when the identity gate retries below the style's own
+strength, the prompt asks outright to keep the face (`reference_inputs.keep_more`).
+
 A retried step never pays twice: each prediction is named by `request_key` (the model
 version, the picture, the inputs) in the prediction journal. One that succeeded is read
 back and its outputs fetched again (counted as reused); one still starting or processing
@@ -58,6 +73,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +84,13 @@ from pydantic import ValidationError
 from photogen_pipelines.catalog import ReplicateModel
 from photogen_pipelines.engines.base import Usage
 from photogen_pipelines.engines.predictions import PredictionJournal, PredictionRecord, request_key
+from photogen_pipelines.engines.reference_inputs import (
+    check_references,
+    fit_picture,
+    keep_more,
+    nearest_ratio,
+    references_digest,
+)
 from photogen_pipelines.engines.remote import EngineUnavailable
 from photogen_pipelines.errors import BadInput, ModelError
 from photogen_pipelines.http import HttpClient, NoAnswer, RetryPolicy, Timeout
@@ -80,6 +103,7 @@ DATA_URI_MAX_BYTES = 1_000_000  # Replicate's guide: data URIs for files below a
 REQUEST_TIMEOUT = Timeout(10.0, 60.0)  # (connect, read) seconds for one HTTP call
 MAX_RATE_LIMIT_WAIT = 60.0  # seconds: a longer Retry-After is cut to this
 FIRST_BACKOFF_SECONDS = 1.0  # a 429 without Retry-After waits 1, 2, 4... seconds
+PICTURES = frozenset({"image", "images"})  # our picture fields, filled when a prediction is created
 RUNNING = frozenset({"starting", "processing"})
 ENDED = frozenset({"succeeded", "failed", "canceled", "aborted"})
 REFUSED = re.compile(r"nsfw|safety|unsafe|sensitive|content policy|moderat|flagged", re.IGNORECASE)
@@ -103,6 +127,8 @@ class _Job:
     key: str
     input: dict[str, Any]
     expect: int
+    price_per_image: float = 0.0
+    price_per_second: float = 0.0
     prediction: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
     metered: bool = False
@@ -117,11 +143,13 @@ class _Job:
 
 
 class ReplicateStylizer:
-    """Paints portraits with a model on Replicate; a SeededStylizer and a MeteredStylizer."""
+    """Paints portraits with a model on Replicate; a SeededStylizer, a MeteredStylizer and,
+    with a reference model, a ReferenceStylizer."""
 
     name = "replicate"
     version = "replicate-http-v1"
     params_section = "replicate"
+    max_references = 5  # FLUX.2 [klein]'s `images` takes at most 5; a model's `max_images` may say fewer
 
     def __init__(
         self,
@@ -131,6 +159,7 @@ class ReplicateStylizer:
         journal: PredictionJournal,
         price_per_second: float = 0.0,
         price_per_prediction: float = 0.0,
+        price_per_image: float = 0.0,
         steps: int | None = None,
         poll_seconds: float = 1.0,
         timeout_seconds: float = 600.0,
@@ -141,6 +170,7 @@ class ReplicateStylizer:
         self.api_base = api_base.rstrip("/")
         self.journal = journal
         self.price_per_second, self.price_per_prediction = price_per_second, price_per_prediction
+        self.price_per_image = price_per_image  # a model's own price_per_image wins
         self.steps = steps
         self.poll_seconds, self.timeout_seconds = poll_seconds, timeout_seconds
         self.max_rate_limit_waits = max_rate_limit_waits
@@ -173,30 +203,70 @@ class ReplicateStylizer:
 
     def stylize_variants(self, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[np.ndarray]:
         """One picture per seed of `rgb` (HxWx3 uint8), each of the portrait's size."""
-        model = _check_call(rgb, params, strength, seeds)
+        _check_picture(rgb)
+        model = _check_call(params, strength, seeds)
+        if "images" in model.inputs:  # a reference model: the portrait is its one photo
+            return self.paint_from_references([rgb], params, strength, seeds, (rgb.shape[1], rgb.shape[0]))
         jobs = self._plan(model, rgb, params, float(strength), [int(seed) for seed in seeds])
         picture = _Picture(self, rgb)
-        for job in jobs:
-            self._find_or_create(job, model, picture)
-        deadline = time.monotonic() + self.timeout_seconds
-        pictures: list[np.ndarray] = []
-        try:
-            for job in jobs:
-                self._wait(job, deadline)
-                pictures += self._outputs(job, rgb.shape[:2])
-        except (BadInput, _TimedOut):
-            self._cancel_running(jobs)
-            raise
-        return pictures
+        return self._run(jobs, model, lambda: {model.inputs["image"]: picture.reference()}, (rgb.shape[1], rgb.shape[0]))
+
+    def paint_from_references(
+        self, references: list[np.ndarray], params: dict, strength: float, seeds: list[int], size: tuple[int, int]
+    ) -> list[np.ndarray]:
+        """One picture per seed, painted from every photo (the primary first), at `size`
+        (width, height). A style whose model takes one picture (InstantID) gets the primary
+        photo alone, its pictures fitted to `size`."""
+        check_references(references, size, "the Replicate stylizer")
+        model = _check_call(params, strength, seeds)
+        if "images" not in model.inputs:
+            pictures = self.stylize_variants(np.ascontiguousarray(references[0]), params, strength, seeds)
+            return [fit_picture(Image.fromarray(picture), (int(size[0]), int(size[1]))) for picture in pictures]
+        if isinstance(params.get("prompt"), str):  # no denoising strength: a lower one asks to keep the face
+            params = {**params, "prompt": keep_more(params["prompt"], float(strength), params.get("strength"))}
+        kept = list(references[: min(self.max_references, model.max_images)])
+        extra = {"aspect_ratio": nearest_ratio(size, model.aspect_ratios)} if "aspect_ratio" in model.inputs else {}
+        key_extra = {"references": references_digest(kept[1:])} if len(kept) > 1 else {}
+        jobs = self._plan(model, kept[0], params, float(strength), [int(seed) for seed in seeds], extra, key_extra)
+        photos = [_Picture(self, np.ascontiguousarray(photo)) for photo in kept]
+        return self._run(jobs, model, lambda: {model.inputs["images"]: [photo.reference() for photo in photos]}, size)
 
     def take_usage(self) -> Usage:
         with self._usage_lock:
             usage, self._usage = self._usage, Usage(backend=PROVIDER)
         return usage
 
+    def _run(
+        self, jobs: list[_Job], model: ReplicateModel, pictures: Callable[[], dict[str, Any]], size: tuple[int, int]
+    ) -> list[np.ndarray]:
+        """Find or create every job's prediction, then wait for each: its pictures at `size`
+        (width, height). `pictures` gives the picture inputs, encoded only when a
+        prediction has to be created."""
+        for job in jobs:
+            self._find_or_create(job, model, pictures)
+        deadline = time.monotonic() + self.timeout_seconds
+        outputs: list[np.ndarray] = []
+        try:
+            for job in jobs:
+                self._wait(job, deadline)
+                outputs += self._outputs(job, size)
+        except (BadInput, _TimedOut):
+            self._cancel_running(jobs)
+            raise
+        return outputs
+
     # -- plan: which predictions, with which inputs --------------------------------------
 
-    def _plan(self, model: ReplicateModel, rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> list[_Job]:
+    def _plan(
+        self,
+        model: ReplicateModel,
+        rgb: np.ndarray,
+        params: dict,
+        strength: float,
+        seeds: list[int],
+        extra: dict | None = None,
+        key_extra: dict | None = None,
+    ) -> list[_Job]:
         ours = {name: params[name] for name in model.inputs if name in params}
         ours["strength"] = strength
         if self.steps is not None:
@@ -207,22 +277,26 @@ class ReplicateStylizer:
             batches = [(seed, 1) for seed in seeds]
         jobs = []
         for seed, count in batches:
-            values = {**ours, "seed": seed, "num_outputs": count}
-            fields = {model.inputs[name]: values[name] for name in model.inputs if name != "image" and name in values}
-            missing = set(model.inputs) - set(values) - {"image", "steps"}
+            values = {**ours, "seed": seed, "num_outputs": count, **(extra or {})}
+            fields = {model.inputs[name]: values[name] for name in model.inputs if name not in PICTURES and name in values}
+            missing = set(model.inputs) - set(values) - PICTURES - {"steps"}
             if missing:
                 raise ModelError(
                     f"the style maps {sorted(missing)} to Replicate inputs but has no value for them",
                     code="replicate_bad_config",
                 )
             fields.update(model.fixed)
-            key = request_key(PROVIDER, f"{model.model}:{model.version}", rgb, fields)
-            jobs.append(_Job(key=key, input=fields, expect=count))
+            key = request_key(PROVIDER, f"{model.model}:{model.version or 'official'}", rgb, {**fields, **(key_extra or {})})
+            if model.price_per_image is None:  # billed by the second (and the shop's price of a picture)
+                prices = {"price_per_image": self.price_per_image, "price_per_second": self.price_per_second}
+            else:  # a model Replicate prices per picture: its time is not billed
+                prices = {"price_per_image": model.price_per_image, "price_per_second": 0.0}
+            jobs.append(_Job(key=key, input=fields, expect=count, **prices))
         return jobs
 
     # -- find or create ------------------------------------------------------------------
 
-    def _find_or_create(self, job: _Job, model: ReplicateModel, picture: _Picture) -> None:
+    def _find_or_create(self, job: _Job, model: ReplicateModel, pictures: Callable[[], dict[str, Any]]) -> None:
         record = self.journal.find(job.key)
         if record is not None and record.status == "succeeded":
             prediction = self._get_or_none(record.prediction_id)
@@ -238,8 +312,13 @@ class ReplicateStylizer:
                 if job.status not in ENDED or job.status == "succeeded":
                     return
                 self._end(job)
-        body = {"version": model.version, "input": {model.inputs["image"]: picture.reference(), **job.input}}
-        job.prediction = self._prediction("POST", "/predictions", "creating a prediction", json=body)
+        body: dict[str, Any] = {"input": {**pictures(), **job.input}}
+        if model.version:
+            path = "/predictions"
+            body["version"] = model.version
+        else:  # an official model: run by name, on the version Replicate serves now
+            path = f"/models/{model.model}/predictions"
+        job.prediction = self._prediction("POST", path, "creating a prediction", json=body)
         job.metered = False
         self._save(job)
 
@@ -279,7 +358,8 @@ class ReplicateStylizer:
             return
         job.metered = True
         seconds = _predict_seconds(job.prediction)
-        cost = seconds * self.price_per_second + self.price_per_prediction
+        images = job.expect if job.status == "succeeded" else 0  # per-image prices bill pictures made
+        cost = seconds * job.price_per_second + self.price_per_prediction + images * job.price_per_image
         self._save(job, predict_seconds=seconds, cost=cost)
         with self._usage_lock:
             self._usage = self._usage + Usage(
@@ -302,6 +382,7 @@ class ReplicateStylizer:
     # -- outputs -------------------------------------------------------------------------
 
     def _outputs(self, job: _Job, size: tuple[int, int]) -> list[np.ndarray]:
+        """The prediction's pictures at `size` (width, height)."""
         urls = _output_urls(job.prediction)
         if len(urls) < job.expect:
             self._discard(job)
@@ -309,7 +390,7 @@ class ReplicateStylizer:
                 f"Replicate prediction {job.id} gave {len(urls)} pictures where {job.expect} were asked for",
                 code="replicate_bad_output",
             )
-        pictures = [_fit(self._download(job, url), size) for url in urls[: job.expect]]
+        pictures = [fit_picture(self._download(job, url), size) for url in urls[: job.expect]]
         if job.reused:
             with self._usage_lock:
                 self._usage = self._usage + Usage(backend=PROVIDER, reused=1)
@@ -433,11 +514,14 @@ class _Picture:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _check_call(rgb: np.ndarray, params: dict, strength: float, seeds: list[int]) -> ReplicateModel:
-    """The arguments checked; the style's Replicate model, validated."""
+def _check_picture(rgb: np.ndarray) -> None:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
         raise ValueError(f"the Replicate stylizer needs an HxWx3 uint8 RGB array, got {got}")
+
+
+def _check_call(params: dict, strength: float, seeds: list[int]) -> ReplicateModel:
+    """The arguments checked; the style's Replicate model, validated."""
     if not (isinstance(strength, int | float | np.floating) and 0.0 < strength <= 1.0):
         raise ValueError(f"strength must be within (0, 1], got {strength!r}")
     if not seeds or not all(isinstance(seed, int | np.integer) and not isinstance(seed, bool) for seed in seeds):
@@ -529,24 +613,6 @@ def _data_uri_bytes(uri: str) -> bytes:
         return base64.b64decode(payload) if header.endswith(";base64") else payload.encode()
     except ValueError:
         return b""
-
-
-def _fit(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """The picture at the portrait's size (height, width): cropped to its aspect, resized."""
-    height, width = size
-    if image.size != (width, height):
-        target, actual = width / height, image.width / image.height
-        if abs(actual - target) / target > 0.01:
-            if actual > target:  # too wide: crop the sides
-                keep = round(image.height * target)
-                left = (image.width - keep) // 2
-                image = image.crop((left, 0, left + keep, image.height))
-            else:
-                keep = round(image.width / target)
-                top = (image.height - keep) // 2
-                image = image.crop((0, top, image.width, top + keep))
-        image = image.resize((width, height), Image.LANCZOS)
-    return np.asarray(image, dtype=np.uint8)
 
 
 def _content_seed(rgb: np.ndarray, params: dict, strength: float) -> int:

@@ -9,7 +9,7 @@ metadata.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -39,13 +39,21 @@ class StoredSelfie:
     # photos of the customer the normalised mean of their faces' (references.mean_embedding)
     embedding: np.ndarray
     # the keys of the customer's photos in the store, the primary first, when the order has
-    # several (none: one photo, the portrait's). For an engine that conditions on several
-    # references (InstantID's face embedding averaged over them, a PhotoMaker-like model):
-    # none of ours does yet. The embedded Magenta engine is style transfer, one content
-    # image; InstantID (diffusers, RunPod, Replicate's instant-id) takes one face image.
-    # Both paint the primary's portrait. Loaded on demand (`reference_pictures`): a stage
-    # that does not need their pixels does not decode them.
+    # several (none: one photo, the portrait's). A reference-image engine (FLUX.2 klein,
+    # Qwen-Image-Edit: `ReferenceStylizer`) paints from all of them (`engine_references`);
+    # the embedded Magenta engine (style transfer, one content image) and InstantID (one
+    # face image) paint the primary's portrait. Loaded on demand: a stage that does not
+    # need their pixels does not decode them.
     references: tuple[str, ...] = ()
+    store: ArtifactStore | None = field(default=None, compare=False, repr=False)  # where `references` live
+
+    def engine_references(self) -> list[np.ndarray]:
+        """What a reference-image engine paints from: the portrait (the primary photo framed
+        for the product, so the picture starts from the product's framing), then the
+        customer's other photos as uploaded (clean, upright)."""
+        if not self.references or self.store is None:
+            return [self.portrait]
+        return [self.portrait, *(np.asarray(open_png(self.store.get_bytes(key))) for key in self.references[1:])]
 
 
 def stored_selfie(store: ArtifactStore, keys: OrderKeys) -> StoredSelfie:
@@ -53,7 +61,7 @@ def stored_selfie(store: ArtifactStore, keys: OrderKeys) -> StoredSelfie:
     x, y, w, h = info.portrait_face.box
     portrait = np.asarray(open_png(store.get_bytes(keys.portrait)))
     embedding = info.mean_embedding if info.mean_embedding is not None else info.embedding
-    return StoredSelfie(portrait, Box(x, y, w, h), np.asarray(embedding, dtype=np.float32), tuple(info.photos or ()))
+    return StoredSelfie(portrait, Box(x, y, w, h), np.asarray(embedding, dtype=np.float32), tuple(info.photos or ()), store)
 
 
 def reference_pictures(store: ArtifactStore, selfie: StoredSelfie) -> list[np.ndarray]:

@@ -10,14 +10,14 @@ its output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from photogen_pipelines.catalog import Product, Style
-from photogen_pipelines.engines.base import Face, FaceAnalyzer, SeededStylizer, Stylizer, Upscaler, cosine
+from photogen_pipelines.engines.base import Face, FaceAnalyzer, ReferenceStylizer, SeededStylizer, Stylizer, Upscaler, cosine
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
 from photogen_pipelines.imaging.images import Box, decode_upload, fit_long_side, portrait_crop
@@ -136,6 +136,8 @@ def render_candidate(
     a seeded engine (diffusion) varies by its seed alone. `face` is the portrait's face
     box (default: where `portrait_crop` puts it)."""
     params = style.engine_params(stylizer.params_section)
+    if isinstance(stylizer, ReferenceStylizer):
+        return _render_from_references([portrait], params, stylizer, [(variant, seed)], round_no, retry_decay)[0]
     if isinstance(stylizer, SeededStylizer):
         return _render_seeded(portrait, params, stylizer, [(variant, seed)], round_no, retry_decay)[0]
     take = takes.take_for(variant, getattr(params, "without_takes", ()))
@@ -180,9 +182,17 @@ def render_candidates(
     round_no: int,
     retry_decay: float,
     face: Box | None = None,
+    references: Callable[[], Sequence[np.ndarray]] | None = None,
 ) -> list[Candidate]:
-    """The order's `variants` in one round: a seeded engine renders them in one batch."""
+    """The order's `variants` in one round: a seeded engine renders them in one batch. A
+    reference-image engine paints from `references()` (every photo of the customer, the
+    framed portrait first; default: the portrait alone), called only for such an engine
+    since decoding the photos costs."""
     seeds = [(v, variant_seed(order_seed, v)) for v in variants]
+    if isinstance(stylizer, ReferenceStylizer):
+        params = style.engine_params(stylizer.params_section)
+        photos = list(references()) if references is not None else [portrait]
+        return _render_from_references(photos, params, stylizer, seeds, round_no, retry_decay)
     if isinstance(stylizer, SeededStylizer):
         params = style.engine_params(stylizer.params_section)
         return _render_seeded(portrait, params, stylizer, seeds, round_no, retry_decay)
@@ -192,6 +202,21 @@ def render_candidates(
 def _render_seeded(portrait, params, stylizer, seeds: list[tuple[int, int]], round_no: int, retry_decay: float):
     strength = _strength(params.strength, retry_decay, round_no)
     images = stylizer.stylize_variants(portrait, params.model_dump(exclude_none=True), strength, [s for _, s in seeds])
+    return [Candidate(v, round_no, seed, round(strength, 4), 1.0, image) for (v, seed), image in zip(seeds, images, strict=True)]
+
+
+def _render_from_references(photos: list[np.ndarray], params, stylizer, seeds, round_no: int, retry_decay: float):
+    """The round from the customer's photos (the framed portrait first, at most the
+    engine's `max_references`), generated at the product's aspect: the portrait's, which
+    is framed for the product. The engine picks the size when it has a preference
+    (`size_for`: its best pixel count); otherwise the portrait's size."""
+    strength = _strength(params.strength, retry_decay, round_no)
+    height, width = photos[0].shape[:2]
+    size_for = getattr(stylizer, "size_for", None)
+    size = size_for(width / height) if size_for is not None else (width, height)
+    images = stylizer.paint_from_references(
+        photos[: stylizer.max_references], params.model_dump(exclude_none=True), strength, [s for _, s in seeds], size
+    )
     return [Candidate(v, round_no, seed, round(strength, 4), 1.0, image) for (v, seed), image in zip(seeds, images, strict=True)]
 
 

@@ -40,17 +40,16 @@ IDEMPOTENCY_KEY_DOC = {
 
 
 def _check_tier(services, tier_id: str | None) -> None:
-    """A tier whose engine this shop does not run is refused before anyone pays for it."""
+    """A tier this shop's engines cannot honour (its engine, its upscale model) is refused
+    before anyone pays for it."""
     tier = services.products.tier(tier_id)  # unknown_tier: a 422
     # the stylizer backend this shop runs, read from its settings alone: the API process
     # need not hold the engine's secrets to answer this
     running = "service" if services.settings.engine_url else services.settings.engine
     try:
-        tiers.check_engine(tier.engine, running)
-    except ModelError:
-        raise ApiError(
-            422, "tier_unavailable", f"tier {tier.id} needs the {tier.engine} engine; this shop runs {running}"
-        ) from None
+        tiers.check_tier(tier, running)
+    except ModelError as exc:
+        raise ApiError(422, "tier_unavailable", f"tier {tier.id}: {exc}; this shop runs {running}") from None
 
 
 @router.post(
