@@ -25,6 +25,7 @@ from skimage import data
 
 from photogen_pipelines import factories
 from photogen_pipelines.catalog import load_products, load_styles
+from photogen_pipelines.devtools.tiny_flux2 import write_tiny_flux2_lora
 from photogen_pipelines.engines.base import ReferenceStylizer, ResidentStyles, SeededStylizer
 from photogen_pipelines.engines.models_folder import UPSCALER_FILE, missing_model_files
 from photogen_pipelines.engines.stylize_reference import (
@@ -34,6 +35,7 @@ from photogen_pipelines.engines.stylize_reference import (
     clear_reference_cache,
     generation_size,
 )
+from photogen_pipelines.errors import ModelError
 from photogen_pipelines.generation.proofs import StoredSelfie
 from photogen_pipelines.generation.stages import native_dpi, plan_passes, render_candidates
 from photogen_pipelines.imaging.images import Box, png_bytes
@@ -184,6 +186,84 @@ def test_the_pipeline_loads_once_per_process(tiny, monkeypatch):
     second.paint_from_references(_photos(1), PARAMS, 1.0, [1], TINY_SIZE)
     second.load()
     assert loads == [tiny["flux2-klein"].resolve() / "flux2-klein"] and first.pipeline() is second.pipeline()
+
+
+@pytest.fixture
+def klein_lora(tiny):
+    """The flux2-klein stylizer and a style naming a tiny random LoRA (rank 4 on the
+    tiny transformer's attention, non-zero B so it changes the picture), written by
+    `write_tiny_flux2_lora` where the engine looks for it; unloaded before and after,
+    since the pipeline is shared by the module's tests."""
+    folder = tiny["flux2-klein"]
+    lora = folder / "loras" / "flux2-klein" / "ink.safetensors"
+    if not lora.is_file():
+        write_tiny_flux2_lora(folder / "flux2-klein", lora)
+    stylizer = _stylizer(tiny, "flux2-klein")
+    style = {**PARAMS, "lora": "ink", "lora_scale": 1.0}
+    stylizer.unload_style(style)
+    yield stylizer, style
+    stylizer.unload_style(style)
+
+
+def _adapters(stylizer) -> list[str]:
+    return stylizer.pipeline().get_list_adapters().get("transformer", [])
+
+
+def test_a_style_lora_changes_the_picture_and_is_off_again_without_it(klein_lora):
+    """Tiny random-weight klein and LoRA: the LoRA's picture differs from the same seed's
+    without it, and the next LoRA-less style paints exactly the LoRA-less picture."""
+    stylizer, style = klein_lora
+    photos = _photos(1)
+
+    plain = stylizer.paint_from_references(photos, PARAMS, 1.0, [5], TINY_SIZE)[0]
+    with_lora = stylizer.paint_from_references(photos, style, 1.0, [5], TINY_SIZE)[0]
+    plain_again = stylizer.paint_from_references(photos, PARAMS, 1.0, [5], TINY_SIZE)[0]
+    at_zero = stylizer.paint_from_references(photos, {**style, "lora_scale": 0.0}, 1.0, [5], TINY_SIZE)[0]
+
+    assert np.abs(with_lora.astype(int) - plain).mean() > 0.1
+    np.testing.assert_array_equal(plain_again, plain)  # the adapter is switched off, not only scaled down
+    np.testing.assert_array_equal(at_zero, plain)  # the style's lora_scale reaches the adapter
+
+
+def test_a_resident_style_lora_loads_once_and_stays_off_for_other_styles(klein_lora, monkeypatch):
+    """Tiny random-weight klein: load_style loads the LoRA (the warm service keeps it
+    resident), later orders reuse it, and loading it does not switch it on."""
+    stylizer, style = klein_lora
+    loads = []
+    original = Flux2KleinPipeline.load_lora_weights
+
+    def counting(self, *args, **kwargs):
+        loads.append(kwargs["adapter_name"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Flux2KleinPipeline, "load_lora_weights", counting)
+    photos = _photos(1)
+    plain = stylizer.paint_from_references(photos, PARAMS, 1.0, [9], TINY_SIZE)[0]
+
+    stylizer.load_style(style)
+    assert _adapters(stylizer) == ["ink"]
+    assert np.array_equal(stylizer.paint_from_references(photos, PARAMS, 1.0, [9], TINY_SIZE)[0], plain)
+    stylizer.load_style(style)
+    for seed in (1, 2):
+        stylizer.paint_from_references(photos, style, 1.0, [seed], TINY_SIZE)
+    assert loads == ["ink"] and _adapters(stylizer) == ["ink"]
+
+    stylizer.unload_style(style)
+    assert _adapters(stylizer) == []
+    assert np.array_equal(stylizer.paint_from_references(photos, PARAMS, 1.0, [9], TINY_SIZE)[0], plain)
+
+
+def test_a_missing_style_lora_is_a_model_error_that_names_the_file(klein_lora, tiny):
+    stylizer, style = klein_lora
+    expected = tiny["flux2-klein"] / "loras" / "flux2-klein" / "nowhere.safetensors"
+    for call in (
+        lambda: stylizer.load_style({**style, "lora": "nowhere"}),
+        lambda: stylizer.paint_from_references(_photos(1), {**style, "lora": "nowhere"}, 1.0, [1], TINY_SIZE),
+    ):
+        with pytest.raises(ModelError, match="no flux2-klein style LoRA 'nowhere'") as raised:
+            call()
+        assert str(expected) in str(raised.value)
+    assert _adapters(stylizer) == []
 
 
 def test_qwen_image_edit_paints_from_several_photos_at_the_requested_size(tiny, spy):

@@ -17,6 +17,10 @@ several references on a CPU in well under a second:
   a chat; nothing is fetched from a hub.
 
 The same seed writes the same weights.
+
+`write_tiny_flux2_lora(pipeline_folder, path)` writes a style LoRA for that transformer
+in the file format `Flux2KleinPipeline.load_lora_weights` reads (what the pipeline's own
+`save_lora_weights` writes), for the engine's `loras/flux2-klein/<name>.safetensors`.
 """
 
 from __future__ import annotations
@@ -121,3 +125,33 @@ def byte_level_qwen_tokenizer(extra_special: tuple[str, ...] = ()) -> Qwen2Token
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the double-stream blocks' image attention
+LORA_RANK = 4
+
+
+def write_tiny_flux2_lora(pipeline_folder: str | Path, path: str | Path, seed: int = 1) -> Path:
+    """Save a random LoRA for the tiny transformer in `pipeline_folder` (a folder that
+    `write_tiny_flux2` wrote) as the safetensors file `path`. Needs `peft`."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    path = Path(path)
+    transformer = Flux2Transformer2DModel.from_pretrained(Path(pipeline_folder) / "transformer")
+    config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, target_modules=list(LORA_TARGETS), init_lora_weights=True)
+    transformer.add_adapter(config)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for name, parameter in transformer.named_parameters():
+            # peft starts B at zero (a LoRA that changes nothing until trained): a trained
+            # one has non-zero B, and a zero one could not show that the LoRA is applied
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.5)
+    Flux2KleinPipeline.save_lora_weights(
+        path.parent,
+        transformer_lora_layers=get_peft_model_state_dict(transformer),
+        weight_name=path.name,
+        transformer_lora_adapter_metadata=config.to_dict(),
+    )
+    return path

@@ -131,8 +131,8 @@ def load_pipeline(model: ReferenceModel, model_dir: Path, device: str = "auto", 
             pipe.enable_model_cpu_offload(device=dev) if offload else pipe.to(dev)
             pipe.set_progress_bar_config(disable=True)
             pipe.offloaded = offload
-            pipe.loaded_loras = set()
-            pipe.active_lora = None
+            pipe.loaded_loras = set()  # the adapters loaded into it, by style LoRA name
+            pipe.active_lora, pipe.active_lora_scale = None, 0.0
             _CACHE[key] = pipe
         return _CACHE[key]
 
@@ -229,15 +229,17 @@ class ReferenceEditStylizer:
             with _GENERATION_LOCK:
                 pipe = self.pipeline()
                 if lora in pipe.loaded_loras:
-                    if pipe.active_lora == lora:
-                        self._use_lora(pipe, None, 0.0)
                     pipe.delete_adapters(lora)
                     pipe.loaded_loras.discard(lora)
+                    # deleting may leave another adapter active: back to what was in use
+                    self._use_lora(pipe, None if pipe.active_lora == lora else pipe.active_lora, pipe.active_lora_scale)
 
     def lora_path(self, name: str) -> Path:
         return self.model_dir / LORAS_DIR / self.model.family / f"{name}.safetensors"
 
     def _load_lora(self, pipe, name: str) -> None:
+        """Load the LoRA `name` once per pipeline, switched off: it is on only while a
+        style that names it paints (`_use_lora`)."""
         if name in pipe.loaded_loras:
             return
         path = self.lora_path(name)
@@ -246,20 +248,28 @@ class ReferenceEditStylizer:
         from diffusers.utils import USE_PEFT_BACKEND
 
         if not USE_PEFT_BACKEND:
-            raise ModelError("style LoRAs need the `peft` package, which is not installed")
-        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name, local_files_only=True)
+            raise ModelError("style LoRAs need the `peft` package (the gpu extra), which is not installed")
+        try:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=name, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"could not load the {self.model.family} style LoRA {name!r} from {path}: {exc}") from exc
         pipe.loaded_loras.add(name)
+        # peft makes a freshly loaded adapter active: a style that only loads it (the warm
+        # service's load_style) must not leave it painting the next LoRA-less style
+        self._use_lora(pipe, pipe.active_lora, pipe.active_lora_scale)
 
     def _use_lora(self, pipe, name: str | None, scale: float) -> None:
         if name is None:
-            if pipe.active_lora:
+            # off whatever `active_lora` says: loading and deleting adapters switch them
+            # on behind its back, and a LoRA-less style must paint as if none were loaded
+            if pipe.loaded_loras:
                 pipe.disable_lora()
-                pipe.active_lora = None
+            pipe.active_lora, pipe.active_lora_scale = None, 0.0
             return
         self._load_lora(pipe, name)
         pipe.enable_lora()
         pipe.set_adapters([name], adapter_weights=[scale])
-        pipe.active_lora = name
+        pipe.active_lora, pipe.active_lora_scale = name, scale
 
     # -- painting -----------------------------------------------------------------------
 
