@@ -354,8 +354,9 @@ def _class_config_ok(block: dict) -> dict:
 
 
 def test_every_yaml_under_deploy_is_checked_here():
-    """Here, in tests/test_gpu_routing.py (the launcher fragments and GPU run tags) or in
-    tests/test_deploy_engines.py (the engine service's RayService)."""
+    """Here, in tests/test_gpu_routing.py (the launcher fragments and GPU run tags), in
+    tests/test_deploy_engines.py (the engine service's RayService) or in
+    tests/test_monitoring.py (the alert rules, their unit tests and the scrape config)."""
     shipped = {p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")}
     assert shipped == {
         "dagster.yaml",
@@ -366,6 +367,9 @@ def test_every_yaml_under_deploy_is_checked_here():
         "gpu-run-tags.ecs.yaml",
         "gpu-run-tags.k8s.yaml",
         "kuberay/rayservice.yaml",
+        "monitoring/alerts.yaml",
+        "monitoring/alerts.test.yaml",
+        "monitoring/prometheus.yaml",
     }
 
 

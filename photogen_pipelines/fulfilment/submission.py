@@ -13,11 +13,11 @@ This module is the only writer of a submission's status (`FulfilmentRow.status`,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from photogen_pipelines.catalog import Product
@@ -58,6 +58,14 @@ def recipient_of(database: Database, order_id: str) -> Recipient | None:
     with database.session() as session:
         row = session.get(RecipientRow, order_id)
         return None if row is None else Recipient.model_validate(row.details, strict=False)
+
+
+def forget_tracking(session: Session, order_ids: Sequence[str]) -> None:
+    """Blank the parcels' tracking of these orders in the caller's transaction (an erasure):
+    a tracking link leads to the recipient's address. Their status stays."""
+    session.execute(
+        update(FulfilmentRow).where(FulfilmentRow.order_id.in_(order_ids)).values(tracking_number=None, tracking_url=None)
+    )
 
 
 def forget_recipient(database: Database, order_id: str) -> bool:

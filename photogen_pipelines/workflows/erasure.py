@@ -52,7 +52,7 @@ from photogen_pipelines.db.tables import (
     WebhookEventRow,
 )
 from photogen_pipelines.errors import Conflict, NotFound
-from photogen_pipelines.fulfilment.submission import recipient_of
+from photogen_pipelines.fulfilment.submission import forget_tracking, recipient_of
 from photogen_pipelines.orders import photo_sets
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.outbox import order_summary
@@ -194,9 +194,7 @@ def erase_customer(
             )
             for table in (OrderPhotoRow, RecipientRow):
                 session.execute(delete(table).where(table.order_id.in_(order_ids)))
-            session.execute(
-                update(FulfilmentRow).where(FulfilmentRow.order_id.in_(order_ids)).values(tracking_number=None, tracking_url=None)
-            )
+            forget_tracking(session, order_ids)
             for event in session.scalars(select(WebhookEventRow).where(WebhookEventRow.order_id.in_(order_ids))):
                 event.payload = _without_tracking(event.payload)
         session.flush()
