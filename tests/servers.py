@@ -243,6 +243,16 @@ def serve_application(ray_env: dict[str, str], args: dict, port: int):
                     os.environ[name] = value
 
 
+def replicas_since(url: str, deployment: str, since: float) -> list[dict]:
+    """The replicas of `deployment` in the service's GET /v1/status that reported since
+    `since` (time.time() before the service started): the service's own. The stats actor
+    outlives an application (a replica that is gone keeps its last report,
+    engine_service/stats.py), so on a test session's cluster the replicas of an earlier
+    test's service are listed too."""
+    replicas = requests.get(f"{url}/v1/status", timeout=10).json()["replicas"].values()
+    return [r for r in replicas if r["deployment"] == deployment and r["reported_at"] >= since]
+
+
 def _ray_answers(address: str) -> bool:
     host, port = address.rsplit(":", 1)
     with socket.socket() as sock:

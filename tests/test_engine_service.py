@@ -29,11 +29,14 @@ from photogen_pipelines.errors import BadInput, ModelError
 from photogen_pipelines.factories import StyleEngineSettings, UpscaleEngineSettings, stylizer
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys
 from tests.dagster_helpers import local_instance
-from tests.servers import engine_service, free_port
+from tests.servers import engine_service, free_port, replicas_since
+
+STARTED: dict[str, float] = {}  # when this module's service was started: its replicas reported after
 
 
 @pytest.fixture(scope="module")
 def service_url(ray_env, tmp_path_factory):
+    STARTED["service"] = time.time()
     with engine_service(tmp_path_factory.mktemp("engines"), ray_env) as url:
         yield url
 
@@ -238,7 +241,7 @@ def test_a_tiers_upscale_model_is_loaded_once_per_replica_and_paints_what_it_pai
     local = NcnnRealEsrgan("REALESRGAN_X4PLUS").upscale(small, 4)
     assert all(np.array_equal(picture, local) for picture in pictures)
     assert not np.array_equal(RemoteUpscaler(service).upscale(small, 4), local)  # the service's own model is another
-    (upscale,) = [r for r in _status(service_url)["replicas"].values() if r["deployment"] == "UpscaleWorker"]
+    (upscale,) = replicas_since(service_url, "UpscaleWorker", STARTED["service"])
     assert upscale["model_loads"] == 2  # its own model at start, the tier's once, however many orders ask
     with pytest.raises(ModelError):
         RemoteUpscaler(service, model="NO_SUCH_MODEL").upscale(small, 4)

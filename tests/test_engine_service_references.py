@@ -1,11 +1,13 @@
 """The engine service running a reference-photo engine (FLUX.2 klein, tiny random weights,
 on the session's Ray cluster): it says so, a run's remote stylizer becomes a
 ReferenceStylizer that sends every photo of an order in one message, the replica paints
-them on its one loaded engine, and a tier's steps reach that engine without loading it
-again. Its own module: one Serve application per cluster, so the embedded service of
+them on its one loaded engine, loaded once; klein, step-distilled, keeps its own steps
+whatever the tier asks. Its own module: one Serve application per cluster, so the embedded service of
 tests/test_engine_service.py must be gone."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from photogen_pipelines.engines import wire
 from photogen_pipelines.engines.base import ReferenceStylizer
 from photogen_pipelines.engines.remote import EngineService, remote_stylizer
 from photogen_pipelines.errors import BadInput
-from tests.servers import free_port, serve_application
+from tests.servers import free_port, replicas_since, serve_application
 
 pytestmark = [
     pytest.mark.slow,  # a Serve application with diffusers models on the session's cluster
@@ -32,9 +34,13 @@ def models(tmp_path_factory):
     return write_tiny_models(tmp_path_factory.mktemp("flux2") / "tiny", family="flux2-klein")
 
 
+STARTED: dict[str, float] = {}  # when this module's service was started: its replicas reported after
+
+
 @pytest.fixture(scope="module")
 def service_url(ray_env, models):
     args = {"engine": "flux2-klein", "models_dir": str(models), "gpus_per_replica": 0, "max_batch_size": 2}
+    STARTED["service"] = time.time()
     with serve_application(ray_env, args, free_port()) as url:
         yield url
 
@@ -50,8 +56,7 @@ def _params() -> dict:
 
 
 def _style_replicas(url: str) -> list[dict]:
-    replicas = requests.get(f"{url}/v1/status", timeout=10).json()["replicas"].values()
-    return [r for r in replicas if r["deployment"] == "StyleWorker"]
+    return replicas_since(url, "StyleWorker", STARTED["service"])
 
 
 def test_every_photo_reaches_the_replicas_engine_and_paints_what_it_paints_in_a_run(service_url, models, photos):
