@@ -26,5 +26,6 @@ def test_a_small_soak_with_every_kind_of_fault_keeps_every_invariant(tmp_path, p
     assert result["orders"] + result["refused_uploads"] == args.orders
     assert result["paid_to_proofs_ready_p50_s"] is not None
     checked = [line.split(":")[0] for line in result["invariants"] if line.startswith("ok ")]
-    # settled, money, runs, files, the report against the orders database, and the credits' three
-    assert len(checked) == 8
+    # settled, money, runs, files, the report against the orders database, the credits' three,
+    # and what never became a paid order (photos nobody ordered with, unpaid checkouts' recipients)
+    assert len(checked) == 9
