@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from photogen_pipelines import factories  # noqa: E402
 from photogen_pipelines.catalog import load_styles  # noqa: E402
 from photogen_pipelines.engines.base import ReferenceStylizer  # noqa: E402
 from photogen_pipelines.factories import StyleEngineSettings  # noqa: E402
+from tests.servers import free_port  # noqa: E402  (the same loopback port the tests take)
 
 GIB = 1024**3
 PHOTOGEN = Path(sys.executable).with_name("photogen")
@@ -153,12 +153,6 @@ def time_orders(stylizer, params: dict, strength: float, size: tuple[int, int], 
         measured["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / GIB, 2)
         measured["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 2)
     return measured
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
