@@ -406,3 +406,15 @@ def test_a_16_bit_greyscale_png_is_scaled_not_clipped():
     decoded = np.asarray(decode_upload(buffer.getvalue()))
     assert decoded.shape == (256, 256, 3)
     assert 120 < decoded.mean() < 135 and decoded.min() == 0 and decoded.max() == 255
+
+
+def test_a_detection_mostly_outside_the_picture_is_not_a_face_and_one_cut_by_the_frame_is():
+    # what YuNet once reported on a 900x3 sliver (CI, 2026-12-06): a 63x154 box, score 1.0
+    from photogen_pipelines.engines.faces_opencv import _is_a_face
+
+    def row(x, y, w, h):
+        return np.array([x, y, w, h, *([0.0] * 10), 1.0], np.float32)
+
+    assert not _is_a_face(row(301.8, -105.6, 63.6, 154.0), 900, 3)
+    assert _is_a_face(row(100, -40, 100, 120), 640, 480)  # a face whose forehead the frame cuts (2/3 inside)
+    assert not _is_a_face(row(600, 400, 100, 120), 640, 480)  # a quarter inside

@@ -81,9 +81,14 @@ class OpenCvFaceAnalyzer:
 
 
 def _is_a_face(row: np.ndarray, width: int, height: int) -> bool:
-    """YuNet on a picture a few pixels across reports "faces" of 0x0 px at 1e35, scored 1.0: a
-    detection is a face only with finite numbers and a box of at least 1 px inside the picture."""
+    """YuNet on a picture a few pixels across reports "faces" of 0x0 px at 1e35, or of 63x154
+    px on a picture 3 px tall, scored 1.0: a detection is a face only with finite numbers and
+    a box at least half inside the picture (a face cut by the frame keeps more than half)."""
     if not np.isfinite(row[:15]).all():
         return False
     x, y, w, h = (float(v) for v in row[:4])
-    return w >= 1 and h >= 1 and x < width and y < height and x + w > 0 and y + h > 0
+    if w < 1 or h < 1:
+        return False
+    inside_w = min(x + w, width) - max(x, 0.0)
+    inside_h = min(y + h, height) - max(y, 0.0)
+    return inside_w > 0 and inside_h > 0 and inside_w * inside_h >= 0.5 * w * h
