@@ -213,7 +213,9 @@ class Shop:
         self.styles = [s["id"] for s in _json(session.get(f"{self.base}/v1/styles", timeout=30), 200)]
         self.products = [p["id"] for p in _json(session.get(f"{self.base}/v1/products", timeout=30), 200)]
         for name, data in self.photos[:PREPARED_UPLOADS]:
-            response = session.post(f"{self.base}/v1/uploads", files={"file": (name, data, "image/jpeg")}, timeout=60)
+            response = session.post(
+                f"{self.base}/v1/uploads", data={"consent": "true"}, files={"file": (name, data, "image/jpeg")}, timeout=60
+            )
             self.uploads.append(_json(response, 201)["id"])
         for _ in range(PREPARED_ORDERS):
             method, url, kwargs = self.order_request()
@@ -228,7 +230,7 @@ class Shop:
             return self.order_request()
         if kind == "POST /v1/uploads":
             name, data = self.rng.choice(self.photos)
-            return "POST", f"{self.base}/v1/uploads", {"files": {"file": (name, data, "image/jpeg")}}
+            return "POST", f"{self.base}/v1/uploads", {"data": {"consent": "true"}, "files": {"file": (name, data, "image/jpeg")}}
         if kind == "GET /v1/styles":
             return "GET", f"{self.base}/v1/styles", {}
         raise ValueError(kind)

@@ -257,7 +257,13 @@ def place_orders(service: Service, args: argparse.Namespace) -> tuple[list[str],
     from photogen_pipelines.imaging.images import png_bytes
 
     auth = new_api_key(service.home)
-    upload = _request("POST", f"{service.api}/v1/uploads", headers=auth, files={"file": ("me.png", png_bytes(data.astronaut()))})
+    upload = _request(
+        "POST",
+        f"{service.api}/v1/uploads",
+        headers=auth,
+        data={"consent": "true"},
+        files={"file": ("me.png", png_bytes(data.astronaut()))},
+    )
     if upload.status_code != 201:
         raise RuntimeError(f"upload failed: {upload.status_code} {upload.text}")
     body = {

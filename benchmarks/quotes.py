@@ -117,7 +117,11 @@ def run(args: argparse.Namespace, tmp: str) -> dict:
         shop = Shop(home, args.product, args.tier)
         auth = new_api_key(home)
         upload = _request(
-            "POST", f"{service.api}/v1/uploads", headers=auth, files={"file": ("me.png", png_bytes(data.astronaut()))}
+            "POST",
+            f"{service.api}/v1/uploads",
+            headers=auth,
+            data={"consent": "true"},
+            files={"file": ("me.png", png_bytes(data.astronaut()))},
         )
         if upload.status_code != 201:
             raise RuntimeError(f"upload failed: {upload.status_code} {upload.text}")

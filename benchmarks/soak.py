@@ -188,12 +188,12 @@ class Customers:
 
     def serve(self, plan: str) -> None:
         if plan == "refused upload":
-            answer = self._call("POST", "/v1/uploads", files={"file": ("me.png", self.refused)})
+            answer = self._call("POST", "/v1/uploads", data={"consent": "true"}, files={"file": ("me.png", self.refused)})
             assert 400 <= answer.status_code < 500, answer.text
             with self.lock:
                 self.refused_uploads += 1
             return
-        upload = self._call("POST", "/v1/uploads", files={"file": ("me.png", self.selfie)}).json()["id"]
+        upload = self._call("POST", "/v1/uploads", data={"consent": "true"}, files={"file": ("me.png", self.selfie)}).json()["id"]
         body = {"upload_id": upload, "style_id": "ink_etching", "product_id": "poster_a3", "variants": 2,
                 "approval": "auto" if plan in ("auto", "pay in credits") else "customer"}  # fmt: skip
         if plan == "pay in credits":

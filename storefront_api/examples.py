@@ -138,6 +138,7 @@ ORDER_OUT = {
         {"at": "2026-01-05T10:00:47Z", "from_state": "paid", "to_state": "generating", "reason": "proof run started"},
         {"at": "2026-01-05T10:01:29Z", "from_state": "generating", "to_state": "proofs_ready", "reason": "3 of 4 proofs passed"},
     ],
+    "consent": [{"upload_id": "upl_8d2f6a0c4e1b3957", "consented_at": "2026-01-05T09:58:12Z", "api_key_id": "key_3e7a91c04b5d"}],
     "created_at": "2026-01-05T10:00:00Z",
     "updated_at": "2026-01-05T10:01:29Z",
     "customer_token": None,

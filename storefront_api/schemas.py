@@ -22,6 +22,7 @@ class UploadOut(BaseModel):
     face_score: float = Field(description="YuNet's confidence in the one face found")
     customer_ref: str | None = Field(None, description="the shop's own reference of the customer, as uploaded")
     created_at: datetime
+    consented_at: datetime | None = Field(None, description="when the caller said the person pictured agreed")
 
 
 class StyleOut(BaseModel):
@@ -195,6 +196,14 @@ class EventOut(BaseModel):
     reason: str | None
 
 
+class ConsentOut(BaseModel):
+    upload_id: str
+    consented_at: datetime | None = Field(
+        description="when the caller said the person pictured agreed (null: uploaded before consent was asked)"
+    )
+    api_key_id: str | None = Field(description="the key of the caller that said so: the upload's own")
+
+
 class FulfilmentOut(BaseModel):
     provider: str
     provider_order_id: str | None
@@ -238,6 +247,10 @@ class OrderOut(BaseModel):
     recipient: MaskedRecipient | None = Field(description="masked: the full details stay in the orders database")
     fulfilment: FulfilmentOut | None = Field(description="the print provider's order, once submitted")
     events: list[EventOut]
+    consent: list[ConsentOut] = Field(
+        default_factory=list,
+        description="the audit trail's consent records: for each photo of the order, when and by which key consent was given",
+    )
     created_at: datetime
     updated_at: datetime
     customer_token: str | None = Field(

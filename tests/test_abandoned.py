@@ -44,7 +44,7 @@ def book(orders_db):
 
 
 def _upload(orders_db, store, analyzer, image, days_old: float):
-    upload = take_upload(orders_db, store, analyzer, png_bytes(image))
+    upload = take_upload(orders_db, store, analyzer, png_bytes(image), consent=True)
     with orders_db.session() as session:
         session.execute(update(UploadRow).where(UploadRow.id == upload.id).values(created_at=NOW - timedelta(days=days_old)))
     return upload

@@ -38,7 +38,7 @@ def auth(settings, client):
 
 
 def _upload(client, auth, payload: bytes, name="selfie.jpg", content_type="image/jpeg"):
-    return client.post("/v1/uploads", headers=auth, files={"file": (name, payload, content_type)})
+    return client.post("/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": (name, payload, content_type)})
 
 
 def _place(client, auth, upload_id, key=None, **fields):
@@ -127,10 +127,18 @@ def test_keys_and_order_tokens_see_only_their_own_orders(client, auth, settings,
     assert client.get(f"/v1/orders/{mine['id']}", headers=token).json()["id"] == mine["id"]
     _assert_error(client.get(f"/v1/orders/{other['id']}", headers=token), 404, "order_not_found")
     _assert_error(client.get(f"/v1/orders/{mine['id']}", headers=new_key(settings, "another shop")), 404, "order_not_found")
-    _assert_error(client.post("/v1/uploads", headers=token, files={"file": ("a", astronaut_png)}), 403, "api_key_required")
+    _assert_error(
+        client.post("/v1/uploads", headers=token, data={"consent": "true"}, files={"file": ("a", astronaut_png)}),
+        403,
+        "api_key_required",
+    )
     _assert_error(client.get(f"/v1/orders/{mine['id']}"), 401, "missing_credentials")
     wrong = {"Authorization": "Bearer pgk_wrong"}
-    _assert_error(client.post("/v1/uploads", headers=wrong, files={"file": ("a", astronaut_png)}), 401, "invalid_api_key")
+    _assert_error(
+        client.post("/v1/uploads", headers=wrong, data={"consent": "true"}, files={"file": ("a", astronaut_png)}),
+        401,
+        "invalid_api_key",
+    )
     # the other shop's key cannot use this shop's upload either
     _assert_error(_place(client, new_key(settings, "third shop"), upload_id), 422, "upload_not_found")
 

@@ -87,7 +87,9 @@ def auth(settings, client):
 
 @pytest.fixture
 def upload_id(client, auth, astronaut_png) -> str:
-    response = client.post("/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png, "image/png")})
+    response = client.post(
+        "/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png, "image/png")}
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -229,7 +231,9 @@ def test_a_callback_naming_an_order_with_a_nul_is_malformed_without_credentials(
 def test_a_strip_uploaded_is_a_422_not_a_500(client, auth, size, code):
     buffer = io.BytesIO()
     Image.new("RGB", size, (190, 190, 190)).save(buffer, "PNG")
-    answer = client.post("/v1/uploads", headers=auth, files={"file": ("strip.png", buffer.getvalue(), "image/png")})
+    answer = client.post(
+        "/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("strip.png", buffer.getvalue(), "image/png")}
+    )
     _error(answer, 422, code)
 
 

@@ -76,7 +76,9 @@ def open_shop(tmp_path, astronaut_png, **settings_overrides) -> Iterator[Shop]:
     app = make_app(settings)
     with served(app, settings) as url:
         auth = new_key(settings)
-        upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("a.png", astronaut_png, "image/png")})
+        upload = requests.post(
+            f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("a.png", astronaut_png, "image/png")}
+        )
         assert upload.status_code == 201, upload.text
         yield Shop(url, settings, app, auth, upload.json()["id"])
 
@@ -178,10 +180,12 @@ def test_an_upload_over_the_limit_is_refused_before_the_route_reads_it(tmp_path,
     original = uploads._read_limited
     monkeypatch.setattr(uploads, "_read_limited", lambda file, limit: read.append(limit) or original(file, limit))
     noise = np.random.default_rng(0).integers(0, 256, 2 * MB, dtype=np.uint8).tobytes()
-    body, content_type = encode_multipart_formdata({"file": ("selfie.jpg", noise, "image/jpeg")})
+    body, content_type = encode_multipart_formdata({"consent": "true", "file": ("selfie.jpg", noise, "image/jpeg")})
     with served(make_app(settings), settings) as url:
         auth = new_key(settings)
-        small = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("a.png", astronaut_png, "image/png")})
+        small = requests.post(
+            f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("a.png", astronaut_png, "image/png")}
+        )
         assert small.status_code == 201 and read == [MIB], small.text  # the route reads what is within the limit
         stored = sorted(p.name for p in (settings.paths.artifacts / "uploads").iterdir())
         data = body if sent == "content-length" else (body[i : i + 65536] for i in range(0, len(body), 65536))

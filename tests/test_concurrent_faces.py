@@ -50,7 +50,9 @@ def test_selfies_uploaded_at_the_same_moment_are_all_accepted(tmp_path, face_ima
 
         def upload(payload: bytes) -> int:
             start.wait()
-            response = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", payload)}, timeout=120)
+            response = requests.post(
+                f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.jpg", payload)}, timeout=120
+            )
             return response.status_code
 
         with ThreadPoolExecutor(len(selfies)) as pool:

@@ -458,7 +458,9 @@ def test_a_service_killed_mid_step_twice_delivers_every_order_and_each_run_has_o
         try:
             serve, children = _restart(home, api_port, ui_port, log, env, pgids)
             auth = new_api_key(home)
-            upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+            upload = requests.post(
+                f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+            )
             assert upload.status_code == 201, upload.text
 
             # 1. proof runs caught inside styled_candidates (a step whose RetryPolicy would take

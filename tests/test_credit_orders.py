@@ -82,7 +82,7 @@ def shop(tmp_path, database_url, astronaut_png):
         key, secret = create_api_key(database, "test shop")
         auth = {"Authorization": f"Bearer {secret}"}
         files = {"file": ("selfie.png", astronaut_png, "image/png")}
-        upload = requests.post(base + "/v1/uploads", headers=auth, files=files, timeout=TIMEOUT)
+        upload = requests.post(base + "/v1/uploads", headers=auth, data={"consent": "true"}, files=files, timeout=TIMEOUT)
         assert upload.status_code == 201, upload.text
         yield Shop(base, database, key.id, auth, upload.json()["id"])
         database.dispose()

@@ -53,7 +53,9 @@ def _grant(database, api_key_id: str, ref: str, credits: int) -> None:
 
 
 def _upload(client, auth, png: bytes, **form) -> dict:
-    response = client.post("/v1/uploads", headers=auth, files={"file": ("a.png", png, "image/png")}, data=form)
+    response = client.post(
+        "/v1/uploads", headers=auth, files={"file": ("a.png", png, "image/png")}, data={"consent": "true", **form}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -219,5 +221,5 @@ def test_an_upload_keeps_the_customer_it_was_made_for(client, database, astronau
     assert _upload(client, auth, astronaut_png, customer_ref="alice@example")["customer_ref"] == "alice@example"
     assert _upload(client, auth, astronaut_png)["customer_ref"] is None
     files = {"file": ("a.png", astronaut_png, "image/png")}
-    refused = client.post("/v1/uploads", headers=auth, files=files, data={"customer_ref": "not a ref"})
+    refused = client.post("/v1/uploads", headers=auth, files=files, data={"customer_ref": "not a ref", "consent": "true"})
     _assert_error(refused, 422, "invalid_customer_ref")

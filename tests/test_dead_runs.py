@@ -166,7 +166,9 @@ def test_killed_service_mid_run_restarts_fails_the_dead_runs_and_every_order_get
         children = _children(log, 0)
         pgids += [serve.pid, *children.values()]
         auth = new_api_key(home)
-        upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+        upload = requests.post(
+            f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+        )
         assert upload.status_code == 201, upload.text
 
         # 1. the code server's process group (the server, its forkserver, the run worker) killed

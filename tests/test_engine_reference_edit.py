@@ -384,7 +384,10 @@ def test_a_proof_run_of_an_order_of_three_photos_gives_the_engine_all_three(tiny
         ids = []
         for photo in photos:
             sent = client.post(
-                "/v1/uploads", headers=auth, files={"file": ("p.jpg", jpeg_bytes(np.asarray(photo)), "image/jpeg")}
+                "/v1/uploads",
+                headers=auth,
+                data={"consent": "true"},
+                files={"file": ("p.jpg", jpeg_bytes(np.asarray(photo)), "image/jpeg")},
             )
             assert sent.status_code == 201, sent.text
             ids.append(sent.json()["id"])

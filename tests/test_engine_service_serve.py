@@ -32,7 +32,9 @@ def test_photogen_serve_with_the_engine_service_delivers_orders_that_it_painted(
         _wait_until(lambda: "[photogen] ready" in _read(log), 300, "the ready line", process, log)
         assert f"engine service  {engine_url}" in _read(log)
         api, auth = f"http://127.0.0.1:{api_port}", new_api_key(home)
-        upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+        upload = requests.post(
+            f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+        )
         body = {"upload_id": upload.json()["id"], "product_id": "poster_a3", "variants": 2, "approval": "auto"}
         orders = [
             requests.post(

@@ -103,7 +103,13 @@ def test_an_order_with_a_recipient_is_printed_by_prodigi_once_and_ships_with_tra
         with api_server(create_app(settings)) as base:
             settings.public_base_url = base  # the provider downloads the print file through the API's signed link
             headers = new_key(settings)
-            upload = requests.post(f"{base}/v1/uploads", headers=headers, files={"file": ("me.png", astronaut_png)}, timeout=60)
+            upload = requests.post(
+                f"{base}/v1/uploads",
+                headers=headers,
+                data={"consent": "true"},
+                files={"file": ("me.png", astronaut_png)},
+                timeout=60,
+            )
             assert upload.status_code == 201, upload.text
             body = {
                 "upload_id": upload.json()["id"],
@@ -398,7 +404,7 @@ def test_the_api_refuses_a_bad_recipient_and_an_unshippable_product_with_stable_
     with api_server(create_app(settings)) as base:
         headers = new_key(settings)
         upload = requests.post(
-            f"{base}/v1/uploads", headers=headers, files={"file": ("me.png", astronaut_png)}, timeout=60
+            f"{base}/v1/uploads", headers=headers, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=60
         ).json()
         body = {"upload_id": upload["id"], "style_id": "ink_etching", "product_id": "print_2x3", "variants": 1}
 

@@ -107,7 +107,9 @@ def test_an_order_is_submitted_shipped_and_every_event_reaches_a_receiver_that_f
     assert endpoint.status_code == 201, endpoint.text
     receiver.secret = endpoint.json()["secret"]
 
-    upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+    upload = requests.post(
+        f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+    )
     body = {
         "upload_id": upload.json()["id"],
         "style_id": "ink_etching",

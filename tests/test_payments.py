@@ -76,7 +76,9 @@ def _register_webhook(stripe_base: str, api_url: str) -> None:
 
 def _order(shop, face_images, **fields) -> dict:
     settings, url, auth = shop
-    upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+    upload = requests.post(
+        f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))}
+    )
     assert upload.status_code == 201, upload.text
     headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
     response = requests.post(f"{url}/v1/orders", headers=headers, json=order_body(upload.json()["id"], **fields))
@@ -155,7 +157,9 @@ def test_a_payment_reaches_the_order_through_the_signed_webhook_once(shop, strip
 
 def test_the_same_idempotency_key_returns_the_same_payment_intent(shop, face_images):
     settings, url, auth = shop
-    upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+    upload = requests.post(
+        f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))}
+    )
     headers = {**auth, "Idempotency-Key": "checkout-42"}
     body = order_body(upload.json()["id"])
     first = requests.post(f"{url}/v1/orders", headers=headers, json=body).json()
@@ -783,7 +787,7 @@ def test_reconciliation_applies_the_same_rules_and_retries_an_owed_stray_refund(
 def test_the_stray_payments_migration_makes_the_mapped_table_and_can_be_undone(database_url):
     database = Database(database_url)
     database.migrate()
-    assert database.revision() == "0008"
+    assert database.revision() == "0009"
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with database.engine.begin() as connection:

@@ -155,7 +155,7 @@ def core(orders_db, tmp_path, analyzer, face_images):
     """The orders database, a local store, a storefront key and a checked upload of it."""
     store = LocalArtifactStore(tmp_path / "artifacts")
     key, _ = create_api_key(orders_db, "shop")
-    upload = take_upload(orders_db, store, analyzer, jpeg_bytes(face_images["obama"]), key.id)
+    upload = take_upload(orders_db, store, analyzer, jpeg_bytes(face_images["obama"]), key.id, consent=True)
     return SimpleNamespace(database=orders_db, book=SqlOrderBook(orders_db), store=store, key_id=key.id, upload=upload)
 
 
@@ -331,7 +331,9 @@ def _shop(settings, client, face_images) -> SimpleNamespace:
     database = Database(settings.resolved_database_url)
     key, secret = create_api_key(database, "shop")
     auth = {"Authorization": f"Bearer {secret}"}
-    upload = client.post("/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+    upload = client.post(
+        "/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))}
+    )
     assert upload.status_code == 201, upload.text
     services = client.app.state.services
     return SimpleNamespace(
@@ -492,7 +494,7 @@ def test_a_preview_gets_its_proofs_through_dagster_before_it_is_paid(tmp_path, m
     orders, store = defs.resources["orders"], defs.resources["storage"].store()
     orders.database().migrate()
     book = orders.book()
-    upload = take_upload(orders.database(), store, analyzer, astronaut_png, None, "ann")
+    upload = take_upload(orders.database(), store, analyzer, astronaut_png, None, "ann", consent=True)
     order = place_order(book, STYLES, PRODUCTS, None, _request(upload, None, "ann")).order
     assert order.state == S.PAID and not order.settled_payment
 

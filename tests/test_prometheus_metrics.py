@@ -39,7 +39,9 @@ def _scrape(url: str, **headers) -> dict[tuple[str, tuple], float]:
 
 
 def _place(url: str, auth: dict, image) -> str:
-    upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(image))}, timeout=30)
+    upload = requests.post(
+        f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.jpg", jpeg_bytes(image))}, timeout=30
+    )
     assert upload.status_code == 201, upload.text
     headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
     order = requests.post(f"{url}/v1/orders", headers=headers, json=order_body(upload.json()["id"]), timeout=30)

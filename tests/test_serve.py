@@ -460,7 +460,9 @@ def test_an_order_placed_over_http_is_delivered_by_the_daemon(serve, astronaut_p
     api = f"http://127.0.0.1:{api_port}"
     auth = new_api_key(home)
 
-    upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+    upload = requests.post(
+        f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+    )
     assert upload.status_code == 201, upload.text
     body = {"upload_id": upload.json()["id"], "style_id": "ink_etching", "product_id": "poster_a3", "variants": 2}
     order = requests.post(

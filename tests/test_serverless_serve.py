@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow  # photogen serve, an order end to end on each ser
 
 def _order_until_ready(api: str, home: Path, process, log: Path, selfie: bytes) -> dict:
     auth = new_api_key(home)
-    upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", selfie)}, timeout=30)
+    upload = requests.post(
+        f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", selfie)}, timeout=30
+    )
     assert upload.status_code == 201, upload.text
     body = {"upload_id": upload.json()["id"], "style_id": "sepia_oil", "product_id": "poster_a3", "variants": 2}
     placed = requests.post(
@@ -113,7 +115,9 @@ def test_a_runpod_shop_paints_on_its_worker_and_prints_there_and_the_gate_stays_
         }
         with serving(tmp_path, env) as (process, api, home, log):
             auth = new_api_key(home)
-            upload = requests.post(f"{api}/v1/uploads", headers=auth, files={"file": ("me.png", astronaut_png)}, timeout=30)
+            upload = requests.post(
+                f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("me.png", astronaut_png)}, timeout=30
+            )
             ids = {}
             for tier in ("standard", "fast"):
                 body = {"upload_id": upload.json()["id"], "style_id": "sepia_oil", "product_id": "print_4x6", "tier": tier}

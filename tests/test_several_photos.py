@@ -73,7 +73,9 @@ def auth(settings, client):
 
 
 def _upload(client, auth, image: np.ndarray) -> str:
-    response = client.post("/v1/uploads", headers=auth, files={"file": ("photo.jpg", jpeg_bytes(image), "image/jpeg")})
+    response = client.post(
+        "/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("photo.jpg", jpeg_bytes(image), "image/jpeg")}
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 

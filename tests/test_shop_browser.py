@@ -244,9 +244,17 @@ def _shop_flow(
         findings.accessible(page, "the upload page")
         shots(page, "upload")
 
+        # -- the consent box not ticked: the photo is refused, in words, and no way on with it
+        consent = page.locator("input#consent")
+        expect(consent).not_to_be_checked()
+        photos.set_input_files(selfie)
+        verdict = page.locator("#face-verdict")
+        expect(verdict).to_contain_text(re.compile(r"agree", re.I))
+        expect(page.locator("#to-style")).to_be_disabled()
+        consent.check()
+
         # -- two people: refused, in words, and no way on with it
         photos.set_input_files(two_people)
-        verdict = page.locator("#face-verdict")
         expect(verdict).to_have_attribute("role", "status")
         expect(verdict).to_contain_text(re.compile(r"\btwo\b|faces", re.I))
         to_style = page.locator("#to-style")
@@ -389,7 +397,7 @@ def _email_link_and_cancel(browser, shop: ShopServer, selfie: Path) -> None:
     """An order the shop's backend placed (POST /v1/orders): another browser cannot see its
     page; the shop's email link (`#t=<customer_token>`) opens it, the token leaves the address
     bar, and the customer cancels it there."""
-    upload = shop.call("POST", "/v1/uploads", files={"file": (selfie.name, selfie.read_bytes())})
+    upload = shop.call("POST", "/v1/uploads", data={"consent": "true"}, files={"file": (selfie.name, selfie.read_bytes())})
     assert upload.status_code == 201, upload.text
     body = {"upload_id": upload.json()["id"], "style_id": "ink_etching", "product_id": "poster_a3", "tier": "fast"}
     created = requests.post(

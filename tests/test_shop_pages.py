@@ -71,9 +71,11 @@ class Shop:
         assert opened.status_code == 303 and opened.headers["location"] == "/shop/upload", opened.text
         self.csrf = re.search(r'data-csrf="([^"]+)"', client.get("/shop/upload").text).group(1)
 
-    def upload(self, payload: bytes, **headers):
+    def upload(self, payload: bytes, consent: str = "true", **headers):
+        """One photo as the upload page's script sends it, with the consent box's word."""
         headers = {"X-CSRF-Token": self.csrf, "Accept": "application/json", **headers}
-        return self.client.post("/shop/uploads", files={"photo": ("me.png", payload, "image/png")}, headers=headers)
+        form = {"consent": consent}
+        return self.client.post("/shop/uploads", data=form, files={"photo": ("me.png", payload, "image/png")}, headers=headers)
 
     def style_page(self, upload_ids: list[str]):
         return self.client.get("/shop/style", params={"upload": upload_ids})
@@ -232,6 +234,21 @@ def test_each_photo_gets_its_verdict_at_once_in_words(client, auth, face, face_i
         assert time.monotonic() - started < 5  # at once (a second in a browser; CI machines share cores)
         body = refused.json()
         assert refused.status_code == 422 and not body["ok"] and body["code"] == code and body["reason"].startswith(reason), body
+
+
+def test_a_photo_without_the_consent_box_ticked_is_refused_in_words(client, auth, face):
+    shop = Shop(client, auth)
+    page = client.get("/shop/upload").text
+    assert '<input type="checkbox" id="consent" name="consent" value="true" required>' in page
+    assert '<label for="consent">' in page
+    for consent in ("false", ""):
+        refused = shop.upload(face, consent=consent)
+        body = refused.json()
+        assert refused.status_code == 422 and not body["ok"] and body["code"] == "consent_required", body
+        assert body["reason"].startswith("Tick the box first"), body
+    german = shop.upload(face, consent="false", **{"Accept-Language": "de"})
+    assert german.json()["reason"].startswith("Bitte zuerst das Kästchen"), german.json()
+    assert shop.upload(face).json()["ok"]
 
 
 def test_a_post_without_its_csrf_token_is_refused(client, auth, face):
@@ -532,7 +549,8 @@ def _browser_session(base: str, auth: dict, face: bytes) -> tuple[requests.Sessi
     browser.post(f"{base}/shop/session", data={"token": token}, timeout=10)
     csrf = re.search(r'data-csrf="([^"]+)"', browser.get(f"{base}/shop/upload", timeout=10).text).group(1)
     headers = {"X-CSRF-Token": csrf, "Accept": "application/json"}
-    upload_id = browser.post(f"{base}/shop/uploads", files={"photo": ("a.png", face)}, headers=headers, timeout=30).json()[
+    photo = {"photo": ("a.png", face)}
+    upload_id = browser.post(f"{base}/shop/uploads", data={"consent": "true"}, files=photo, headers=headers, timeout=30).json()[
         "upload_id"
     ]
     form = browser.get(f"{base}/shop/style", params={"upload": upload_id}, timeout=10).text

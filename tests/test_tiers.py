@@ -73,7 +73,12 @@ def test_an_order_in_a_tier_is_charged_its_price_through_stripe(tmp_path, databa
         prices = {p["id"]: p["prices"] for p in requests.get(f"{url}/v1/products", timeout=10).json()}
         assert prices["poster_a3"] == {"fast": 2500, "standard": 3500, "premium": 5500}
 
-        upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+        upload = requests.post(
+            f"{url}/v1/uploads",
+            headers=auth,
+            data={"consent": "true"},
+            files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))},
+        )
         upload_id = upload.json()["id"]
 
         def place(**fields):
@@ -118,7 +123,12 @@ def test_a_tier_needing_an_engine_the_shop_does_not_run_is_refused(tmp_path, fac
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'orders.db'}", products_path=str(products))
     with api_server(make_app(settings)) as url:
         auth = new_key(settings)
-        upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+        upload = requests.post(
+            f"{url}/v1/uploads",
+            headers=auth,
+            data={"consent": "true"},
+            files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))},
+        )
         headers = {**auth, "Idempotency-Key": "k"}
         refused = requests.post(f"{url}/v1/orders", headers=headers, json=order_body(upload.json()["id"], tier="gpu"), timeout=30)
         assert refused.status_code == 422 and refused.json()["code"] == "tier_unavailable"

@@ -121,7 +121,12 @@ def test_the_tiers_and_the_order_view_say_what_to_expect(tmp_path, face_images):
             "basis": "catalog",
         }
         auth = new_key(settings)
-        upload = requests.post(f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))})
+        upload = requests.post(
+            f"{url}/v1/uploads",
+            headers=auth,
+            data={"consent": "true"},
+            files={"file": ("me.jpg", jpeg_bytes(face_images["obama"]))},
+        )
         body = {k: v for k, v in order_body(upload.json()["id"], tier="premium", variants=None).items() if v is not None}
         placed = requests.post(f"{url}/v1/orders", headers={**auth, "Idempotency-Key": "w1"}, json=body, timeout=30)
         assert placed.status_code == 201, placed.text

@@ -41,6 +41,9 @@ class UploadRow(Base):
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     customer_ref: Mapped[str | None] = mapped_column(String(64))  # the shop's own id of the customer
     created_at: Mapped[datetime]
+    # when the caller (api_key_id) said the person pictured agreed; None only for uploads
+    # taken before consent was asked (migration 0009)
+    consented_at: Mapped[datetime | None]
 
 
 class OrderRow(Base):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.db.tables import OrderPhotoRow, OrderRow
+from photogen_pipelines.clock import as_utc
+from photogen_pipelines.db.tables import OrderPhotoRow, OrderRow, UploadRow
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import BadInput
 from photogen_pipelines.generation.references import face_embedding, stranger_in
@@ -74,6 +76,32 @@ def photos_of(database: Database, order: Order) -> list[Photo]:
         if rows:
             return [Photo(row.upload_id, row.storage_key) for row in rows]
     return [Photo(order.upload_id, order.upload_key)]
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The audit trail's record that the person in one of an order's photos agreed: when
+    the caller said so, and the caller's key. `consented_at` None: an upload taken before
+    consent was asked (migration 0009)."""
+
+    upload_id: str
+    consented_at: datetime | None
+    api_key_id: str | None
+
+
+def consents_of(database: Database, photos: Sequence[Photo]) -> list[Consent]:
+    """The consent recorded with each of the photos' uploads, in the photos' order; a photo
+    whose upload is gone (erased, retired) or that had none (the CLI's) has no record."""
+    ids = [photo.upload_id for photo in photos if photo.upload_id]
+    if not ids:
+        return []
+    with database.session() as session:
+        rows = {row.id: row for row in session.scalars(select(UploadRow).where(UploadRow.id.in_(ids)))}
+    return [
+        Consent(row.id, as_utc(row.consented_at) if row.consented_at is not None else None, row.api_key_id)
+        for row in (rows.get(upload_id) for upload_id in ids)
+        if row is not None
+    ]
 
 
 def orders_using(database: Database, photo: Photo, besides: str) -> list[str]:

@@ -9,7 +9,7 @@ from photogen_pipelines.orders.states import IN_PROGRESS, PRINT_FILE_MADE, Order
 from photogen_pipelines.orders.waits import TierWait, expected_at, order_wait
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, Stage, Validation
 from photogen_pipelines.workflows.intake import PAYMENTS_OFF_LABEL
-from storefront_api.schemas import EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut, WaitOut
+from storefront_api.schemas import ConsentOut, EventOut, FulfilmentOut, OrderOut, PaymentOut, ProofOut, StageOut, WaitOut
 
 
 def _stages(order: Order) -> list[StageOut]:
@@ -105,6 +105,7 @@ def order_view(
 ) -> OrderOut:
     proofs, threshold = _proofs(services, order, base_url)
     wait = order_wait(services.book, services.products, order)
+    photos = photo_sets.photos_of(services.database, order)
     return OrderOut(
         id=order.id,
         state=order.state.value,
@@ -120,7 +121,7 @@ def order_view(
         identity_threshold=threshold,
         proofs=proofs,
         approved_proof=order.approved_proof,
-        upload_ids=[p.upload_id for p in photo_sets.photos_of(services.database, order) if p.upload_id],
+        upload_ids=[p.upload_id for p in photos if p.upload_id],
         proofs_downloaded_at=order.proofs_downloaded_at,
         print_file_ready=order.state in PRINT_FILE_MADE,
         expected_wait=wait_out(wait),
@@ -129,6 +130,7 @@ def order_view(
         recipient=_recipient(services, order),
         fulfilment=_fulfilment(services, order),
         events=[EventOut.model_validate(e, from_attributes=True) for e in order.events],
+        consent=[ConsentOut.model_validate(c, from_attributes=True) for c in photo_sets.consents_of(services.database, photos)],
         created_at=order.created_at,
         updated_at=order.updated_at,
         customer_token=customer_token,

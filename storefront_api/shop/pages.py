@@ -81,7 +81,8 @@ async def take_photo(request: Request, services: ServicesDep):
         raise ShopError(422, "empty_file")
     t = translator(language(request))
     try:
-        upload_id = await run_in_threadpool(reuse.upload, services, session, photo)
+        consent = str(form.get("consent") or "") == "true"
+        upload_id = await run_in_threadpool(reuse.upload, services, session, photo, consent)
     except ShopError as refused:
         reason = refusal_words(t, refused)
         return JSONResponse({"ok": False, "upload_id": None, "code": refused.code, "reason": reason}, status_code=refused.status)

@@ -44,11 +44,12 @@ def refusals_shown():
         raise ShopError(422, "invalid_request", detail=problems) from None
 
 
-def upload(services: Services, session: ShopSession, file: UploadFile) -> str:
-    """The photo taken in as POST /v1/uploads takes it, for the session's key and customer."""
+def upload(services: Services, session: ShopSession, file: UploadFile, consent: bool) -> str:
+    """The photo taken in as POST /v1/uploads takes it, for the session's key and customer,
+    with the customer's own word that they agreed (the page's consent box)."""
     with refusals_shown():
         caller = Caller(api_key_id=session.api_key_id)
-        return upload_routes.create_upload(file, caller, services, session.customer_ref).id
+        return upload_routes.create_upload(file, caller, services, consent=consent, customer_ref=session.customer_ref).id
 
 
 def upload_ids(values: list[str]) -> list[str]:

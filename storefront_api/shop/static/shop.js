@@ -62,6 +62,8 @@ function uploader() {
     var shown = item(file);
     var body = new FormData();
     body.append("photo", file);
+    // the customer's own word, sent with each photo; unticked, the server refuses it (consent_required)
+    body.append("consent", document.getElementById("consent").checked ? "true" : "false");
     verdict.textContent = file.name + ": " + box.dataset.checking;
     fetch("/shop/uploads", {method: "POST", body: body, credentials: "same-origin",
                             headers: {"X-CSRF-Token": box.dataset.csrf, "Accept": "application/json"}})
