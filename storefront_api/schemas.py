@@ -338,6 +338,42 @@ class ErasureOut(BaseModel):
     repeated: bool = Field(description="true: this customer had been erased before, and nothing was left to erase")
 
 
+class IdentityIn(RequestBody):
+    upload_ids: list[Annotated[str, Field(max_length=32)]] = Field(
+        min_length=1,
+        max_length=MAX_PHOTOS,
+        description="1-4 distinct uploads of one person; every photo is compared with the others "
+        "(422 photos_not_same_person names the one that differs)",
+    )
+    consent: bool | None = Field(
+        None, description="required, true: the person pictured agreed to being kept for later jobs (else 422 consent_required)"
+    )
+    label: str | None = Field(None, min_length=1, max_length=64, description="the shop's own name for it, e.g. \"model A\"")
+    customer_ref: str | None = Field(
+        None, max_length=64, description="the customer it belongs to: erasing the customer deletes it"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_photos(self) -> IdentityIn:
+        if len(set(self.upload_ids)) != len(self.upload_ids):
+            raise ValueError("upload_ids must be distinct: each photo once")
+        return self
+
+
+class IdentityOut(BaseModel):
+    id: str
+    label: str | None
+    customer_ref: str | None
+    photos: int = Field(description="how many photos it keeps")
+    encoder: str = Field(description="the face encoder whose identity the jobs compare their shots with")
+    consented_at: datetime = Field(description="when the caller said the person pictured agreed")
+    created_at: datetime
+
+
+class IdentityList(BaseModel):
+    identities: list[IdentityOut]
+
+
 class QuoteIn(RequestBody):
     product_id: str = Field(max_length=64)
     tier: str | None = Field(None, max_length=32, description="default the catalog's")

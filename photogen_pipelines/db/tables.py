@@ -46,6 +46,23 @@ class UploadRow(Base):
     consented_at: Mapped[datetime | None]
 
 
+class IdentityRow(Base):
+    """A person's photos saved for later jobs (orders/identities.py): the photos and their
+    identity live in the artifact store under `identities/<id>/`, deleted with the row."""
+
+    __tablename__ = "identities"
+    __table_args__ = (Index("ix_identities_key_customer", "api_key_id", "customer_ref"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    customer_ref: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(64))  # the shop's own name for it ("model A")
+    photos: Mapped[int]
+    encoder: Mapped[str] = mapped_column(String(64))  # the face encoder that made its identity
+    consented_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
 class OrderRow(Base):
     __tablename__ = "orders"
     __table_args__ = (

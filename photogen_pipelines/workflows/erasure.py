@@ -4,7 +4,8 @@ Export (`GET /v1/customers/{ref}/export`) hands the shop what we hold of the cus
 ZIP members: `customer.json` (plan, balance, every wallet entry), and per order
 `orders/<id>/order.json` (the order as its events carry it, its history and its recipient)
 with its photos and everything stored under it: the selfie document (face box and
-identity embedding), candidates, proofs, the print file and its manifest.
+identity embedding), candidates, proofs, the print file and its manifest; per saved
+identity, `identities/<id>/` with its photos and its `identity.json` (the embedding).
 
 Erasure (`DELETE /v1/customers/{ref}`, `photogen customers erase REF`) removes, for every
 order and upload the shop named with the customer's reference:
@@ -13,7 +14,8 @@ order and upload the shop named with the customer's reference:
   file and its manifest (everything under `orders/<id>/`), and uploads never ordered with;
 - the rows that point at a person: the recipient, the order's photo set, the upload rows,
   the tracking number and link (which lead to the address), and the same in the outbox's
-  webhook payloads; the reference itself on orders, uploads and quotes.
+  webhook payloads; the reference itself on orders, uploads and quotes;
+- the customer's saved identities: their photos, embeddings and rows (orders/identities.py).
 
 What stays is what the books need, anonymised: the order row (state, style, product, money,
 timings: the generation ledger and its analytics stay true; it names no file and no
@@ -44,6 +46,7 @@ from photogen_pipelines.db.tables import (
     CreditEntryRow,
     ErasureRow,
     FulfilmentRow,
+    IdentityRow,
     OrderPhotoRow,
     OrderRow,
     QuoteRow,
@@ -53,7 +56,7 @@ from photogen_pipelines.db.tables import (
 )
 from photogen_pipelines.errors import Conflict, NotFound
 from photogen_pipelines.fulfilment.submission import forget_tracking, recipient_of
-from photogen_pipelines.orders import photo_sets
+from photogen_pipelines.orders import identities, photo_sets
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.outbox import order_summary
 from photogen_pipelines.orders.states import OrderState
@@ -110,6 +113,10 @@ def _of_key(column, api_key_id: str | None):
     return column.is_(None) if api_key_id is None else column == api_key_id
 
 
+def _identities_of(api_key_id: str | None, ref: str):
+    return select(IdentityRow.id).where(_of_key(IdentityRow.api_key_id, api_key_id), IdentityRow.customer_ref == ref)
+
+
 def _order_ids(book: SqlOrderBook, api_key_id: str | None, ref: str) -> list[str]:
     query = select(OrderRow.id).where(_of_key(OrderRow.api_key_id, api_key_id), OrderRow.customer_ref == ref)
     with book.database.session() as session:
@@ -148,10 +155,12 @@ def erase_customer(
         known = customers.find(session, api_key_id, ref) is not None
         uploads_of = select(UploadRow.id).where(_of_key(UploadRow.api_key_id, api_key_id), UploadRow.customer_ref == ref)
         has_uploads = session.scalar(uploads_of.limit(1)) is not None
+        identity_ids = list(session.scalars(_identities_of(api_key_id, ref)))
     order_ids = _order_ids(book, api_key_id, ref)
-    if done is not None and not order_ids and not known and not has_uploads:
+    held = bool(order_ids or known or has_uploads or identity_ids)
+    if done is not None and not held:
         return _to_erasure(done, repeated=True)
-    if done is None and not order_ids and not known and not has_uploads:
+    if done is None and not held:
         raise NotFound(f"customer {ref} not found", code="customer_not_found")
 
     for order_id in order_ids:
@@ -178,6 +187,7 @@ def erase_customer(
         ).all()
         keys |= {upload.storage_key for upload in uploads}
     files = _delete_files(store, {key for key in keys if store.exists(key)})
+    files += sum(identities.delete_files(store, identity_id) for identity_id in identity_ids)
 
     erasure_id = "era_" + secrets.token_hex(8)
     with database.session() as session:
@@ -205,6 +215,7 @@ def erase_customer(
         session.execute(update(UploadRow).where(UploadRow.id.in_(still_named)).values(customer_ref=None))
         session.execute(delete(UploadRow).where(UploadRow.id.in_(upload_ids - still_named)))
         session.execute(update(QuoteRow).where(QuoteRow.customer_ref == ref).values(customer_ref=None))
+        session.execute(delete(IdentityRow).where(IdentityRow.id.in_(identity_ids)))
         customer = customers.find(session, api_key_id, ref, lock=True)
         if customer is not None:
             customer.ref, customer.updated_at = ERASED_REF.format(erasure_id=erasure_id), utc_now()
@@ -248,7 +259,8 @@ def export_customer(book: SqlOrderBook, store: ArtifactStore, api_key_id: str | 
             select(UploadRow).where(_of_key(UploadRow.api_key_id, api_key_id), UploadRow.customer_ref == ref)
         ).all()
         upload_files = [(upload.id, upload.storage_key) for upload in uploads]
-    if customer is None and not order_ids and not upload_files:
+        identity_ids = list(session.scalars(_identities_of(api_key_id, ref)))
+    if customer is None and not order_ids and not upload_files and not identity_ids:
         raise NotFound(f"customer {ref} not found", code="customer_not_found")
     yield (
         "customer.json",
@@ -260,12 +272,17 @@ def export_customer(book: SqlOrderBook, store: ArtifactStore, api_key_id: str | 
                 "balance": sum(entry.amount for entry in entries),
                 "entries": [_entry(entry) for entry in entries],
                 "uploads": [upload_id for upload_id, _ in upload_files],
+                "identities": identity_ids,
             }
         ),
     )
     for upload_id, key in upload_files:
         if store.exists(key):
             yield f"uploads/{upload_id}{_suffix(key)}", store.get_bytes(key)
+    for identity_id in identity_ids:  # its photos and the identity embedding the jobs compare with
+        for key in sorted(store.list(identities.folder(identity_id))):
+            if key.startswith(identities.folder(identity_id)):
+                yield key, store.get_bytes(key)
     for order_id in order_ids:
         order = book.get(order_id)
         recipient = recipient_of(database, order_id)
