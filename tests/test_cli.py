@@ -218,6 +218,27 @@ def test_styles_json_lists_styles_with_identity_thresholds(env, workdir):
         assert style["name"] and style["description"]
 
 
+def test_photogen_kinds_lists_each_kind_with_its_inputs(env, workdir):
+    text = photogen(env, workdir, "kinds").stdout
+    assert "fashion_shoot: Fashion catalog shoot." in text
+    assert "shots    9: front, back, left" in text and "on CPU   refused: needs one of the engines above" in text
+    listed = json.loads(photogen(env, workdir, "kinds", "--json").stdout)
+    by_id = {kind["id"]: kind for kind in listed}
+    assert by_id["fashion_shoot"]["shot_names"] == [
+        "front",
+        "back",
+        "left",
+        "right",
+        "three_quarter",
+        "walking",
+        "seated",
+        "hand_on_hip",
+        "close_up",
+    ]
+    assert [i["name"] for i in by_id["try_on"]["inputs"]] == ["person", "garment"]
+    assert by_id["living_portrait"]["embedded"] is None
+
+
 def test_products_json_has_print_pixel_sizes(env, workdir):
     products = json.loads(photogen(env, workdir, "products", "--json").stdout)
     by_name = {p["id"]: p for p in products}

@@ -1,10 +1,11 @@
-"""`photogen styles` and `photogen products`: the catalogs a storefront sells from."""
+"""`photogen styles`, `photogen products` and `photogen kinds`: the catalogs a storefront sells from."""
 
 from __future__ import annotations
 
 import click
 
 from photogen_pipelines.catalog import load_products, load_styles
+from photogen_pipelines.catalog.kinds import load_kinds
 from photogen_pipelines.cli.common import emit
 
 
@@ -28,3 +29,29 @@ def products(as_json: bool) -> None:
         for p in catalog.products
     ]
     emit(as_json, payload, "\n".join(rows))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The kinds as JSON, with every input, shot, gate and price.")
+def kinds(as_json: bool) -> None:
+    """The studio's job kinds: what each takes, the shots it makes and the engines that can."""
+    catalog = load_kinds()
+    payload = [{**kind.model_dump(mode="json"), "shot_names": kind.shot_names()} for kind in catalog.kinds]
+    blocks = []
+    for kind in catalog.kinds:
+        inputs = ", ".join(i.name + ("" if i.required else "?") for i in kind.inputs)
+        shots = kind.shot_names()
+        blocks.append(
+            "\n".join(
+                [
+                    f"{kind.id}: {kind.name}. {kind.description}",
+                    f"  takes    {inputs}",
+                    f"  shots    {'the tier’s proofs' if shots is None else f'{len(shots)}: ' + ', '.join(shots)}",
+                    f"  gates    {', '.join(kind.gates + kind.across)}",
+                    f"  gives    {', '.join(kind.outputs)}",
+                    f"  engines  {', '.join(kind.engines)}",
+                    f"  on CPU   {kind.embedded or 'refused: needs one of the engines above'}",
+                ]
+            )
+        )
+    emit(as_json, payload, "\n\n".join(blocks))
