@@ -46,9 +46,8 @@ def run(database_url: str, workdir: Path, n: int) -> dict[str, list[float]]:
     selfie = png_bytes(data.astronaut())
     with api_server(make_app(settings)) as url:
         auth = new_key(settings)
-        upload = lambda: requests.post(
-            f"{url}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("a.png", selfie)}
-        )  # noqa: E731
+        consented = {"consent": "true"}
+        upload = lambda: requests.post(f"{url}/v1/uploads", headers=auth, data=consented, files={"file": ("a.png", selfie)})  # noqa: E731
         upload_id = upload().json()["id"]
         body = order_body(upload_id)
         place = lambda key=None: requests.post(  # noqa: E731

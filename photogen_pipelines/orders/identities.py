@@ -12,13 +12,13 @@ too (workflows/erasure.py).
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from photogen_pipelines.clock import as_utc, utc_now
@@ -30,6 +30,7 @@ from photogen_pipelines.generation.references import face_embedding, mean_embedd
 from photogen_pipelines.imaging.images import open_png
 from photogen_pipelines.orders.photo_sets import MAX_PHOTOS, check_same_person
 from photogen_pipelines.orders.uploads import get_upload, require_consent
+from photogen_pipelines.storage.artifacts import load_json, save_json
 from photogen_pipelines.storage.stores import ArtifactStore
 
 
@@ -42,6 +43,13 @@ class Identity:
     encoder: str
     consented_at: datetime
     created_at: datetime
+
+
+class IdentityDocument(BaseModel):
+    """`identities/<id>/identity.json`: what a job compares its shots with."""
+
+    encoder: str  # the face encoder that made it: a job with another one cannot use it
+    embedding: list[float]  # the normalised mean of the photos' face embeddings
 
 
 def new_identity_id() -> str:
@@ -88,8 +96,8 @@ def save_identity(
     identity_id = new_identity_id()
     for position, picture in enumerate(pictures):
         store.put_bytes(photo_key(identity_id, position), picture)
-    document = {"encoder": faces.version, "embedding": [round(float(v), 6) for v in embedding]}
-    store.put_bytes(_embedding_key(identity_id), json.dumps(document).encode())
+    document = IdentityDocument(encoder=faces.version, embedding=[round(float(v), 6) for v in embedding])
+    save_json(store, _embedding_key(identity_id), document)
     now = utc_now()
     row = IdentityRow(
         id=identity_id,
@@ -130,8 +138,8 @@ def identities_of(database: Database, api_key_id: str | None, customer_ref: str 
 
 def identity_embedding(store: ArtifactStore, identity_id: str) -> np.ndarray:
     """What a job compares its shots with."""
-    document = json.loads(store.get_bytes(_embedding_key(identity_id)))
-    return np.asarray(document["embedding"], dtype=np.float32)
+    document = load_json(store, _embedding_key(identity_id), IdentityDocument)
+    return np.asarray(document.embedding, dtype=np.float32)
 
 
 def identity_photos(store: ArtifactStore, identity: Identity) -> list[bytes]:

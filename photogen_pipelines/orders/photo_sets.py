@@ -17,8 +17,8 @@ import numpy as np
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from photogen_pipelines.db.database import Database
 from photogen_pipelines.clock import as_utc
+from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import OrderPhotoRow, OrderRow, UploadRow
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import BadInput
