@@ -6,7 +6,14 @@ import dagster as dg
 
 from assets.analytics import analytics_assets, analytics_job, generation_ledger, rejection_metrics
 from assets.catalog_previews import catalog_assets, catalog_preview_job, define_catalog_preview_job, style_previews
-from assets.checks import identity_preserved, one_face_per_proof, print_detail_clean, print_spec_met, upscale_faithful
+from assets.checks import (
+    identity_preserved,
+    one_face_per_proof,
+    print_detail_clean,
+    print_spec_met,
+    proofs_are_safe,
+    upscale_faithful,
+)
 from assets.fulfilment import fulfilment, provider_accepted
 from assets.partitions import approved_orders_partitions, orders_partitions
 from assets.printing import delivery, print_file, print_master
@@ -17,6 +24,7 @@ print_assets = [print_master, print_file, delivery, fulfilment]
 order_checks = [
     identity_preserved,
     one_face_per_proof,
+    proofs_are_safe,
     upscale_faithful,
     print_detail_clean,
     print_spec_met,
@@ -68,6 +76,7 @@ __all__ = [
     "identity_preserved",
     "one_face_per_proof",
     "order_checks",
+    "proofs_are_safe",
     "upscale_faithful",
     "print_detail_clean",
     "orders_partitions",

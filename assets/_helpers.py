@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import dagster as dg
 
 from photogen_pipelines.errors import BadInput, IllegalTransition, PhotoGenError
+from photogen_pipelines.logs import get_logger, log_context
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.book import OrderBook
 from photogen_pipelines.orders.states import Order, OrderState
 from photogen_pipelines.storage.artifacts import OrderKeys, Stage
 from photogen_pipelines.storage.stores import ArtifactStore
 from resources import ArtifactStorage, OrdersDatabase
+
+log = get_logger("photogen.assets")
 
 # a step that failed on something passing (a model service, the store) runs again, twice at most
 STEP_RETRIES = dg.RetryPolicy(max_retries=2, delay=1.0)
@@ -80,13 +83,15 @@ def order_asset(group: OrderGroup, kinds: set[str], deps: Sequence | None = None
     def decorate(step_fn: Callable[..., dg.MaterializeResult]):
         @functools.wraps(step_fn)
         def step_when_due(context: dg.AssetExecutionContext, **resources):
-            book = resources["orders"].book()
-            why = group.nothing_to_do(book.get(context.partition_key), context.run.tags)
-            if why is not None:
-                context.log.info(f"{context.asset_key.to_user_string()}: {why}")
-                return  # nothing yielded: no materialization, the steps after it are skipped
-            result = step_fn(context, **resources)
-            summary = order_summary(book.get(context.partition_key))  # the state the step left
+            # every log line of the step, the core's included, names its run and its order
+            with log_context(run_id=context.run.run_id, job=context.run.job_name, order_id=context.partition_key):
+                book = resources["orders"].book()
+                why = group.nothing_to_do(book.get(context.partition_key), context.run.tags)
+                if why is not None:
+                    context.log.info(f"{context.asset_key.to_user_string()}: {why}")
+                    return  # nothing yielded: no materialization, the steps after it are skipped
+                result = step_fn(context, **resources)
+                summary = order_summary(book.get(context.partition_key))  # the state the step left
             yield result._replace(metadata={**summary, **(result.metadata or {})})
 
         return dg.asset(
@@ -130,6 +135,7 @@ def timed_stage(step: OrderStep, stage: Stage) -> Iterator[StageTimer]:
     yield timer
     timer.seconds = time.perf_counter() - start
     step.book.record_stage(step.order_id, stage, timer.seconds)
+    log.info("stage finished", stage=str(stage), seconds=round(timer.seconds, 3))
 
 
 def reject_order(step: OrderStep, error: BadInput) -> dg.Failure:

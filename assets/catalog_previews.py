@@ -10,7 +10,7 @@ import dagster as dg
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.generation.previews import catalog_version, reference_faces, render_style_preview, store_style_preview
 from photogen_pipelines.storage.artifacts import NO_FACE
-from resources import ArtifactStorage, CatalogResource, FaceEngine, StyleEngine
+from resources import ArtifactStorage, CatalogResource, FaceEngine, SafetyEngine, StyleEngine
 
 GROUP = "catalog"
 
@@ -36,6 +36,7 @@ def style_previews(
     catalog: CatalogResource,
     faces: FaceEngine,
     styles: StyleEngine,
+    safety: SafetyEngine,
 ) -> dg.MaterializeResult:
     """Each style on the reference faces, as a contact sheet the storefront shows; identity scored per face."""
     style_catalog = catalog.styles()
@@ -46,7 +47,9 @@ def style_previews(
     for style_id in context.partition_keys:
         start = time.perf_counter()
         style = style_catalog.get(style_id)
-        preview = render_style_preview(style, faces.analyzer(), stylizer, reference_faces())
+        preview = render_style_preview(
+            style, faces.analyzer(), stylizer, reference_faces(), safety=safety.gate(catalog.quality())
+        )
         record = store_style_preview(store, preview, version, datetime.now(UTC))
         rendered.append((style, preview, record, time.perf_counter() - start))
         passed, scores = sum(f.passed for f in preview.faces), preview.identity_scores()

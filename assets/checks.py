@@ -9,6 +9,7 @@ from assets.partitions import approved_orders_partitions, orders_partitions
 from assets.printing import print_file, print_master
 from assets.proofs import validated_proofs
 from photogen_pipelines.generation.gates import print_spec_report, upscale_ssim
+from photogen_pipelines.generation.safety import stored_proofs_safety
 from photogen_pipelines.generation.stages import count_people
 from photogen_pipelines.imaging.images import open_png
 from photogen_pipelines.imaging.print_detail import print_pattern_scores
@@ -66,6 +67,31 @@ def one_face_per_proof(
             "max_faces": dg.IntMetadataValue(max(counts.values(), default=0)),
         },
         description="; ".join(f"proof {v} shows {n} faces" for v, n in sorted(wrong.items())) or None,
+    )
+
+
+@dg.asset_check(asset=validated_proofs, partitions_def=orders_partitions, blocking=True)
+def proofs_are_safe(
+    context: dg.AssetCheckExecutionContext, storage: ArtifactStorage, catalog: CatalogResource
+) -> dg.AssetCheckResult:
+    """No stored proof is explicit: each was scored by the content-safety detector under
+    quality.yaml's content_safe threshold for outputs (an attempt over it was regenerated,
+    and an order with none under it rejected and refunded). Blocking: a proof that was not
+    checked, or is over the line, is never shown or printed."""
+    gate = catalog.quality().content_safe
+    validation = OrderKeys(context.partition_key).load(storage.store(), Validation)
+    report = stored_proofs_safety(validation, gate.max_explicit_score.output)
+    problems = report.problems()
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=SEVERITY[gate.severity],
+        metadata={
+            "highest_explicit_score": dg.FloatMetadataValue(report.highest if report.highest is not None else -1.0),
+            "max_explicit_score": dg.FloatMetadataValue(report.max_explicit),
+            "proofs_checked": dg.IntMetadataValue(len(report.scores)),
+            "attempts_flagged": dg.IntMetadataValue(report.flagged_attempts),
+        },
+        description="; ".join(problems) or None,
     )
 
 

@@ -8,12 +8,14 @@ from assets.partitions import approved_orders_partitions
 from assets.proofs import validated_proofs
 from photogen_pipelines.analytics.costs import metered
 from photogen_pipelines.errors import PhotoGenError
+from photogen_pipelines.generation.proofs import proof_models
 from photogen_pipelines.generation.stages import make_print_master
 from photogen_pipelines.imaging.images import EXTENSIONS, encode_print_file, open_png, png_bytes
 from photogen_pipelines.orders import lifecycle
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import CandidatesInfo, EngineVersions, Manifest, MasterInfo, Stage, Validation
 from resources import ArtifactStorage, CatalogResource, OrdersDatabase, UpscaleEngine
+from resources.credentials import ContentCredentialsResource
 
 # A print step works for an approved order (or one its run is rendering); an operator may
 # re-render a ready order's file before the provider has it, in a run tagged photogen/rerun=true.
@@ -90,19 +92,26 @@ def print_file(
     orders: OrdersDatabase,
     storage: ArtifactStorage,
     catalog: CatalogResource,
+    credentials: ContentCredentialsResource,
 ) -> dg.MaterializeResult:
-    """The provider's file: sRGB with its ICC profile, DPI tags, JPEG q95 or TIFF, and a manifest."""
+    """The provider's file: sRGB with its ICC profile, DPI tags, JPEG q95 or TIFF, signed C2PA
+    Content Credentials, and a manifest."""
     step = order_step(context, orders, storage)
     store, keys, order = step.store, step.keys, step.order
     product = catalog.products().get(order.product_id)
     with timed_stage(step, Stage.PRINT_FILE) as timer:
         master = open_png(store.get_bytes(keys.print_master))
-        data = encode_print_file(master, product.format, product.dpi)
-        key = keys.print_file(EXTENSIONS[product.format])
-        store.put_bytes(key, data)
         master_info = keys.load(store, MasterInfo)
         validation = keys.load(store, Validation)
         candidates = keys.load(store, CandidatesInfo)
+        # C2PA: the file says it is AI-generated, by which models, for which shop; the manifest
+        # goes in its own segment, so pixels, ICC profile and DPI tags stay as print_spec_met reads them
+        signer = credentials.credentials()
+        models = proof_models(candidates, validation.encoder, master_info.upscaler)
+        data = signer.sign(encode_print_file(master, product.format, product.dpi), models, title=f"print {order.product_id}")
+        verified = signer.verify(data)
+        key = keys.print_file(EXTENSIONS[product.format])
+        store.put_bytes(key, data)
         manifest = Manifest(
             order_id=order.id,
             style_id=order.style_id,
@@ -128,6 +137,8 @@ def print_file(
                 upscale=master_info.upscaler,
                 upscale_passes=master_info.passes,
             ),
+            # the embedded manifest read back: its label, signer and validation state
+            content_credentials=verified.record() if verified else None,
         )
         keys.save(store, manifest)
     # the order becomes `ready` in `delivery`, after print_spec_met: a file that fails it is never delivered
@@ -138,6 +149,8 @@ def print_file(
             "manifest": dg.MetadataValue.path(store.uri(keys.manifest)),
             "megabytes": dg.FloatMetadataValue(round(len(data) / 2**20, 2)),
             "effective_dpi": dg.FloatMetadataValue(master_info.effective_dpi),
+            # C2PA: Trusted, Valid (a signer no configured anchor vouches for) or Invalid
+            "content_credentials": dg.TextMetadataValue(verified.state if verified else "missing"),
             "seconds": dg.FloatMetadataValue(round(timer.seconds, 3)),
         }
     )

@@ -20,7 +20,8 @@ from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.orders import lifecycle, photo_sets
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import NO_FACE, CandidateParams, CandidatesInfo, SelfieInfo, Stage, Usage
-from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
+from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, SafetyEngine, StyleEngine
+from resources.credentials import ContentCredentialsResource
 
 # A proof step works for a paid order (or one its run is generating); an operator may
 # regenerate proofs the customer has not approved yet, in a run tagged photogen/rerun=true.
@@ -185,8 +186,11 @@ def validated_proofs(
     catalog: CatalogResource,
     faces: FaceEngine,
     styles: StyleEngine,
+    safety: SafetyEngine,
+    credentials: ContentCredentialsResource,
 ) -> dg.MaterializeResult:
-    """Proofs that pass the identity gate; failures are regenerated at lower strength."""
+    """Proofs that pass the identity gate and the content-safety check; failures are
+    regenerated at lower strength. Each stored proof carries signed C2PA Content Credentials."""
     step = order_step(context, orders, storage)
     style_catalog = catalog.styles()
     style = style_catalog.get(step.order.style_id)
@@ -201,6 +205,8 @@ def validated_proofs(
             analyzer,
             style_catalog.max_rounds,
             lambda variants, round_no: _render_or_reject(step, styles, catalog, selfie, variants, round_no),
+            safety=safety.gate(catalog.quality()),
+            credentials=credentials.credentials(),
         )
     _move_on_the_verdict(context, step, validated)
     return dg.MaterializeResult(

@@ -1,7 +1,8 @@
 """What the service has done, per replica: engine loads, style loads, requests, batch sizes.
 
-Replicas report to one named actor after each batch (fire and forget); the gateway reads it
-for `GET /v1/status`. A replica that is gone keeps its last report, marked by its age.
+Replicas report to one named actor as each batch starts and ends, and at every Serve health
+check (fire and forget); the gateway reads it for `GET /v1/status` and `GET /metrics`
+(metrics.py). A replica that is gone keeps its last report, marked by its age.
 """
 
 from __future__ import annotations

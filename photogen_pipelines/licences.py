@@ -9,8 +9,8 @@ PHOTOGEN_COMMERCIAL_ONLY=1 `photogen serve`, `photogen demo` and `photogen engin
 refuse to start on a model a paying shop may not use (`refusal`).
 
 With the warm engine service (PHOTOGEN_ENGINE_URL) the run loads only the identity gate's
-faces and what the embedded tiers paint with: the service decides its own engine and checks
-its own models when it starts, so they are not listed here.
+faces, the content-safety detector and what the embedded tiers paint with: the service
+decides its own engine and checks its own models when it starts, so they are not listed here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from photogen_pipelines.errors import ModelError
 from photogen_pipelines.factories import (
     Deployment,
     FaceEngineSettings,
+    SafetyEngineSettings,
     StyleEngineSettings,
     UpscaleEngineSettings,
     deployment,
@@ -164,6 +165,25 @@ def upscale_models(upscale: UpscaleEngineSettings) -> list[tuple[str, str]]:
     return [(f"upscale-backend:{upscale.backend}", "print upscale")]
 
 
+def safety_models(safety: SafetyEngineSettings) -> list[tuple[str, str]]:
+    """(licence key, used for) of the content-safety detector, which checks every upload and
+    every generated picture on every engine. NudeNet was not chosen for it: AGPL-3.0."""
+    if safety.backend == "embedded":
+        return [("open-nsfw", "content safety (uploads and proofs, CPU)")]
+    if safety.backend == "openai-moderation":
+        return [("openai-omni-moderation", "content safety (uploads and proofs, OpenAI's hosted API)")]
+    return [(f"safety-backend:{safety.backend}", "content safety")]
+
+
+def video_models() -> list[tuple[str, str]]:
+    """(licence key, used for) of the living portrait's image-to-video engine
+    (engines/video_wan.py), one per Wan release its folder may hold. No PHOTOGEN_ENGINE
+    loads it yet: the living_portrait job will."""
+    from photogen_pipelines.engines.video_wan import VARIANTS
+
+    return [(key, "living portraits (image-to-video, GPU)") for key in VARIANTS]
+
+
 def _used(pairs: list[tuple[str, str]], book: LicenceBook) -> list[UsedModel]:
     """One UsedModel a key, in first-seen order, with every distinct use joined."""
     uses: dict[str, list[str]] = {}
@@ -191,7 +211,7 @@ def deployment_models(
 ) -> list[UsedModel]:
     """The models a deployment loads for the quality tiers it sells: each tier runs the
     shop's engine or the embedded one, with its own upscaler model (tiers.py)."""
-    pairs = face_models(running.faces)
+    pairs = face_models(running.faces) + safety_models(running.safety)
     for tier in tiers:
         try:
             styles, upscale = tier_engines(running, tier)
@@ -228,6 +248,7 @@ def engines_using() -> dict[str, list[str]]:
             engine_url=None,
             styles_path=None,
             products_path=None,
+            safety_backend="embedded",
         )
         for model in configuration_models(settings):
             using.setdefault(model.key, []).append(engine)

@@ -139,6 +139,23 @@ class PhotoGenSettings(BaseSettings):
     # a paying shop: serve, demo and the engine service refuse to start on a model whose
     # licence forbids commercial use (catalog/models.yaml, photogen_pipelines/licences.py)
     commercial_only: bool = False
+    # C2PA Content Credentials on every proof and print file (imaging/content_credentials.py):
+    # the shop named in them (the storefront's PHOTOGEN_SHOP_NAME too), and its signing
+    # certificate chain and private key as PEM files; without them a development chain is made
+    # in the home folder and every manifest says so. The timestamp authority is optional (none:
+    # nothing outside may be reachable); the trust anchors (a PEM file of root certificates)
+    # decide whether `photogen credentials verify` calls a signer trusted
+    shop_name: str = "PhotoGen"
+    c2pa_cert: str | None = None
+    c2pa_key: str | None = None
+    c2pa_tsa_url: str | None = None
+    c2pa_trust_anchors: str | None = None
+    # content safety on every upload and generated picture (factories.SafetyEngineSettings):
+    # embedded = open_nsfw on the CPU (shipped in its wheel); openai-moderation = OpenAI's
+    # hosted moderation endpoint, with its key
+    safety_backend: Literal["embedded", "openai-moderation"] = "embedded"
+    openai_api_key: str | None = None
+    openai_api_base: str = "https://api.openai.com/v1"
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod

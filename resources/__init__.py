@@ -1,7 +1,16 @@
 """Dagster resources wrapping the core's engines, stores, catalogs and payments."""
 
 from resources.catalog import CatalogResource
-from resources.engines import FaceEngine, FaceEngineConfig, StyleEngine, StyleEngineConfig, UpscaleEngine, UpscaleEngineConfig
+from resources.engines import (
+    FaceEngine,
+    FaceEngineConfig,
+    SafetyEngine,
+    SafetyEngineConfig,
+    StyleEngine,
+    StyleEngineConfig,
+    UpscaleEngine,
+    UpscaleEngineConfig,
+)
 from resources.payments import StripePayments
 from resources.storage import ArtifactStorage, OrdersDatabase, StoreConfig
 
@@ -11,6 +20,8 @@ __all__ = [
     "FaceEngine",
     "FaceEngineConfig",
     "OrdersDatabase",
+    "SafetyEngine",
+    "SafetyEngineConfig",
     "StoreConfig",
     "StripePayments",
     "StyleEngine",

@@ -8,8 +8,10 @@ and can be set in the UI, and a string field such as an api key can be a dg.EnvV
 import dagster as dg
 
 from photogen_pipelines import factories, tiers
-from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer, Upscaler
-from photogen_pipelines.factories import FaceEngineSettings, StyleEngineSettings, UpscaleEngineSettings
+from photogen_pipelines.catalog import QualityGates
+from photogen_pipelines.engines.base import FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
+from photogen_pipelines.factories import FaceEngineSettings, SafetyEngineSettings, StyleEngineSettings, UpscaleEngineSettings
+from photogen_pipelines.generation.safety import SafetyGate, safety_gate
 
 
 class FaceEngineConfig(dg.Config, FaceEngineSettings):
@@ -23,6 +25,10 @@ class StyleEngineConfig(dg.Config, StyleEngineSettings):
 
 class UpscaleEngineConfig(dg.Config, UpscaleEngineSettings):
     """UpscaleEngineSettings as Dagster config (runpod: the api key as a dg.EnvVar)."""
+
+
+class SafetyEngineConfig(dg.Config, SafetyEngineSettings):
+    """SafetyEngineSettings as Dagster config (openai-moderation: the api key as a dg.EnvVar)."""
 
 
 class FaceEngine(dg.ConfigurableResource):
@@ -96,3 +102,25 @@ class UpscaleEngine(_MeteredEngine):
     def upscaler_for(self, model: str | None = None) -> Upscaler:
         """The upscaler a quality tier asks for (photogen_pipelines/tiers.py)."""
         return factories.upscaler(tiers.upscale_engine(self.engine_settings(), model))
+
+
+class SafetyEngine(dg.ConfigurableResource):
+    """Scores every generated picture for explicit content (embedded: open_nsfw on
+    onnxruntime, CPU; openai-moderation: OpenAI's hosted moderation endpoint); the
+    thresholds are quality.yaml's content_safe."""
+
+    settings: SafetyEngineConfig = SafetyEngineConfig()
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    def engine_settings(self) -> SafetyEngineSettings:
+        return SafetyEngineSettings(**self.settings.model_dump())
+
+    def detector(self) -> SafetyDetector:
+        return factories.safety_detector(self.engine_settings())
+
+    def gate(self, quality: QualityGates) -> SafetyGate:
+        """The detector at the threshold for generated pictures."""
+        return safety_gate(self.detector(), quality, "output")

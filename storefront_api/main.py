@@ -15,6 +15,7 @@ from storefront_api.api.routes import (
     files,
     fulfilment,
     health,
+    identities,
     metrics,
     orders,
     packs,
@@ -29,6 +30,7 @@ from storefront_api.config import Settings, get_settings
 from storefront_api.cors import allow_storefront_pages
 from storefront_api.errors import RequestIds, install_error_docs, install_error_handlers
 from storefront_api.limits import RequestLimits
+from storefront_api.log_context import LogContext
 from storefront_api.prometheus import install_metrics
 from storefront_api.services import build_services
 from storefront_api.shop import install_shop
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, settings=settings)
+    app.add_middleware(LogContext)  # inside RequestIds: every line of a request names it and its order
     app.add_middleware(RequestIds)  # around the limits: their refusals carry the request id too
     install_metrics(app, settings)  # around the limits too: their refusals are counted
     allow_storefront_pages(app, settings)  # CORS, outside the request limits: their refusals carry it too
@@ -68,7 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # per caller (API key, order token) when authenticated, else per client address (api/deps.py)
     limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
-    routers = (uploads, catalog, orders, customers, packs, quotes, files, fulfilment, webhook_endpoints, shop_sessions)
+    routers = (
+        *(uploads, identities, catalog, orders, customers, packs, quotes),
+        *(files, fulfilment, webhook_endpoints, shop_sessions),
+    )
     for router in (module.router for module in routers):
         app.include_router(router, prefix=prefix, dependencies=limited)
     # the rejection chart's operator link (signed for good, no API key): limited per address

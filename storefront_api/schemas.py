@@ -348,7 +348,7 @@ class IdentityIn(RequestBody):
     consent: bool | None = Field(
         None, description="required, true: the person pictured agreed to being kept for later jobs (else 422 consent_required)"
     )
-    label: str | None = Field(None, min_length=1, max_length=64, description="the shop's own name for it, e.g. \"model A\"")
+    label: str | None = Field(None, min_length=1, max_length=64, description='the shop\'s own name for it, e.g. "model A"')
     customer_ref: str | None = Field(
         None, max_length=64, description="the customer it belongs to: erasing the customer deletes it"
     )

@@ -6,12 +6,13 @@ import functools
 from dataclasses import dataclass
 
 from photogen_pipelines.access.signing import Signer
-from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_styles
+from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_quality, load_styles
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.engines.base import FaceAnalyzer
-from photogen_pipelines.factories import artifact_store, deployment, face_analyzer
+from photogen_pipelines.factories import artifact_store, deployment, face_analyzer, safety_detector
 from photogen_pipelines.fulfilment.providers import print_provider
 from photogen_pipelines.fulfilment.providers.base import PrintProvider
+from photogen_pipelines.generation.safety import SafetyGate, safety_gate
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.payments.stripe_payments import StripeGateway
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -52,6 +53,13 @@ class Services:
     def faces(self) -> FaceAnalyzer:
         # loaded on the first upload; the same engine the pipelines' FaceEngine validates with
         return face_analyzer(deployment(self.settings).faces)
+
+    @functools.cached_property
+    def safety(self) -> SafetyGate:
+        """Customers' photos are checked with the detector the runs check proofs with
+        (loaded on the first upload), at quality.yaml's threshold for uploads."""
+        detector = safety_detector(deployment(self.settings).safety)
+        return safety_gate(detector, load_quality(self.settings.quality_path), "upload")
 
 
 def build_services(settings: Settings) -> Services:

@@ -133,6 +133,25 @@ def orders_db(database_url):
     database.dispose()
 
 
+@pytest.fixture
+def api_settings(tmp_path, database_url):
+    """The storefront API's settings on a fresh orders database (SQLite, or PostgreSQL), payments off."""
+    from tests.api_helpers import make_settings
+
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+def api_client(api_settings):
+    """The storefront API over HTTP in-process (FastAPI's TestClient): a 500 is answered, not raised."""
+    from fastapi.testclient import TestClient
+
+    from tests.api_helpers import make_app
+
+    with TestClient(make_app(api_settings), raise_server_exceptions=False) as client:
+        yield client
+
+
 # -- Ray: one small local cluster per test session, started on first use -----------------
 
 

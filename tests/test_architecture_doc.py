@@ -45,7 +45,12 @@ def test_the_lifecycle_diagram_is_the_state_machine():
 
 def test_the_engine_table_is_the_factories_list_of_backends():
     rows = re.findall(r"^\| `(\w+)` \| `([\w-]+)` \| `(engines/\w+\.py)` \|", _section("## 3."), re.M)
-    interfaces = {"FaceAnalyzer": factories.FaceBackend, "Stylizer": factories.StyleBackend, "Upscaler": factories.UpscaleBackend}
+    interfaces = {
+        "FaceAnalyzer": factories.FaceBackend,
+        "Stylizer": factories.StyleBackend,
+        "Upscaler": factories.UpscaleBackend,
+        "SafetyDetector": factories.SafetyBackend,
+    }
     drawn = {(interface, backend) for interface, backend, _ in rows}
     registry = {(interface, backend) for interface, kind in interfaces.items() for backend in typing.get_args(kind)}
     assert drawn == registry

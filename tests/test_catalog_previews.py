@@ -19,7 +19,7 @@ from assets.catalog_previews import catalog_assets, catalog_preview_job, style_p
 from photogen_pipelines.catalog import load_styles
 from photogen_pipelines.generation.previews import GAP, catalog_version, latest_key, latest_preview, preview_key, reference_faces
 from photogen_pipelines.storage.stores import LocalArtifactStore, get_json
-from resources import ArtifactStorage, CatalogResource, FaceEngine, StoreConfig, StyleEngine
+from resources import ArtifactStorage, CatalogResource, FaceEngine, SafetyEngine, StoreConfig, StyleEngine
 from sensors.catalog import catalog_schedules_and_sensors, catalog_version_changed, weekly_catalog_previews
 from tests.api_helpers import make_app, make_settings
 from tests.dagster_helpers import local_instance
@@ -33,6 +33,7 @@ def _resources(root) -> dict:
         "catalog": CatalogResource(),
         "faces": FaceEngine(),
         "styles": StyleEngine(),
+        "safety": SafetyEngine(),  # every preview tile is checked for explicit content
     }
 
 

@@ -44,7 +44,11 @@ def shop(tmp_path, database_url, monkeypatch):
 
 def _upload(url, auth, image, ref) -> dict:
     answer = requests.post(
-        f"{url}/v1/uploads", headers=auth, files={"file": ("me.jpg", jpeg_bytes(image))}, data={"customer_ref": ref}, timeout=30
+        f"{url}/v1/uploads",
+        headers=auth,
+        files={"file": ("me.jpg", jpeg_bytes(image))},
+        data={"customer_ref": ref, "consent": "true"},
+        timeout=30,
     )
     assert answer.status_code == 201, answer.text
     return answer.json()
@@ -70,7 +74,22 @@ def _every_row(database) -> str:
         return "\n".join(repr(row) for table in Base.metadata.sorted_tables for row in session.execute(select(table)).all())
 
 
-def test_export_hands_over_what_is_held_and_erasure_leaves_none_of_it_anywhere(shop, face_images, tmp_path, caplog):
+@pytest.fixture
+def rendered_logs():
+    """Every line logged in this process as photogen_pipelines/logs.py renders it: JSON,
+    with the context the API and the run bind (order, run, request), searched too."""
+    from photogen_pipelines.logs import handler
+
+    buffer = io.StringIO()
+    rendering, root = handler(buffer, "json"), logging.getLogger()
+    root.addHandler(rendering)
+    yield buffer
+    root.removeHandler(rendering)
+
+
+def test_export_hands_over_what_is_held_and_erasure_leaves_none_of_it_anywhere(
+    shop, face_images, tmp_path, caplog, rendered_logs
+):
     settings, url, auth = shop
     caplog.set_level(logging.DEBUG)  # every logger, every level: searched at the end
     database = open_database(settings.resolved_database_url)
@@ -132,7 +151,10 @@ def test_export_hands_over_what_is_held_and_erasure_leaves_none_of_it_anywhere(s
     rows = _every_row(database)
     # urllib3's lines are this test's own client logging its requests, not PhotoGen's
     log_lines = "\n".join(record.getMessage() for record in caplog.records if not record.name.startswith("urllib3"))
-    for haystack_name, haystack in (("rows", rows), ("event log", "\n".join(events)), ("logs", log_lines)):
+    rendered = "\n".join(line for line in rendered_logs.getvalue().splitlines() if '"logger": "urllib3' not in line)
+    assert '"logger": "photogen.assets"' in rendered  # the run's lines were rendered, and are searched
+    haystacks = (("rows", rows), ("event log", "\n".join(events)), ("logs", log_lines), ("rendered logs", rendered))
+    for haystack_name, haystack in haystacks:
         found = [needle for needle in needles if needle in haystack]
         assert not found, f"{haystack_name} still hold {found}"
     assert OTHER in rows  # the search can find what is there
@@ -183,7 +205,7 @@ def test_an_operator_erases_a_customer_from_the_command_line(tmp_path, database_
     assert photogen("credits", "grant", REF, "5", "--reason", "welcome gift").exit_code == 0
     database = open_database(database_url)
     store = LocalArtifactStore(tmp_path / "home" / "artifacts")  # the home's store, which the command opens
-    upload = take_upload(database, store, analyzer, png_bytes(face_images["astronaut"]), customer_ref=REF)
+    upload = take_upload(database, store, analyzer, png_bytes(face_images["astronaut"]), customer_ref=REF, consent=True)
 
     erased = photogen("customers", "erase", REF, "--json")
     again = photogen("customers", "erase", REF, "--json")

@@ -9,29 +9,16 @@ import json
 import zipfile
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from photogen_pipelines.db.database import open_database
 from photogen_pipelines.db.tables import IdentityRow
 from photogen_pipelines.engines.base import cosine
-from tests.api_helpers import jpeg_bytes, make_app, make_settings, new_key
+from tests.api_helpers import jpeg_bytes, new_key
 
 
-@pytest.fixture
-def settings(tmp_path, database_url):
-    return make_settings(tmp_path, database_url)
-
-
-@pytest.fixture
-def client(settings):
-    with TestClient(make_app(settings), raise_server_exceptions=False) as client:
-        yield client
-
-
-def _upload(client, auth, image: np.ndarray, **form) -> str:
-    response = client.post(
+def _upload(api_client, auth, image: np.ndarray, **form) -> str:
+    response = api_client.post(
         "/v1/uploads",
         headers=auth,
         data={"consent": "true", **form},
@@ -41,13 +28,13 @@ def _upload(client, auth, image: np.ndarray, **form) -> str:
     return response.json()["id"]
 
 
-def _files(settings) -> list[str]:
-    root = settings.paths.artifacts / "identities"
+def _files(api_settings) -> list[str]:
+    root = api_settings.paths.artifacts / "identities"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
 
 
-def _rows(settings) -> int:
-    with open_database(settings.resolved_database_url).session() as session:
+def _rows(api_settings) -> int:
+    with open_database(api_settings.resolved_database_url).session() as session:
         return session.scalar(select(func.count()).select_from(IdentityRow))
 
 
@@ -58,42 +45,42 @@ def _error(response, status: int, code: str) -> dict:
     return body
 
 
-def test_an_identity_keeps_one_persons_photos_and_identity_until_deleted(client, settings, face_images, analyzer):
-    auth = new_key(settings)
+def test_an_identity_keeps_one_persons_photos_and_identity_until_deleted(api_client, api_settings, face_images, analyzer):
+    auth = new_key(api_settings)
     person = face_images["ardern"]
-    ids = [_upload(client, auth, person), _upload(client, auth, person[:, ::-1])]
-    made = client.post("/v1/identities", headers=auth, json={"upload_ids": ids, "consent": True, "label": "model A"})
+    ids = [_upload(api_client, auth, person), _upload(api_client, auth, person[:, ::-1])]
+    made = api_client.post("/v1/identities", headers=auth, json={"upload_ids": ids, "consent": True, "label": "model A"})
     assert made.status_code == 201, made.text
     identity = made.json()
     assert identity["id"].startswith("idn_") and identity["photos"] == 2 and identity["label"] == "model A"
     assert identity["encoder"] == analyzer.version and identity["consented_at"]
     folder = identity["id"]
-    assert _files(settings) == [f"{folder}/identity.json", f"{folder}/photo_0.png", f"{folder}/photo_1.png"]
+    assert _files(api_settings) == [f"{folder}/identity.json", f"{folder}/photo_0.png", f"{folder}/photo_1.png"]
 
     # the uploads expire with retention; the identity is its own copy
-    for upload in (settings.paths.artifacts / "uploads").iterdir():
+    for upload in (api_settings.paths.artifacts / "uploads").iterdir():
         upload.unlink()
-    stored = json.loads((settings.paths.artifacts / "identities" / folder / "identity.json").read_bytes())
+    stored = json.loads((api_settings.paths.artifacts / "identities" / folder / "identity.json").read_bytes())
     own = analyzer.embed(person, analyzer.detect(person, min_score=0.75)[0])
     assert cosine(np.asarray(stored["embedding"]), own) > 0.8  # the person's own identity
-    assert client.get(f"/v1/identities/{folder}", headers=auth).json() == identity
-    assert [i["id"] for i in client.get("/v1/identities", headers=auth).json()["identities"]] == [folder]
+    assert api_client.get(f"/v1/identities/{folder}", headers=auth).json() == identity
+    assert [i["id"] for i in api_client.get("/v1/identities", headers=auth).json()["identities"]] == [folder]
 
-    other = new_key(settings, "another shop")
-    _error(client.get(f"/v1/identities/{folder}", headers=other), 404, "identity_not_found")
-    _error(client.delete(f"/v1/identities/{folder}", headers=other), 404, "identity_not_found")
-    assert _files(settings) and _rows(settings) == 1
+    other = new_key(api_settings, "another shop")
+    _error(api_client.get(f"/v1/identities/{folder}", headers=other), 404, "identity_not_found")
+    _error(api_client.delete(f"/v1/identities/{folder}", headers=other), 404, "identity_not_found")
+    assert _files(api_settings) and _rows(api_settings) == 1
 
-    assert client.delete(f"/v1/identities/{folder}", headers=auth).status_code == 204
-    assert _files(settings) == [] and _rows(settings) == 0
-    _error(client.get(f"/v1/identities/{folder}", headers=auth), 404, "identity_not_found")
-    _error(client.delete(f"/v1/identities/{folder}", headers=auth), 404, "identity_not_found")
+    assert api_client.delete(f"/v1/identities/{folder}", headers=auth).status_code == 204
+    assert _files(api_settings) == [] and _rows(api_settings) == 0
+    _error(api_client.get(f"/v1/identities/{folder}", headers=auth), 404, "identity_not_found")
+    _error(api_client.delete(f"/v1/identities/{folder}", headers=auth), 404, "identity_not_found")
 
 
-def test_a_refused_identity_stores_nothing(client, settings, face_images):
-    auth = new_key(settings)
-    ardern, macron = _upload(client, auth, face_images["ardern"]), _upload(client, auth, face_images["macron"])
-    someone_elses = _upload(client, new_key(settings, "another shop"), face_images["ardern"])
+def test_a_refused_identity_stores_nothing(api_client, api_settings, face_images):
+    auth = new_key(api_settings)
+    ardern, macron = _upload(api_client, auth, face_images["ardern"]), _upload(api_client, auth, face_images["macron"])
+    someone_elses = _upload(api_client, new_key(api_settings, "another shop"), face_images["ardern"])
     for body, status, code in (
         ({"upload_ids": [ardern]}, 422, "consent_required"),
         ({"upload_ids": [ardern], "consent": False}, 422, "consent_required"),
@@ -105,32 +92,34 @@ def test_a_refused_identity_stores_nothing(client, settings, face_images):
         ({"upload_ids": [someone_elses], "consent": True}, 422, "upload_not_found"),  # as an order's
         ({"upload_ids": [ardern], "consent": True, "customer_ref": "not a ref"}, 422, "invalid_customer_ref"),
     ):
-        body_of = _error(client.post("/v1/identities", headers=auth, json=body), status, code)
+        body_of = _error(api_client.post("/v1/identities", headers=auth, json=body), status, code)
         if code == "photos_not_same_person":
             assert body_of["details"]["upload_id"] == macron
-    assert _files(settings) == [] and _rows(settings) == 0
+    assert _files(api_settings) == [] and _rows(api_settings) == 0
 
 
-def test_erasing_a_customer_exports_then_deletes_their_identities(client, settings, face_images):
-    auth = new_key(settings)
-    mine = _upload(client, auth, face_images["obama"], customer_ref="ann")
-    kept = _upload(client, auth, face_images["macron"], customer_ref="bob")
+def test_erasing_a_customer_exports_then_deletes_their_identities(api_client, api_settings, face_images):
+    auth = new_key(api_settings)
+    mine = _upload(api_client, auth, face_images["obama"], customer_ref="ann")
+    kept = _upload(api_client, auth, face_images["macron"], customer_ref="bob")
     for upload, ref in ((mine, "ann"), (kept, "bob")):
-        made = client.post("/v1/identities", headers=auth, json={"upload_ids": [upload], "consent": True, "customer_ref": ref})
+        made = api_client.post(
+            "/v1/identities", headers=auth, json={"upload_ids": [upload], "consent": True, "customer_ref": ref}
+        )
         assert made.status_code == 201, made.text
-    ann = client.get("/v1/identities", headers=auth, params={"customer_ref": "ann"}).json()["identities"]
+    ann = api_client.get("/v1/identities", headers=auth, params={"customer_ref": "ann"}).json()["identities"]
     assert len(ann) == 1
 
-    export = client.get("/v1/customers/ann/export", headers=auth)
+    export = api_client.get("/v1/customers/ann/export", headers=auth)
     assert export.status_code == 200, export.text
     members = zipfile.ZipFile(io.BytesIO(export.content)).namelist()
     folder = f"identities/{ann[0]['id']}/"
     assert {folder + "identity.json", folder + "photo_0.png"} <= set(members)
     assert json.loads(zipfile.ZipFile(io.BytesIO(export.content)).read("customer.json"))["identities"] == [ann[0]["id"]]
 
-    erased = client.delete("/v1/customers/ann", headers=auth)
+    erased = api_client.delete("/v1/customers/ann", headers=auth)
     assert erased.status_code == 200, erased.text
     assert erased.json()["files"] >= 3  # the upload, and the identity's photo and embedding
-    assert not any(name.startswith(ann[0]["id"]) for name in _files(settings))
-    assert _rows(settings) == 1  # bob's stays
-    assert client.get("/v1/identities", headers=auth, params={"customer_ref": "ann"}).json()["identities"] == []
+    assert not any(name.startswith(ann[0]["id"]) for name in _files(api_settings))
+    assert _rows(api_settings) == 1  # bob's stays
+    assert api_client.get("/v1/identities", headers=auth, params={"customer_ref": "ann"}).json()["identities"] == []

@@ -15,12 +15,12 @@ FORBIDDEN = {"dagster", "fastapi", "assets", "resources", "sensors", "storefront
 # floor -> the core's top-level packages and ground modules on it, lowest first
 FLOORS = [
     {"errors", "settings", "clock"},  # ground: imports nothing of ours
-    {"db", "imaging", "catalog", "storage", "http", "run_tags"},
+    {"db", "imaging", "catalog", "storage", "http", "run_tags", "logs"},  # logs: structured, with no personal data
     {"access", "engines"},
     {"factories"},  # engines and stores from settings
     {"tiers"},  # which engines a quality tier gets
     {"generation", "licences"},  # the stages; which models a configuration loads (needs tiers)
-    {"orders", "credits"},  # the order; customers and their credit wallets
+    {"orders", "credits", "jobs"},  # the order; customers and their credit wallets; the studio's jobs
     {"payments", "fulfilment", "webhooks", "analytics"},
     {"workflows"},  # placing, approving, retiring an order: ties the domains together
     {"devtools"},  # tiny random-weight models for tests and the dev commands

@@ -24,6 +24,8 @@ from photogen_pipelines.engines.upscale_ncnn import MODEL_SCALES
 from photogen_pipelines.factories import (
     FaceBackend,
     FaceEngineSettings,
+    SafetyBackend,
+    SafetyEngineSettings,
     StyleBackend,
     StyleEngineSettings,
     UpscaleBackend,
@@ -69,6 +71,9 @@ def _every_key_reachable() -> dict[str, str]:
     for backend in typing.get_args(FaceBackend):
         for key, _ in licences.face_models(FaceEngineSettings(backend=backend)):
             found[key] = f"face backend {backend}"
+    for backend in typing.get_args(SafetyBackend):
+        for key, _ in licences.safety_models(SafetyEngineSettings(backend=backend)):
+            found[key] = f"safety backend {backend}"
     for backend in typing.get_args(StyleBackend):
         # vae fp16-fix: the diffusers option that loads one model more
         for key, _ in licences.style_models(StyleEngineSettings(backend=backend, vae="fp16-fix"), catalog):
@@ -77,6 +82,8 @@ def _every_key_reachable() -> dict[str, str]:
         for model in MODEL_SCALES if backend == "embedded" else ["REALESRGAN_ANIMAVIDEOV3"]:
             for key, _ in licences.upscale_models(UpscaleEngineSettings(backend=backend, model=model)):
                 found[key] = f"upscale backend {backend} ({model})"
+    for key, _ in licences.video_models():
+        found[key] = "the living portrait's engine (engines/video_wan.py)"
     raw = yaml.safe_load(STYLES_YAML.read_text())
     for name, model in raw.get("replicate_models", {}).items():
         found[model["model"]] = f"styles.yaml replicate_models.{name}"
@@ -146,8 +153,9 @@ def test_the_diffusers_configuration_names_instantid_and_its_face_encoder():
 
 def test_the_engine_service_leaves_the_run_only_its_own_models():
     models = licences.configuration_models(_engine_settings("diffusers", engine_url="http://engines:8100"))
-    # the gate's faces and the fast tier's CPU painting; every print is upscaled by the service
-    assert {m.key for m in models} == {"yunet", "sface", "magenta-multistyle", "magenta-arbitrary"}
+    # the gate's faces, the content-safety detector and the fast tier's CPU painting; every
+    # print is upscaled by the service
+    assert {m.key for m in models} == {"yunet", "sface", "open-nsfw", "magenta-multistyle", "magenta-arbitrary"}
     assert licences.refusal(models) is None
 
 

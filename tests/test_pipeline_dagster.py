@@ -69,7 +69,11 @@ def test_an_order_materializes_every_asset_and_ends_ready(defs, instance, astron
     assert approved.state == OrderState.APPROVED and approved.approved_proof == best
     assert [e.to_state for e in approved.events][-2:] == [OrderState.PROOFS_READY, OrderState.APPROVED]
     checks = proof_run.get_asset_check_evaluations()
-    assert sorted((c.check_name, c.passed) for c in checks) == [("identity_preserved", True), ("one_face_per_proof", True)]
+    assert sorted((c.check_name, c.passed) for c in checks) == [
+        ("identity_preserved", True),
+        ("one_face_per_proof", True),
+        ("proofs_are_safe", True),
+    ]
     similarities = proof_run.asset_materializations_for_node("validated_proofs")[0].metadata
     assert similarities["best_similarity"].value >= similarities["threshold"].value
     # the order's variety, as the UI plots it, is that of the proofs it stored
@@ -160,7 +164,8 @@ def test_an_identity_gate_that_no_proof_passes_rejects_and_blocks(tmp_path, inst
     assert rejected.state == OrderState.REJECTED
     assert "no proof kept the customer's likeness after 1 rounds" in rejected.reason
     evaluations = sorted((c.check_name, c.passed) for c in result.get_asset_check_evaluations())
-    assert evaluations == [("identity_preserved", False), ("one_face_per_proof", True)]  # no proof left to check
+    # no proof left to check for faces or explicit content
+    assert evaluations == [("identity_preserved", False), ("one_face_per_proof", True), ("proofs_are_safe", True)]
     # the blocking check stops the run before anything is approved, so nothing is ever printed
     assert order.id not in instance.get_dynamic_partitions(assets.approved_orders_partitions.name)
     assert instance.get_latest_materialization_event(dg.AssetKey("print_master")) is None

@@ -438,6 +438,15 @@ class PrintSpecGate(GateConfig):
     max_megabytes: float = Field(gt=0)
 
 
+class ExplicitScoreLimits(BaseModel):
+    upload: float = Field(gt=0.0, le=1.0)  # a customer's photo at or over it is refused (unsafe_content)
+    output: float = Field(gt=0.0, le=1.0)  # a generated picture at or over it fails its attempt
+
+
+class ContentSafeGate(GateConfig):
+    max_explicit_score: ExplicitScoreLimits
+
+
 class QualityGates(BaseModel):
     """Thresholds and severities of the asset checks (quality.yaml)."""
 
@@ -447,6 +456,9 @@ class QualityGates(BaseModel):
     print_spec_met: PrintSpecGate
     # a quality file written before this gate existed still loads, with the shipped numbers
     print_detail_clean: PrintDetailGate = PrintDetailGate(severity="warn", max_pattern_score=1.4)
+    content_safe: ContentSafeGate = ContentSafeGate(
+        severity="error", max_explicit_score=ExplicitScoreLimits(upload=0.8, output=0.8)
+    )
 
     def check_tiers(self, tiers: ProductCatalog) -> QualityGates:
         """ValueError if a gate names a tier the product catalog does not sell: a typo there

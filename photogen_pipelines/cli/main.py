@@ -15,6 +15,7 @@ from photogen_pipelines.cli import (
     admin,
     catalogs,
     code_server,
+    credentials,
     credits,
     customers,
     demo,
@@ -27,6 +28,12 @@ from photogen_pipelines.cli import (
     shop,
     ui,
 )
+from photogen_pipelines.cli.common import UsageFailure
+from photogen_pipelines.errors import BadInput
+from photogen_pipelines.logs import configure_logging
+
+# the commands that serve (their INFO lines are the service's log; their runs inherit it)
+SERVERS = frozenset({"serve", "code-server", "engines"})
 
 
 @click.group()
@@ -36,6 +43,12 @@ def cli() -> None:
     # what photogen writes (orders, photos, key hashes, the Dagster instance) is its owner's
     # alone, and so is what the servers it starts write: they inherit the umask
     os.umask(0o077)
+    # once, before anything logs: one JSON object a line, or console lines on a terminal
+    # (PHOTOGEN_LOG_FORMAT); the servers at INFO, a command's own run at WARNING
+    try:
+        configure_logging("INFO" if click.get_current_context().invoked_subcommand in SERVERS else "WARNING")
+    except BadInput as exc:
+        raise UsageFailure(str(exc)) from None
 
 
 for command in (
@@ -44,6 +57,7 @@ for command in (
     faces.identity,
     catalogs.styles,
     catalogs.products,
+    catalogs.kinds,
     ui.ui,
     serve.serve,
     code_server.code_server,
@@ -51,6 +65,7 @@ for command in (
     admin.api_key,
     admin.db,
     credits.credits,
+    credentials.credentials,
     customers.customers,
     report.report,
     dev.dev,

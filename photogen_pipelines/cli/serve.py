@@ -29,6 +29,7 @@ from photogen_pipelines.cli.common import (
 from photogen_pipelines.cli.instance import fail_runs_left_behind, service_lock, use_local_instance
 from photogen_pipelines.cli.licences import environment_settings, require_commercial_configuration
 from photogen_pipelines.cli.processes import Child, Supervisor, describe_exit, say
+from photogen_pipelines.logs import dict_config
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 
 READY_TIMEOUT_SECONDS = 120
@@ -62,6 +63,20 @@ def _write_workspace(code_port: int) -> Path:
     location = {"grpc_server": {"host": CODE_HOST, "port": code_port, "location_name": LOCATION_NAME}}
     path = Path(os.environ["DAGSTER_HOME"]) / "workspace.serve.yaml"
     path.write_text(yaml.safe_dump({"load_from": [location]}))
+    return path
+
+
+def api_command(host: str, port: int, log_config: Path) -> list[str]:
+    """The storefront API's process: uvicorn with the API's protocol (JSON answers and head
+    limits, server.py) and our logging (one JSON object a line, photogen_pipelines/logs.py)."""
+    command = [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(port)]
+    return [*command, "--http", "storefront_api.server:HttpProtocol", "--log-config", str(log_config)]
+
+
+def _write_api_log_config(folder: Path) -> Path:
+    """uvicorn configures logging itself: our set-up as the dictConfig it reads."""
+    path = folder / "logging.api.json"
+    path.write_text(json.dumps(dict_config()))
     return path
 
 
@@ -329,11 +344,8 @@ def _serve(
             crashed = _wait_until_ready(supervisor, {"Dagster code server": lambda: listens(CODE_HOST, code_port)})
         if crashed is None and supervisor.stop_signal is None:
             grpc = ["-w", str(_write_workspace(code_port))]
-            api = supervisor.start(
-                "storefront API",
-                [sys.executable, "-m", "uvicorn", API_APP, "--host", host, "--port", str(api_port)]
-                + ["--http", "storefront_api.server:HttpProtocol"],  # JSON answers and head limits (server.py)
-            )
+            log_config = _write_api_log_config(Path(os.environ["DAGSTER_HOME"]))
+            api = supervisor.start("storefront API", api_command(host, api_port, log_config))
             say(f"storefront API  http://{shown}:{api_port}  (docs: /docs, pid {api.pid})")
             ui = supervisor.start("Dagster UI", [*dagster.webserver, *grpc, "-h", ui_host, "-p", str(ui_port)])
             say(f"Dagster UI  http://{ui_shown}:{ui_port}  (pid {ui.pid})")

@@ -138,3 +138,49 @@ def package_version(distribution: str) -> str:
         return version(distribution)
     except PackageNotFoundError:
         return "local"
+
+
+@dataclass(frozen=True)
+class SafetyScore:
+    """What a safety detector says of one picture: how explicit it is, 0 (safe) to 1, the
+    backend's own labels with their scores where it has any, and `refused`: a reason the
+    backend gives to refuse the picture whatever the threshold (a hosted moderation's
+    sexual/minors category), None when it gives none."""
+
+    explicit: float
+    labels: dict[str, float] = field(default_factory=dict)
+    refused: str | None = None
+
+
+class SafetyDetector(Protocol):
+    """Scores a picture for explicit content: every upload and every generated picture
+    goes through one (generation/safety.py holds the thresholds' verdict)."""
+
+    name: str
+    version: str
+
+    def score(self, rgb: np.ndarray) -> SafetyScore:
+        """The score of one HxWx3 uint8 RGB picture."""
+        ...
+
+
+def check_safety_input(image: np.ndarray) -> None:
+    """What every SafetyDetector accepts: an HxWx3 uint8 RGB picture."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"a safety score needs an HxWx3 uint8 RGB numpy array, got {got}")
+
+
+class Animator(Protocol):
+    """Makes a few seconds of video from one approved portrait (image-to-video: the
+    `living_portrait` job, engines/video_wan.py): round(seconds x fps) HxWx3 uint8 RGB
+    frames at `size` (width, height), starting from the portrait; the same seed gives the
+    same frames. The identity gate checks sampled frames (generation/video_gate.py)."""
+
+    name: str
+    version: str
+    native_fps: int  # the frame rate the model moves naturally at
+
+    def animate(
+        self, portrait: np.ndarray, prompt: str, seconds: float, fps: int, seed: int, size: tuple[int, int]
+    ) -> list[np.ndarray]: ...

@@ -23,7 +23,8 @@ from PIL import Image
 
 from photogen_pipelines.catalog import Product, Style, StyleCatalog
 from photogen_pipelines.engines.base import FaceAnalyzer, Stylizer
-from photogen_pipelines.errors import NotFound
+from photogen_pipelines.errors import NotFound, PhotoGenError
+from photogen_pipelines.generation.safety import UNSAFE_CONTENT, SafetyGate
 from photogen_pipelines.generation.stages import prepare_selfie, render_candidate, score_candidate
 from photogen_pipelines.imaging.images import png_bytes
 from photogen_pipelines.storage.artifacts import LatestPreview, PreviewFace, load_json, save_json
@@ -93,9 +94,12 @@ def render_style_preview(
     seed: int = PREVIEW_SEED,
     long_side: int = PREVIEW_LONG_SIDE,
     frame: Product = PREVIEW_FRAME,
+    safety: SafetyGate | None = None,
 ) -> StylePreview:
     """The style on each reference face, as variant 0 of an order's first round, scored
-    like a proof and laid out side by side on one contact sheet."""
+    like a proof and laid out side by side on one contact sheet. A tile `safety` flags
+    as explicit stops the preview (PhotoGenError `unsafe_content`): the storefront shows
+    it to everyone, so nothing of it is stored."""
     rendered = []
     for reference in reference_images:
         selfie = prepare_selfie(reference.data, frame, faces, long_side)
@@ -103,7 +107,9 @@ def render_style_preview(
         candidate = render_candidate(
             selfie.portrait, style, stylizer, seed, variant=0, round_no=0, retry_decay=1.0, face=selfie.portrait_face.box
         )
-        score = score_candidate(candidate, selfie.embedding, style.identity_threshold, faces)
+        score = score_candidate(candidate, selfie.embedding, style.identity_threshold, faces, safety)
+        if safety is not None and score.explicit is not None and score.explicit >= safety.max_explicit:
+            raise PhotoGenError(f"style {style.id}'s preview on {reference.name}: {score.reason}", code=UNSAFE_CONTENT)
         rendered.append(FacePreview(reference.name, candidate.image, score.similarity, score.passed, score.reason))
     return StylePreview(style.id, style.identity_threshold, rendered, contact_sheet([f.image for f in rendered]))
 

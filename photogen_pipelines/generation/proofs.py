@@ -15,7 +15,9 @@ import numpy as np
 
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.generation.references import face_embedding, mean_embedding
+from photogen_pipelines.generation.safety import SafetyGate
 from photogen_pipelines.generation.stages import Candidate, GateResult, identity_gate, score_candidate
+from photogen_pipelines.imaging.content_credentials import ContentCredentials, Model
 from photogen_pipelines.imaging.images import Box, decode_upload, open_png, png_bytes
 from photogen_pipelines.imaging.variety import proof_variety
 from photogen_pipelines.storage.artifacts import CandidatesInfo, OrderKeys, SelfieInfo, Usage, Validation
@@ -93,6 +95,14 @@ def stored_first_round(store: ArtifactStore, keys: OrderKeys) -> list[Candidate]
     ]
 
 
+def proof_models(candidates: CandidatesInfo, encoder: str, upscaler: str | None = None) -> list[Model]:
+    """The models a proof's Content Credentials name, as their stages recorded them: the style
+    engine that painted it and the face encoder that let it through; a print file's add the
+    upscaler that made its pixels."""
+    models = [Model("style", candidates.engine), Model("identity check", encoder)]
+    return [*models, Model("upscale", upscaler)] if upscaler else models
+
+
 @dataclass
 class ValidatedProofs:
     """What `validated_proofs` stored: the `Validation` document, and the gate's result
@@ -114,6 +124,8 @@ def validate_proofs(
     analyzer: FaceAnalyzer,
     max_rounds: int,
     render: Render,
+    safety: SafetyGate | None = None,
+    credentials: ContentCredentials | None = None,
 ) -> ValidatedProofs:
     """The identity gate over the stored first round, at the style's `threshold`: `render`
     regenerates the failed variants (at the round's lower strength), whose candidates are
@@ -131,13 +143,18 @@ def validate_proofs(
     gate = identity_gate(
         stored_first_round(store, keys),
         regenerate,
-        lambda c: score_candidate(c, selfie.embedding, threshold, analyzer),
+        # `safety` (quality.yaml content_safe.output): an explicit candidate fails and is regenerated
+        lambda c: score_candidate(c, selfie.embedding, threshold, analyzer, safety),
         max_rounds,
     )
     for old in store.list(f"{keys.prefix}/proofs/"):
         store.delete(old)  # a re-run must not leave an earlier run's proofs behind
+    models = proof_models(keys.load(store, CandidatesInfo), analyzer.version)
     for variant, candidate in gate.proofs.items():
-        store.put_bytes(keys.proof(variant), png_bytes(candidate.image))
+        proof = png_bytes(candidate.image)
+        if credentials is not None:  # C2PA: the proof says it is AI-generated, by which models, for whom
+            proof = credentials.sign(proof, models, title=f"proof {variant}")
+        store.put_bytes(keys.proof(variant), proof)
     validation = gate.validation(threshold, analyzer.version, keys.proof, Usage.total(*regenerated))
     keys.save(store, validation)
     return ValidatedProofs(validation, gate)

@@ -20,6 +20,7 @@ from photogen_pipelines.catalog import Product, Style
 from photogen_pipelines.engines.base import Face, FaceAnalyzer, ReferenceStylizer, SeededStylizer, Stylizer, Upscaler, cosine
 from photogen_pipelines.errors import BadInput, PhotoGenError
 from photogen_pipelines.generation import takes
+from photogen_pipelines.generation.safety import SafetyGate
 from photogen_pipelines.imaging.images import Box, decode_upload, fit_long_side, portrait_crop
 from photogen_pipelines.imaging.print_detail import SOFTEN_SIGMA, add_texture, ensemble_upscale, soften
 from photogen_pipelines.storage.artifacts import MasterInfo, ProofScore, Usage, Validation
@@ -227,17 +228,24 @@ def _strength(base: float, retry_decay: float, round_no: int) -> float:
 # -- validation: the identity gate ----------------------------------------------------
 
 
-def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer) -> ProofScore:
+def score_candidate(
+    candidate: Candidate, reference: np.ndarray, threshold: float, faces: FaceAnalyzer, safety: SafetyGate | None = None
+) -> ProofScore:
     """The candidate's attempt, scored as `Validation` stores it: its similarity to the
-    selfie's embedding (None when no face was found) and why it fails, if it does."""
+    selfie's embedding (None when no face was found), its explicit score when `safety`
+    checks it (quality.yaml content_safe.output), and why it fails, if it does: a picture
+    flagged as explicit fails first, whatever its likeness."""
     found = detect_faces(candidate.image, faces, PROOF_MIN_FACE_SCORE)
-    similarity, reason = None, None
+    similarity, reason, explicit = None, None, None
     if found:
         similarity = round(cosine(reference, faces.embed(candidate.image, found[0])), 4)
+    if safety is not None:
+        verdict = safety.verdict(candidate.image, "the proof")
+        explicit, reason = verdict.score.explicit, verdict.reason
     try:
         single_face(found, "proof")
     except BadInput as exc:
-        reason = str(exc)
+        reason = reason or str(exc)
     if reason is None and float(np.std(candidate.image)) < 8.0:
         reason = "the proof is nearly blank"
     if reason is None and similarity < threshold:
@@ -250,6 +258,7 @@ def score_candidate(candidate: Candidate, reference: np.ndarray, threshold: floa
         faces=len(found),
         passed=reason is None,
         reason=reason,
+        explicit=explicit,
     )
 
 

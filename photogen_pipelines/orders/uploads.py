@@ -3,6 +3,9 @@
 The stored file is the decoded image re-encoded as PNG: upright (EXIF orientation
 applied), sRGB, with every metadata field dropped, so GPS tags and camera serials never
 reach storage. The customer hears "no face found" at once, not after a paid run.
+
+Nothing is taken without consent: the caller says the person pictured agreed to this use
+(`consent`), and the upload keeps when; the caller's key is the upload's own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import UploadRow
 from photogen_pipelines.engines.base import FaceAnalyzer
-from photogen_pipelines.errors import NotFound
+from photogen_pipelines.errors import BadInput, NotFound
+from photogen_pipelines.generation.safety import SafetyGate, check_photo
 from photogen_pipelines.generation.stages import selfie_face
 from photogen_pipelines.imaging.images import decode_upload, png_bytes
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -38,6 +42,7 @@ class Upload:
     api_key_id: str | None
     created_at: datetime
     customer_ref: str | None = None  # the shop's own reference of the customer it was uploaded for
+    consented_at: datetime | None = None  # when the caller said the person pictured agreed (None: taken before 0009)
 
 
 def new_upload_id() -> str:
@@ -57,7 +62,18 @@ def _to_upload(row: UploadRow) -> Upload:
         row.api_key_id,
         created,
         row.customer_ref,
+        as_utc(row.consented_at) if row.consented_at is not None else None,
     )
+
+
+def require_consent(consent: bool | None) -> None:
+    """A photo of a person is taken only when the caller says that person agreed; checked
+    before the file is read, so a refused upload costs nothing."""
+    if consent is not True:
+        raise BadInput(
+            "consent is required: send consent=true to say the person pictured agreed to this use of the photo",
+            code="consent_required",
+        )
 
 
 def take_upload(
@@ -67,10 +83,17 @@ def take_upload(
     data: bytes,
     api_key_id: str | None = None,
     customer_ref: str | None = None,
+    *,
+    consent: bool | None,
+    safety: SafetyGate | None = None,
 ) -> Upload:
     """Decode, check for exactly one face, store the clean image; BadInput stores nothing.
-    A `customer_ref` is kept as given: its caller checks it (credits.customers.check_ref)."""
+    A `customer_ref` is kept as given: its caller checks it (credits.customers.check_ref).
+    `consent` must be True (require_consent): it is recorded with its time."""
+    require_consent(consent)
     image = decode_upload(data)
+    if safety is not None:  # every customer-facing caller passes it (quality.yaml content_safe.upload)
+        check_photo(np.asarray(image), safety)  # unsafe_content before anything is stored
     source_format = Image.open(io.BytesIO(data)).format  # decode_upload already trusted the bytes
     face = selfie_face(np.asarray(image), faces)
     upload_id = new_upload_id()
@@ -87,7 +110,8 @@ def take_upload(
         face_score=round(float(face.score), 4),
         api_key_id=api_key_id,
         customer_ref=customer_ref,
-        created_at=utc_now(),
+        created_at=(now := utc_now()),
+        consented_at=now,
     )
     with database.session() as session:
         session.add(row)

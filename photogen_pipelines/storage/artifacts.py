@@ -157,6 +157,9 @@ class ProofScore(BaseModel):
     faces: int
     passed: bool
     reason: str | None = None
+    # the content-safety detector's explicit score, 0-1 (generation/safety.py); None: not
+    # scored (a document from before the check)
+    explicit: float | None = Field(**ADDED_LATER)
 
 
 class Validation(Document):

@@ -13,6 +13,7 @@ from photogen_pipelines.catalog import ProductCatalog, StyleCatalog
 from photogen_pipelines.credits import wallet
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import BadInput, Conflict
+from photogen_pipelines.generation.safety import SafetyGate, check_photo
 from photogen_pipelines.generation.stages import prepare_selfie
 from photogen_pipelines.orders import lifecycle, photo_sets
 from photogen_pipelines.orders.book import OrderBook, SqlOrderBook
@@ -93,6 +94,7 @@ def register_order(
     upload: bytes,
     request: OrderRequest,
     proof_long_side: int = 1024,
+    safety: SafetyGate | None = None,
 ) -> Order:
     """A new paid order (payments off) for a selfie given as bytes (the CLI, scripts), or
     BadInput/NotFound before anything is stored. Nobody is charged for it, so it may ask
@@ -101,7 +103,9 @@ def register_order(
     product = products.get(request.product_id)
     tier = products.tier(request.tier)
     amount = products.price(product, tier.id)
-    prepare_selfie(upload, product, faces, proof_long_side)  # the customer hears "no face" now, not after a run
+    selfie = prepare_selfie(upload, product, faces, proof_long_side)  # the customer hears "no face" now, not after a run
+    if safety is not None:  # quality.yaml content_safe.upload, as POST /v1/uploads checks it
+        check_photo(selfie.image, safety)
     order_id = new_order_id()
     upload_key = OrderKeys(order_id).upload
     store.put_bytes(upload_key, upload)

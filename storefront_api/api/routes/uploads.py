@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 
 from photogen_pipelines.credits.customers import check_ref
 from photogen_pipelines.errors import BadInput
-from photogen_pipelines.orders.uploads import take_upload
+from photogen_pipelines.orders.uploads import require_consent, take_upload
 from storefront_api.api.deps import ServicesDep, StorefrontDep
 from storefront_api.schemas import UploadOut
 
@@ -34,7 +34,8 @@ def _read_limited(file: UploadFile, limit: int) -> bytes:
         422: {
             "description": "the file: empty_file, not_an_image, unsupported_format, truncated_image, image_too_small "
             "(a side under 64 px), image_too_narrow (a strip); the face: no_face, several_faces, face_too_small; "
-            "invalid_customer_ref"
+            "invalid_customer_ref; consent_required (consent=true was not sent); "
+            "unsafe_content (flagged as explicit by the content-safety check)"
         },
     },
 )
@@ -42,14 +43,31 @@ def create_upload(
     file: Annotated[UploadFile, File(description="a photo of one person: JPEG, PNG, WebP, TIFF or BMP")],
     caller: StorefrontDep,
     services: ServicesDep,
+    consent: Annotated[
+        bool | None,
+        Form(
+            description="required, true: the person pictured agreed to this use of the photo (recorded with its time "
+            "and the caller's key, and shown in the order's audit trail)"
+        ),
+    ] = None,
     customer_ref: Annotated[
         str | None, Form(max_length=64, description="the shop's own reference of the customer (kept with the upload)")
     ] = None,
 ) -> UploadOut:
     """Store a selfie: its type is sniffed from the bytes, EXIF orientation applied, metadata
-    stripped, and exactly one face must be found."""
+    stripped, and exactly one face must be found. The caller says the person pictured agreed."""
+    require_consent(consent)  # consent_required before the file is read
     if customer_ref is not None:
         check_ref(customer_ref)  # invalid_customer_ref before the file is read
     data = _read_limited(file, services.settings.max_upload_bytes)
-    upload = take_upload(services.database, services.store, services.faces, data, caller.api_key_id, customer_ref)
+    upload = take_upload(
+        services.database,
+        services.store,
+        services.faces,
+        data,
+        caller.api_key_id,
+        customer_ref,
+        consent=consent,
+        safety=services.safety,
+    )
     return UploadOut.model_validate(upload, from_attributes=True)
