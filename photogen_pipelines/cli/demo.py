@@ -300,6 +300,8 @@ def _print_summary(summary: dict) -> None:
             f"  print file: {shown(summary['print_file'])}  ({width}x{height} px, {dpi}{summary['effective_dpi']} effective DPI)"
         )
         click.echo(f"  manifest:   {shown(summary['manifest'])}")
+        # every proof and the print file carry signed C2PA Content Credentials (imaging/content_credentials.py)
+        click.echo(f"  signed:     Content Credentials (C2PA); check: {photogen_command()} credentials verify FILE")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in summary["seconds_per_stage"].items())
     click.echo(f"  time: {summary['seconds_total']:.1f} s in all, with start-up and model loading; stages: {stages}")
     ui = f"{photogen_command()} ui --home {shlex.quote(summary['home'])}" if summary.get("home") else "photogen ui"
