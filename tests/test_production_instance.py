@@ -27,6 +27,7 @@ from photogen_pipelines.db.database import open_database
 from photogen_pipelines.definitions import build_defs
 from photogen_pipelines.errors import NotFound
 from photogen_pipelines.factories import open_artifact_store, parse_s3_url
+from photogen_pipelines.imaging.content_credentials import certificate_chain
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.storage.artifacts import OrderKeys
 from photogen_pipelines.storage.s3 import S3ArtifactStore
@@ -234,6 +235,15 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", logs)
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_PREFIX", "dagster/compute-logs")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_env)
+    # the shop's C2PA certificate and key, mounted into the containers as compose passes them
+    # (a chain this test makes): production makes no development certificate in its home
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    chain, key, _ = certificate_chain("A test shop", "A test shop's C2PA signer")
+    (secrets / "chain.pem").write_bytes(chain)
+    (secrets / "key.pem").write_bytes(key)
+    monkeypatch.setenv("PHOTOGEN_C2PA_CERT", str(secrets / "chain.pem"))
+    monkeypatch.setenv("PHOTOGEN_C2PA_KEY", str(secrets / "key.pem"))
 
     with throwaway_postgres(postgres_server) as dagster_db, throwaway_postgres(postgres_server) as orders_url:
         for name, value in _pg_env(dagster_db).items():
@@ -286,6 +296,8 @@ def test_the_pipeline_on_the_production_instance_keeps_nothing_on_local_disk(
             assert f"prod/{keys.proof(ready.approved_proof)}" in stored
             with Image.open(io.BytesIO(store.get_bytes(manifest["file"]))) as printed:
                 assert printed.size == (3508, 4961) == tuple(manifest["pixel_size"])
+            signed = manifest["content_credentials"]  # signed with the shop's own certificate
+            assert signed["valid"] and not signed["development_certificate"], signed
             event = instance.get_latest_materialization_event(dg.AssetKey("print_file"))
             assert event.dagster_event.partition == order.id
             assert event.asset_materialization.metadata["path"].value == f"s3://{artifacts}/prod/{manifest['file']}"
