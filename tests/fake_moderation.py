@@ -21,16 +21,13 @@ Counters: `requests` (the parsed bodies it was sent).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import itertools
 import json
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
+from tests.data_urls import data_url_bytes, picture_of
 from tests.fake_print_providers import LoopbackServer
 
 API_KEY = "sk-fake-moderation"
@@ -126,13 +123,11 @@ def _picture(part: dict) -> np.ndarray:
     if part["type"] != "image_url":
         raise ValueError(f"this fake scores images only, not {part['type']!r}")
     url = part["image_url"]["url"]
-    head, _, data = url.partition(",")
-    if not (head.startswith("data:image/") and head.endswith(";base64")):
+    if not url.startswith("data:image/") or (data := data_url_bytes(url)) is None:
         raise ValueError("image_url.url must be a base64 data URL here")
-    try:
-        return np.asarray(Image.open(io.BytesIO(base64.b64decode(data, validate=True))).convert("RGB"))
-    except (binascii.Error, OSError) as exc:
-        raise ValueError(f"the data URL is not an image: {exc}") from exc
+    if (picture := picture_of(data)) is None:
+        raise ValueError("the data URL is not an image")
+    return picture
 
 
 def _error(status: int, message: str, kind: str, code: str | None) -> tuple[int, bytes, dict[str, str]]:

@@ -29,8 +29,6 @@ Replicate does an hour after a run). Counters: `created`, `cancels`, `requests`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import email.parser
 import email.policy
 import io
@@ -46,6 +44,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from tests.data_urls import data_url_bytes, picture_of
 from tests.fake_print_providers import LoopbackServer
 
 TOKEN = "r8_fake_token"
@@ -330,23 +329,12 @@ class FakeReplicate:
         if not isinstance(value, str):
             return None
         if value.startswith("data:"):
-            header, _, payload = value.partition(",")
-            if not header.endswith(";base64"):
-                return None
-            try:
-                data = base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError):
-                return None
+            data = data_url_bytes(value)
         elif value.startswith(f"{self.url}/files/"):
             data = self.files.get(value.rsplit("/", 1)[-1])
-            if data is None:
-                return None
         else:
             return None
-        try:
-            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        except OSError:
-            return None
+        return picture_of(data) if data is not None else None
 
     def _advance(self, prediction: Prediction) -> None:
         """One poll further along: starting, processing, then the end."""

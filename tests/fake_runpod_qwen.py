@@ -16,14 +16,13 @@ asked, so a face survives for the identity gate.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from tests.data_urls import data_url_bytes, picture_of
 from tests.fake_runpod import FakeRunPod
 
 SIZES = {"1024*1024", "1024*1280", "1280*1024", "1280*1280", "1280*1536", "1536*1080"}
@@ -87,13 +86,7 @@ def _problem(given: dict) -> str | None:
 
 def _open(url: str) -> np.ndarray | None:
     if url.startswith("data:"):
-        header, _, payload = url.partition(",")
-        if not header.endswith(";base64"):
-            return None
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return None
+        data = data_url_bytes(url)
     else:
         import requests
 
@@ -101,13 +94,8 @@ def _open(url: str) -> np.ndarray | None:
             response = requests.get(url, timeout=10)
         except requests.RequestException:
             return None
-        if response.status_code != 200:
-            return None
-        data = response.content
-    try:
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    except OSError:
-        return None
+        data = response.content if response.status_code == 200 else None
+    return picture_of(data) if data is not None else None
 
 
 def qwen_endpoint(worker: QwenEditWorker | None = None, **options) -> FakeRunPod:

@@ -91,6 +91,20 @@ def write_tiny_wan(folder: str | Path, variant: str = "ti2v-5b", seed: int = 0) 
     return folder
 
 
+def _vae(**variant) -> AutoencoderKLWan:
+    """The tiny Wan VAE; `variant`: what the Wan 2.2 VAE sets beyond Wan 2.1's."""
+    return AutoencoderKLWan(
+        base_dim=8,
+        z_dim=LATENT_CHANNELS,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * LATENT_CHANNELS,
+        latents_std=[1.0] * LATENT_CHANNELS,
+        **variant,
+    )
+
+
 def tiny_wan_pipeline(variant: str = "ti2v-5b") -> WanImageToVideoPipeline:
     tokenizer = tiny_umt5_tokenizer()
     text_encoder = UMT5EncoderModel(
@@ -112,20 +126,13 @@ def tiny_wan_pipeline(variant: str = "ti2v-5b") -> WanImageToVideoPipeline:
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0 if variant == "ti2v-5b" else 3.0
     )
     if variant == "ti2v-5b":
-        vae = AutoencoderKLWan(
-            base_dim=8,
-            z_dim=LATENT_CHANNELS,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
+        vae = _vae(
             is_residual=True,  # the Wan 2.2 VAE
             in_channels=12,  # RGB in 2x2 patches
             out_channels=12,
             patch_size=2,
             scale_factor_spatial=16,
             scale_factor_temporal=4,
-            latents_mean=[0.0] * LATENT_CHANNELS,
-            latents_std=[1.0] * LATENT_CHANNELS,
         )
         transformer = _transformer(in_channels=LATENT_CHANNELS)
         return WanImageToVideoPipeline(
@@ -136,15 +143,7 @@ def tiny_wan_pipeline(variant: str = "ti2v-5b") -> WanImageToVideoPipeline:
             transformer=transformer,
             expand_timesteps=True,  # the portrait is the first latent frame, kept clean
         )
-    vae = AutoencoderKLWan(
-        base_dim=8,
-        z_dim=LATENT_CHANNELS,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        latents_mean=[0.0] * LATENT_CHANNELS,
-        latents_std=[1.0] * LATENT_CHANNELS,
-    )
+    vae = _vae()
     # the noise, the 4-channel frame mask and the portrait's latents, stacked
     transformer = _transformer(in_channels=2 * LATENT_CHANNELS + 4, image_dim=CLIP_HIDDEN)
     image_encoder = CLIPVisionModel(

@@ -26,9 +26,8 @@ from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import IdentityRow
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.generation.references import face_embedding, mean_embedding
-from photogen_pipelines.imaging.images import open_png
-from photogen_pipelines.orders.photo_sets import MAX_PHOTOS, check_same_person
+from photogen_pipelines.generation.references import mean_embedding
+from photogen_pipelines.orders.photo_sets import MAX_PHOTOS, embeddings_of, refuse_stranger
 from photogen_pipelines.orders.uploads import get_upload, require_consent
 from photogen_pipelines.storage.artifacts import load_json, save_json
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -90,9 +89,10 @@ def save_identity(
     refuse it and store nothing. A `customer_ref` is kept as given: its caller checks it."""
     require_consent(consent)
     uploads = [get_upload(database, upload_id, api_key_id) for upload_id in upload_ids[:MAX_PHOTOS]]
-    check_same_person(store, faces, uploads)
+    embeddings = embeddings_of(store, faces, uploads)  # each photo decoded once, for the check and the identity
+    refuse_stranger(uploads, embeddings, faces)
+    embedding = mean_embedding(embeddings)
     pictures = [store.get_bytes(upload.storage_key) for upload in uploads]  # the clean PNGs uploads stored
-    embedding = mean_embedding([face_embedding(np.asarray(open_png(picture)), faces) for picture in pictures])
     identity_id = new_identity_id()
     for position, picture in enumerate(pictures):
         store.put_bytes(photo_key(identity_id, position), picture)

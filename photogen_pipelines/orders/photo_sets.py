@@ -46,7 +46,16 @@ def check_same_person(store: ArtifactStore, faces: FaceAnalyzer, uploads: Sequen
     call: nothing is stored, logged or returned but the verdict."""
     if len(uploads) < 2:
         return
-    embeddings = [face_embedding(np.asarray(decode_upload(store.get_bytes(u.storage_key))), faces) for u in uploads]
+    refuse_stranger(uploads, embeddings_of(store, faces, uploads), faces)
+
+
+def embeddings_of(store: ArtifactStore, faces: FaceAnalyzer, uploads: Sequence[Upload]) -> list[np.ndarray]:
+    """Each upload's face's identity, in order (BadInput as an upload's check)."""
+    return [face_embedding(np.asarray(decode_upload(store.get_bytes(u.storage_key))), faces) for u in uploads]
+
+
+def refuse_stranger(uploads: Sequence[Upload], embeddings: Sequence[np.ndarray], faces: FaceAnalyzer) -> None:
+    """BadInput(photos_not_same_person) naming the upload whose face is someone else's."""
     stranger = stranger_in(embeddings, faces.default_threshold)
     if stranger is not None:
         odd = uploads[stranger.index]
