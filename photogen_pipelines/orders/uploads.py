@@ -26,6 +26,7 @@ from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.errors import BadInput, NotFound
 from photogen_pipelines.generation.safety import SafetyGate, check_photo
 from photogen_pipelines.generation.stages import selfie_face
+from photogen_pipelines.imaging.cutout import cut_out_product
 from photogen_pipelines.imaging.images import decode_upload, png_bytes
 from photogen_pipelines.storage.stores import ArtifactStore
 
@@ -43,6 +44,7 @@ class Upload:
     created_at: datetime
     customer_ref: str | None = None  # the shop's own reference of the customer it was uploaded for
     consented_at: datetime | None = None  # when the caller said the person pictured agreed (None: taken before 0009)
+    purpose: str = "person"  # person | product (a product's or garment's photo, no face)
 
 
 def new_upload_id() -> str:
@@ -63,6 +65,7 @@ def _to_upload(row: UploadRow) -> Upload:
         created,
         row.customer_ref,
         as_utc(row.consented_at) if row.consented_at is not None else None,
+        row.purpose,
     )
 
 
@@ -112,6 +115,44 @@ def take_upload(
         customer_ref=customer_ref,
         created_at=(now := utc_now()),
         consented_at=now,
+    )
+    with database.session() as session:
+        session.add(row)
+    return _to_upload(row)
+
+
+def take_product_photo(
+    database: Database,
+    store: ArtifactStore,
+    data: bytes,
+    api_key_id: str | None = None,
+    *,
+    safety: SafetyGate | None = None,
+) -> Upload:
+    """A product's or garment's photo for a job (`purpose=product`): decoded and checked like
+    any upload (format, size, content safety), without a face; BadInput stores nothing. The
+    product lock needs a product it can cut out: `imaging/cutout.py` is tried now, so a photo
+    with no product in it is refused at once (no_product_found), not after a paid job."""
+    image = decode_upload(data)
+    if safety is not None:
+        check_photo(np.asarray(image), safety)
+    cut_out_product(np.asarray(image.convert("RGB")))
+    source_format = Image.open(io.BytesIO(data)).format
+    upload_id = new_upload_id()
+    key = f"uploads/{upload_id}.png"
+    store.put_bytes(key, png_bytes(image))
+    row = UploadRow(
+        id=upload_id,
+        storage_key=key,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=image.width,
+        height=image.height,
+        source_format=source_format.lower(),
+        source_bytes=len(data),
+        face_score=0.0,
+        api_key_id=api_key_id,
+        created_at=utc_now(),
+        purpose="product",
     )
     with database.session() as session:
         session.add(row)
