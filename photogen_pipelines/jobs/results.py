@@ -1,0 +1,88 @@
+"""What a job's shots leave in the store, and the job's export assembled from them.
+
+Each settled shot stores its record (every attempt's seed and scores, what made it and what
+it cost) and, when it passed, its picture (and video): the `job_shots` asset writes them,
+the export, the API and the analysts read them back. The export is built from the stored
+shots alone, so a shot retried on its own is picked up by the next export.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from photogen_pipelines.clock import utc_now
+from photogen_pipelines.imaging.images import decode_upload, png_bytes
+from photogen_pipelines.jobs.export import JobCost, JobMetadata, ModelVersion, ShotRecord, build_zip
+from photogen_pipelines.jobs.keys import JobKeys
+from photogen_pipelines.jobs.shots import ShotOutcome
+from photogen_pipelines.jobs.states import Job
+from photogen_pipelines.storage.artifacts import load_json, save_json
+from photogen_pipelines.storage.stores import ArtifactStore
+
+
+class StoredShot(BaseModel):
+    """`jobs/<id>/shots/<name>.json`: one shot as it settled."""
+
+    record: ShotRecord
+    made: str  # what the engine made, in words
+    seconds: float = Field(ge=0)  # engine seconds, every attempt
+    cost_usd: float = Field(0.0, ge=0)
+    models: list[ModelVersion] = Field(default_factory=list)
+    video: bool = False  # an MP4 is stored beside the picture (its poster)
+
+
+def save_shot(
+    store: ArtifactStore, job_id: str, outcome: ShotOutcome, models: list[ModelVersion], cost_usd: float = 0.0
+) -> StoredShot:
+    """Store the shot's picture (and video) when it passed, then its record; a retry that is
+    rejected removes the picture an earlier attempt left."""
+    keys, name = JobKeys(job_id), outcome.record.name
+    if outcome.picture is not None:
+        store.put_bytes(keys.shot_picture(name), png_bytes(outcome.picture))
+    elif store.exists(keys.shot_picture(name)):
+        store.delete(keys.shot_picture(name))
+    if outcome.video is not None:
+        store.put_bytes(keys.shot_video(name), outcome.video)
+    stored = StoredShot(
+        record=outcome.record,
+        made=outcome.made,
+        seconds=round(outcome.seconds, 3),
+        cost_usd=round(cost_usd, 6),
+        models=models,
+        video=outcome.video is not None,
+    )
+    save_json(store, keys.shot_record(name), stored)
+    return stored
+
+
+def stored_shot(store: ArtifactStore, job_id: str, name: str) -> StoredShot | None:
+    key = JobKeys(job_id).shot_record(name)
+    return load_json(store, key, StoredShot) if store.exists(key) else None
+
+
+def shot_picture(store: ArtifactStore, job_id: str, name: str) -> np.ndarray:
+    return np.asarray(decode_upload(store.get_bytes(JobKeys(job_id).shot_picture(name))).convert("RGB"))
+
+
+def assemble_export(store: ArtifactStore, job: Job) -> JobMetadata:
+    """The job's ZIP from its stored shots (every shot settled: the caller checks), stored at
+    `JobKeys.export`; its metadata is returned."""
+    shots = [stored_shot(store, job.id, shot.name) for shot in job.shots]
+    missing = [shot.name for shot, stored in zip(job.shots, shots, strict=True) if stored is None]
+    if missing:
+        raise ValueError(f"job {job.id}: no stored record for shots {missing}")
+    models = {(m.role, m.name, m.version): m for stored in shots for m in stored.models}
+    metadata = JobMetadata(
+        job_id=job.id,
+        kind=job.kind,
+        tier=job.tier,
+        made_at=utc_now(),
+        shots=[stored.record for stored in shots],
+        models=list(models.values()),
+        cost=JobCost(usd=round(sum(s.cost_usd for s in shots), 6), seconds=round(sum(s.seconds for s in shots), 3)),
+    )
+    pictures = {s.record.name: shot_picture(store, job.id, s.record.name) for s in shots if s.record.outcome == "passed"}
+    archive = build_zip(metadata, pictures)
+    store.put_bytes(JobKeys(job.id).export, archive)
+    return metadata
