@@ -15,6 +15,7 @@ from assets.checks import (
     upscale_faithful,
 )
 from assets.fulfilment import fulfilment, provider_accepted
+from assets.jobs import job_export, job_export_job, job_shots, jobs_assets, shot_job
 from assets.partitions import approved_orders_partitions, orders_partitions
 from assets.printing import delivery, print_file, print_master
 from assets.proofs import selfie, styled_candidates, validated_proofs
@@ -49,7 +50,14 @@ def define_jobs(gpu_tags: Mapping[str, str]) -> list:
     """The code location's jobs. Those whose steps load the style or upscale engine carry
     `gpu_tags` (assets/run_tags.py), which build_defs reads from the same settings as the
     engines, so overrides of the engine move the tags with it."""
-    return [define_proof_job(gpu_tags), define_print_job(gpu_tags), define_catalog_preview_job(gpu_tags), analytics_job]
+    return [
+        define_proof_job(gpu_tags),
+        define_print_job(gpu_tags),
+        define_catalog_preview_job(gpu_tags),
+        analytics_job,
+        shot_job,
+        job_export_job,
+    ]
 
 
 # Untagged: the jobs' names and selections, for sensors (which target jobs by name, so the
@@ -58,6 +66,11 @@ proof_job = define_proof_job()
 print_job = define_print_job()
 
 __all__ = [
+    "job_export",
+    "job_export_job",
+    "job_shots",
+    "jobs_assets",
+    "shot_job",
     "approved_orders_partitions",
     "delivery",
     "fulfilment",

@@ -32,6 +32,7 @@ from resources import (
     StyleEngineConfig,
     UpscaleEngine,
     UpscaleEngineConfig,
+    VideoEngine,
 )
 from resources.credentials import ContentCredentialsResource
 from resources.fulfilment import ApprovalDeadline, PrintProviderResource
@@ -123,7 +124,13 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
     settings.paths.make_private()  # a plain `dagster dev` on the home writes private files too
     built = deployment(settings)
     return dg.Definitions(
-        assets=[*assets.proof_assets, *assets.print_assets, *assets.catalog_assets, *assets.analytics_assets],
+        assets=[
+            *assets.proof_assets,
+            *assets.print_assets,
+            *assets.catalog_assets,
+            *assets.analytics_assets,
+            *assets.jobs_assets,
+        ],
         asset_checks=assets.order_checks,
         jobs=assets.define_jobs(gpu_run_tags(settings)),
         # a run's steps and checks share its one process: it imports and loads once, where
@@ -135,9 +142,13 @@ def build_defs(home: str | None = None, **settings_overrides) -> dg.Definitions:
             "orders": OrdersDatabase(url=settings.resolved_database_url),
             "storage": _storage(built),
             "catalog": CatalogResource(
-                styles_path=settings.styles_path, products_path=settings.products_path, quality_path=settings.quality_path
+                styles_path=settings.styles_path,
+                products_path=settings.products_path,
+                quality_path=settings.quality_path,
+                kinds_path=settings.kinds_path,
             ),
             **_engines(built),
+            "video": VideoEngine(models_dir=settings.video_models_dir, memory_profile=settings.memory_profile),
             "payments": _payments(settings),
             "retention": RetentionSettings(),
             "print_provider": _print_provider(settings),

@@ -10,6 +10,7 @@ from resources.engines import (
     StyleEngineConfig,
     UpscaleEngine,
     UpscaleEngineConfig,
+    VideoEngine,
 )
 from resources.payments import StripePayments
 from resources.storage import ArtifactStorage, OrdersDatabase, StoreConfig
@@ -28,4 +29,5 @@ __all__ = [
     "StyleEngineConfig",
     "UpscaleEngine",
     "UpscaleEngineConfig",
+    "VideoEngine",
 ]

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from photogen_pipelines.catalog import ProductCatalog, QualityGates, StyleCatalog, load_products, load_quality, load_styles
+from photogen_pipelines.catalog.kinds import KindCatalog, load_kinds
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -10,6 +11,11 @@ class CatalogResource(dg.ConfigurableResource):
     styles_path: str | None = None
     products_path: str | None = None
     quality_path: str | None = None
+    kinds_path: str | None = None
+
+    def kinds(self) -> KindCatalog:
+        """The studio's job kinds (catalog/kinds.yaml)."""
+        return load_kinds(self.kinds_path)
 
     def styles(self) -> StyleCatalog:
         return load_styles(self.styles_path)

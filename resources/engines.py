@@ -9,7 +9,7 @@ import dagster as dg
 
 from photogen_pipelines import factories, tiers
 from photogen_pipelines.catalog import QualityGates
-from photogen_pipelines.engines.base import FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
+from photogen_pipelines.engines.base import Animator, FaceAnalyzer, SafetyDetector, Stylizer, Upscaler
 from photogen_pipelines.factories import FaceEngineSettings, SafetyEngineSettings, StyleEngineSettings, UpscaleEngineSettings
 from photogen_pipelines.generation.safety import SafetyGate, safety_gate
 
@@ -124,3 +124,18 @@ class SafetyEngine(dg.ConfigurableResource):
     def gate(self, quality: QualityGates) -> SafetyGate:
         """The detector at the threshold for generated pictures."""
         return safety_gate(self.detector(), quality, "output")
+
+
+class VideoEngine(dg.ConfigurableResource):
+    """The living portrait's image-to-video engine (wan-i2v: Wan 2.x on diffusers, GPU; tiny
+    random-weight models on a CPU in tests), from its models folder; none without one, and a
+    living portrait is then refused when it is placed (kind_needs_engine)."""
+
+    models_dir: str | None = None
+    device: str = "auto"
+    memory_profile: str = "auto"
+
+    def animator(self) -> Animator | None:
+        if not self.models_dir:
+            return None
+        return factories.animator(self.models_dir, self.device, self.memory_profile)

@@ -2,7 +2,8 @@
 runs settle their orders, credit-paid orders get their credits back, runs whose worker died
 are failed, catalog previews stay current, old orders' files are retired, ready orders go
 to the print provider and are followed there, unapproved proofs meet their deadline, the
-storefronts' webhooks are delivered, and the analysts' tables are rebuilt nightly."""
+storefronts' webhooks are delivered, the analysts' tables are rebuilt nightly, and studio jobs
+become one run per shot and one per export."""
 
 from sensors.analytics import nightly_analytics
 from sensors.approvals import approval_deadlines
@@ -11,6 +12,7 @@ from sensors.credits import credit_settlements
 from sensors.dead_runs import dead_run_workers
 from sensors.failures import order_run_failures
 from sensors.fulfilment import print_provider_orders
+from sensors.jobs import job_credit_settlements, job_run_failures, paid_jobs, settled_jobs
 from sensors.orders import approved_orders, paid_orders
 from sensors.payments import stripe_reconciliation
 from sensors.retention import order_retention
@@ -28,6 +30,10 @@ all_sensors = [
     print_provider_orders,
     approval_deadlines,
     webhook_deliveries,
+    paid_jobs,
+    settled_jobs,
+    job_run_failures,
+    job_credit_settlements,
 ]
 all_schedules = [weekly_catalog_previews, nightly_analytics]
 
@@ -46,5 +52,9 @@ __all__ = [
     "paid_orders",
     "stripe_reconciliation",
     "webhook_deliveries",
+    "paid_jobs",
+    "settled_jobs",
+    "job_run_failures",
+    "job_credit_settlements",
     "weekly_catalog_previews",
 ]

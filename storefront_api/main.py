@@ -16,6 +16,7 @@ from storefront_api.api.routes import (
     fulfilment,
     health,
     identities,
+    jobs,
     metrics,
     orders,
     packs,
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limited = [Depends(limit_request)]
     prefix = settings.api_v1_prefix
     routers = (
-        *(uploads, identities, catalog, orders, customers, packs, quotes),
+        *(uploads, identities, jobs, catalog, orders, customers, packs, quotes),
         *(files, fulfilment, webhook_endpoints, shop_sessions),
     )
     for router in (module.router for module in routers):

@@ -23,6 +23,9 @@ class UploadOut(BaseModel):
     customer_ref: str | None = Field(None, description="the shop's own reference of the customer, as uploaded")
     created_at: datetime
     consented_at: datetime | None = Field(None, description="when the caller said the person pictured agreed")
+    purpose: Literal["person", "product"] = Field(
+        "person", description="person: a photo of one person; product: a product's or garment's photo for a job"
+    )
 
 
 class StyleOut(BaseModel):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from photogen_pipelines.access.signing import Signer
 from photogen_pipelines.catalog import ProductCatalog, StyleCatalog, load_products, load_quality, load_styles
+from photogen_pipelines.catalog.kinds import KindCatalog, load_kinds
 from photogen_pipelines.db.database import Database, open_database
 from photogen_pipelines.engines.base import FaceAnalyzer
 from photogen_pipelines.factories import artifact_store, deployment, face_analyzer, safety_detector
@@ -16,6 +17,7 @@ from photogen_pipelines.generation.safety import SafetyGate, safety_gate
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.payments.stripe_payments import StripeGateway
 from photogen_pipelines.storage.stores import ArtifactStore
+from photogen_pipelines.workflows.jobs import Placement, running_engines
 from storefront_api.config import Settings
 
 
@@ -60,6 +62,26 @@ class Services:
         (loaded on the first upload), at quality.yaml's threshold for uploads."""
         detector = safety_detector(deployment(self.settings).safety)
         return safety_gate(detector, load_quality(self.settings.quality_path), "upload")
+
+    @functools.cached_property
+    def kinds(self) -> KindCatalog:
+        return load_kinds(self.settings.kinds_path)
+
+    def placement(self) -> Placement:
+        """Where a job is placed and what checks it. The engines are named from the settings
+        alone: the API refuses a kind this shop's engines cannot make without loading them."""
+        engine, video_engine = running_engines(self.settings)
+        return Placement(
+            database=self.database,
+            store=self.store,
+            faces=self.faces,
+            kinds=self.kinds,
+            styles=self.styles,
+            products=self.products,
+            engine=engine,
+            video_engine=video_engine,
+            payments_on=self.settings.payments_on,
+        )
 
 
 def build_services(settings: Settings) -> Services:

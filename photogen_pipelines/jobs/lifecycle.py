@@ -133,6 +133,17 @@ def settle_shot(
         return to_job(row, _shot_rows(session, job_id))
 
 
+def reject_shot(database: Database, job_id: str, name: str, reason: str) -> Job:
+    """A passing shot rejected after the fact (the pack's consistency check), its scores kept."""
+    with _job_move(database, job_id) as (session, row):
+        shot = session.get(JobShotRow, (job_id, name), with_for_update=True)
+        if shot is None:
+            raise NotFound(f"job {job_id} has no shot {name!r}", code="shot_not_found")
+        if ShotState(shot.state) == ShotState.PASSED:  # passed -> rejected goes through no pending: no new attempt
+            shot.state, shot.reason, shot.updated_at = ShotState.REJECTED.value, reason, utc_now()
+        return to_job(row, _shot_rows(session, job_id))
+
+
 def retry_shot(database: Database, job_id: str, name: str) -> Job:
     """An operator's retry of one settled shot: it is pending again and the job generates
     (its export is rebuilt when the shot settles)."""

@@ -8,6 +8,8 @@ shots alone, so a shot retried on its own is picked up by the next export.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -33,13 +35,20 @@ class StoredShot(BaseModel):
 
 
 def save_shot(
-    store: ArtifactStore, job_id: str, outcome: ShotOutcome, models: list[ModelVersion], cost_usd: float = 0.0
+    store: ArtifactStore,
+    job_id: str,
+    outcome: ShotOutcome,
+    models: list[ModelVersion],
+    cost_usd: float = 0.0,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> StoredShot:
-    """Store the shot's picture (and video) when it passed, then its record; a retry that is
-    rejected removes the picture an earlier attempt left."""
+    """Store the shot's picture (and video) when it passed, signed by `sign` (C2PA Content
+    Credentials) when given, then its record; a retry that is rejected removes the picture an
+    earlier attempt left."""
     keys, name = JobKeys(job_id), outcome.record.name
     if outcome.picture is not None:
-        store.put_bytes(keys.shot_picture(name), png_bytes(outcome.picture))
+        picture = png_bytes(outcome.picture)
+        store.put_bytes(keys.shot_picture(name), sign(picture) if sign else picture)
     elif store.exists(keys.shot_picture(name)):
         store.delete(keys.shot_picture(name))
     if outcome.video is not None:
@@ -86,3 +95,19 @@ def assemble_export(store: ArtifactStore, job: Job) -> JobMetadata:
     archive = build_zip(metadata, pictures)
     store.put_bytes(JobKeys(job.id).export, archive)
     return metadata
+
+
+def reject_stored_shot(store: ArtifactStore, job_id: str, name: str, reason: str) -> StoredShot:
+    """A passing shot rejected after the fact (the pack's consistency check found another
+    person in it): its record says why and its picture is removed, so no ZIP delivers it."""
+    keys = JobKeys(job_id)
+    stored = stored_shot(store, job_id, name)
+    if stored is None:
+        raise ValueError(f"job {job_id}: no stored record for shot {name}")
+    record = stored.record.model_copy(update={"outcome": "rejected", "reason": reason, "files": {}, "size": None})
+    stored = stored.model_copy(update={"record": record})
+    for key in (keys.shot_picture(name), keys.shot_video(name)):
+        if store.exists(key):
+            store.delete(key)
+    save_json(store, keys.shot_record(name), stored)
+    return stored

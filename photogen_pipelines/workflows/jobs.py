@@ -56,6 +56,7 @@ class JobRequest:
     catalog: str | None = None  # a merchant catalog's shoot: the catalog and the SKU
     sku: str | None = None
     product_key: str | None = None  # a catalog's product photo, a key in the artifact store
+    fingerprint: str | None = None  # a catalog's SKU: what its shots are made from (workflows/merchant_catalogs.py)
 
     def digest(self) -> str:
         fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -190,6 +191,8 @@ def _checked_inputs(place: Placement, kind: Kind, request: JobRequest, api_key_i
         if not MIN_SECONDS <= seconds <= MAX_SECONDS:
             raise BadInput(f"seconds must be {MIN_SECONDS:g}-{MAX_SECONDS:g}, got {seconds:g}", code="invalid_seconds")
         inputs["seconds"] = seconds
+    if request.fingerprint is not None:  # kept so the catalog sensor sees when the SKU's shots go stale
+        inputs["fingerprint"] = request.fingerprint
     if "person" in required and not inputs.get("person_keys"):
         raise BadInput(f"a {kind.id} needs photos of the person (upload_ids) or an identity_id", code="person_required")
     return inputs

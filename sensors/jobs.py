@@ -1,0 +1,113 @@
+"""Studio jobs become runs: a paid job's shots each a run of its own partition (job x shot),
+a job whose shots have all settled its export run; a job whose run failed for good is
+failed, and every job that will not deliver gets its credits back, once."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.jobs import job_export_job, shot_job
+from assets.partitions import jobs_partitions
+from photogen_pipelines.jobs import lifecycle
+from photogen_pipelines.jobs.states import OWES_REFUND, JobState, ShotState
+from photogen_pipelines.workflows.jobs import refund_job
+from resources import OrdersDatabase
+from sensors.failures import will_be_retried
+
+MAX_JOBS_PER_TICK = 25
+# below customers' orders (proofs 20, prints 10): a studio job's shots do not make a waiting
+# customer wait longer
+SHOT_RUN_PRIORITY = 5
+JOB_SENSOR_INTERVAL_SECONDS = 1  # as the order sensors: on every pass of the daemon
+
+
+def shot_run_request(job_id: str, shot: str, kind: str) -> dg.RunRequest:
+    """The run of one shot: one run_key per shot, so a sensor tick repeated asks once."""
+    return dg.RunRequest(
+        partition_key=dg.MultiPartitionKey({"job": job_id, "shot": shot}),
+        run_key=f"shot:{job_id}:{shot}",
+        tags={"dagster/priority": str(SHOT_RUN_PRIORITY), "photogen/job": job_id, "photogen/kind": kind},
+    )
+
+
+@dg.sensor(
+    job_name=shot_job.name,
+    minimum_interval_seconds=JOB_SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Paid studio jobs become shot runs: the job joins the `jobs` partitions and each shot gets its run.",
+)
+def paid_jobs(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
+    # a job is paid until its first shot run starts: a tick seeing it again asks for the same
+    # run keys, which Dagster never launches twice
+    ready = lifecycle.jobs_in(orders.database(), [JobState.PAID], MAX_JOBS_PER_TICK)
+    known = set(context.instance.get_dynamic_partitions(jobs_partitions.name)) if ready else set()
+    new = [job.id for job in ready if job.id not in known]
+    return dg.SensorResult(
+        run_requests=[shot_run_request(job.id, shot.name, job.kind) for job in ready for shot in job.shots],
+        dynamic_partitions_requests=[jobs_partitions.build_add_request(new)] if new else [],
+    )
+
+
+@dg.sensor(
+    job_name=job_export_job.name,
+    minimum_interval_seconds=JOB_SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A studio job whose shots have all settled gets its export run (again after a shot's retry).",
+)
+def settled_jobs(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
+    generating = lifecycle.jobs_in(orders.database(), [JobState.GENERATING], MAX_JOBS_PER_TICK * 4)
+    requests = []
+    for job in generating:
+        if not job.all_settled:
+            continue
+        # the last shot's settling names this export: a shot retried later asks for a new one
+        last = max(shot.updated_at for shot in job.shots if shot.state != ShotState.PENDING)
+        requests.append(
+            dg.RunRequest(
+                partition_key=job.id,
+                run_key=f"export:{job.id}:{last.isoformat()}",
+                tags={"dagster/priority": str(SHOT_RUN_PRIORITY), "photogen/job": job.id, "photogen/kind": job.kind},
+            )
+        )
+    return dg.SensorResult(run_requests=requests)
+
+
+def _job_of(run: dg.DagsterRun) -> str | None:
+    return run.tags.get("photogen/job") or (run.tags.get("dagster/partition/job") or run.tags.get("dagster/partition"))
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[shot_job, job_export_job],
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A studio job whose shot or export run failed for good is failed, and its credits come back.",
+)
+def job_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase) -> None:
+    run = context.instance.get_run_by_id(context.dagster_run.run_id)  # as it is now
+    job_id = _job_of(context.dagster_run)
+    if run is None or run.status != dg.DagsterRunStatus.FAILURE or not job_id:
+        return
+    if will_be_retried(run, context.instance):
+        context.log.info(f"run {run.run_id} of job {job_id} failed; Dagster will retry it")
+        return
+    database = orders.database()
+    job = lifecycle.get(database, job_id, any_caller=True)
+    if job.state not in (JobState.PAID, JobState.GENERATING):
+        context.log.info(f"run {run.run_id} failed; job {job_id} is {job.state.value} and stays so")
+        return
+    lifecycle.fail(database, job_id, f"run {run.run_id} ({run.job_name}) failed; an operator can look at it in the UI")
+    refund_job(database, job_id)
+    context.log.warning(f"job {job_id} failed with run {run.run_id}; its credits, if any, were given back")
+
+
+@dg.sensor(
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Studio jobs that were rejected, failed or cancelled get their credits back, once.",
+)
+def job_credit_settlements(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SkipReason:
+    database = orders.database()
+    owed = [job for job in lifecycle.jobs_in(database, list(OWES_REFUND), 100) if job.credits_paid > job.credits_refunded]
+    for job in owed:
+        refund_job(database, job.id)
+    return dg.SkipReason(f"{len(owed)} job(s) refunded")
