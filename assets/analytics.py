@@ -1,8 +1,10 @@
 """Analytics assets: the per-order generation ledger and the rejection metrics built on
-it, one partition per UTC day. Analysts read the Parquet files, not the event log."""
+it, and the per-shot job ledger of the studio's jobs, one partition per UTC day. Analysts
+read the Parquet files, not the event log."""
 
 import dagster as dg
 
+from photogen_pipelines.analytics.job_ledger import JOB_LEDGER_COLUMNS
 from photogen_pipelines.analytics.ledger_columns import LEDGER_COLUMNS
 from photogen_pipelines.orders.states import SETTLED, OrderState
 from resources import ArtifactStorage, OrdersDatabase
@@ -30,6 +32,9 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-11-01", end_off
 
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, kind, description=description) for name, kind, description in LEDGER_COLUMNS]
+)
+_JOB_COLUMN_SCHEMA = dg.TableSchema(
+    columns=[dg.TableColumn(name, kind, description=description) for name, kind, description in JOB_LEDGER_COLUMNS]
 )
 
 
@@ -164,10 +169,43 @@ def rejection_metrics(context: dg.AssetExecutionContext, storage: ArtifactStorag
     )
 
 
-analytics_assets = [generation_ledger, rejection_metrics]
+SHOT_OUTCOMES = ("passed", "rejected")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"pandas", "parquet"},
+    metadata={"dagster/column_schema": _JOB_COLUMN_SCHEMA},
+)
+def job_ledger(context: dg.AssetExecutionContext, orders: OrdersDatabase, storage: ArtifactStorage) -> dg.MaterializeResult:
+    """One row per shot of every studio job that changed that day (UTC): its outcome, scores, retries and cost."""
+    from photogen_pipelines.analytics.job_ledger import build_job_ledger_day, per_kind, write_job_ledger_day
+
+    day, store = context.partition_key, storage.store()
+    frame = build_job_ledger_day(orders.database(), store, day)
+    key = write_job_ledger_day(store, day, frame)
+    kinds = per_kind(frame)
+    context.log.info(f"job_ledger: {len(frame)} shots of {frame['job_id'].nunique()} jobs changed on {day} -> {key}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/partition_row_count": dg.IntMetadataValue(len(frame)),
+            "shots": dg.IntMetadataValue(len(frame)),
+            "jobs": dg.IntMetadataValue(int(frame["job_id"].nunique())),
+            "path": dg.MetadataValue.path(store.uri(key)),
+            # per kind: plotted across days under Plots (`passed/<kind>`, `rejected/<kind>`)
+            **{f"{outcome}/{row['kind']}": dg.IntMetadataValue(row[outcome]) for row in kinds for outcome in SHOT_OUTCOMES},
+            "by_kind": dg.JsonMetadataValue(
+                {row["kind"]: {k: row[k] for k in ("jobs", "shots", "passed", "rejected", "pending")} for row in kinds}
+            ),
+        }
+    )
+
+
+analytics_assets = [generation_ledger, rejection_metrics, job_ledger]
 
 analytics_job = dg.define_asset_job(
     "analytics_job",
     selection=dg.AssetSelection.assets(*analytics_assets),
-    description="The generation ledger and the rejection metrics for one UTC day.",
+    description="The generation ledger, the rejection metrics and the job ledger for one UTC day.",
 )

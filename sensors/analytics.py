@@ -12,7 +12,7 @@ from assets.analytics import analytics_job
     cron_schedule="30 0 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Rebuilds yesterday's generation ledger and rejection metrics once the UTC day is over.",
+    description="Rebuilds yesterday's generation ledger, rejection metrics and job ledger once the UTC day is over.",
 )
 def nightly_analytics(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     day = (context.scheduled_execution_time - dt.timedelta(days=1)).date().isoformat()

@@ -119,7 +119,10 @@ def test_a_catalog_becomes_a_shoot_per_sku_and_a_changed_photo_one_more_shoot(sh
     for job, stale in zip(jobs, check.stale, strict=True):
         assert [s.name for s in job.shots] == FASHION_POSES and {s.state for s in job.shots} == {ShotState.PENDING}
         assert job.inputs["fingerprint"] == stale.fingerprint and job.inputs["identity_id"] == model
-        assert job.inputs["product_key"] == f"catalogs/spring/photos/{job.sku}.png"
+        assert job.inputs["catalog_photo"] == f"catalogs/spring/photos/{job.sku}.png"
+        # the job shoots its own copy of the photo: the merchant may overwrite theirs meanwhile
+        assert store.get_bytes(job.inputs["product_key"]) == store.get_bytes(job.inputs["catalog_photo"])
+        assert job.inputs["product_key"] == f"jobs/{job.id}/product.png"
     assert stale_skus(database, store, "spring").stale == []
 
     # the merchant points the navy tee at a new photo (another colour): only it is shot again
@@ -130,7 +133,7 @@ def test_a_catalog_becomes_a_shoot_per_sku_and_a_changed_photo_one_more_shoot(sh
     assert [(s.sku, s.reason, s.previous_job_id) for s in check.stale] == [("tee-navy", "photo changed", jobs[0].id)]
     again = place_catalog_shoots(place, "spring", check.stale)
     assert len(again) == 1 and again[0].id not in {j.id for j in jobs}
-    assert again[0].inputs["product_key"] == "catalogs/spring/photos/tee-navy-v2.png"
+    assert again[0].inputs["catalog_photo"] == "catalogs/spring/photos/tee-navy-v2.png"
 
     # the same tick repeated (the sensor ran twice before it saw the new job): no second job
     repeated = place_catalog_shoots(place, "spring", check.stale)

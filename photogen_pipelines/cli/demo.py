@@ -73,15 +73,47 @@ def default_selfie() -> bytes:
     help="The diffusers, flux2-klein or qwen-edit engine's models folder ($PHOTOGEN_MODELS_DIR); "
     "`photogen dev make-tiny-models [--family F]` writes a tiny one.",
 )
+@click.option(
+    "--kind",
+    "kind_id",
+    default=None,
+    help="Run one studio job of this kind instead (`photogen kinds`): pose_pack, fashion_shoot, try_on, "
+    "living_portrait [default: portrait_print, the order].",
+)
+@click.option(
+    "--garment",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The product's or garment's photo, for fashion_shoot and try_on (default: scikit-image's coffee cup).",
+)
+@click.option("--poses", default=None, help="The job's poses, comma-separated, e.g. front,back (default: the kind's own).")
+@click.option(
+    "--video-models",
+    "video_models_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="living_portrait's wan-i2v models folder ($PHOTOGEN_VIDEO_MODELS_DIR); "
+    "`photogen dev make-tiny-models --family wan-i2v DIR` writes a tiny one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout; progress stays on stderr.")
 @clear_errors
-def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, as_json) -> None:
+def demo(
+    selfie, style_id, product_id, variants, out, home, engine, models_dir, kind_id, garment, poses, video_models_dir, as_json
+) -> None:
     """Run one order: register it, generate and validate proofs, auto-approve the best,
-    render the print file, and copy everything to OUT/<order id>/ (the output says where)."""
+    render the print file, and copy everything to OUT/<order id>/ (the output says where).
+
+    With --kind, one studio job instead: its shots run one by one, then its ZIP, copied to
+    OUT/<job id>/."""
     started = time.perf_counter()
     load_styles().get(style_id)  # unknown ids fail before anything is loaded
     load_products().get(product_id)
     engine_settings = _engine_settings(engine, models_dir)
+    job_demo = _job_demo(kind_id, engine_settings["engine"], garment, poses, video_models_dir)
+    if job_demo is not None:
+        kind, video_models_dir = job_demo
+        if video_models_dir:
+            engine_settings["video_models_dir"] = video_models_dir
     # the settings build_defs will run on: a paying shop refuses a non-commercial model
     # (PHOTOGEN_COMMERCIAL_ONLY) before the home is made or a model loaded
     require_commercial_configuration(PhotoGenSettings(**({"home": home} if home else {}), **engine_settings))
@@ -101,16 +133,38 @@ def demo(selfie, style_id, product_id, variants, out, home, engine, models_dir, 
     defs = build_defs(str(paths.home), **engine_settings)
     resources = defs.resources
     book, store = resources["orders"].book(), resources["storage"].store()
+    if job_demo is not None:
+        from photogen_pipelines.cli import demo_jobs
+
+        inputs = demo_jobs.JobDemo(
+            kind=kind,
+            selfie=upload,
+            garment=(read_image_file(garment) if garment else demo_jobs.default_garment()) if _takes_product(kind) else None,
+            poses=_pose_list(poses),
+            style_id=style_id,
+            product_id=product_id,
+            variants=variants,
+        )
+        progress(f"{engine_settings['engine']} engine: loading models and checking the photos")
+        video_engine = "wan-i2v" if video_models_dir else None
+        job = demo_jobs.run_job_demo(defs, inputs, engine_settings["engine"], video_engine, progress)
+        summary = demo_jobs.job_summary(job, kind, store, out_dir, dagster_home, time.perf_counter() - started)
+        summary["home"] = str(paths.home)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            demo_jobs.print_job_summary(summary)
+        return
     progress(f"{engine_settings.get('engine', 'embedded')} engine: loading models and checking the selfie")
     order = register_local_order(defs, upload, style_id, product_id, variants, approval="auto")
     progress(f"order {order.id}: {style_id} on {product_id}, {variants} proofs ({order.reason})")
 
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("orders", [order.id])
-        order = _run(defs, instance, book, "proof_job", order.id)
+        order = run_order_job(defs, instance, book, "proof_job", order.id)
         if order.state == OrderState.APPROVED:  # approval="auto": the proof run picked the best proof
             progress(f"auto-approved proof {order.approved_proof}")
-            order = _run(defs, instance, book, "print_job", order.id)
+            order = run_order_job(defs, instance, book, "print_job", order.id)
 
     summary = _summary(order, store, out_dir, dagster_home, time.perf_counter() - started)
     summary["home"] = str(paths.home)
@@ -183,26 +237,70 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
 _FAMILY_OPTION = {"flux2-klein": " --family flux2-klein", "qwen-edit": " --family qwen-edit"}
 
 
-def _run(defs, instance, book, job_name: str, order_id: str):
+def run_order_job(defs, instance, book, job_name: str, order_id: str):
     """Run one job for the order; the order it leaves behind, or why the run failed."""
+    progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
+    result = execute_run(defs, instance, job_name, order_id)
+    order = book.get(order_id)
+    if not result.success and order.state != OrderState.REJECTED:  # a rejection is an outcome, not an error
+        raise failed_run(job_name, result)
+    progress(f"{job_name}: run {result.run_id} finished; order {order.state.value}")
+    return order
+
+
+def execute_run(defs, instance, job_name: str, partition_key: str):
+    """One run of a Dagster job for one partition, in this process, on the local instance."""
     from sensors.dead_runs import worker_tags
 
-    progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=order_id,
+    return defs.resolve_job_def(job_name).execute_in_process(
+        partition_key=partition_key,
         instance=instance,
         raise_on_error=False,
         tags=worker_tags(),  # if this process is killed, the dead_run_workers sensor fails the run
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
-    order = book.get(order_id)
-    if not result.success and order.state != OrderState.REJECTED:  # a rejection is an outcome, not an error
-        failures = [
-            _root_cause(e.step_failure_data.error) for e in result.all_events if e.is_step_failure and e.step_failure_data.error
-        ]
-        raise PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
-    progress(f"{job_name}: run {result.run_id} finished; order {order.state.value}")
-    return order
+
+
+def failed_run(job_name: str, result) -> PhotoGenError:
+    """The error a failed run ends the demo with: its steps' first causes."""
+    errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+    failures = [_root_cause(error) for error in errors if error]
+    return PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
+
+
+def _job_demo(kind_id: str | None, engine: str, garment: str | None, poses: str | None, video_models_dir: str | None):
+    """The studio job's kind and video models folder for --kind (None: the order demo), every
+    option checked against the kind and the kind against the engines before any work."""
+    from photogen_pipelines.catalog.kinds import load_kinds
+    from photogen_pipelines.cli import demo_jobs
+    from photogen_pipelines.workflows.jobs import kind_of
+
+    settings = PhotoGenSettings()
+    if kind_id in (None, "portrait_print"):
+        for option, value in (("--garment", garment), ("--poses", poses), ("--video-models", video_models_dir)):
+            if value:
+                raise BadInput(f"{option} is for --kind; the order demo takes none", code="option_not_used")
+        return None
+    kinds = load_kinds(settings.kinds_path)
+    kind = kind_of(kinds, kind_id)
+    if "mp4" in kind.outputs:
+        video_models_dir = video_models_dir or settings.video_models_dir
+    elif video_models_dir:
+        raise BadInput(f"--video-models is for a living_portrait, not a {kind.id}", code="option_not_used")
+    pose_list = _pose_list(poses)
+    demo_jobs.check_options(kind, engine, video_models_dir, garment, pose_list)
+    if pose_list:
+        kinds.check_poses(list(pose_list))
+    return kind, video_models_dir
+
+
+def _pose_list(poses: str | None) -> tuple[str, ...] | None:
+    names = tuple(p.strip() for p in (poses or "").split(",") if p.strip())
+    return names or None
+
+
+def _takes_product(kind) -> bool:
+    return any(i.type in ("product_photo", "garment_photo") for i in kind.inputs)
 
 
 def _root_cause(error) -> str:

@@ -25,5 +25,10 @@ class JobKeys:
         return f"{self.folder}shots/{shot}.json"
 
     @property
+    def product(self) -> str:
+        """The job's own copy of a merchant catalog's product photo."""
+        return f"{self.folder}product.png"
+
+    @property
     def export(self) -> str:
         return f"{self.folder}export.zip"

@@ -26,6 +26,7 @@ from photogen_pipelines.errors import BadInput, Conflict, NotFound
 from photogen_pipelines.generation.references import face_embedding, mean_embedding
 from photogen_pipelines.imaging.images import decode_upload
 from photogen_pipelines.jobs import lifecycle
+from photogen_pipelines.jobs.keys import JobKeys
 from photogen_pipelines.jobs.plan import plan_shots
 from photogen_pipelines.jobs.shots import ShotInputs
 from photogen_pipelines.jobs.states import OWES_REFUND, Job, JobState, Shot
@@ -138,7 +139,7 @@ def _new_job(place: Placement, request: JobRequest, api_key_id: str | None) -> J
     payments = _payments(place, request, price.credits)
     seed = int.from_bytes(hashlib.sha256(f"{api_key_id}:{request.digest()}".encode()).digest()[:4], "big")
     planned = plan_shots(place.kinds, kind, seed, list(request.poses) if request.poses else None)
-    return Job(
+    job = Job(
         kind=kind.id,
         tier=tier,
         inputs=inputs,
@@ -153,9 +154,18 @@ def _new_job(place: Placement, request: JobRequest, api_key_id: str | None) -> J
         sku=request.sku,
         shots=[Shot(name=p.name, position=p.position) for p in planned],
     )
+    if request.product_key is not None:
+        # the shots compare with the photo as it was when the job was placed, whatever the
+        # merchant's catalog holds by then (a copy a race leaves orphaned costs one file)
+        copy = JobKeys(job.id).product
+        place.store.put_bytes(copy, place.store.get_bytes(request.product_key))
+        job.inputs.update(product_key=copy, catalog_photo=request.product_key)
+    return job
 
 
 def _payments(place: Placement, request: JobRequest, credits: int | None) -> str:
+    if request.catalog is not None:
+        return "off"  # the shop's own catalog, shot for the shop: nobody is charged
     if request.payment == "credits" and request.customer_ref is not None:
         if credits is None:
             raise BadInput(f"the {request.kind} kind is not sold for credits in this tier", code="not_sold_for_credits")
@@ -225,7 +235,9 @@ def _person_upload(place: Placement, upload_id: str, api_key_id: str | None) -> 
 
 
 def _product(place: Placement, request: JobRequest, api_key_id: str | None) -> str:
-    if request.product_key is not None:  # a merchant catalog's photo, read from the store by the catalog sensor
+    if request.product_key is not None:  # a merchant catalog's photo: the job's own copy, the merchant may overwrite theirs
+        if not place.store.exists(request.product_key):
+            raise BadInput(f"the product photo {request.product_key} is not in the store", code="product_photo_missing")
         return request.product_key
     if request.product_upload_id is None:
         raise BadInput(f"a {request.kind} needs the product's photo: product_upload_id", code="product_required")

@@ -289,7 +289,7 @@ def _newest_jobs(database: Database, catalog_id: str) -> dict[str, tuple[str, di
     """Each SKU's newest job of the catalog: its id and inputs."""
     with database.session() as session:
         found = session.execute(
-            select(JobRow.sku, JobRow.id, JobRow.inputs).where(JobRow.catalog == catalog_id).order_by(JobRow.created_at.desc())
+            select(JobRow.sku, JobRow.id, JobRow.inputs).where(JobRow.catalog == catalog_id).order_by(JobRow.created_at)
         ).all()
     return {sku: (job_id, inputs) for sku, job_id, inputs in found}  # later rows overwrite: the newest stays
 

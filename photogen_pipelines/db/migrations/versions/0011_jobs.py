@@ -43,6 +43,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
     )
     op.create_index("ix_jobs_catalog_sku", "jobs", ["catalog", "sku"])
+    # NULLs are distinct in a unique constraint: jobs placed without an API key (a merchant
+    # catalog's, by a sensor tick and the weekly schedule at once) are unique by key here
+    op.create_index(
+        "ux_jobs_keyless_idempotency",
+        "jobs",
+        ["idempotency_key"],
+        unique=True,
+        sqlite_where=sa.text("api_key_id IS NULL"),
+        postgresql_where=sa.text("api_key_id IS NULL"),
+    )
     op.create_table(
         "job_shots",
         sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id"), primary_key=True),
@@ -58,6 +68,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("job_shots")
+    op.drop_index("ux_jobs_keyless_idempotency", table_name="jobs")
     op.drop_index("ix_jobs_catalog_sku", table_name="jobs")
     op.drop_table("jobs")
     op.drop_column("uploads", "purpose")
