@@ -13,6 +13,7 @@ from sensors.dead_runs import dead_run_workers
 from sensors.failures import order_run_failures
 from sensors.fulfilment import print_provider_orders
 from sensors.jobs import job_credit_settlements, job_run_failures, paid_jobs, settled_jobs
+from sensors.merchant_catalogs import merchant_catalog_changes, weekly_catalog_shoots
 from sensors.orders import approved_orders, paid_orders
 from sensors.payments import stripe_reconciliation
 from sensors.retention import order_retention
@@ -34,8 +35,9 @@ all_sensors = [
     settled_jobs,
     job_run_failures,
     job_credit_settlements,
+    merchant_catalog_changes,
 ]
-all_schedules = [weekly_catalog_previews, nightly_analytics]
+all_schedules = [weekly_catalog_previews, nightly_analytics, weekly_catalog_shoots]
 
 __all__ = [
     "approval_deadlines",
@@ -56,5 +58,7 @@ __all__ = [
     "settled_jobs",
     "job_run_failures",
     "job_credit_settlements",
+    "merchant_catalog_changes",
+    "weekly_catalog_shoots",
     "weekly_catalog_previews",
 ]

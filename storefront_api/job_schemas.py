@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from photogen_pipelines.jobs.states import JobState, ShotState
 from photogen_pipelines.orders.photo_sets import MAX_PHOTOS
 from storefront_api.schemas import RequestBody
 
@@ -59,7 +60,7 @@ class JobProgressOut(BaseModel):
 class ShotOut(BaseModel):
     name: str = Field(description="the pose, or the kind's named shot")
     position: int
-    state: Literal["pending", "passed", "rejected"]
+    state: ShotState
     tries: int = Field(description="attempts made, every retry counted")
     reason: str | None = Field(description="why every attempt was rejected (the first gate that failed)")
     scores: dict | None = Field(description="the delivered (or last) attempt's scores, gate by gate")
@@ -71,7 +72,7 @@ class JobOut(BaseModel):
     id: str
     kind: str
     tier: str | None
-    state: Literal["paid", "generating", "ready", "rejected", "failed", "cancelled", "refunded"]
+    state: JobState = Field(description="paid → generating → ready; or rejected, failed, cancelled, then refunded")
     reason: str | None
     created_at: datetime
     updated_at: datetime

@@ -186,16 +186,20 @@ def test_dagster_definitions_validate(tmp_path):
     assert "Validation successful" in done.stdout + done.stderr
 
 
-def test_the_code_location_defines_both_jobs_over_the_order_partitions():
+def test_the_code_location_defines_the_order_jobs_over_the_order_partitions_and_the_studio_jobs_per_shot():
     defs = build_defs()
     # proofs for every paid order; print files only for the approved ones (tests/test_operator_ui.py)
     assert defs.resolve_job_def("proof_job").partitions_def == assets.orders_partitions
     assert defs.resolve_job_def("print_job").partitions_def == assets.approved_orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery", "fulfilment"}
-    assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"}
+    assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics", "job_shots", "job_export", "job_ledger"}
     schedules = {s.name for s in defs.schedules}
-    assert schedules == {"weekly_catalog_previews", "nightly_analytics"}
+    assert schedules == {"weekly_catalog_previews", "nightly_analytics", "weekly_catalog_shoots"}
+    # a studio job's shot is its own partition (job x shot); its export one per job
+    shots = defs.resolve_job_def("shot_job").partitions_def
+    assert isinstance(shots, dg.MultiPartitionsDefinition) and [d.name for d in shots.partitions_defs] == ["job", "shot"]
+    assert defs.resolve_job_def("job_export_job").partitions_def == assets.partitions.jobs_partitions
 
 
 @pytest.mark.slow

@@ -113,7 +113,8 @@ def run_job_demo(defs, request: JobDemo, engine: str, video_engine: str | None, 
             fields["style_id"] = request.style_id
         job = place_job(place, JobRequest(**fields), None, f"demo-{uuid.uuid4().hex}").job
         names = ", ".join(s.name for s in job.shots)
-        progress(f"job {job.id}: {kind.id}, {len(job.shots)} shots on the {job.engine} engine ({names})")
+        shots = f"{len(job.shots)} shot{'s' if len(job.shots) != 1 else ''}"
+        progress(f"job {job.id}: {kind.id}, {shots} on the {job.engine} engine ({names})")
         progress(f"{SHOT_RUN}, then {EXPORT_RUN}: running on the Dagster instance at {instance.root_directory}")
         instance.add_dynamic_partitions("jobs", [job.id])
         for number, shot in enumerate(job.shots, 1):

@@ -14,6 +14,11 @@ No ledger yet is not an error (exit code 0): the command says, on stderr, how to
 one (materialize the `generation_ledger` asset); with `--json` it still prints one JSON
 object, so a script can read it. A bad `--since` is exit code 2; an orders database that
 is configured but cannot be read is exit code 1.
+
+`photogen report --jobs` reports the studio's jobs instead, per kind: jobs, shots, the
+passed share of the settled shots, the median retries and engine seconds a shot took and
+what a shot cost, from the job ledger's day files (analytics/job_ledger.py) topped up from
+the orders database the same way.
 """
 
 from __future__ import annotations
@@ -340,15 +345,98 @@ def _cost_text(payload: dict) -> list[str]:
     return lines
 
 
+# the jobs table's columns after the kind's name, and their widths
+JOB_HEAD = (("jobs", 6), ("shots", 7), ("passed", 8), ("rate", 6), ("retries", 9), ("seconds", 9), ("cost/shot", 11))
+HOW_TO_BUILD_JOBS = "materialize the job_ledger asset (photogen ui, Assets, job_ledger, Materialize) for the days you want"
+
+
+def _jobs_payload(rows, sources: dict, since: date | None) -> dict:
+    from photogen_pipelines.analytics.job_ledger import per_kind
+
+    counts = rows["outcome"].value_counts()
+    return {
+        "since": since.isoformat() if since else None,
+        "days": sorted(set(rows["day"])),
+        "jobs": int(rows["job_id"].nunique()),
+        "shots": len(rows),
+        **{outcome: int(counts.get(outcome, 0)) for outcome in ("passed", "rejected", "pending")},
+        "sources": sources,
+        "kinds": [{**row, "median_retries": _number(row["median_retries"], 3)} for row in per_kind(rows)],
+    }
+
+
+def _jobs_text(payload: dict) -> str:
+    from photogen_pipelines.analytics.ledger_view import day_ranges
+    from photogen_pipelines.analytics.metrics import rate_text, usd_text
+
+    ledger, direct = payload["sources"]["ledger"], payload["sources"]["orders_db"]
+    files = [date.fromisoformat(d) for d in ledger["days"]]
+    where = f"job ledger: {day_ranges(files)} ({ledger['jobs']} jobs)" if files else "job ledger: none yet"
+    read = f"read directly from the orders database: {direct['jobs']} jobs" if direct["read"] else "no orders database to read"
+    where = f"{where}; {read}"
+    if not payload["shots"]:
+        none = f"No jobs changed on or after {payload['since']}." if payload["since"] else "No studio jobs."
+        return "\n".join([none, where])
+    days = payload["days"]
+    span = f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
+    width = max(len(row["kind"]) for row in payload["kinds"]) + 2
+    lines = [
+        f"{payload['jobs']} jobs, {payload['shots']} shots, last changed {span} (UTC): "
+        f"{payload['passed']} passed, {payload['rejected']} rejected, {payload['pending']} pending",
+        where,
+        "",
+        f"{'kind':<{width}}" + "".join(f"{name:>{size}}" for name, size in JOB_HEAD),
+    ]
+    for row in payload["kinds"]:
+        retries = "—" if row["median_retries"] is None else f"{row['median_retries']:g}"
+        seconds = "—" if row["median_seconds_per_shot"] is None else f"{row['median_seconds_per_shot']:.1f}"
+        cells = [
+            f"{row['kind']:<{width}}",
+            f"{row['jobs']:>6}",
+            f"{row['shots']:>7}",
+            f"{row['passed']}/{row['passed'] + row['rejected']}".rjust(8),
+            f"{rate_text(row['passed_rate']):>6}",
+            f"{retries:>9}",
+            f"{seconds:>9}",
+            f"{usd_text(row['cost_usd_per_shot']):>11}",
+        ]
+        lines.append("".join(cells))
+    lines += [
+        "",
+        "passed: shots passed / shots settled; rate: that share; retries and seconds: the median per settled shot;",
+        "cost/shot: USD, the mean over the shots with a record (every attempt counted)",
+    ]
+    return "\n".join(lines)
+
+
+def _jobs_report(store, book, since_day: date | None, as_json: bool) -> None:
+    """The studio's jobs per kind, from the job ledger and the orders database."""
+    from photogen_pipelines.analytics.job_ledger import JOB_LEDGER_PREFIX, current_job_ledger, job_ledger_days
+
+    rows, sources = current_job_ledger(store, book.database if book is not None else None, since_day)
+    if not job_ledger_days(store):
+        where = store.path(JOB_LEDGER_PREFIX) if hasattr(store, "path") else store.uri(JOB_LEDGER_PREFIX)
+        click.echo(f"photogen: no job ledger in {where} yet: {HOW_TO_BUILD_JOBS}", err=True)
+    payload = _jobs_payload(rows, sources, since_day)
+    click.echo(json.dumps(payload, indent=2) if as_json else _jobs_text(payload))
+
+
 @click.command()
-@click.option("--since", metavar="YYYY-MM-DD", default=None, help="Only orders settled on or after this day (UTC).")
+@click.option(
+    "--since",
+    metavar="YYYY-MM-DD",
+    default=None,
+    help="Only orders settled (with --jobs: jobs changed) on or after this day (UTC).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--jobs", "jobs", is_flag=True, help="The studio's jobs per kind instead (shots, passed, retries, cost).")
 @home_option
 @clear_errors
-def report(since: str | None, as_json: bool, home: str | None) -> None:
+def report(since: str | None, as_json: bool, jobs: bool, home: str | None) -> None:
     """Rejection rate, median identity score and median seconds per stage, per style, and
     the generation cost (USD) per style, engine and tier, from the generation ledger, and
-    from the orders database for the settled orders the ledger does not hold yet."""
+    from the orders database for the settled orders the ledger does not hold yet. With
+    --jobs: per kind of studio job, its shots passed, retries, seconds and cost per shot."""
     since_day = _day(since)
     # pandas and pyarrow load only for this command, not for every `photogen` call
     from photogen_pipelines.analytics.ledger import LEDGER_PREFIX, ledger_days
@@ -358,6 +446,9 @@ def report(since: str | None, as_json: bool, home: str | None) -> None:
     settings = home_settings(home)  # read only: a report makes no home
     store = open_artifact_store(settings.resolved_artifacts_root)
     book = _orders_book(settings)
+    if jobs:
+        _jobs_report(store, book, since_day, as_json)
+        return
     current = current_ledger(store, book, since_day)
     if not current.ledger_days and not ledger_days(store):
         where = store.path(LEDGER_PREFIX) if hasattr(store, "path") else store.uri(LEDGER_PREFIX)

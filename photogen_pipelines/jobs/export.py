@@ -88,10 +88,12 @@ def _encoded(picture: Image.Image, long_side: int | None, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def build_zip(metadata: JobMetadata, pictures: Mapping[str, np.ndarray]) -> bytes:
-    """The job's ZIP: `pictures` holds each passing shot's full picture by shot name. The
-    shots' `files` and `size` are filled in from what is written; a passing shot without a
-    picture, or a picture for a rejected shot, is a programming error."""
+def build_zip(metadata: JobMetadata, pictures: Mapping[str, np.ndarray], videos: Mapping[str, bytes] | None = None) -> bytes:
+    """The job's ZIP: `pictures` holds each passing shot's full picture by shot name (a
+    video's poster frame), `videos` a video shot's MP4, written beside its poster as
+    `video.mp4`. The shots' `files` and `size` are filled in from what is written; a passing
+    shot without a picture, or a picture for a rejected shot, is a programming error."""
+    videos = videos or {}
     passing = {shot.name for shot in metadata.shots if shot.outcome == "passed"}
     if passing != set(pictures):
         raise ValueError(f"pictures for {sorted(pictures)}, but the passing shots are {sorted(passing)}")
@@ -106,6 +108,9 @@ def build_zip(metadata: JobMetadata, pictures: Mapping[str, np.ndarray]) -> byte
             names = shot_files(shot.position, shot.name)
             for label, (long_side, fmt) in RESOLUTIONS.items():
                 archive.writestr(names[label], _encoded(picture, long_side, fmt), compress_type=zipfile.ZIP_STORED)
+            if shot.name in videos:
+                names["mp4"] = names["full"].rsplit("/", 1)[0] + "/video.mp4"
+                archive.writestr(names["mp4"], videos[shot.name], compress_type=zipfile.ZIP_STORED)
             shots.append(shot.model_copy(update={"files": names, "size": picture.size}))
         document = metadata.model_copy(update={"shots": shots})
         archive.writestr(METADATA, document.model_dump_json(indent=2), compress_type=zipfile.ZIP_DEFLATED)

@@ -20,6 +20,13 @@ class JobKeys:
     def shot_video(self, shot: str) -> str:
         return f"{self.folder}shots/{shot}.mp4"
 
+    def rejected_picture(self, shot: str) -> str:
+        """A rejected shot's last attempt, for the operator: never delivered."""
+        return f"{self.folder}shots/{shot}.rejected.png"
+
+    def rejected_video(self, shot: str) -> str:
+        return f"{self.folder}shots/{shot}.rejected.mp4"
+
     def shot_record(self, shot: str) -> str:
         """The shot's ShotRecord (jobs/export.py): every attempt's seed and scores."""
         return f"{self.folder}shots/{shot}.json"

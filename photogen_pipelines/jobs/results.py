@@ -46,6 +46,14 @@ def save_shot(
     Credentials) when given, then its record; a retry that is rejected removes the picture an
     earlier attempt left."""
     keys, name = JobKeys(job_id), outcome.record.name
+    for key in (keys.rejected_picture(name), keys.rejected_video(name)):
+        if store.exists(key):  # an earlier attempt's, superseded
+            store.delete(key)
+    if outcome.picture is None and outcome.last_picture is not None:
+        # not delivered: kept beside the record so an operator sees what the gates refused
+        store.put_bytes(keys.rejected_picture(name), png_bytes(outcome.last_picture))
+        if outcome.last_video is not None:
+            store.put_bytes(keys.rejected_video(name), outcome.last_video)
     if outcome.picture is not None:
         picture = png_bytes(outcome.picture)
         store.put_bytes(keys.shot_picture(name), sign(picture) if sign else picture)
@@ -91,8 +99,10 @@ def assemble_export(store: ArtifactStore, job: Job) -> JobMetadata:
         models=list(models.values()),
         cost=JobCost(usd=round(sum(s.cost_usd for s in shots), 6), seconds=round(sum(s.seconds for s in shots), 3)),
     )
-    pictures = {s.record.name: shot_picture(store, job.id, s.record.name) for s in shots if s.record.outcome == "passed"}
-    archive = build_zip(metadata, pictures)
+    passing = [s for s in shots if s.record.outcome == "passed"]
+    pictures = {s.record.name: shot_picture(store, job.id, s.record.name) for s in passing}
+    videos = {s.record.name: store.get_bytes(JobKeys(job.id).shot_video(s.record.name)) for s in passing if s.video}
+    archive = build_zip(metadata, pictures, videos)
     store.put_bytes(JobKeys(job.id).export, archive)
     return metadata
 

@@ -30,7 +30,7 @@ from photogen_pipelines.generation.stages import PROOF_MIN_FACE_SCORE, count_peo
 from photogen_pipelines.generation.video_gate import video_identity_gate
 from photogen_pipelines.imaging.images import fit_long_side, portrait_crop
 from photogen_pipelines.imaging.packshot import BACKDROPS, CATALOG_ASPECTS, make_packshot
-from photogen_pipelines.imaging.video import mp4_bytes
+from photogen_pipelines.imaging.video import mp4_bytes, sample_frames
 from photogen_pipelines.jobs.export import AttemptRecord, ShotRecord
 from photogen_pipelines.jobs.plan import PlannedShot
 
@@ -38,6 +38,7 @@ SHOT_LONG_SIDE = 1024  # px: the embedded engine's takes, as its proofs
 PACKSHOT_LONG_SIDE = 2048  # px: a catalog's zoom view
 SHOT_ASPECT = 4 / 5  # the catalogs' portrait frame
 VIDEO_FPS = 16
+SAFETY_FRAMES = 4  # a video's frames the content-safety check sees, besides its poster
 FASHION_PROMPT = "a fashion catalog photograph on a plain studio backdrop, wearing the garment of the last picture"
 POSE_PACK_PROMPT = "a portrait photograph"
 
@@ -70,6 +71,8 @@ class ShotOutcome:
     video: bytes | None = None  # a passing video shot (MP4), with its poster as `picture`
     seconds: float = 0.0
     made: str = ""  # what the engine made, in words (the embedded engine says it plainly)
+    last_picture: np.ndarray | None = None  # a rejected shot's last attempt (never delivered), for the operator
+    last_video: bytes | None = None
 
     @property
     def passed(self) -> bool:
@@ -90,6 +93,7 @@ def make_shot(kind: Kind, shot: PlannedShot, inputs: ShotInputs, engines: ShotEn
     attempts: list[AttemptRecord] = []
     started = time.perf_counter()
     passed: _Painted | None = None
+    painted: _Painted | None = None
     for attempt in range(kind.max_retries + 1):
         seed = shot.seed_of(attempt)
         painted = paint(seed, attempt)
@@ -113,6 +117,10 @@ def make_shot(kind: Kind, shot: PlannedShot, inputs: ShotInputs, engines: ShotEn
         outcome.picture = passed.picture
         if passed.frames is not None:
             outcome.video = mp4_bytes(passed.frames, VIDEO_FPS)
+    elif painted is not None:
+        outcome.last_picture = painted.picture
+        if painted.frames is not None:
+            outcome.last_video = mp4_bytes(painted.frames, VIDEO_FPS)
     return outcome
 
 
@@ -210,9 +218,12 @@ def _judge(kind: Kind, painted: _Painted, inputs: ShotInputs, engines: ShotEngin
             scores["product_ssim"] = None if result.ssim is None else round(float(result.ssim), 4)
             reasons += [] if result.passed else [result.reason]
         elif gate == "content_safe" and engines.safety is not None:
-            verdict = engines.safety.verdict(painted.picture, "the shot")
-            scores["explicit"] = round(float(verdict.score.explicit), 4)
-            reasons += [verdict.reason] if verdict.reason else []
+            # a video is judged on its poster and frames sampled through it, a picture as it is
+            pictures = [painted.picture] + (sample_frames(painted.frames, SAFETY_FRAMES) if painted.frames else [])
+            verdicts = [engines.safety.verdict(picture, "the shot") for picture in pictures]
+            worst = max(verdicts, key=lambda v: (v.reason is not None, v.score.explicit))
+            scores["explicit"] = round(float(worst.score.explicit), 4)
+            reasons += [worst.reason] if worst.reason else []
         elif gate == "frames_identity" and painted.frames is not None:
             result = video_identity_gate(painted.frames, inputs.identity, engines.faces)
             scores["lowest_frame_identity"] = result.lowest_similarity

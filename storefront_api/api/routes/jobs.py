@@ -202,7 +202,7 @@ def job_view(services, job: Job, base_url: str) -> JobOut:
             ShotOut(
                 name=shot.name,
                 position=shot.position,
-                state=shot.state.value,
+                state=shot.state,
                 tries=shot.tries,
                 reason=shot.reason,
                 scores=shot.scores,
@@ -215,7 +215,7 @@ def job_view(services, job: Job, base_url: str) -> JobOut:
         id=job.id,
         kind=job.kind,
         tier=job.tier,
-        state=job.state.value,
+        state=job.state,
         reason=job.reason,
         created_at=job.created_at,
         updated_at=job.updated_at,
