@@ -60,6 +60,7 @@ def time_shots(kinds, kind_id: str, inputs: ShotInputs, engines: ShotEngines, po
             seconds.append(time.perf_counter() - started)
             outcomes.append(outcome)
     tries = [len(o.record.attempts) for o in outcomes]
+    pictures = [o.picture for o in outcomes if o.picture is not None]
     return {
         "median_s": statistics.median(seconds),
         "min_s": min(seconds),
@@ -67,7 +68,7 @@ def time_shots(kinds, kind_id: str, inputs: ShotInputs, engines: ShotEngines, po
         "shots": len(seconds),
         "passed": sum(o.passed for o in outcomes),
         "tries": statistics.mean(tries),
-        "size": "x".join(str(side) for side in outcomes[0].picture.shape[1::-1]) if outcomes[0].picture is not None else "-",
+        "sizes": ", ".join(dict.fromkeys(f"{p.shape[1]}x{p.shape[0]}" for p in pictures)),  # each size once, in order
     }
 
 
@@ -96,12 +97,12 @@ def main() -> None:
             rows.append((f"fashion_shoot ({name} packshots, product lock)", timing))
 
     print(f"machine: {machine()}; embedded engine; medians of {args.repeats} runs of {args.poses} shots per kind\n")
-    print("| shot | picture | shots timed | median s/shot | min–max s | passed | tries/shot | vs a pose pack take |")
+    print("| shot | pictures | shots timed | median s/shot | min–max s | passed | tries/shot | vs a pose pack take |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     take = rows[0][1]["median_s"]
     for label, r in rows:
         print(
-            f"| {label} | {r['size']} | {r['shots']} | {r['median_s']:.2f} | {r['min_s']:.2f}–{r['max_s']:.2f} "
+            f"| {label} | {r['sizes'] or '-'} | {r['shots']} | {r['median_s']:.2f} | {r['min_s']:.2f}–{r['max_s']:.2f} "
             f"| {r['passed']}/{r['shots']} | {r['tries']:.1f} | {r['median_s'] / take:.2f}× |"
         )
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)

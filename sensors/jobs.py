@@ -9,7 +9,7 @@ import dagster as dg
 from assets.jobs import job_export_job, shot_job
 from assets.partitions import jobs_partitions
 from photogen_pipelines.jobs import lifecycle
-from photogen_pipelines.jobs.states import OWES_REFUND, JobState, ShotState
+from photogen_pipelines.jobs.states import OWES_REFUND, JobState, Shot, ShotState
 from photogen_pipelines.workflows.jobs import refund_job
 from resources import OrdersDatabase
 from sensors.failures import will_be_retried
@@ -21,11 +21,13 @@ SHOT_RUN_PRIORITY = 5
 JOB_SENSOR_INTERVAL_SECONDS = 1  # as the order sensors: on every pass of the daemon
 
 
-def shot_run_request(job_id: str, shot: str, kind: str) -> dg.RunRequest:
-    """The run of one shot: one run_key per shot, so a sensor tick repeated asks once."""
+def shot_run_request(job_id: str, shot: Shot, kind: str) -> dg.RunRequest:
+    """The run of one pending shot: one run_key per shot and attempt so far, so a sensor tick
+    repeated asks once, and a shot an operator retried (pending again, its tries counted)
+    gets a run of its own."""
     return dg.RunRequest(
-        partition_key=dg.MultiPartitionKey({"job": job_id, "shot": shot}),
-        run_key=f"shot:{job_id}:{shot}",
+        partition_key=dg.MultiPartitionKey({"job": job_id, "shot": shot.name}),
+        run_key=f"shot:{job_id}:{shot.name}:{shot.tries}",
         tags={"dagster/priority": str(SHOT_RUN_PRIORITY), "photogen/job": job_id, "photogen/kind": kind},
     )
 
@@ -34,16 +36,22 @@ def shot_run_request(job_id: str, shot: str, kind: str) -> dg.RunRequest:
     job_name=shot_job.name,
     minimum_interval_seconds=JOB_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Paid studio jobs become shot runs: the job joins the `jobs` partitions and each shot gets its run.",
+    description=(
+        "Paid studio jobs become shot runs: the job joins the `jobs` partitions and each shot gets its run; "
+        "a shot an operator retried gets a run of its own."
+    ),
 )
 def paid_jobs(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SensorResult:
-    # a job is paid until its first shot run starts: a tick seeing it again asks for the same
-    # run keys, which Dagster never launches twice
-    ready = lifecycle.jobs_in(orders.database(), [JobState.PAID], MAX_JOBS_PER_TICK)
+    # a job is paid until its first shot run starts, and a shot pending until its run settles
+    # it: a tick seeing them again asks for the same run keys, which Dagster never launches twice
+    database = orders.database()
+    ready = lifecycle.jobs_in(database, [JobState.PAID], MAX_JOBS_PER_TICK)
+    ready += [job for job in lifecycle.jobs_in(database, [JobState.GENERATING], MAX_JOBS_PER_TICK * 4) if not job.all_settled]
     known = set(context.instance.get_dynamic_partitions(jobs_partitions.name)) if ready else set()
     new = [job.id for job in ready if job.id not in known]
+    pending = [(job, shot) for job in ready for shot in job.shots if shot.state == ShotState.PENDING]
     return dg.SensorResult(
-        run_requests=[shot_run_request(job.id, shot.name, job.kind) for job in ready for shot in job.shots],
+        run_requests=[shot_run_request(job.id, shot, job.kind) for job, shot in pending],
         dynamic_partitions_requests=[jobs_partitions.build_add_request(new)] if new else [],
     )
 
@@ -95,9 +103,28 @@ def job_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase
     if job.state not in (JobState.PAID, JobState.GENERATING):
         context.log.info(f"run {run.run_id} failed; job {job_id} is {job.state.value} and stays so")
         return
-    lifecycle.fail(database, job_id, f"run {run.run_id} ({run.job_name}) failed; an operator can look at it in the UI")
-    refund_job(database, job_id)
-    context.log.warning(f"job {job_id} failed with run {run.run_id}; its credits, if any, were given back")
+    shot = run.tags.get("dagster/partition/shot")
+    why = f"its run {run.run_id} failed ({_root_message(context)}); an operator can retry it alone"
+    if run.job_name == shot_job.name and shot and job.shot(shot).state == ShotState.PENDING:
+        # one shot's failure is that shot's: the others go on, and the export follows without it
+        lifecycle.settle_shot(database, job_id, shot, False, job.shot(shot).tries + 1, None, why)  # the failed run counts
+        context.log.warning(f"shot {shot} of job {job_id} rejected: {why}")
+        return
+    if run.job_name == job_export_job.name:
+        lifecycle.fail(database, job_id, f"the export's {why}")
+        refund_job(database, job_id)
+        context.log.warning(f"job {job_id} failed with run {run.run_id}; its credits, if any, were given back")
+
+
+def _root_message(context: dg.RunFailureSensorContext) -> str:
+    """The first step failure's own error, in one line, without internals."""
+    for event in context.get_step_failure_events():
+        error = event.step_failure_data.error if event.step_failure_data else None
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            return error.message.strip().splitlines()[0][:200]
+    return "see the run in the UI"
 
 
 @dg.sensor(

@@ -12,7 +12,7 @@ from photogen_pipelines.workflows.jobs import Placement
 from photogen_pipelines.workflows.merchant_catalogs import catalog_ids, place_catalog_shoots, stale_skus
 from resources import ArtifactStorage, CatalogResource, FaceEngine, OrdersDatabase, StyleEngine
 
-CATALOG_SENSOR_INTERVAL_SECONDS = 60
+CATALOG_SENSOR_INTERVAL_SECONDS = 30  # a merchant sees a new SKU shot within the minute
 
 
 def _placement(

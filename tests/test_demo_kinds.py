@@ -101,7 +101,7 @@ def test_a_pose_pack_gives_two_takes_gated_on_identity(tmp_path):
     assert summary["kind"] == "pose_pack" and summary["state"] == "ready"
     assert [s["name"] for s in summary["shots"]] == ["headshot", "smiling"]
     for shot in summary["shots"]:
-        assert shot["outcome"] == "passed" and shot["scores"]["identity"] >= 0.3  # sepia_oil's gate is 0.30 or more
+        assert shot["outcome"] == "passed" and shot["scores"]["identity"] >= 0.3  # passed its style's identity gate
         assert "not a new pose" in shot["made"]
         assert Path(shot["files"][0]).is_file()
     assert summary["home"] == str(tmp_path / "home")
@@ -129,3 +129,54 @@ def test_options_the_kind_does_not_take_are_refused(tmp_path):
     assert "--garment" in line
     line = one_error_line(photogen(tmp_path, "--kind", "living_portrait", returncode=2))
     assert "--video-models" in line and line.endswith("[kind_needs_engine]")
+
+
+def test_the_job_summary_says_what_the_embedded_engine_made_and_where_the_files_are(capsys, tmp_path):
+    from photogen_pipelines.cli.demo_jobs import print_job_summary
+
+    folder = tmp_path / "home" / "photogen-demo" / "job_1"
+    summary = {
+        "job": "job_1",
+        "kind": "fashion_shoot",
+        "state": "ready",
+        "reason": "1 of 2 shots passed",
+        "embedded": "product packshots on studio backdrops at the catalog's aspect ratios, without a model",
+        "portrait_order": None,
+        "seconds": 21.04,
+        "zip": str(folder / "export.zip"),
+        "shots": [
+            {
+                "name": "front",
+                "position": 0,
+                "outcome": "passed",
+                "tries": 1,
+                "scores": {"product_ssim": 0.991, "explicit": 0.0},
+                "reason": None,
+                "files": [str(folder / "shots" / "00_front.png")],
+                "made": "a packshot of the product on the white seamless backdrop, 1:1",
+            },
+            {
+                "name": "back",
+                "position": 1,
+                "outcome": "rejected",
+                "tries": 4,
+                "scores": {"product_ssim": 0.41},
+                "reason": "the product changed",
+                "files": [],
+                "made": "a packshot",
+            },
+        ],
+        "out": str(folder),
+        "dagster_home": str(tmp_path / "home" / "dagster"),
+        "home": str(tmp_path / "home"),
+    }
+    print_job_summary(summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "Job job_1: ready (fashion_shoot, 1 of 2 shots passed)"
+    assert lines[2] == f"  files copied to {folder}/"
+    assert lines[3].startswith("  the embedded engine made product packshots")
+    assert lines[4] == "  shot 0 front: passed, product SSIM 0.99  shots/00_front.png"
+    assert lines[5].strip().startswith("a packshot of the product on the white seamless backdrop")
+    assert lines[6] == "  shot 1 back: rejected after 4 tries: the product changed"
+    assert any(line.startswith("  export:     export.zip") for line in lines)
+    assert lines[-1].startswith("  see the runs: ") and f"ui --home {tmp_path / 'home'}" in lines[-1]

@@ -79,7 +79,7 @@ def test_a_pose_pack_runs_shot_by_shot_and_delivers_its_zip(defs, instance, face
     assert sorted(r.partition_key for r in result.run_requests) == sorted(
         partition_key(job.id, s) for s in ("headshot", "smiling", "profile")
     )
-    assert {r.run_key for r in result.run_requests} == {f"shot:{job.id}:{s.name}" for s in job.shots}
+    assert {r.run_key for r in result.run_requests} == {f"shot:{job.id}:{s.name}:0" for s in job.shots}
     assert result.dynamic_partitions_requests[0].partition_keys == [job.id]
 
     instance.add_dynamic_partitions("jobs", [job.id])

@@ -414,7 +414,8 @@ def test_the_analytics_job_runs_daily_partitions_of_both_assets():
     )
     job = defs.resolve_job_def("analytics_job")
     assert job.partitions_def == daily_partitions
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"generation_ledger", "rejection_metrics"}
+    built = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert built == {"generation_ledger", "rejection_metrics", "job_ledger"}
     specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
     assert specs["rejection_metrics"].group_name == specs["generation_ledger"].group_name == "analytics"
     assert [c.name for c in specs["generation_ledger"].metadata["dagster/column_schema"].columns] == SCHEMA.names

@@ -102,12 +102,11 @@ def run_job_demo(defs, request: JobDemo, engine: str, video_engine: str | None, 
     with dg.DagsterInstance.get() as instance:
         if "approved_portrait" in takes:
             fields["portrait_order_id"] = _approved_portrait(defs, instance, request, progress)
+        safety = safety_gate(resources["safety"].detector(), catalog.quality(), "upload")  # as the API's uploads
         if "person" in takes:
-            safety = safety_gate(resources["safety"].detector(), catalog.quality(), "upload")
             person = take_upload(database, store, place.faces, request.selfie, consent=True, safety=safety)
             fields["upload_ids"] = (person.id,)
         if takes & {"product_photo", "garment_photo"}:
-            safety = safety_gate(resources["safety"].detector(), catalog.quality(), "upload")
             fields["product_upload_id"] = take_product_photo(database, store, request.garment, safety=safety).id
         if "style" in takes:
             fields["style_id"] = request.style_id

@@ -365,14 +365,18 @@ def _jobs_payload(rows, sources: dict, since: date | None) -> dict:
     }
 
 
+def _jobs(count: int) -> str:
+    return f"{count} job{'' if count == 1 else 's'}"
+
+
 def _jobs_text(payload: dict) -> str:
     from photogen_pipelines.analytics.ledger_view import day_ranges
     from photogen_pipelines.analytics.metrics import rate_text, usd_text
 
     ledger, direct = payload["sources"]["ledger"], payload["sources"]["orders_db"]
     files = [date.fromisoformat(d) for d in ledger["days"]]
-    where = f"job ledger: {day_ranges(files)} ({ledger['jobs']} jobs)" if files else "job ledger: none yet"
-    read = f"read directly from the orders database: {direct['jobs']} jobs" if direct["read"] else "no orders database to read"
+    where = f"job ledger: {day_ranges(files)} ({_jobs(ledger['jobs'])})" if files else "job ledger: none yet"
+    read = f"read directly from the orders database: {_jobs(direct['jobs'])}" if direct["read"] else "no orders database to read"
     where = f"{where}; {read}"
     if not payload["shots"]:
         none = f"No jobs changed on or after {payload['since']}." if payload["since"] else "No studio jobs."
@@ -381,7 +385,7 @@ def _jobs_text(payload: dict) -> str:
     span = f"on {days[0]}" if len(days) == 1 else f"from {days[0]} to {days[-1]}"
     width = max(len(row["kind"]) for row in payload["kinds"]) + 2
     lines = [
-        f"{payload['jobs']} jobs, {payload['shots']} shots, last changed {span} (UTC): "
+        f"{_jobs(payload['jobs'])}, {payload['shots']} shots, last changed {span} (UTC): "
         f"{payload['passed']} passed, {payload['rejected']} rejected, {payload['pending']} pending",
         where,
         "",

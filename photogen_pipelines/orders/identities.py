@@ -114,17 +114,18 @@ def save_identity(
     return _to_identity(row)
 
 
-def _row(session, identity_id: str, api_key_id: str | None) -> IdentityRow:
+def _row(session, identity_id: str, api_key_id: str | None, any_owner: bool = False) -> IdentityRow:
     row = session.get(IdentityRow, identity_id)
-    if row is None or row.api_key_id != api_key_id:
+    if row is None or (row.api_key_id != api_key_id and not any_owner):
         raise NotFound(f"identity {identity_id} not found", code="identity_not_found")
     return row
 
 
-def get_identity(database: Database, identity_id: str, api_key_id: str | None) -> Identity:
-    """The identity, if it exists and belongs to the caller's key."""
+def get_identity(database: Database, identity_id: str, api_key_id: str | None, *, any_owner: bool = False) -> Identity:
+    """The identity, if it exists and belongs to the caller's key (`any_owner`: the shop's
+    operator, whose merchant catalog names a model saved through any of the shop's keys)."""
     with database.session() as session:
-        return _to_identity(_row(session, identity_id, api_key_id))
+        return _to_identity(_row(session, identity_id, api_key_id, any_owner))
 
 
 def identities_of(database: Database, api_key_id: str | None, customer_ref: str | None = None) -> list[Identity]:

@@ -212,7 +212,9 @@ def _person(place: Placement, request: JobRequest, api_key_id: str | None) -> di
     if request.identity_id and request.upload_ids:
         raise BadInput("send upload_ids or identity_id, not both", code="invalid_request")
     if request.identity_id:
-        identity = identities.get_identity(place.database, request.identity_id, api_key_id)
+        # a merchant catalog is the operator's: its model may be saved through any of the shop's keys
+        operator = request.catalog is not None and api_key_id is None
+        identity = identities.get_identity(place.database, request.identity_id, api_key_id, any_owner=operator)
         keys = [identities.photo_key(identity.id, n) for n in range(identity.photos)]
         return {"identity_id": identity.id, "person_keys": keys}
     if not request.upload_ids:

@@ -295,10 +295,11 @@ def _newest_jobs(database: Database, catalog_id: str) -> dict[str, tuple[str, di
 
 
 def _check_models(database: Database, catalog: MerchantCatalog) -> None:
-    """Every model the catalog names is a saved identity of the shop's own (no API key)."""
+    """Every model the catalog names is a saved identity (the catalog is the operator's: the
+    model may have been saved through any of the shop's keys)."""
     for identity_id in sorted({row.identity_id for row in catalog.rows}):
         try:
-            identities.get_identity(database, identity_id, None)
+            identities.get_identity(database, identity_id, None, any_owner=True)
         except NotFound:
             rows = [row.row for row in catalog.rows if row.identity_id == identity_id]
             raise BadInput(

@@ -5,9 +5,12 @@ A link to an order's file is served only while the order allows it
 (small while the order is a preview not paid yet),
 the approved proof once approved, the print file once made; a link signed before the order
 was cancelled (or failed, or refunded) is a 410 `file_withdrawn`. (An S3 store hands out
-presigned S3 URLs for the print file and the style previews instead.)"""
+presigned S3 URLs for the print file and the style previews instead.) A studio job's
+deliverables are served too: a passing shot's picture or video and the export ZIP, never a
+shot's record or a refused attempt."""
 
 import mimetypes
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -22,8 +25,11 @@ from storefront_api.errors import ApiError
 
 router = APIRouter(prefix="/files", tags=["files"], include_in_schema=False)
 
-# only what customers are shown: their order's files and the catalog's style previews
-SERVED_PREFIXES = ("orders/", "catalog/previews/")
+# only what customers are shown: their order's files, the catalog's style previews, and a
+# job's deliverables (jobs/keys.py: a passing shot's picture or video, the export ZIP)
+SERVED_PREFIXES = ("orders/", "catalog/previews/", "jobs/")
+# a job's folder also holds each shot's record (seeds, scores) and refused attempts: never handed out
+JOB_DELIVERABLE = re.compile(r"jobs/job_[0-9a-f]{16}/(shots/[a-z][a-z0-9_]*\.(png|mp4)|export\.zip)")
 HEADERS = {"Cache-Control": "private, max-age=60"}
 
 
@@ -43,6 +49,8 @@ def get_file(key: str, expires: Annotated[int, Query()], signature: Annotated[st
         if wanted is None:  # the selfie, the candidates, the documents: never handed out
             raise _not_found()
         return _order_file(services, wanted)
+    if key.startswith("jobs/") and not JOB_DELIVERABLE.fullmatch(key):
+        raise _not_found()
     if not services.store.exists(key):
         raise _not_found()
     return _stored(services, key)
