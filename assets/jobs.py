@@ -1,6 +1,8 @@
 """Studio job assets: each shot of a job painted and gated as its own partition (job x shot),
 and the job's export assembled from its settled shots."""
 
+import warnings
+
 import dagster as dg
 
 from assets._helpers import RERUN_TAG, STEP_RETRIES
@@ -148,11 +150,20 @@ def _impostors(store, job: Job, faces: FaceEngine, catalog: CatalogResource) -> 
     ]
 
 
+def _shots_of_the_job() -> dg.PartitionMapping:
+    """A job's export reads every shot of its own job: the job dimension of the shots'
+    partitions. Beta in Dagster 1.13, and the way Dagster maps a multi-partition to one of its
+    dimensions: chosen here knowingly, so its beta warning is not repeated on every run's stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="job")
+
+
 @dg.asset(
     partitions_def=jobs_partitions,
     group_name=JOBS_GROUP,
     kinds={"zip"},
-    deps=[dg.AssetDep(job_shots, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="job"))],
+    deps=[dg.AssetDep(job_shots, partition_mapping=_shots_of_the_job())],
     output_required=False,
 )
 def job_export(
