@@ -193,7 +193,8 @@ def test_the_code_location_defines_the_order_jobs_over_the_order_partitions_and_
     assert defs.resolve_job_def("print_job").partitions_def == assets.approved_orders_partitions
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     order_assets = {"selfie", "styled_candidates", "validated_proofs", "print_master", "print_file", "delivery", "fulfilment"}
-    assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics", "job_shots", "job_export", "job_ledger"}
+    studio = {"job_shots", "job_export", "job_ledger"}
+    assert keys == order_assets | {"style_previews", "generation_ledger", "rejection_metrics"} | studio
     schedules = {s.name for s in defs.schedules}
     assert schedules == {"weekly_catalog_previews", "nightly_analytics", "weekly_catalog_shoots"}
     # a studio job's shot is its own partition (job x shot); its export one per job
