@@ -421,3 +421,34 @@ def test_a_proof_run_of_an_order_of_three_photos_gives_the_engine_all_three(tiny
     with Image.open(io.BytesIO(store.get_bytes(keys.candidate(0, 0)))) as candidate:
         assert candidate.size == generation_size(product.pixel_size[0] / product.pixel_size[1], 6144)
     assert defs.resources["orders"].book().get(order_id).state == OrderState.REJECTED  # noise has no face
+
+
+def test_a_fashion_shoot_shot_paints_the_model_and_the_garment_in_its_pose_and_retries_with_new_seeds(tiny, spy, analyzer):
+    """The studio's reference-image path (jobs/shots.py) on tiny random weights: every photo of
+    the model and the garment's photo last go in, the pose's words join the prompt, and the
+    noise the tiny weights paint fails the gates on every try, each try a new seed."""
+    from photogen_pipelines.catalog.kinds import load_kinds
+    from photogen_pipelines.generation.references import face_embedding
+    from photogen_pipelines.jobs.plan import plan_shots
+    from photogen_pipelines.jobs.shots import ShotEngines, ShotInputs, make_shot
+    from tests.product_photos import garment_photo
+
+    kinds = load_kinds()
+    kind = kinds.get("fashion_shoot")
+    [walking] = plan_shots(kinds, kind, 1234, ["walking"])
+    photos, (garment, _) = _photos(2), garment_photo()
+    inputs = ShotInputs(person=photos, identity=face_embedding(photos[0], analyzer), product=garment)
+    engines = ShotEngines(stylizer=_stylizer(tiny, "flux2-klein"), faces=analyzer, safety=None)
+    outcome = make_shot(kind, walking, inputs, engines, embedded=False)
+
+    assert len(spy) == kind.max_retries + 1 == len(outcome.record.attempts)
+    assert [a.seed for a in outcome.record.attempts] == [walking.seed_of(n) for n in range(kind.max_retries + 1)]
+    for call in spy:
+        last = call["image"][-1]  # the garment, resized as every reference for the tiny model: its aspect kept
+        assert len(call["image"]) == 3 and abs(last.width / last.height - garment.shape[1] / garment.shape[0]) < 0.02
+        assert kinds.poses["walking"] in call["prompt"] and "garment" in call["prompt"]
+    assert outcome.record.outcome == "rejected" and outcome.picture is None
+    assert outcome.record.reason == "no face found in the shot"  # the first gate's reason: noise shows nobody
+    assert outcome.record.attempts[-1].scores == {"identity": None, "product_ssim": None}
+    # the shot at the catalogs' 4:5, fitted back from the model's 16-px grid
+    assert outcome.last_picture is not None and outcome.last_picture.shape[:2] == (1024, 819)

@@ -2,7 +2,8 @@
 (`FulfilmentRow.status`, a `FulfilmentStatus`) is written only by
 `fulfilment/submission.py`, a remote prediction's (`PredictionRow.status`, a
 `PredictionStatus`) only by the journals in `engines/predictions.py`, a webhook delivery's
-(`WebhookDeliveryRow.status`, a `DeliveryStatus`) only by `orders/outbox.py`; all keep the
+(`WebhookDeliveryRow.status`, a `DeliveryStatus`) only by `orders/outbox.py`, a studio job's
+and its shots' state only by `jobs/lifecycle.py`; all keep the
 words stored before they were enums. A refused submission records the refusal and fails the
 order in one transaction."""
 
@@ -76,13 +77,13 @@ def _bound_to_other_rows(tree: ast.AST, row_class: str) -> set[str]:
     return bound
 
 
-def _writes_status(target: ast.expr, other_rows: set[str]) -> bool:
-    if not (isinstance(target, ast.Attribute) and target.attr == "status"):
+def _writes_status(target: ast.expr, other_rows: set[str], attr: str = "status") -> bool:
+    if not (isinstance(target, ast.Attribute) and target.attr == attr):
         return False
     return not (isinstance(target.value, ast.Name) and target.value.id in other_rows)
 
 
-def _status_writes(path: Path, row_class: str, table: str) -> list[str]:
+def _status_writes(path: Path, row_class: str, table: str, attr: str = "status") -> list[str]:
     """Where a module may write the status of `row_class`'s rows, with their lines: making a
     row or an UPDATE/INSERT of the class anywhere; in a module that names the class, any
     assignment to `.status` or setattr(…, 'status'); SQL text that updates or inserts into
@@ -101,22 +102,22 @@ def _status_writes(path: Path, row_class: str, table: str) -> list[str]:
             if called in ("update", "insert", "upsert") and any(_names(arg, row_class) for arg in node.args):
                 found.append(f"line {node.lineno}: {called}({row_class})")
             if called == "setattr" and names_it and len(node.args) > 1:
-                if isinstance(node.args[1], ast.Constant) and node.args[1].value == "status":
-                    found.append(f"line {node.lineno}: setattr(…, 'status')")
+                if isinstance(node.args[1], ast.Constant) and node.args[1].value == attr:
+                    found.append(f"line {node.lineno}: setattr(…, '{attr}')")
         if names_it and isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-            if any(_writes_status(target, other_rows) for target in _targets(node)):
-                found.append(f"line {node.lineno}: .status =")
+            if any(_writes_status(target, other_rows, attr) for target in _targets(node)):
+                found.append(f"line {node.lineno}: .{attr} =")
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.search(node.value):
             found.append(f"line {node.lineno}: SQL writing {table}")
     return found
 
 
-def _offenders(row_class: str, table: str, writer: str) -> dict[str, list[str]]:
+def _offenders(row_class: str, table: str, writer: str, attr: str = "status") -> dict[str, list[str]]:
     offenders = {}
     for package in PRODUCTION:
         for path in (REPO / package).rglob("*.py"):
             relative = path.relative_to(REPO).as_posix()
-            if relative != writer and (writes := _status_writes(path, row_class, table)):
+            if relative != writer and (writes := _status_writes(path, row_class, table, attr)):
                 offenders[relative] = writes
     return offenders
 
@@ -131,6 +132,18 @@ def test_no_module_but_the_journal_writes_a_prediction_status():
 
 def test_no_module_but_the_outbox_writes_a_webhook_delivery_status():
     assert _offenders(*DELIVERY) == {}
+
+
+# a studio job's state and its shots' (JobState, ShotState) have one writer too
+JOB = ("JobRow", "jobs", "photogen_pipelines/jobs/lifecycle.py", "state")
+JOB_SHOT = ("JobShotRow", "job_shots", "photogen_pipelines/jobs/lifecycle.py", "state")
+
+
+def test_no_module_but_the_jobs_lifecycle_writes_a_job_or_shot_state():
+    assert _offenders(*JOB) == {}
+    assert _offenders(*JOB_SHOT) == {}
+    for row_class, table, writer, attr in (JOB, JOB_SHOT):
+        assert _status_writes(REPO / writer, row_class, table, attr), f"{writer} no longer writes {row_class}.{attr}"
 
 
 def test_the_writers_are_where_the_finder_looks():

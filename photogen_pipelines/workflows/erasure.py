@@ -5,7 +5,8 @@ ZIP members: `customer.json` (plan, balance, every wallet entry), and per order
 `orders/<id>/order.json` (the order as its events carry it, its history and its recipient)
 with its photos and everything stored under it: the selfie document (face box and
 identity embedding), candidates, proofs, the print file and its manifest; per saved
-identity, `identities/<id>/` with its photos and its `identity.json` (the embedding).
+identity, `identities/<id>/` with its photos and its `identity.json` (the embedding); per
+studio job, `jobs/<id>/job.json` and everything under it (its shots, their records, its ZIP).
 
 Erasure (`DELETE /v1/customers/{ref}`, `photogen customers erase REF`) removes, for every
 order and upload the shop named with the customer's reference:
@@ -15,7 +16,9 @@ order and upload the shop named with the customer's reference:
 - the rows that point at a person: the recipient, the order's photo set, the upload rows,
   the tracking number and link (which lead to the address), and the same in the outbox's
   webhook payloads; the reference itself on orders, uploads and quotes;
-- the customer's saved identities: their photos, embeddings and rows (orders/identities.py).
+- the customer's saved identities: their photos, embeddings and rows (orders/identities.py);
+- the customer's studio jobs' files (`jobs/<id>/`: every shot of the person and the ZIP), and
+  in their rows the reference and the inputs that name the person (uploads, identity, portrait).
 
 What stays is what the books need, anonymised: the order row (state, style, product, money,
 timings: the generation ledger and its analytics stay true; it names no file and no
@@ -27,7 +30,8 @@ for the same customer finds that row and answers the same: erasure is idempotent
 Orders still on their way cannot lose their data: an order that awaits payment, is paid
 but not started, or waits for its customer's choice is cancelled first (and refunded, as
 any cancel); one being painted, printed or shipped (or ready and about to go to the print
-provider) makes the erasure wait, 409 `erasure_waits_for_orders` naming them.
+provider) makes the erasure wait, 409 `erasure_waits_for_orders` naming them. So do jobs: one
+not started is cancelled (its credits back), one being made makes the erasure wait.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from photogen_pipelines.db.tables import (
     ErasureRow,
     FulfilmentRow,
     IdentityRow,
+    JobRow,
     OrderPhotoRow,
     OrderRow,
     QuoteRow,
@@ -56,6 +61,9 @@ from photogen_pipelines.db.tables import (
 )
 from photogen_pipelines.errors import Conflict, NotFound
 from photogen_pipelines.fulfilment.submission import forget_tracking, recipient_of
+from photogen_pipelines.jobs import lifecycle as jobs_lifecycle
+from photogen_pipelines.jobs.keys import JobKeys
+from photogen_pipelines.jobs.states import JobState
 from photogen_pipelines.orders import identities, photo_sets
 from photogen_pipelines.orders.book import SqlOrderBook
 from photogen_pipelines.orders.outbox import order_summary
@@ -63,6 +71,7 @@ from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.payments.stripe_payments import StripeGateway
 from photogen_pipelines.storage.stores import ArtifactStore
 from photogen_pipelines.workflows.intake import cancel_order
+from photogen_pipelines.workflows.jobs import cancel_job
 
 S = OrderState
 # cancelled (and refunded) so that they can be erased; the others in IN_FLIGHT wait
@@ -71,6 +80,8 @@ IN_FLIGHT = frozenset({S.GENERATING, S.APPROVED, S.RENDERING, S.SUBMITTED, S.SHI
 ERASED_REF = "erased:{erasure_id}"  # the customer row's reference once erased
 ERASED_KEY = "erased"  # the order's upload_key once its photos are gone
 CANCEL_REASON = "cancelled: the customer's data was erased on request"
+# a job's inputs that name or picture the person: their uploads, photos, identity, approved portrait
+PERSONAL_JOB_INPUTS = frozenset({"upload_ids", "person_keys", "identity_id", "portrait_key", "portrait_order_id"})
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,25 @@ def _identities_of(api_key_id: str | None, ref: str):
     return select(IdentityRow.id).where(_of_key(IdentityRow.api_key_id, api_key_id), IdentityRow.customer_ref == ref)
 
 
+def _job_ids(database, api_key_id: str | None, ref: str) -> list[str]:
+    query = select(JobRow.id).where(_of_key(JobRow.api_key_id, api_key_id), JobRow.customer_ref == ref)
+    with database.session() as session:
+        return list(session.scalars(query.order_by(JobRow.created_at)))
+
+
+def _settle_jobs_for_erasure(database, job_ids: list[str]) -> list[str]:
+    """Cancel (and refund) the customer's jobs not started yet; the ones being made, named:
+    their shots need the photos until they settle."""
+    waiting = []
+    for job_id in job_ids:
+        state = jobs_lifecycle.get(database, job_id, any_caller=True).state
+        if state == JobState.PAID:
+            cancel_job(database, job_id, CANCEL_REASON)
+        elif state == JobState.GENERATING:
+            waiting.append(job_id)
+    return waiting
+
+
 def _order_ids(book: SqlOrderBook, api_key_id: str | None, ref: str) -> list[str]:
     query = select(OrderRow.id).where(_of_key(OrderRow.api_key_id, api_key_id), OrderRow.customer_ref == ref)
     with book.database.session() as session:
@@ -157,7 +187,8 @@ def erase_customer(
         has_uploads = session.scalar(uploads_of.limit(1)) is not None
         identity_ids = list(session.scalars(_identities_of(api_key_id, ref)))
     order_ids = _order_ids(book, api_key_id, ref)
-    held = bool(order_ids or known or has_uploads or identity_ids)
+    job_ids = _job_ids(database, api_key_id, ref)
+    held = bool(order_ids or job_ids or known or has_uploads or identity_ids)
     if done is not None and not held:
         return _to_erasure(done, repeated=True)
     if done is None and not held:
@@ -173,6 +204,13 @@ def erase_customer(
             code="erasure_waits_for_orders",
             details={"order_ids": waiting},
         )
+    making = _settle_jobs_for_erasure(database, job_ids)
+    if making:
+        raise Conflict(
+            f"{len(making)} job(s) of this customer are being made: erase once their shots have settled",
+            code="erasure_waits_for_orders",
+            details={"job_ids": making},
+        )
 
     keys: set[str] = set()
     for order_id in order_ids:
@@ -186,6 +224,9 @@ def erase_customer(
             select(UploadRow).where(_of_key(UploadRow.api_key_id, api_key_id), UploadRow.customer_ref == ref)
         ).all()
         keys |= {upload.storage_key for upload in uploads}
+    for job_id in job_ids:  # its shots are pictures of the person, its ZIP too
+        folder = JobKeys(job_id).folder
+        keys |= {key for key in store.list(folder) if key.startswith(folder)}
     files = _delete_files(store, {key for key in keys if store.exists(key)})
     files += sum(identities.delete_files(store, identity_id) for identity_id in identity_ids)
 
@@ -215,6 +256,9 @@ def erase_customer(
         session.execute(update(UploadRow).where(UploadRow.id.in_(still_named)).values(customer_ref=None))
         session.execute(delete(UploadRow).where(UploadRow.id.in_(upload_ids - still_named)))
         session.execute(update(QuoteRow).where(QuoteRow.customer_ref == ref).values(customer_ref=None))
+        for job in session.scalars(select(JobRow).where(JobRow.id.in_(job_ids))):
+            # the books keep what was made and paid; nothing that names or pictures the person
+            job.customer_ref, job.inputs = None, {k: v for k, v in job.inputs.items() if k not in PERSONAL_JOB_INPUTS}
         session.execute(delete(IdentityRow).where(IdentityRow.id.in_(identity_ids)))
         customer = customers.find(session, api_key_id, ref, lock=True)
         if customer is not None:
@@ -226,13 +270,13 @@ def erase_customer(
                 shop_key=customers.shop_key(api_key_id),
                 ref_digest=digest,
                 erased_at=utc_now(),
-                orders=len(order_ids),
+                orders=len(order_ids) + len(job_ids),
                 files=files,
             )
             session.add(done)
         else:  # data named with the reference after an earlier erasure: counted in
             done = session.merge(done)
-            done.orders, done.files = done.orders + len(order_ids), done.files + files
+            done.orders, done.files = done.orders + len(order_ids) + len(job_ids), done.files + files
         session.flush()
         return _to_erasure(done, repeated=False)
 
@@ -252,6 +296,7 @@ def export_customer(book: SqlOrderBook, store: ArtifactStore, api_key_id: str | 
     customers.check_ref(ref)
     database = book.database
     order_ids = _order_ids(book, api_key_id, ref)
+    job_ids = _job_ids(database, api_key_id, ref)
     with database.session() as session:
         customer = customers.find(session, api_key_id, ref)
         entries = wallet.entries(session, customer.id) if customer else []
@@ -260,7 +305,7 @@ def export_customer(book: SqlOrderBook, store: ArtifactStore, api_key_id: str | 
         ).all()
         upload_files = [(upload.id, upload.storage_key) for upload in uploads]
         identity_ids = list(session.scalars(_identities_of(api_key_id, ref)))
-    if customer is None and not order_ids and not upload_files and not identity_ids:
+    if customer is None and not order_ids and not job_ids and not upload_files and not identity_ids:
         raise NotFound(f"customer {ref} not found", code="customer_not_found")
     yield (
         "customer.json",
@@ -300,6 +345,13 @@ def export_customer(book: SqlOrderBook, store: ArtifactStore, api_key_id: str | 
                 yield f"orders/{order_id}/photos/{position}{_suffix(photo.key)}", store.get_bytes(photo.key)
         for key in sorted(store.list(f"orders/{order_id}/")):
             if key.startswith(f"orders/{order_id}/"):  # the stored documents too: the face's box and embedding
+                yield key, store.get_bytes(key)
+    for job_id in job_ids:
+        job = jobs_lifecycle.get(database, job_id, any_caller=True)
+        yield f"jobs/{job_id}/job.json", _json(job.model_dump(mode="json"))
+        folder = JobKeys(job_id).folder
+        for key in sorted(store.list(folder)):
+            if key.startswith(folder):  # its shots, their records and its ZIP
                 yield key, store.get_bytes(key)
 
 

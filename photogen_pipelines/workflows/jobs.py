@@ -132,7 +132,14 @@ def _new_job(place: Placement, request: JobRequest, api_key_id: str | None) -> J
     if kind.id == "portrait_print":
         raise BadInput("a portrait print is an order: POST /v1/orders", code="kind_is_an_order")
     engine = place.video_engine if "mp4" in kind.outputs else place.engine
-    kind.check_engine(engine or "none")
+    if engine is None:  # a video kind on a shop without its engine's models
+        raise BadInput(
+            f"this shop runs no image-to-video engine (PHOTOGEN_VIDEO_MODELS_DIR); "
+            f"a {kind.id} is made by: {', '.join(kind.engines)}",
+            code="kind_needs_engine",
+            details={"engines": kind.engines},
+        )
+    kind.check_engine(engine)
     tier = request.tier or ("standard" if "standard" in kind.price else next(iter(kind.price)))
     price = kind.price_for(tier)
     inputs = _checked_inputs(place, kind, request, api_key_id)
