@@ -22,15 +22,12 @@ from photogen_pipelines.cli.common import (
 )
 from photogen_pipelines.cli.instance import use_local_instance
 from photogen_pipelines.cli.licences import require_commercial_configuration
-from photogen_pipelines.errors import BadInput, PhotoGenError
+from photogen_pipelines.cli.local_runs import progress, run_order_job
+from photogen_pipelines.errors import BadInput
 from photogen_pipelines.generation import takes
 from photogen_pipelines.orders.states import OrderState
 from photogen_pipelines.settings import LocalPaths, PhotoGenSettings
 from photogen_pipelines.storage.artifacts import CandidatesInfo, Manifest, OrderKeys, Validation
-
-
-def progress(message: str) -> None:
-    click.echo(f"[photogen] {message}", err=True)
 
 
 def default_selfie() -> bytes:
@@ -237,37 +234,6 @@ def _engine_settings(engine: str | None, models_dir: str | None) -> dict:
 _FAMILY_OPTION = {"flux2-klein": " --family flux2-klein", "qwen-edit": " --family qwen-edit"}
 
 
-def run_order_job(defs, instance, book, job_name: str, order_id: str):
-    """Run one job for the order; the order it leaves behind, or why the run failed."""
-    progress(f"{job_name}: running on the Dagster instance at {instance.root_directory}")
-    result = execute_run(defs, instance, job_name, order_id)
-    order = book.get(order_id)
-    if not result.success and order.state != OrderState.REJECTED:  # a rejection is an outcome, not an error
-        raise failed_run(job_name, result)
-    progress(f"{job_name}: run {result.run_id} finished; order {order.state.value}")
-    return order
-
-
-def execute_run(defs, instance, job_name: str, partition_key: str):
-    """One run of a Dagster job for one partition, in this process, on the local instance."""
-    from sensors.dead_runs import worker_tags
-
-    return defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition_key,
-        instance=instance,
-        raise_on_error=False,
-        tags=worker_tags(),  # if this process is killed, the dead_run_workers sensor fails the run
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
-
-
-def failed_run(job_name: str, result) -> PhotoGenError:
-    """The error a failed run ends the demo with: its steps' first causes."""
-    errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
-    failures = [_root_cause(error) for error in errors if error]
-    return PhotoGenError(f"{job_name} run {result.run_id} failed: {'; '.join(failures) or 'see the Dagster UI'}")
-
-
 def _job_demo(kind_id: str | None, engine: str, garment: str | None, poses: str | None, video_models_dir: str | None):
     """The studio job's kind and video models folder for --kind (None: the order demo), every
     option checked against the kind and the kind against the engines before any work."""
@@ -301,13 +267,6 @@ def _pose_list(poses: str | None) -> tuple[str, ...] | None:
 
 def _takes_product(kind) -> bool:
     return any(i.type in ("product_photo", "garment_photo") for i in kind.inputs)
-
-
-def _root_cause(error) -> str:
-    """What went wrong first: a retried step's error reads "Exceeded max_retries"."""
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
 
 
 def _summary(order, store, out: Path, dagster_home: Path, seconds: float) -> dict:

@@ -129,7 +129,7 @@ def run_job_demo(defs, request: JobDemo, engine: str, video_engine: str | None, 
 def _approved_portrait(defs, instance, request: JobDemo, progress) -> str:
     """A portrait order run through its proof job with approval auto: the order whose
     approved proof the living portrait animates."""
-    from photogen_pipelines.cli.demo import run_order_job
+    from photogen_pipelines.cli.local_runs import run_order_job
     from photogen_pipelines.definitions import register_local_order
     from photogen_pipelines.orders.states import OrderState
 
@@ -147,7 +147,7 @@ def _approved_portrait(defs, instance, request: JobDemo, progress) -> str:
 
 def _execute(defs, instance, job_name: str, partition_key: str) -> None:
     """One run in this process; PhotoGenError naming the first cause when it fails."""
-    from photogen_pipelines.cli.demo import execute_run, failed_run
+    from photogen_pipelines.cli.local_runs import execute_run, failed_run
 
     result = execute_run(defs, instance, job_name, partition_key)
     if not result.success:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from photogen_pipelines.catalog.kinds import KindCatalog, load_kinds
@@ -32,6 +31,7 @@ from photogen_pipelines.db.tables import JobRow
 from photogen_pipelines.errors import BadInput, NotFound
 from photogen_pipelines.jobs.states import Job
 from photogen_pipelines.orders import identities
+from photogen_pipelines.storage.artifacts import load_json
 from photogen_pipelines.storage.stores import ArtifactStore, valid_key
 from photogen_pipelines.workflows.jobs import JobRequest, Placement, place_job
 
@@ -160,18 +160,21 @@ def _cell(value) -> str:
     return str(value).strip()
 
 
+class CatalogModel(BaseModel):
+    """`catalogs/<id>/model.json`: the shop's model for every SKU that names none."""
+
+    identity_id: str = Field(pattern=r"^\s*\S{1,32}\s*$")
+
+
 def _model_identity(store: ArtifactStore, catalog_id: str) -> str | None:
     key = folder(catalog_id) + MODEL_FILE
     if not store.exists(key):
         return None
     try:
-        document = json.loads(store.get_bytes(key))
-        identity_id = document["identity_id"]
-    except (ValueError, KeyError, TypeError):
-        raise _invalid(f'{key} must be {{"identity_id": "..."}}', file=key) from None
-    if not isinstance(identity_id, str) or not identity_id.strip():
-        raise _invalid(f"{key}: identity_id must be a saved identity's id", file=key)
-    return identity_id.strip()
+        document = load_json(store, key, CatalogModel)
+    except ValidationError:
+        raise _invalid(f'{key} must be {{"identity_id": "..."}}, a saved identity\'s id', file=key) from None
+    return document.identity_id.strip()
 
 
 def _photo_key(catalog_id: str, value: str) -> str | None:
