@@ -244,3 +244,72 @@ def test_the_readme_curl_walkthrough_runs_as_printed_on_one_home(tmp_path):
         assert serve.wait(timeout=60) == 0, _tail(log)
     finally:
         _stop_all(serve, log, child_pgids)
+
+
+# -- the jobs' curl lines ------------------------------------------------------------------
+
+WAIT_FOR_JOB = r"""
+wait_for_job() {
+  for _ in $(seq 600); do
+    state=$(curl -s -H "$AUTH" "$API/v1/jobs/$2" | jq -r .state)
+    [ "$state" = "$1" ] && return 0
+    case "$state" in rejected|failed|cancelled|refunded) echo "job $2 is $state" >&2; return 1;; esac
+    sleep 1
+  done
+  echo "job $2 never reached $1" >&2; return 1
+}
+"""
+JOB_POLL = re.compile(r"\$API/v1/jobs/\$(?P<job>\w+) .*# poll: .*→ (?P<state>\w+)\s*$")
+
+
+@pytest.mark.slow
+def test_the_readmes_job_lines_run_as_printed_one_kind_after_another(tmp_path):
+    """Every kind's curl lines of "Jobs over HTTP" against a real `photogen serve` on the
+    embedded engine: a pose pack and a fashion shoot made (the ZIP downloaded), a try-on and a
+    living portrait refused with kind_needs_engine, as the comments say."""
+    for tool in ("bash", "curl", "jq"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the README's walkthrough needs {tool}")
+    from photogen_pipelines.imaging.images import png_bytes
+    from photogen_pipelines.jobs.export import read_metadata
+    from tests.product_photos import garment_photo
+
+    walkthrough = readme_bash_block("api-key create", "$API/v1/uploads")
+    setup = walkthrough.split("ORDER=$(", 1)[0]  # the key and the person's upload, as printed
+    jobs = readme_bash_block("$API/v1/jobs", "kind_needs_engine")
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    (folder / ".venv").symlink_to(PHOTOGEN.parents[1])
+    (folder / "tests").symlink_to(README.parent / "tests")
+    (folder / "garment.png").write_bytes(png_bytes(garment_photo()[0]))
+    shell_env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOTOGEN_", "DAGSTER_"))}
+    shell_env["PWD"] = str(folder)
+    home = str(folder / ".photogen-shop")
+    api_port, ui_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        serve = subprocess.Popen(
+            [str(PHOTOGEN), "serve", "--home", home, "--api-port", str(api_port), "--ui-port", str(ui_port)],
+            env=shell_env, cwd=folder, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    child_pgids: list[int] = []
+    try:
+        _wait_until(lambda: "[photogen] ready" in _read(log), 180, "the ready line", serve, log)
+        child_pgids.extend(int(pid) for _name, pid in CHILD_PID.findall(_read(log)))
+        lines = []
+        for line in jobs.splitlines():
+            lines.append(line)
+            if poll := JOB_POLL.search(line):
+                lines.append(f'wait_for_job {poll["state"]} "${poll["job"]}"')
+        script = "set -eo pipefail\n" + WAIT_FOR_JOB + setup + "\n".join(lines)
+        script = script.replace(README_API, f"API=http://127.0.0.1:{api_port}")
+        done = subprocess.run(["bash", "-c", script], cwd=folder, env=shell_env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{_tail(log)}"
+        assert done.stdout.count('"kind_needs_engine"') == 2, done.stdout  # the try-on and the living portrait
+        (archive,) = folder.glob("job_*.zip")
+        metadata = read_metadata(archive.read_bytes())
+        assert metadata.kind == "fashion_shoot" and [s.outcome for s in metadata.shots] == ["passed"] * 3
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0, _tail(log)
+    finally:
+        _stop_all(serve, log, child_pgids)
