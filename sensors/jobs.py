@@ -9,7 +9,7 @@ import dagster as dg
 from assets.jobs import job_export_job, shot_job
 from assets.partitions import jobs_partitions
 from photogen_pipelines.jobs import lifecycle
-from photogen_pipelines.jobs.states import OWES_REFUND, JobState, Shot, ShotState
+from photogen_pipelines.jobs.states import JobState, Shot, ShotState
 from photogen_pipelines.workflows.jobs import refund_job
 from resources import OrdersDatabase
 from sensors.failures import will_be_retried
@@ -88,7 +88,10 @@ def _job_of(run: dg.DagsterRun) -> str | None:
     monitored_jobs=[shot_job, job_export_job],
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A studio job whose shot or export run failed for good is failed, and its credits come back.",
+    description=(
+        "A shot run that failed for good rejects its shot (the others go on); an export run that failed for good "
+        "fails the job, and its credits come back."
+    ),
 )
 def job_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase) -> None:
     run = context.instance.get_run_by_id(context.dagster_run.run_id)  # as it is now
@@ -104,7 +107,10 @@ def job_run_failures(context: dg.RunFailureSensorContext, orders: OrdersDatabase
         context.log.info(f"run {run.run_id} failed; job {job_id} is {job.state.value} and stays so")
         return
     shot = run.tags.get("dagster/partition/shot")
-    why = f"its run {run.run_id} failed ({_root_message(context)}); an operator can retry it alone"
+    # the reason is shown to the shop: what failed and where an operator looks; the cause, for
+    # the operator, goes to the sensor's log
+    why = f"its run {run.run_id} failed; an operator can retry it alone"
+    context.log.warning(f"run {run.run_id} of job {job_id} failed: {_root_message(context)}")
     if run.job_name == shot_job.name and shot and job.shot(shot).state == ShotState.PENDING:
         # one shot's failure is that shot's: the others go on, and the export follows without it
         lifecycle.settle_shot(database, job_id, shot, False, job.shot(shot).tries + 1, None, why)  # the failed run counts
@@ -134,7 +140,7 @@ def _root_message(context: dg.RunFailureSensorContext) -> str:
 )
 def job_credit_settlements(context: dg.SensorEvaluationContext, orders: OrdersDatabase) -> dg.SkipReason:
     database = orders.database()
-    owed = [job for job in lifecycle.jobs_in(database, list(OWES_REFUND), 100) if job.credits_paid > job.credits_refunded]
-    for job in owed:
-        refund_job(database, job.id)
+    owed = lifecycle.owing_credits(database, MAX_JOBS_PER_TICK * 4)
+    for job_id in owed:
+        refund_job(database, job_id)
     return dg.SkipReason(f"{len(owed)} job(s) refunded")

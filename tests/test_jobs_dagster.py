@@ -166,3 +166,36 @@ def test_a_fashion_shoot_on_the_embedded_engine_is_packshots_with_the_product_lo
     assert sizes["front"] == (2048, 2048) and sizes["back"] == (1638, 2048)  # 1:1 and 4:5 packshots
     picture = np.asarray(Image.open(io.BytesIO(place.store.get_bytes(JobKeys(job.id).shot_picture("front")))).convert("RGB"))
     assert picture[5, 5].min() >= 235  # the white seamless backdrop, not the photo's grey
+
+
+def test_a_rejected_credit_paid_job_gets_its_credits_back_once_from_the_sensor(defs, face_images):
+    from photogen_pipelines.credits import wallet
+    from photogen_pipelines.credits.wallet import EntryKind
+    from sensors.jobs import job_credit_settlements
+
+    place = _placement(defs)
+    with place.database.session() as session:
+        customer = wallet.open_wallet(session, place.products, None, "cust-r")
+        wallet.post(session, customer, EntryKind.GRANT, 100, key="grant-r", reason="a pack")
+    upload = take_upload(place.database, place.store, place.faces, png_bytes(face_images["astronaut"]), consent=True)
+    request = JobRequest(kind="pose_pack", upload_ids=(upload.id,), style_id="sepia_oil", poses=("headshot",),
+                         payment="credits", customer_ref="cust-r")  # fmt: skip
+    job = place_job(place, request, None, "pack-r").job
+    assert job.credits_paid == 60 and job.payments == "credits"
+    # a payments-off job rejected before it is no refund owed, and must not hold the sensor back
+    free = place_job(place, JobRequest(kind="pose_pack", upload_ids=(upload.id,), style_id="sepia_oil"), None, "pack-free").job
+    for each in (free, job):
+        lifecycle.start_generating(place.database, each.id)
+        for shot in each.shots:
+            lifecycle.settle_shot(place.database, each.id, shot.name, False, 3, None, "no face found in the shot")
+        assert lifecycle.finish(place.database, each.id).state == JobState.REJECTED
+    for _ in range(2):  # ticks repeated: one refund
+        with dg.build_sensor_context(resources=defs.resources) as context:
+            job_credit_settlements(context)
+    refunded = lifecycle.get(place.database, job.id, any_caller=True)
+    assert refunded.state == JobState.REFUNDED and refunded.credits_refunded == 60
+    assert lifecycle.get(place.database, free.id, any_caller=True).state == JobState.REJECTED
+    with place.database.session() as session:
+        assert wallet.open_wallet(session, place.products, None, "cust-r").id  # still there
+        balance = sum(e.amount for e in wallet.entries(session, customer.id))
+    assert balance == 110  # the welcome 10, the pack's 100: the spend came back once

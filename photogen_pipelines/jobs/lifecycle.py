@@ -15,7 +15,7 @@ from photogen_pipelines.clock import as_utc, utc_now
 from photogen_pipelines.db.database import Database
 from photogen_pipelines.db.tables import JobRow, JobShotRow
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.jobs.states import SHOT_TRANSITIONS, TRANSITIONS, Job, JobState, Shot, ShotState, check_move
+from photogen_pipelines.jobs.states import OWES_REFUND, SHOT_TRANSITIONS, TRANSITIONS, Job, JobState, Shot, ShotState, check_move
 
 JOB_COLUMNS = (
     "id kind tier state reason inputs seed engine payments amount_cents credits_price credits_paid credits_refunded "
@@ -88,6 +88,19 @@ def jobs_in(database: Database, states: list[JobState], limit: int = 100) -> lis
             select(JobRow).where(JobRow.state.in_([s.value for s in states])).order_by(JobRow.updated_at).limit(limit)
         ).all()
         return [to_job(row, _shot_rows(session, row.id)) for row in rows]
+
+
+def owing_credits(database: Database, limit: int = 100) -> list[str]:
+    """Jobs that will not deliver and still owe credits back, oldest change first."""
+    with database.session() as session:
+        return list(
+            session.scalars(
+                select(JobRow.id)
+                .where(JobRow.state.in_([s.value for s in OWES_REFUND]), JobRow.credits_paid > JobRow.credits_refunded)
+                .order_by(JobRow.updated_at)
+                .limit(limit)
+            )
+        )
 
 
 @contextmanager

@@ -97,8 +97,15 @@ def take_upload(
     image = decode_upload(data)
     if safety is not None:  # every customer-facing caller passes it (quality.yaml content_safe.upload)
         check_photo(np.asarray(image), safety)  # unsafe_content before anything is stored
-    source_format = Image.open(io.BytesIO(data)).format  # decode_upload already trusted the bytes
     face = selfie_face(np.asarray(image), faces)
+    now = utc_now()
+    values = {"face_score": round(float(face.score), 4), "customer_ref": customer_ref, "consented_at": now}
+    return _kept(database, store, image, data, api_key_id, created_at=now, **values)
+
+
+def _kept(database: Database, store: ArtifactStore, image: Image.Image, data: bytes, api_key_id: str | None, **values) -> Upload:
+    """Store a checked upload's clean PNG and record its row (`values`: what its kind adds)."""
+    source_format = Image.open(io.BytesIO(data)).format  # decode_upload already trusted the bytes
     upload_id = new_upload_id()
     key = f"uploads/{upload_id}.png"
     store.put_bytes(key, png_bytes(image))
@@ -110,11 +117,8 @@ def take_upload(
         height=image.height,
         source_format=source_format.lower(),
         source_bytes=len(data),
-        face_score=round(float(face.score), 4),
         api_key_id=api_key_id,
-        customer_ref=customer_ref,
-        created_at=(now := utc_now()),
-        consented_at=now,
+        **{"created_at": utc_now(), **values},
     )
     with database.session() as session:
         session.add(row)
@@ -137,26 +141,7 @@ def take_product_photo(
     if safety is not None:
         check_photo(np.asarray(image), safety)
     cut_out_product(np.asarray(image.convert("RGB")))
-    source_format = Image.open(io.BytesIO(data)).format
-    upload_id = new_upload_id()
-    key = f"uploads/{upload_id}.png"
-    store.put_bytes(key, png_bytes(image))
-    row = UploadRow(
-        id=upload_id,
-        storage_key=key,
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=image.width,
-        height=image.height,
-        source_format=source_format.lower(),
-        source_bytes=len(data),
-        face_score=0.0,
-        api_key_id=api_key_id,
-        created_at=utc_now(),
-        purpose="product",
-    )
-    with database.session() as session:
-        session.add(row)
-    return _to_upload(row)
+    return _kept(database, store, image, data, api_key_id, face_score=0.0, purpose="product")
 
 
 def get_upload(database: Database, upload_id: str, api_key_id: str | None = None) -> Upload:
