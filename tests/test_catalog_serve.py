@@ -143,3 +143,59 @@ def test_a_catalog_is_shot_sku_by_pose_through_serve_a_failed_shot_is_retried_al
             assert len(set(instance.get_materialized_partitions(dg.AssetKey("job_export")))) == 3
         finally:
             instance.dispose()
+
+
+@pytest.mark.timeout(1500)  # 72 tries of the tiny model at the shots' 1024 px, and 36 more after the edit
+def test_on_tiny_flux2_models_a_catalog_runs_as_shot_partitions_each_refused_with_its_tries(tmp_path, face_images):
+    """The same catalog on the production engine's code path with tiny random-weight FLUX.2
+    [klein] models (`photogen dev make-tiny-models --family flux2-klein`): every one of the 18
+    shots is painted from the model's photo and the garment's, four tries each with new seeds;
+    the noise the tiny weights paint shows no face, so each shot is refused with its reason and
+    the jobs end rejected; an edit of one SKU re-shoots that SKU alone."""
+    from photogen_pipelines.devtools.tiny_models import write_tiny_models
+
+    models = tmp_path / "tiny-flux2"
+    write_tiny_models(models, family="flux2-klein")
+    env = {"PHOTOGEN_ENGINE": "flux2-klein", "PHOTOGEN_MODELS_DIR": str(models)}
+    with serving(tmp_path, env) as (process, api, home, log):
+        auth = new_api_key(home)
+        upload = requests.post(
+            f"{api}/v1/uploads",
+            headers=auth,
+            data={"consent": "true"},
+            files={"file": ("m.jpg", jpeg_bytes(face_images["ardern"]))},
+            timeout=60,
+        )
+        model = requests.post(
+            f"{api}/v1/identities", headers=auth, json={"upload_ids": [upload.json()["id"]], "consent": True}, timeout=60
+        )
+        assert model.status_code == 201, model.text
+        navy, rust = png_bytes(garment_photo()[0]), png_bytes(garment_photo(RUST, stripe=(210, 120, 80))[0])
+        artifacts = home / "artifacts"
+        _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": rust})
+
+        def settled(count: int) -> list[dict]:
+            jobs = _jobs(home)
+            return jobs if len(jobs) == count and all(j["state"] in ("ready", "rejected") for j in jobs) else []
+
+        first = _wait_until(lambda: settled(2), 600, "the catalog's two SKUs to be tried", process, log)
+        tries = 1 + 3  # the fashion shoot's max_retries
+        for job in first:
+            assert job["engine"] == "flux2-klein" and job["state"] == "rejected"
+            assert [s["tries"] for s in job["shots"]] == [tries] * POSES
+            assert all(s["reason"] for s in job["shots"])  # the first gate that refused the last try, said
+            metadata = read_metadata((artifacts / "jobs" / job["id"] / "export.zip").read_bytes())
+            for shot in metadata.shots:
+                assert shot.outcome == "rejected" and len({a.seed for a in shot.attempts}) == tries
+                # one seed across the set: every pose's first try paints from the job's seed
+                assert shot.attempts[0].seed == metadata.shots[0].attempts[0].seed
+        instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+        try:
+            assert len(set(instance.get_materialized_partitions(dg.AssetKey("job_shots")))) == 2 * POSES
+            assert set(instance.get_materialized_partitions(dg.AssetKey("job_export"))) == {j["id"] for j in first}
+            _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": png_bytes(garment_photo((40, 110, 60))[0])})
+            after = _wait_until(lambda: settled(3), 600, "the edited SKU to be tried again", process, log)
+            assert [j["sku"] for j in after if j["id"] not in {f["id"] for f in first}] == ["tee-rust"]
+            assert len(instance.get_runs(filters=dg.RunsFilter(job_name="shot_job"))) == 3 * POSES
+        finally:
+            instance.dispose()
