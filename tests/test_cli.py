@@ -330,9 +330,10 @@ README = REPO / "README.md"
 
 
 def readme_demo_sample() -> dict:
-    """The demo README.md shows: its options, and the print file line it prints."""
+    """The order demo README.md shows (not a studio job's, `--kind`): its options, and the print
+    file line it prints."""
     text = README.read_text()
-    (command,) = re.findall(r"^\$ \.venv/bin/photogen demo (.*)$", text, re.M)
+    (command,) = re.findall(r"^\$ \.venv/bin/photogen demo (?!--kind)(.*)$", text, re.M)
     (printed,) = re.findall(r"print file: \S+  \((\d+)x(\d+) px, tagged (\d+) DPI, ([\d.]+) effective DPI\)", text)
     return {
         "args": command.split(),
