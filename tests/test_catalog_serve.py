@@ -145,13 +145,12 @@ def test_a_catalog_is_shot_sku_by_pose_through_serve_a_failed_shot_is_retried_al
             instance.dispose()
 
 
-@pytest.mark.timeout(1500)  # 72 tries of the tiny model at the shots' 1024 px, and 36 more after the edit
 def test_on_tiny_flux2_models_a_catalog_runs_as_shot_partitions_each_refused_with_its_tries(tmp_path, face_images):
     """The same catalog on the production engine's code path with tiny random-weight FLUX.2
     [klein] models (`photogen dev make-tiny-models --family flux2-klein`): every one of the 18
     shots is painted from the model's photo and the garment's, four tries each with new seeds;
     the noise the tiny weights paint shows no face, so each shot is refused with its reason and
-    the jobs end rejected; an edit of one SKU re-shoots that SKU alone."""
+    the jobs end rejected. (The edit that re-shoots one SKU is the test above's.)"""
     from photogen_pipelines.devtools.tiny_models import write_tiny_models
 
     models = tmp_path / "tiny-flux2"
@@ -193,9 +192,6 @@ def test_on_tiny_flux2_models_a_catalog_runs_as_shot_partitions_each_refused_wit
         try:
             assert len(set(instance.get_materialized_partitions(dg.AssetKey("job_shots")))) == 2 * POSES
             assert set(instance.get_materialized_partitions(dg.AssetKey("job_export"))) == {j["id"] for j in first}
-            _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": png_bytes(garment_photo((40, 110, 60))[0])})
-            after = _wait_until(lambda: settled(3), 600, "the edited SKU to be tried again", process, log)
-            assert [j["sku"] for j in after if j["id"] not in {f["id"] for f in first}] == ["tee-rust"]
-            assert len(instance.get_runs(filters=dg.RunsFilter(job_name="shot_job"))) == 3 * POSES
+            assert len(instance.get_runs(filters=dg.RunsFilter(job_name="shot_job"))) == 2 * POSES
         finally:
             instance.dispose()

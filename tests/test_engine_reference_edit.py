@@ -450,5 +450,7 @@ def test_a_fashion_shoot_shot_paints_the_model_and_the_garment_in_its_pose_and_r
     assert outcome.record.outcome == "rejected" and outcome.picture is None
     assert outcome.record.reason == "no face found in the shot"  # the first gate's reason: noise shows nobody
     assert outcome.record.attempts[-1].scores == {"identity": None, "product_ssim": None}
-    # the shot at the catalogs' 4:5, fitted back from the model's 16-px grid
-    assert outcome.last_picture is not None and outcome.last_picture.shape[:2] == (1024, 819)
+    # the shot at the catalogs' 4:5, at the engine's own size (the tiny folder's small pictures)
+    width, height = engines.stylizer.size_for(4 / 5)
+    assert outcome.last_picture is not None and outcome.last_picture.shape[:2] == (height, width)
+    assert abs(width / height - 4 / 5) < 0.05 and height < 1024

@@ -188,8 +188,10 @@ def _from_references(
     strength = (
         float(np.clip(params.get("strength", 1.0) * engines.retry_decay**attempt, 0.05, 1.0)) if kind.id == "pose_pack" else 1.0
     )
-    width = SHOT_LONG_SIDE * SHOT_ASPECT
-    return stylizer.paint_from_references(references, params, strength, [seed], (int(width), SHOT_LONG_SIDE))[0]
+    # the engine's own size at the catalogs' 4:5 (`size_for`: its best pixel count, as the proofs use)
+    size_for = getattr(stylizer, "size_for", None)
+    size = size_for(SHOT_ASPECT) if size_for is not None else (round(SHOT_LONG_SIDE * SHOT_ASPECT), SHOT_LONG_SIDE)
+    return stylizer.paint_from_references(references, params, strength, [seed], size)[0]
 
 
 def _animate(inputs: ShotInputs, engines: ShotEngines, seed: int) -> _Painted:
