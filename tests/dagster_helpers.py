@@ -13,6 +13,18 @@ def local_instance(directory: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(str(directory), overrides={"telemetry": {"enabled": False}})
 
 
+def job_placement(resources, **options):
+    """Where a test places a studio job: the code location's own resources (the orders
+    database migrated), the embedded engine unless `options` name another."""
+    from photogen_pipelines.workflows.jobs import Placement
+
+    database = resources["orders"].database()
+    database.migrate()
+    catalog = resources["catalog"]
+    parts = (resources["storage"].store(), resources["faces"].analyzer(), catalog.kinds(), catalog.styles(), catalog.products())
+    return Placement(database, *parts, **{"engine": "embedded", **options})
+
+
 def run_failure_context(instance: dg.DagsterInstance, run_id: str, resources: dict) -> dg.RunFailureSensorContext:
     """What the daemon hands `order_run_failures` for the failed run `run_id`."""
     failure = next(iter(instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE))).dagster_event

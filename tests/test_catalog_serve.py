@@ -45,6 +45,23 @@ def _catalog(artifacts: Path, model: str, photos: dict[str, bytes]) -> None:
     (folder / "catalog.csv").write_text("\n".join(rows) + "\n")
 
 
+def _two_skus(api: str, home: Path, face) -> tuple[str, bytes, bytes]:
+    """The shop's model saved over HTTP and a catalog of two tees (navy, rust) in the store:
+    the model's identity id and the two photos."""
+    auth = new_api_key(home)
+    upload = requests.post(
+        f"{api}/v1/uploads", headers=auth, data={"consent": "true"}, files={"file": ("m.jpg", jpeg_bytes(face))}, timeout=60
+    )
+    assert upload.status_code == 201, upload.text
+    made = requests.post(
+        f"{api}/v1/identities", headers=auth, json={"upload_ids": [upload.json()["id"]], "consent": True}, timeout=60
+    )
+    assert made.status_code == 201, made.text
+    navy, rust = png_bytes(garment_photo()[0]), png_bytes(garment_photo(RUST, stripe=(210, 120, 80))[0])
+    _catalog(home / "artifacts", made.json()["id"], {"tee-navy": navy, "tee-rust": rust})
+    return made.json()["id"], navy, rust
+
+
 def _jobs(home: Path) -> list[dict]:
     from photogen_pipelines.db.database import open_database
     from photogen_pipelines.db.tables import JobRow
@@ -65,22 +82,8 @@ def test_a_catalog_is_shot_sku_by_pose_through_serve_a_failed_shot_is_retried_al
     tmp_path, face_images
 ):
     with serving(tmp_path, {}) as (process, api, home, log):
-        auth = new_api_key(home)
-        upload = requests.post(
-            f"{api}/v1/uploads",
-            headers=auth,
-            data={"consent": "true"},
-            files={"file": ("m.jpg", jpeg_bytes(face_images["ardern"]))},
-            timeout=60,
-        )
-        assert upload.status_code == 201, upload.text
-        model = requests.post(
-            f"{api}/v1/identities", headers=auth, json={"upload_ids": [upload.json()["id"]], "consent": True}, timeout=60
-        )
-        assert model.status_code == 201, model.text
-        navy, rust = png_bytes(garment_photo()[0]), png_bytes(garment_photo(RUST, stripe=(210, 120, 80))[0])
+        model, navy, rust = _two_skus(api, home, face_images["ardern"])
         artifacts = home / "artifacts"
-        _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": rust})
 
         def ready(count: int) -> list[dict]:
             jobs = _jobs(home)
@@ -134,7 +137,7 @@ def test_a_catalog_is_shot_sku_by_pose_through_serve_a_failed_shot_is_retried_al
             assert all(_shot_runs(instance, navy_job["id"], s["name"]) == 1 for s in navy_job["shots"] if s["name"] != "walking")
 
             # the merchant gives the rust tee a new photo: that SKU alone is shot again
-            _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": png_bytes(garment_photo((40, 110, 60))[0])})
+            _catalog(artifacts, model, {"tee-navy": navy, "tee-rust": png_bytes(garment_photo((40, 110, 60))[0])})
             after = _wait_until(lambda: ready(3), 300, "the edited SKU to be shot again", process, log)
             again = [j for j in after if j["id"] not in {f["id"] for f in first}]
             assert [j["sku"] for j in again] == ["tee-rust"] and len(again[0]["shots"]) == POSES
@@ -157,21 +160,8 @@ def test_on_tiny_flux2_models_a_catalog_runs_as_shot_partitions_each_refused_wit
     write_tiny_models(models, family="flux2-klein")
     env = {"PHOTOGEN_ENGINE": "flux2-klein", "PHOTOGEN_MODELS_DIR": str(models)}
     with serving(tmp_path, env) as (process, api, home, log):
-        auth = new_api_key(home)
-        upload = requests.post(
-            f"{api}/v1/uploads",
-            headers=auth,
-            data={"consent": "true"},
-            files={"file": ("m.jpg", jpeg_bytes(face_images["ardern"]))},
-            timeout=60,
-        )
-        model = requests.post(
-            f"{api}/v1/identities", headers=auth, json={"upload_ids": [upload.json()["id"]], "consent": True}, timeout=60
-        )
-        assert model.status_code == 201, model.text
-        navy, rust = png_bytes(garment_photo()[0]), png_bytes(garment_photo(RUST, stripe=(210, 120, 80))[0])
+        _two_skus(api, home, face_images["ardern"])
         artifacts = home / "artifacts"
-        _catalog(artifacts, model.json()["id"], {"tee-navy": navy, "tee-rust": rust})
 
         def settled(count: int) -> list[dict]:
             jobs = _jobs(home)

@@ -42,22 +42,15 @@ from photogen_pipelines.workflows.jobs import JobRequest, Placement, place_job, 
 from resources import ArtifactStorage, OrdersDatabase, StoreConfig
 from resources.links import OperatorLinks
 from sensors.analytics import nightly_analytics
-from tests.dagster_helpers import local_instance
+from tests.dagster_helpers import job_placement, local_instance
 from tests.product_photos import garment_photo
 
 COST_PER_SHOT = 0.0125  # what each shot is said to have cost: the ledger carries it through
 MODELS = [ModelVersion(role="stylizer", name="embedded", version="test")]
 
 
-def _placement(defs) -> Placement:
-    resources = defs.resources
-    database = resources["orders"].database()
-    database.migrate()
-    catalog = resources["catalog"]
-    return Placement(
-        database, resources["storage"].store(), resources["faces"].analyzer(), catalog.kinds(), catalog.styles(),
-        catalog.products(), engine="embedded",
-    )  # fmt: skip
+def _placement(defs):
+    return job_placement(defs.resources)
 
 
 def _make_every_shot(defs, place: Placement, job: Job) -> Job:

@@ -21,9 +21,9 @@ from photogen_pipelines.jobs.export import read_metadata
 from photogen_pipelines.jobs.keys import JobKeys
 from photogen_pipelines.jobs.states import JobState, ShotState, partition_key
 from photogen_pipelines.orders.uploads import take_product_photo, take_upload
-from photogen_pipelines.workflows.jobs import JobRequest, Placement, place_job
+from photogen_pipelines.workflows.jobs import JobRequest, place_job
 from sensors.jobs import paid_jobs, settled_jobs
-from tests.dagster_helpers import local_instance
+from tests.dagster_helpers import job_placement, local_instance
 from tests.product_photos import garment_photo
 
 JOB_ASSETS = assets.jobs_assets
@@ -40,15 +40,8 @@ def defs(tmp_path):
     return build_defs(str(tmp_path / "home"))
 
 
-def _placement(defs) -> Placement:
-    resources = defs.resources
-    database = resources["orders"].database()
-    database.migrate()
-    catalog = resources["catalog"]
-    return Placement(
-        database, resources["storage"].store(), resources["faces"].analyzer(), catalog.kinds(), catalog.styles(),
-        catalog.products(), engine="embedded",
-    )  # fmt: skip
+def _placement(defs):
+    return job_placement(defs.resources)
 
 
 def _materialize(defs, instance, selection, key, tags=None):

@@ -23,9 +23,9 @@ from photogen_pipelines.jobs.export import read_metadata
 from photogen_pipelines.jobs.keys import JobKeys
 from photogen_pipelines.jobs.states import JobState, ShotState, partition_key
 from photogen_pipelines.orders.states import OrderState
-from photogen_pipelines.workflows.jobs import JobRequest, Placement, place_job
+from photogen_pipelines.workflows.jobs import JobRequest, place_job
 from resources import VideoEngine
-from tests.dagster_helpers import local_instance
+from tests.dagster_helpers import job_placement, local_instance
 
 pytestmark = pytest.mark.slow  # a portrait order's proof run first, then the video
 
@@ -76,11 +76,7 @@ def _approved_portrait(defs, instance, astronaut_png):
 
 
 def _living_portrait(resources, instance, order_id: str):
-    catalog = resources["catalog"]
-    place = Placement(
-        resources["orders"].database(), resources["storage"].store(), resources["faces"].analyzer(), catalog.kinds(),
-        catalog.styles(), catalog.products(), engine="embedded", video_engine="wan-i2v",
-    )  # fmt: skip
+    place = job_placement(resources, video_engine="wan-i2v")
     job = place_job(place, JobRequest(kind="living_portrait", portrait_order_id=order_id, seconds=2), None, "live-1").job
     assert [s.name for s in job.shots] == ["clip"] and job.inputs["seconds"] == 2
     instance.add_dynamic_partitions("jobs", [job.id])

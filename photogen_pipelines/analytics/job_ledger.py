@@ -27,9 +27,9 @@ from sqlalchemy import select
 
 from photogen_pipelines.clock import as_utc
 from photogen_pipelines.db.database import Database
-from photogen_pipelines.db.tables import JobRow, JobShotRow
+from photogen_pipelines.db.tables import JobRow
 from photogen_pipelines.errors import NotFound
-from photogen_pipelines.jobs.lifecycle import to_job
+from photogen_pipelines.jobs.lifecycle import jobs_of
 from photogen_pipelines.jobs.results import stored_shot
 from photogen_pipelines.jobs.states import SETTLED, Job, ShotState
 from photogen_pipelines.storage.stores import ArtifactStore
@@ -103,11 +103,7 @@ def jobs_changed_between(database: Database, start: datetime, end: datetime) -> 
             .where(JobRow.updated_at >= as_utc(start), JobRow.updated_at < as_utc(end))
             .order_by(JobRow.updated_at, JobRow.id)
         ).all()
-        shots: dict[str, list[JobShotRow]] = {row.id: [] for row in rows}
-        if shots:
-            for shot in session.scalars(select(JobShotRow).where(JobShotRow.job_id.in_(list(shots)))):
-                shots[shot.job_id].append(shot)
-        return [to_job(row, shots[row.id]) for row in rows]
+        return jobs_of(session, list(rows))
 
 
 def shot_rows(job: Job, store: ArtifactStore) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from photogen_pipelines.generation.product_lock import ProductLock
 from photogen_pipelines.generation.safety import SafetyGate
 from photogen_pipelines.generation.stages import PROOF_MIN_FACE_SCORE, count_people, detect_faces, render_candidate
 from photogen_pipelines.generation.video_gate import video_identity_gate
+from photogen_pipelines.imaging.cutout import Cutout
 from photogen_pipelines.imaging.images import fit_long_side, portrait_crop
 from photogen_pipelines.imaging.packshot import BACKDROPS, CATALOG_ASPECTS, make_packshot
 from photogen_pipelines.imaging.video import mp4_bytes, sample_frames
@@ -88,8 +89,9 @@ class _Painted:
 
 def make_shot(kind: Kind, shot: PlannedShot, inputs: ShotInputs, engines: ShotEngines, embedded: bool) -> ShotOutcome:
     """The shot, painted and gated until it passes or its tries are spent."""
-    paint = _painter(kind, shot, inputs, engines, embedded)
     lock = ProductLock(inputs.product, threshold=kind.product_lock.min_ssim) if "product_lock" in kind.gates else None
+    # a packshot places the very cut-out the lock compares with: GrabCut runs once
+    paint = _painter(kind, shot, inputs, engines, embedded, lock.cutout if lock is not None else None)
     attempts: list[AttemptRecord] = []
     started = time.perf_counter()
     passed: _Painted | None = None
@@ -141,12 +143,14 @@ def packshot_setup(position: int) -> tuple[str, str]:
     return names[position % len(names)], CATALOG_ASPECTS[position % len(CATALOG_ASPECTS)]
 
 
-def _painter(kind: Kind, shot: PlannedShot, inputs: ShotInputs, engines: ShotEngines, embedded: bool) -> Callable:
+def _painter(
+    kind: Kind, shot: PlannedShot, inputs: ShotInputs, engines: ShotEngines, embedded: bool, cutout: Cutout | None
+) -> Callable:
     if kind.id == "living_portrait":
         return lambda seed, attempt: _animate(inputs, engines, seed)
     if embedded and kind.id == "fashion_shoot":
         backdrop, aspect = packshot_setup(shot.position)
-        packshot = make_packshot(inputs.product, backdrop=backdrop, aspect=aspect, long_side=PACKSHOT_LONG_SIDE)
+        packshot = make_packshot(inputs.product, backdrop=backdrop, aspect=aspect, long_side=PACKSHOT_LONG_SIDE, cutout=cutout)
         return lambda seed, attempt: _Painted(packshot.image, has_person=False)
     if embedded:
         portrait, face = frame_person(inputs.person[0], engines.faces)

@@ -4,7 +4,6 @@ made shot by shot by the pipelines and delivered as one ZIP. The core checks and
 (workflows/jobs.py) and is the one writer of its state (jobs/lifecycle.py); this module reads
 and words it."""
 
-from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
@@ -12,7 +11,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from photogen_pipelines.credits.customers import check_ref
-from photogen_pipelines.db.tables import JobRow, JobShotRow
+from photogen_pipelines.db.tables import JobRow
 from photogen_pipelines.errors import IllegalTransition, NotFound
 from photogen_pipelines.jobs import lifecycle
 from photogen_pipelines.jobs.keys import JobKeys
@@ -129,11 +128,7 @@ def _jobs_of(services, api_key_id: str | None, customer_ref: str | None, limit: 
         query = query.where(JobRow.customer_ref == customer_ref)
     with services.database.session() as session:
         rows = session.scalars(query.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)).all()
-        shots = defaultdict(list)
-        if rows:
-            for shot in session.scalars(select(JobShotRow).where(JobShotRow.job_id.in_([row.id for row in rows]))):
-                shots[shot.job_id].append(shot)
-        return [lifecycle.to_job(row, shots[row.id]) for row in rows]
+        return lifecycle.jobs_of(session, list(rows))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=JOB_NOT_FOUND)
